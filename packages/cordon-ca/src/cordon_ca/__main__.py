@@ -1,0 +1,5 @@
+import sys
+
+from cordon_ca.cli import main
+
+sys.exit(main())

@@ -1,0 +1,3 @@
+"""cordon-config."""
+
+__version__ = "0.1.0"

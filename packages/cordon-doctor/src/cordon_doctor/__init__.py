@@ -1,0 +1,3 @@
+"""cordon-doctor."""
+
+__version__ = "0.1.0"

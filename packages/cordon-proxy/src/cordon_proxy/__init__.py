@@ -1,0 +1,3 @@
+"""cordon-proxy."""
+
+__version__ = "0.1.0"

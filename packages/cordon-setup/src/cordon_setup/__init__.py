@@ -1,0 +1,3 @@
+"""cordon-setup."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from cordon.cli import main
+
+sys.exit(main())

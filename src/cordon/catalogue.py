@@ -1,0 +1,41 @@
+"""The commands every cordon installation is expected to have, and the distribution that owns each.
+
+Discovery (``discover.py``) finds what is installed; this table is what lets ``cordon --help`` name the
+package to install when a command's owner is missing. It is data only: nothing here imports a tool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KnownCommand:
+    """A top-level command, the distribution that provides it and a one-line summary."""
+
+    name: str
+    dist: str
+    summary: str
+
+
+# Order is the order of `cordon --help`: grouped by tool, in the order a user meets them.
+KNOWN_COMMANDS: tuple[KnownCommand, ...] = (
+    KnownCommand("setup", "cordon-setup", "create the CA, cordon.toml, bundle and tokens; wire up an agent"),
+    KnownCommand("integration", "cordon-setup", "disable an agent integration, removing exactly what setup wrote"),
+    KnownCommand("env", "cordon-setup", "print the proxy and CA environment variables for any tool"),
+    KnownCommand("run", "cordon-setup", "run a command with the env contract (starting a proxy if needed)"),
+    KnownCommand("service", "cordon-setup", "install/uninstall/inspect the background service"),
+    KnownCommand("route", "cordon-config", "add, edit, list, show and remove routes in cordon.toml"),
+    KnownCommand("secret", "cordon-config", "store, delete and check the secret behind a route"),
+    KnownCommand("token", "cordon-config", "list, rotate and revoke proxy tokens"),
+    KnownCommand("start", "cordon-proxy", "run the proxy in the foreground"),
+    KnownCommand("status", "cordon-proxy", "is a proxy running for this config?"),
+    KnownCommand("wait", "cordon-proxy", "wait until the proxy answers /health"),
+    KnownCommand("ca", "cordon-ca", "generate, show and bundle the local CA"),
+    KnownCommand("trust", "cordon-ca", "add the cordon CA to the OS trust store"),
+    KnownCommand("untrust", "cordon-ca", "remove the cordon CA from the OS trust store"),
+    KnownCommand("doctor", "cordon-doctor", "diagnose the setup, each failure with its fix"),
+    KnownCommand("demo", "cordon-doctor", "self-contained end-to-end demonstration (no account, no network)"),
+)
+
+TOOL_DISTS: tuple[str, ...] = ("cordon-setup", "cordon-config", "cordon-proxy", "cordon-ca", "cordon-doctor")
