@@ -1,0 +1,97 @@
+"""The validated, immutable model of a cordon.toml (spec §2). Built by ``parse.py``; read by every tool."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+SecretSourceName = Literal["keyring", "1password", "env", "file", "command"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderAuth:
+    """Inject ``<header_name>: [<scheme> ]<secret>``."""
+
+    header_name: str
+    scheme: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuth:
+    """Inject ``Authorization: Basic base64(<username>:<secret>)``."""
+
+    username: str
+
+
+Auth = HeaderAuth | BasicAuth
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Where a route's secret lives: a source name and that source's fields (never the value)."""
+
+    source: SecretSourceName
+    fields: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One routed host and how to authenticate to it."""
+
+    name: str
+    host: str  # canonical: lower-case, no trailing dot, IDN as punycode
+    auth: Auth
+    secret: SecretRef
+    port: int | None = None
+    allow_plain_http: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """The ``[tls]`` table; paths are absolute (relative ones resolved against the config's directory)."""
+
+    enabled: bool = True
+    ca_cert_path: Path | None = None
+    ca_key_path: Path | None = None
+    upstream_ca_file: Path | None = None
+    name_constraints: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The ``[limits]`` table (spec §3); sizes in bytes, times in seconds."""
+
+    header_bytes: int = 65536
+    connect_timeout: float = 10.0
+    idle_timeout: float = 120.0
+    response_header_timeout: float = 300.0
+    max_connections: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole validated cordon.toml."""
+
+    path: Path
+    listen: int
+    tls: TLSConfig
+    routes: tuple[Route, ...] = ()
+    limits: Limits = Limits()
+    secret_ttl: float = 10.0
+    op_path: str | None = None
+
+    def route_for_host(self, host: str, port: int | None = None) -> Route | None:
+        """The route whose host equals ``host`` after canonicalisation (and whose port matches, if set)."""
+        from cordon_config.hosts import canonical_host
+
+        try:
+            wanted = canonical_host(host)
+        except ValueError:
+            return None
+        for route in self.routes:
+            if route.host == wanted and (route.port is None or port is None or route.port == port):
+                return route
+        return None
