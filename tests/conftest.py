@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+_ORIGINAL_ENV = dict(os.environ)
 
 _STRIPPED = (
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
@@ -23,3 +26,9 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     return home
+
+
+@pytest.fixture
+def original_environ() -> dict[str, str]:
+    """The environment as it was before ``clean_environ`` (for tools such as uv that must reach a registry)."""
+    return dict(_ORIGINAL_ENV)

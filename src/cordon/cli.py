@@ -54,7 +54,9 @@ def build_parser(prog: str = "cordon") -> argparse.ArgumentParser:
     return parser
 
 
-def render_help(commands: dict[str, Command], out: TextIO) -> None:
+def render_help(
+    commands: dict[str, Command], out: TextIO, version_of: Callable[[str], str | None] = installed_version
+) -> None:
     """Write the usage line and every command grouped by tool, marking those whose tool is missing."""
     out.write("usage: cordon [-h] [-V] COMMAND [ARGS...]\n\n")
     out.write(
@@ -62,7 +64,7 @@ def render_help(commands: dict[str, Command], out: TextIO) -> None:
     )
     known = {c.name for c in KNOWN_COMMANDS}
     for dist in TOOL_DISTS:
-        version = installed_version(dist)
+        version = version_of(dist)
         state = f"{version}" if version else "not installed"
         out.write(f"\n{dist} ({state}):\n")
         for cmd in KNOWN_COMMANDS:

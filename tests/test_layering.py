@@ -1,0 +1,81 @@
+"""Enforce who may import whom (docs/architecture.md, STYLE.md §2.4) by reading every source file's imports."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# package -> sibling cordon packages it may import
+ALLOWED_SIBLINGS: dict[str, set[str]] = {
+    "cordon": set(),
+    "cordon_config": set(),
+    "cordon_ca": {"cordon_config"},  # only from cli.py, checked below
+    "cordon_proxy": {"cordon_ca", "cordon_config"},
+    "cordon_setup": {"cordon_config", "cordon_ca"},
+    "cordon_doctor": {"cordon_config", "cordon_ca", "cordon_setup"},
+}
+# package -> third-party top-level modules it may import (beyond its siblings and the stdlib)
+ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
+    "cordon": set(),
+    "cordon_config": {"tomlkit", "keyring"},
+    "cordon_ca": {"cryptography", "certifi"},
+    "cordon_proxy": {"httptools", "uvloop"},
+    "cordon_setup": {"tomlkit"},
+    "cordon_doctor": set(),
+}
+NETWORK_MODULES = {"socket", "ssl", "asyncio", "http"}
+SANS_IO_FORBIDDEN = {"asyncio", "socket", "ssl", "time", "os", "selectors", "subprocess"}
+
+
+def _sources() -> list[tuple[str, Path]]:
+    found = [("cordon", p) for p in (ROOT / "src" / "cordon").rglob("*.py")]
+    for pkg_dir in sorted((ROOT / "packages").iterdir()):
+        src = pkg_dir / "src"
+        if src.is_dir():
+            for module_dir in src.iterdir():
+                if module_dir.is_dir():
+                    found += [(module_dir.name, p) for p in module_dir.rglob("*.py")]
+    return found
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+SOURCES = _sources()
+
+
+def test_sources_were_found() -> None:
+    packages = {pkg for pkg, _ in SOURCES}
+    assert packages == set(ALLOWED_SIBLINGS)
+
+
+@pytest.mark.parametrize(("package", "path"), SOURCES, ids=[str(p.relative_to(ROOT)) for _, p in SOURCES])
+def test_imports_respect_the_layering(package: str, path: Path) -> None:
+    rel = path.relative_to(ROOT).as_posix()
+    for name in _imports(path):
+        top = name.split(".")[0]
+        if top == package or top in sys.stdlib_module_names or top == "__future__":
+            if package == "cordon_config" and top in NETWORK_MODULES:
+                pytest.fail(f"{rel}: cordon-config never touches the network (imports {name})")
+            if "/core/" in rel and package == "cordon_proxy" and top in SANS_IO_FORBIDDEN:
+                pytest.fail(f"{rel}: cordon_proxy.core is sans-IO and may not import {name}")
+            continue
+        if top.startswith("cordon"):
+            assert top in ALLOWED_SIBLINGS[package], f"{rel}: {package} may not import {top}"
+            if package == "cordon_ca":
+                assert path.name == "cli.py", f"{rel}: only cordon_ca/cli.py may import {top}"
+            continue
+        assert top in ALLOWED_THIRD_PARTY[package], f"{rel}: {package} may not import third-party {top}"
