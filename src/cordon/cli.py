@@ -39,11 +39,12 @@ def install_hint(dist: str) -> str:
 
 def build_parser(prog: str = "cordon") -> argparse.ArgumentParser:
     """The umbrella's own parser (used for --help text and the man page); commands are listed dynamically."""
+    listing = "\n".join(f"  {c.name:<12} {c.summary} ({c.dist})" for c in KNOWN_COMMANDS)
     parser = argparse.ArgumentParser(
         prog=prog,
         description="cordon: a local proxy that injects real API credentials into your AI agent's HTTPS "
         "requests, so the agent only ever holds a dummy key.",
-        epilog=EXAMPLES,
+        epilog=f"commands:\n{listing}\n  help CMD     show the help of one command\n\n{EXAMPLES}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
     )
