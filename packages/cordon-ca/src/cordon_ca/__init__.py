@@ -1,3 +1,43 @@
-"""cordon-ca."""
+"""cordon-ca: the local CA, leaf certificates and server contexts, the combined CA bundle, OS trust."""
+
+from cordon_ca.authority import (
+    CertificateAuthority,
+    IssuedLeaf,
+    ensure_ca_matches,
+    load_or_create_ca,
+    regenerate_ca,
+)
+from cordon_ca.bundle import SYSTEM_BUNDLE_PATHS, find_system_bundle, write_combined_bundle
+from cordon_ca.contexts import LeafContextCache, server_context
+from cordon_ca.errors import (
+    BundleError,
+    CAError,
+    CAInvalid,
+    CAKeyInsecure,
+    CANotFound,
+    HostNotAllowed,
+    TrustError,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "SYSTEM_BUNDLE_PATHS",
+    "BundleError",
+    "CAError",
+    "CAInvalid",
+    "CAKeyInsecure",
+    "CANotFound",
+    "CertificateAuthority",
+    "HostNotAllowed",
+    "IssuedLeaf",
+    "LeafContextCache",
+    "TrustError",
+    "__version__",
+    "ensure_ca_matches",
+    "find_system_bundle",
+    "load_or_create_ca",
+    "regenerate_ca",
+    "server_context",
+    "write_combined_bundle",
+]

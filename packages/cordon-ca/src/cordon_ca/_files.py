@@ -44,8 +44,10 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str) -> Path:
-    """Write ``data`` into a fresh file in ``directory`` created O_EXCL|O_NOFOLLOW with ``mode``; fsynced."""
+def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str, durable: bool = True) -> Path:
+    """Write ``data`` into a fresh file in ``directory`` created O_EXCL|O_NOFOLLOW with ``mode``.
+
+    ``durable`` fsyncs it (skip for short-lived scratch files)."""
     while True:
         tmp = Path(directory) / f".{prefix}.{secrets.token_hex(8)}.tmp"
         try:
@@ -58,7 +60,8 @@ def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str) -> P
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
