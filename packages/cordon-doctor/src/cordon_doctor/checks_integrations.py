@@ -1,0 +1,74 @@
+"""Doctor check of agent integrations: every file setup wrote still says the current port, token and bundle.
+
+It asks cordon-setup to *plan* the integration again from its manifest (exactly what ``cordon setup NAME``
+would write now) and compares; nothing is written.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from cordon_doctor.context import DoctorContext
+from cordon_doctor.finding import Finding, fail, ok
+
+
+def _setup_fix(ctx: DoctorContext, name: str) -> str:
+    if ctx.explicit_config:
+        return f"cd {shlex.quote(str(ctx.paths.config_path.parent))} && cordon setup {name}"
+    return f"cordon setup {name}{ctx.scope_flag}"
+
+
+def check_integrations(ctx: DoctorContext) -> list[Finding]:
+    """One finding per integration set up in this scope."""
+    from cordon_setup.base import token_value
+    from cordon_setup.context import SetupContext, home_dir
+    from cordon_setup.envvars import env_contract
+    from cordon_setup.integrations import IntegrationError, installed, load_manifest, plan_integration
+
+    if ctx.config is None:
+        return []
+    found: list[Finding] = []
+    for name in installed(ctx.paths):
+        check = f"integration.{name}"
+        fix = _setup_fix(ctx, name)
+        try:
+            manifest = load_manifest(ctx.paths, name)
+        except IntegrationError as exc:
+            found.append(fail(check, str(exc), fix))
+            continue
+        if manifest is None:
+            continue
+        token_name = str(manifest.get("token") or name)
+        token = token_value(ctx.paths, token_name)
+        if token is None:
+            found.append(fail(check, f"its proxy token '{token_name}' is missing from {ctx.paths.tokens_path} "
+                              "(revoked?), so its requests get 407", fix))
+            continue
+        env = env_contract(ctx.paths, ctx.config.listen, token, ca_cert=ctx.ca_cert_path)
+        setup_ctx = SetupContext(
+            paths=ctx.paths,
+            port=ctx.config.listen,
+            env=env,
+            cwd=Path(manifest.get("cwd") or ctx.paths.config_path.parent),
+            home=home_dir(ctx.environ),
+            environ=ctx.environ,
+            cordon_cmd=str(manifest.get("cordon_cmd") or "cordon"),
+        )
+        try:
+            plan = plan_integration(name, setup_ctx, agent_dir=Path(manifest["agent_dir"]))
+        except (IntegrationError, KeyError, ValueError) as exc:
+            found.append(fail(check, f"cannot re-plan its files: {exc}", fix))
+            continue
+        missing = [str(c.path) for c in plan.changes if c.changed and c.before is None]
+        stale = [str(c.path) for c in plan.changes if c.changed and c.before is not None]
+        if missing:
+            found.append(fail(check, f"file(s) setup wrote are gone: {', '.join(missing)}", fix))
+        elif stale:
+            found.append(fail(check, f"stale (port, token or CA bundle changed since setup): {', '.join(stale)}",
+                              fix))
+        else:
+            files = len(plan.changes)
+            found.append(ok(check, f"{files} file(s) point at 127.0.0.1:{ctx.config.listen}, the current token "
+                            "and bundle"))
+    return found

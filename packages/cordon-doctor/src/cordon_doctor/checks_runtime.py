@@ -1,0 +1,140 @@
+"""Doctor checks on what runs: route secrets, the port, the background service, CODEX_HOME. Read-only."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from cordon_doctor.context import DoctorContext
+from cordon_doctor.finding import Finding, fail, ok, warn
+from cordon_doctor.proxyproc import get_health, port_in_use
+
+
+def check_port(ctx: DoctorContext) -> list[Finding]:
+    """The configured port is free, or a healthy cordon answers on it (and not something else)."""
+    if ctx.config is None:
+        return []
+    port = ctx.config.listen
+    health = get_health(port)
+    if health is not None:
+        routes = health.get("routes")
+        found = [ok("port", f"cordon {health.get('version', '?')} is running on 127.0.0.1:{port} ({routes} routes)")]
+        if isinstance(routes, int) and routes != len(ctx.config.routes):
+            found = [warn("port", f"the cordon on 127.0.0.1:{port} serves {routes} routes but {ctx.paths.config_path} "
+                          f"has {len(ctx.config.routes)} (started before the last edit, or another scope's proxy)",
+                          f"restart it: cordon service install{ctx.scope_flag}  (or stop it and run cordon start"
+                          f"{ctx.scope_flag})")]
+        return found
+    if port_in_use(port):
+        return [fail("port", f"something that is not cordon listens on 127.0.0.1:{port}",
+                     f"find it with `ss -ltnp 'sport = :{port}'` and stop it, or set another port: "
+                     f"edit listen in {ctx.paths.config_path}, then cordon setup{ctx.scope_flag}")]
+    return [ok("port", f"127.0.0.1:{port} is free (cordon is not running; start it with cordon start{ctx.scope_flag})")]
+
+
+def check_service(ctx: DoctorContext) -> list[Finding]:
+    """The scope's background service (systemd user unit / launchd agent) is installed and running."""
+    from cordon_setup.context import cordon_argv
+    from cordon_setup.service import ServiceError, ServiceManager
+
+    manager = ServiceManager(ctx.paths, cordon=cordon_argv(ctx.environ), environ=ctx.environ)
+    install = f"cordon service install{ctx.scope_flag}"
+    foreground = f"cordon start{ctx.scope_flag}"
+    try:
+        status = manager.status()
+    except ServiceError as exc:
+        return [warn("service", f"installed at {manager.unit_path()} but {exc}", exc.hint or foreground)]
+    if not status.installed:
+        try:
+            manager.check_available()
+        except ServiceError as exc:
+            return [warn("service", f"no background service can run here ({exc})", exc.hint or foreground)]
+        return [warn("service", f"no background service for this scope ({manager.unit_name()}); "
+                     "cordon runs only while you start it", install)]
+    try:
+        unit_text = status.path.read_text(errors="replace")
+    except OSError:
+        unit_text = ""
+    raw = str(ctx.paths.config_path)
+    spellings = {raw, raw.replace("\\", "\\\\").replace("%", "%%").replace("$", "$$"), html.escape(raw, quote=False)}
+    if not any(spelling in unit_text for spelling in spellings):
+        return [fail("service", f"{status.path} does not run this scope's config {ctx.paths.config_path} "
+                     "(installed for another path?)", f"{install}   (rewrites the unit for this config)")]
+    if status.running:
+        return [ok("service", f"{manager.unit_name()} ({status.kind}) is installed and running")]
+    if status.kind == "launchd":
+        fix = f"launchctl kickstart gui/{manager.uid}/{manager.unit_name()}   (log: {manager.log_path()})"
+    else:
+        unit = manager.unit_name()
+        fix = f"systemctl --user restart {unit}   (why it stopped: journalctl --user -u {unit} -n 50)"
+    return [fail("service", f"{manager.unit_name()} is installed but not running", fix)]
+
+
+def check_codex_home(ctx: DoctorContext) -> list[Finding]:
+    """Project-scoped Codex only reads ``.codex/.env`` when CODEX_HOME points at that directory."""
+    if ctx.paths.scope != "project":
+        return []
+    codex_dir = ctx.paths.config_path.parent / ".codex"
+    if not (codex_dir / ".env").exists():
+        return []
+    current = ctx.environ.get("CODEX_HOME", "")
+    if current and Path(current).expanduser().resolve() == codex_dir.resolve():
+        return [ok("codex.home", f"CODEX_HOME points at {codex_dir}")]
+    shown = f"(currently {current})" if current else "(unset: Codex reads ~/.codex instead)"
+    return [warn("codex.home", f"CODEX_HOME does not point at {codex_dir} {shown}",
+                 f'export CODEX_HOME="{codex_dir}"   (add it to your shell profile or the project\'s .envrc)')]
+
+
+def _secret_fix(ctx: DoctorContext, route: object, exc: object) -> str:
+    name = getattr(route, "name", "?")
+    source = route.secret.source  # type: ignore[attr-defined]
+    reason = str(getattr(exc, "reason", ""))
+    hint = getattr(exc, "hint", None)
+    flag = ctx.scope_flag
+    if source == "keyring" and "no keyring backend" in reason:
+        var = name.upper().replace("-", "_").replace(".", "_") + "_API_KEY"
+        return (
+            "this machine has no keyring (on headless Linux: no Secret Service on D-Bus, e.g. gnome-keyring); "
+            f"switch the route to another source: cordon route edit{flag} {name} --source env --var {var}  "
+            f'(or in {ctx.paths.config_path}: source = "file" with path = "/abs/0600-file", or '
+            'source = "command" with argv = ["gh", "auth", "token"])'
+        )
+    if source == "keyring" and "no keyring entry" in reason:
+        return f"cordon secret set{flag} {name}"
+    if source == "1password" and "not installed" in reason:
+        return "install the 1Password CLI (https://developer.1password.com/docs/cli/get-started/) " \
+               f"or set op_path under [secrets] in {ctx.paths.config_path}"
+    if source == "1password" and "not signed in" in reason:
+        return "eval $(op signin)   (or unlock the 1Password app with CLI integration enabled)"
+    if source == "env":
+        var = route.secret.fields.get("var", "VAR")  # type: ignore[attr-defined]
+        return f"export {var}=...   in the environment that runs cordon start (for the service: " \
+               f"systemctl --user set-environment {var}=...)"
+    if source == "file":
+        path = route.secret.fields.get("path", "FILE")  # type: ignore[attr-defined]
+        return f"put the secret in {path} and chmod 600 {path}"
+    if source == "command":
+        argv = route.secret.fields.get("argv", [])  # type: ignore[attr-defined]
+        return f"run the command yourself to see why it fails: {' '.join(map(str, argv))}"
+    return hint or f"cordon secret check{flag} {name}"
+
+
+def check_secrets(ctx: DoctorContext) -> list[Finding]:
+    """Every route's secret can be fetched now (the value is discarded, never shown)."""
+    from cordon_config.secrets import SecretUnavailable, fetch_secret
+
+    if ctx.config is None:
+        return []
+    found: list[Finding] = []
+    for route in ctx.config.routes:
+        check = f"route.{route.name}.secret"
+        try:
+            fetch_secret(route, config=ctx.config, env=ctx.environ)
+        except SecretUnavailable as exc:
+            found.append(fail(check, f"{route.secret.source}: {exc.reason}", _secret_fix(ctx, route, exc)))
+            continue
+        where = ""
+        if route.secret.source == "env":
+            where = " (from this shell's environment: the service needs it too)"
+        found.append(ok(check, f"resolvable from {route.secret.source}{where}"))
+    return found

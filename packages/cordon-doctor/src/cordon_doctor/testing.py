@@ -1,0 +1,62 @@
+"""Test helpers (used by cordon-doctor's tests and the demo e2e test; not used at run time).
+
+:func:`write_fake_proxy` writes a stand-in ``cordon_proxy`` package into a directory; put that directory first
+on ``PYTHONPATH`` and ``python -m cordon_proxy start --config PATH`` runs it instead of the real proxy. It
+injects failures the demo must name: ``crash`` (exits at once), ``refuse`` (answers /health, then refuses
+every CONNECT with 403), ``hang`` (never answers anything).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_FAKE_MAIN = '''\
+import http.server, json, sys, time, tomllib
+
+mode = {mode!r}
+args = sys.argv[1:]
+config = args[args.index("--config") + 1]
+if mode == "crash":
+    sys.stderr.write("fake proxy: crashing on purpose\\n")
+    sys.exit(3)
+with open(config, "rb") as f:
+    port = tomllib.load(f)["listen"]
+
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        body = json.dumps({{"status": "ok", "version": "fake", "routes": 1}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_CONNECT(self):
+        if mode == "stall":
+            time.sleep(60)
+        body = b"cordon: refused by the fake proxy\\n"
+        self.send_response(403)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Cordon-Error", "blocked")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+'''
+
+
+def write_fake_proxy(directory: Path, mode: str) -> Path:
+    """Write ``<directory>/cordon_proxy`` whose ``__main__`` fails in ``mode``; returns ``directory``."""
+    if mode not in ("crash", "refuse", "stall"):
+        raise ValueError(f"unknown fake proxy mode {mode!r}")
+    package = directory / "cordon_proxy"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text('"""A fake cordon_proxy for failure-injection tests."""\n')
+    (package / "__main__.py").write_text(_FAKE_MAIN.format(mode=mode))
+    return directory

@@ -1,0 +1,241 @@
+"""Doctor checks on what runs (secrets, port, service, integrations, CODEX_HOME): break it, assert fail + fix."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cordon_doctor.cli import doctor_main
+
+ENV_ROUTE = ('[[routes]]\nname = "api"\n[routes.match]\nhost = "api.test"\n[routes.auth]\ntype = "header"\n'
+             'header_name = "Authorization"\nscheme = "Bearer"\n[routes.auth.secret]\nsource = "env"\n'
+             'var = "API_TEST_KEY"\n')
+
+
+def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = doctor_main(list(args), prog="cordon doctor")
+    return code, capsys.readouterr().out
+
+
+def line_and_fix(out: str, check: str) -> tuple[str, str | None]:
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.split(":", 1)[0].split()[-1:] == [check]:
+            fix = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].strip().startswith("fix:") else None
+            return line, fix
+    raise AssertionError(f"no line for {check} in:\n{out}")
+
+
+def set_listen(paths, port: int) -> None:
+    import re
+
+    text = re.sub(r"(?m)^listen = \d+", f"listen = {port}", paths.config_path.read_text())
+    paths.config_path.write_text(text)
+
+
+# -- secrets ------------------------------------------------------------------------------------------------
+def test_env_secret_unset_then_set(project, route, capsys, monkeypatch) -> None:
+    route(project, ENV_ROUTE)
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "route.api.secret")
+    assert code == 1 and line == "FAIL route.api.secret: env: environment variable API_TEST_KEY is not set"
+    assert fix is not None and fix.startswith("fix: export API_TEST_KEY=...")
+    monkeypatch.setenv("API_TEST_KEY", "sk-live-do-not-print-0123456789")
+    code, out = doctor(capsys)
+    assert line_and_fix(out, "route.api.secret")[0].startswith("ok")
+    assert "sk-live-do-not-print" not in out
+
+
+def test_keyring_missing_backend_names_secret_service_and_alternatives(project, route, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    route(project, ENV_ROUTE.replace('source = "env"\nvar = "API_TEST_KEY"', 'source = "keyring"\naccount = "api"'))
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "route.api.secret")
+    assert code == 1 and line.startswith("FAIL route.api.secret: keyring: no keyring backend")
+    assert fix is not None and "Secret Service" in fix
+    assert "--source env --var API_API_KEY" in fix and "source = \"file\"" in fix and "source = \"command\"" in fix
+
+
+def test_file_secret_group_readable(project, route, capsys, tmp_path) -> None:
+    secret = tmp_path / "key.txt"
+    secret.write_text("sk-file-0123456789abcdef\n")
+    os.chmod(secret, 0o644)
+    route(project, ENV_ROUTE.replace('source = "env"\nvar = "API_TEST_KEY"', f'source = "file"\npath = "{secret}"'))
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "route.api.secret")
+    assert code == 1 and line.startswith("FAIL route.api.secret: file:") and "0644" in line
+    assert fix == f"fix: put the secret in {secret} and chmod 600 {secret}"
+    assert "sk-file" not in out
+
+
+def test_command_secret_failing(project, route, capsys) -> None:
+    route(project, ENV_ROUTE.replace('source = "env"\nvar = "API_TEST_KEY"', 'source = "command"\nargv = ["false"]'))
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "route.api.secret")
+    assert code == 1 and line.startswith("FAIL route.api.secret: command:")
+    assert fix == "fix: run the command yourself to see why it fails: false"
+
+
+def test_op_not_installed(project, route, capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    route(project, ENV_ROUTE.replace('source = "env"\nvar = "API_TEST_KEY"',
+                                     'source = "1password"\nvault = "v"\nitem = "i"\nfield = "f"'))
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "route.api.secret")
+    assert code == 1 and "`op` is not installed" in line
+    assert fix is not None and fix.startswith("fix: install the 1Password CLI")
+
+
+# -- port ---------------------------------------------------------------------------------------------------
+def test_port_taken_by_something_else(project, capsys) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        set_listen(project, sock.getsockname()[1])
+        code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "port")
+    assert code == 1 and line.startswith("FAIL port: something that is not cordon listens")
+    assert fix is not None and "ss -ltnp" in fix and str(project.config_path) in fix
+
+
+class _Health(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = b'{"status":"ok","version":"9.9","routes":0}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_port_with_healthy_cordon(project, capsys) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        set_listen(project, server.server_address[1])
+        _code, out = doctor(capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    line, _ = line_and_fix(out, "port")
+    assert line.startswith("ok   port: cordon 9.9 is running")
+
+
+# -- service ------------------------------------------------------------------------------------------------
+def fake_systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, active: str) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    script = bindir / "systemctl"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$2" in\n'
+        "  show-environment) echo PATH=/usr/bin; exit 0;;\n"
+        f'  is-active) echo {active}; [ "{active}" = active ] && exit 0 || exit 3;;\n'
+        "esac\nexit 0\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+
+
+def unit_file(project) -> Path:
+    return Path(os.environ["XDG_CONFIG_HOME"]) / "systemd" / "user" / f"cordon-{project.namespace}.service"
+
+
+def test_service_not_installed(project, capsys, tmp_path, monkeypatch) -> None:
+    fake_systemctl(tmp_path, monkeypatch, "inactive")
+    _code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "service")
+    assert line.startswith("warn service: no background service for this scope")
+    assert fix == "fix: cordon service install"
+
+
+def test_service_installed_but_stopped(project, capsys, tmp_path, monkeypatch) -> None:
+    fake_systemctl(tmp_path, monkeypatch, "failed")
+    unit = unit_file(project)
+    unit.parent.mkdir(parents=True)
+    unit.write_text(f"[Service]\nExecStart=/usr/bin/cordon start --config {project.config_path}\n")
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "service")
+    assert code == 1 and line == f"FAIL service: cordon-{project.namespace}.service is installed but not running"
+    assert fix is not None and fix.startswith(f"fix: systemctl --user restart cordon-{project.namespace}.service")
+
+
+def test_service_running(project, capsys, tmp_path, monkeypatch) -> None:
+    fake_systemctl(tmp_path, monkeypatch, "active")
+    unit = unit_file(project)
+    unit.parent.mkdir(parents=True)
+    unit.write_text(f"[Service]\nExecStart=/usr/bin/cordon start --config {project.config_path}\n")
+    _, out = doctor(capsys)
+    assert line_and_fix(out, "service")[0].startswith("ok   service:")
+
+
+def test_service_for_another_config(project, capsys, tmp_path, monkeypatch) -> None:
+    fake_systemctl(tmp_path, monkeypatch, "active")
+    unit = unit_file(project)
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Service]\nExecStart=/usr/bin/cordon start --config /elsewhere/cordon.toml\n")
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "service")
+    assert code == 1 and line.startswith("FAIL service:") and "does not run this scope's config" in line
+    assert fix is not None and fix.startswith("fix: cordon service install")
+
+
+# -- integrations and CODEX_HOME -------------------------------------------------------------------------------
+def test_integration_stale_after_port_change_and_codex_home(project, capsys, monkeypatch) -> None:
+    from cordon_setup.cli import setup_main
+
+    assert setup_main(["codex", "--yes"], prog="cordon setup") == 0
+    capsys.readouterr()
+    monkeypatch.setenv("CODEX_HOME", str(project.config_path.parent / ".codex"))
+    code, out = doctor(capsys)
+    line, _ = line_and_fix(out, "integration.codex")
+    assert line.startswith("ok   integration.codex:"), out
+    assert line_and_fix(out, "codex.home")[0].startswith("ok")
+    set_listen(project, 6999)
+    monkeypatch.delenv("CODEX_HOME")
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "integration.codex")
+    assert code == 1 and line.startswith("FAIL integration.codex: stale") and ".codex/.env" in line
+    assert fix == "fix: cordon setup codex"
+    line, fix = line_and_fix(out, "codex.home")
+    assert line.startswith("warn codex.home: CODEX_HOME does not point at")
+    assert fix is not None and fix.startswith(f'fix: export CODEX_HOME="{project.config_path.parent / ".codex"}"')
+
+
+def test_integration_stale_after_token_rotation(project, capsys) -> None:
+    from cordon_config.tokens import TokenStore
+    from cordon_setup.cli import setup_main
+
+    assert setup_main(["claude-code", "--yes"], prog="cordon setup") == 0
+    capsys.readouterr()
+    store = TokenStore.load(project.tokens_path)
+    assert store is not None
+    store.rotate("claude-code")  # the store alone: integration files are not rewritten
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "integration.claude-code")
+    assert code == 1 and line.startswith("FAIL integration.claude-code: stale")
+    assert fix == "fix: cordon setup claude-code"
+
+
+def test_op_not_signed_in(project, route, capsys, monkeypatch, tmp_path) -> None:
+    bindir = tmp_path / "opbin"
+    bindir.mkdir()
+    op = bindir / "op"
+    op.write_text("#!/bin/sh\necho '[ERROR] You are not currently signed in.' >&2\nexit 1\n")
+    op.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    route(project, ENV_ROUTE.replace('source = "env"\nvar = "API_TEST_KEY"',
+                                     'source = "1password"\nvault = "v"\nitem = "i"\nfield = "f"'))
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "route.api.secret")
+    assert code == 1 and "not signed in" in line
+    assert fix is not None and fix.startswith("fix: eval $(op signin)")

@@ -1,0 +1,111 @@
+"""`cordon doctor --runtimes` against the real proxy, with the runtimes installed here (curl, python, node, git)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from cordon_doctor.cli import doctor_main
+from cordon_doctor.runtimes import (
+    Probe,
+    discover,
+    node_honours_env_proxy,
+    node_version_tuple,
+    probe_environment,
+    probe_runtimes,
+    run_probe,
+)
+from cordon_doctor.sandbox import Sandbox
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def report():
+    return probe_runtimes()
+
+
+def by_check(report, name: str):
+    return next(f for f in report.findings if f.check == name)
+
+
+def test_every_runtime_present_is_probed(report) -> None:
+    assert by_check(report, "runtime.env").status == "ok"
+    assert by_check(report, "runtime.python-urllib").status == "ok"
+    assert by_check(report, "runtime.python-requests").status == "ok"
+    assert by_check(report, "runtime.python-httpx").status == "ok"
+    for tool in ("curl", "git"):
+        if shutil.which(tool):
+            finding = by_check(report, f"runtime.{tool}")
+            assert finding.status == "ok" and finding.message.startswith("proxied and injected"), finding
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_results_follow_its_version(report) -> None:
+    import subprocess
+
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    vt = node_version_tuple(version)
+    if vt is not None and vt < (18, 0):
+        assert by_check(report, "runtime.node-fetch").status == "skip"  # no global fetch before Node 18
+        return
+    without = by_check(report, "runtime.node-fetch-no-env-proxy")
+    assert without.status == "warn" and "ignored the proxy" in without.message
+    assert without.fix is not None and "NODE_USE_ENV_PROXY=1" in without.fix
+    for name, https in (("runtime.node-fetch", False), ("runtime.node-https", True)):
+        finding = by_check(report, name)
+        if node_honours_env_proxy(vt, https_module=https):
+            assert finding.status == "ok", finding
+        else:
+            assert finding.status == "warn" and "ignored the proxy" in finding.message
+            assert finding.fix is not None and "honours NODE_USE_ENV_PROXY" in finding.fix and version in finding.fix
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_rejecting_the_ca_and_ignoring_the_proxy(tmp_path: Path) -> None:
+    from cordon_ca import write_combined_bundle
+    from cordon_setup.envvars import env_contract
+
+    [curl] = [p for p in discover()[0] if p.name == "curl"]
+    box = Sandbox()
+    try:
+        box.start()
+        assert box.paths is not None
+        write_combined_bundle(box.paths.ca_cert, box.paths.combined_bundle)
+        env = probe_environment(os.environ, env_contract(box.paths, box.port, box.token))
+        wrong = tmp_path / "wrong.pem"
+        shutil.copy(box.upstream_ca, wrong)  # trusts the upstream's CA, not cordon's
+        finding, detail = run_probe(box, curl, {**env, "CURL_CA_BUNDLE": str(wrong)})
+        assert detail["result"] == "rejected-ca" and finding.status == "fail"
+        assert finding.message.startswith("rejected the cordon CA")
+        assert finding.fix == "export CURL_CA_BUNDLE=<the path `cordon env` prints>"
+        direct = {k: v for k, v in env.items() if "proxy" not in k.lower()}
+        finding, detail = run_probe(box, Probe("curl", curl.argv, "CURL_CA_BUNDLE"), direct)
+        assert detail["result"] == "ignored-proxy" and finding.status == "fail"
+        assert finding.fix is not None and "HTTPS_PROXY" in finding.fix
+    finally:
+        box.close()
+
+
+def test_doctor_runtimes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = doctor_main(["--runtimes", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1  # no cordon.toml in tmp_path
+    results = {r["runtime"]: r["result"] for r in doc["runtimes"]}
+    assert results["python-urllib"] == "proxied-injected"
+    assert {c["check"] for c in doc["checks"]} >= {"config", "runtime.env", "runtime.python-urllib"}
+
+
+def test_broken_proxy_is_one_fail_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cordon_doctor.testing import write_fake_proxy
+
+    fake = write_fake_proxy(tmp_path / "fake", "crash")
+    monkeypatch.setenv("PYTHONPATH", str(fake))
+    result = probe_runtimes()
+    broken = by_check(result, "runtime.proxy")
+    assert broken.status == "fail" and "failed at step 'proxy'" in broken.message
+    assert not [f for f in result.findings if f.status == "ok" and f.check.startswith("runtime.")]

@@ -1,0 +1,27 @@
+"""The pure parts of `doctor --runtimes`: Node version rules and the probe environment."""
+
+from __future__ import annotations
+
+import pytest
+from cordon_doctor.runtimes import node_honours_env_proxy, node_version_tuple, probe_environment
+
+
+@pytest.mark.parametrize(
+    ("version", "fetch", "https"),
+    [("v20.20.2", False, False), ("v22.20.0", False, False), ("v22.21.0", True, True), ("v23.11.0", False, False),
+     ("v24.0.0", True, False), ("v24.5.0", True, True), ("v25.1.0", True, True), ("garbage", False, False)],
+)
+def test_node_env_proxy_support(version: str, fetch: bool, https: bool) -> None:
+    vt = node_version_tuple(version)
+    assert node_honours_env_proxy(vt, https_module=False) is fetch
+    assert node_honours_env_proxy(vt, https_module=True) is https
+
+
+def test_probe_environment_replaces_proxy_vars_and_unexempts_localhost() -> None:
+    base = {"PATH": "/bin", "HTTPS_PROXY": "http://elsewhere:1", "NODE_TLS_REJECT_UNAUTHORIZED": "0"}
+    contract = {"HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "localhost,127.0.0.1,::1",
+                "no_proxy": "localhost,127.0.0.1,::1"}
+    env = probe_environment(base, contract)
+    assert env["HTTPS_PROXY"] == "http://127.0.0.1:9" and env["PATH"] == "/bin"
+    assert env["NO_PROXY"] == env["no_proxy"] == "127.0.0.1,::1"
+    assert "NODE_TLS_REJECT_UNAUTHORIZED" not in env
