@@ -1,36 +1,473 @@
-"""Command line of cordon-setup (placeholder until the package issue lands)."""
+"""Command line of cordon-setup: ``setup``, ``integration``, ``env``, ``run`` and ``service``."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
+from cordon_config.tokens import TokenError
+
+from cordon_setup.apply import ConflictError
+from cordon_setup.base import BaseSetupError, read_config_facts, revoke_token, token_value
+from cordon_setup.context import cordon_argv
+from cordon_setup.edits.json_file import JsonEditError
+from cordon_setup.edits.toml_file import TomlEditError
+from cordon_setup.envvars import env_contract
+from cordon_setup.integrations import (
+    INTEGRATIONS,
+    IntegrationError,
+    IntegrationPlan,
+    disable,
+    installed,
+    plan_disable,
+)
+from cordon_setup.plan import render_plan
+from cordon_setup.render import FORMATS, render_env
+from cordon_setup.runner import RunError, run_with_proxy
+from cordon_setup.service import ServiceError, ServiceManager
+from cordon_setup.setup_flow import SetupOutcome, describe, run_setup
+
+OK, FAIL, USAGE = 0, 1, 2
+_RAW = argparse.RawDescriptionHelpFormatter
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-setup: main is not built yet\n")
-    return 1
+class UsageError(Exception):
+    """Bad input: printed as one ``cordon: ...`` line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE, f"cordon: {message}\n")
+
+
+def _err(message: str, hint: str | None = None) -> None:
+    sys.stderr.write(f"cordon: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+
+
+def _guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Turn every expected failure into one clear line (never a traceback)."""
+    try:
+        return fn(args)
+    except (UsageError, ScopeError, JsonEditError, TomlEditError) as exc:
+        _err(str(exc))
+        return USAGE
+    except (BaseSetupError, IntegrationError, ServiceError) as exc:
+        _err(str(exc), exc.hint)
+        return FAIL
+    except TokenError as exc:
+        _err(str(exc))
+        return FAIL
+    except RunError as exc:
+        _err(str(exc), exc.hint)
+        return exc.code
+    except ConflictError as exc:
+        _err(str(exc))
+        return FAIL
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _err(f"{where}{exc.strerror or exc}")
+        return FAIL
+    except KeyboardInterrupt:
+        sys.stderr.write("cordon: interrupted\n")
+        return 130
+
+
+def _paths(args: argparse.Namespace) -> ScopePaths:
+    return scope_from_args(args)
+
+
+def _isatty(stream: object) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+# ---- setup ----------------------------------------------------------------------------------------
+
+SETUP_EPILOG = """\
+examples:
+  cordon setup codex                 CA, cordon.toml, tokens, then .codex/.env and .codex/config.toml here
+  cordon setup claude-code --scope user --dry-run
+                                     show the diff of ~/.claude/settings.json etc. without writing
+  cordon setup                       only the CA, cordon.toml, the combined bundle and tokens.toml
+"""
+
+
+def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Create what cordon needs (CA, cordon.toml on a free port, the combined CA bundle, "
+        "tokens.toml) and, with INTEGRATION, point that agent at cordon. Safe to run again.",
+        epilog=SETUP_EPILOG,
+        formatter_class=_RAW,
+    )
+    parser.add_argument(
+        "integration", nargs="?", metavar="INTEGRATION", help=f"one of: {', '.join(INTEGRATIONS)}"
+    )
+    add_scope_arguments(parser)
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do not ask before changing existing agent files (asked only on a terminal)",
+    )
+    parser.add_argument(
+        "-n", "--dry-run", action="store_true", help="print the diff of every file; write nothing"
+    )
+    return parser
+
+
+def _confirm_on_tty(plan: IntegrationPlan, masks: dict[str, str]) -> bool:
+    sys.stdout.write(render_plan(plan.changes, masks))
+    sys.stdout.write("Change these files? (originals are backed up as <name>.cordon.bak) [Y/n] ")
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    if not line:  # EOF (Ctrl-D): no
+        sys.stdout.write("\n")
+        return False
+    return line.strip().lower() in ("", "y", "yes")
+
+
+def _print_setup(outcome: SetupOutcome) -> None:
+    paths = outcome.paths
+    if outcome.dry_run:
+        for item in outcome.base:
+            if isinstance(item, str):
+                print(item)
+        changes = [c for c in outcome.base if not isinstance(c, str)]
+        if outcome.plan is not None:
+            changes += outcome.plan.changes
+        diff = render_plan(changes, outcome.masks)
+        sys.stdout.write(diff)
+        if not outcome.changed:
+            print("nothing to change (dry run)")
+        else:
+            print("dry run: nothing was written")
+        return
+    if outcome.declined:
+        print("nothing written to the agent files")
+        return
+    for line in describe(outcome):
+        print(line)
+    if not outcome.changed:
+        what = f"cordon and {outcome.integration} are" if outcome.integration else "cordon is"
+        print(f"nothing to change: {what} already set up ({paths.scope} scope, {paths.config_path})")
+    if outcome.next_steps:
+        print("\nnext steps:")
+        for number, step in enumerate(outcome.next_steps, start=1):
+            print(f"  {number}. {step}")
+
+
+def _setup(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    if args.integration is not None and args.integration not in INTEGRATIONS:
+        raise UsageError(
+            f"unknown integration {args.integration!r}; choose one of: {', '.join(INTEGRATIONS)}"
+        )
+    confirm = None
+    if not args.yes and not args.dry_run and _isatty(sys.stdin) and _isatty(sys.stdout):
+        confirm = _confirm_on_tty
+    outcome = run_setup(
+        paths,
+        args.integration,
+        environ=os.environ,
+        cwd=Path.cwd(),
+        dry_run=args.dry_run,
+        confirm=confirm,
+        progress=(lambda line: None) if args.dry_run else print,
+    )
+    _print_setup(outcome)
+    return FAIL if outcome.declined else OK
 
 
 def setup_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-setup: setup_main is not built yet\n")
-    return 1
+    """``cordon setup [INTEGRATION] [--scope|--config] [--yes] [--dry-run]``."""
+    args = build_setup_parser(prog or "cordon setup").parse_args(argv)
+    return _guarded(_setup, args)
+
+
+# ---- integration ----------------------------------------------------------------------------------
+
+INTEGRATION_EPILOG = """\
+examples:
+  cordon integration disable codex            remove what `cordon setup codex` wrote here
+  cordon integration list --scope user        integrations set up in the user scope
+"""
+
+
+def build_integration_parser(prog: str = "cordon integration") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Inspect or remove agent integrations made by `cordon setup`.",
+        epilog=INTEGRATION_EPILOG,
+        formatter_class=_RAW,
+    )
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    dis = sub.add_parser(
+        "disable",
+        help="remove exactly what setup wrote and revoke the client token",
+        description="Remove the keys, hook and skill that setup wrote (values you changed since are left "
+        "alone and reported), restore the original bytes where nothing else changed, and revoke the "
+        "integration's proxy token.",
+        epilog="example:\n  cordon integration disable claude-code --scope user\n",
+        formatter_class=_RAW,
+    )
+    dis.add_argument("name", metavar="NAME", help=f"one of: {', '.join(INTEGRATIONS)}")
+    add_scope_arguments(dis)
+    dis.add_argument("-n", "--dry-run", action="store_true", help="print the diff; write nothing")
+    lst = sub.add_parser(
+        "list",
+        help="integrations set up in this scope",
+        epilog="example:\n  cordon integration list --json\n",
+        formatter_class=_RAW,
+    )
+    add_scope_arguments(lst)
+    lst.add_argument("--json", action="store_true", help="print a JSON array")
+    return parser
+
+
+def _integration(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    if args.action == "list":
+        names = installed(paths)
+        if args.json:
+            print(json.dumps(names))
+        else:
+            print("\n".join(names) if names else f"no integrations set up ({paths.scope} scope)")
+        return OK
+    if args.name not in INTEGRATIONS:
+        raise UsageError(f"unknown integration {args.name!r}; choose one of: {', '.join(INTEGRATIONS)}")
+    if args.dry_run:
+        report, _ = plan_disable(paths, args.name)
+        token = token_value(paths, args.name)
+        sys.stdout.write(render_plan(report.changes, {token: f"<token:{args.name}>"} if token else None))
+        for line in report.left_alone:
+            print(f"would leave alone: {line}")
+        print("dry run: nothing was written")
+        return OK
+    report = disable(paths, args.name, revoke=revoke_token)
+    for change in report.changes:
+        if change.summary or not change.changed:
+            continue
+        print(f"{'removed' if change.after is None else 'restored'} {change.path}")
+    for line in report.left_alone:
+        print(f"left alone: {line}")
+    for line in report.notes:
+        print(line)
+    if report.token_revoked:
+        print(f"revoked the proxy token '{args.name}'")
+    print(f"{args.name} integration disabled")
+    return OK
 
 
 def integration_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-setup: integration_main is not built yet\n")
-    return 1
+    """``cordon integration disable NAME`` / ``cordon integration list``."""
+    args = build_integration_parser(prog or "cordon integration").parse_args(argv)
+    return _guarded(_integration, args)
+
+
+# ---- env ------------------------------------------------------------------------------------------
+
+ENV_EPILOG = """\
+examples:
+  eval "$(cordon env)"                        send this shell's tools through cordon
+  cordon env --format fish | source           the same in fish
+  cordon env --format dotenv > .env           for tools that read a dotenv file
+"""
+
+
+def build_env_parser(prog: str = "cordon env") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Print the proxy and CA variables (the env contract) for this scope.",
+        epilog=ENV_EPILOG,
+        formatter_class=_RAW,
+    )
+    add_scope_arguments(parser)
+    parser.add_argument(
+        "-f", "--format", choices=FORMATS, default="shell", help="output format (default shell)"
+    )
+    parser.add_argument("--json", action="store_true", help="same as --format json")
+    parser.add_argument(
+        "--token", default="default", metavar="NAME", help="proxy token to embed (default: default)"
+    )
+    return parser
+
+
+def scope_env(paths: ScopePaths, token_name: str = "default") -> dict[str, str]:
+    """The env contract of a scope: port and CA from its cordon.toml, the named token from tokens.toml."""
+    facts = read_config_facts(paths)
+    if facts is None:
+        raise BaseSetupError(f"no cordon config at {paths.config_path}", "run: cordon setup")
+    return env_contract(paths, facts.listen, token_value(paths, token_name), ca_cert=facts.ca_cert)
+
+
+def _env(args: argparse.Namespace) -> int:
+    env = scope_env(_paths(args), args.token)
+    sys.stdout.write(render_env(env, "json" if args.json else args.format))
+    return OK
 
 
 def env_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-setup: env_main is not built yet\n")
-    return 1
+    """``cordon env [--format shell|fish|dotenv|json]``."""
+    args = build_env_parser(prog or "cordon env").parse_args(argv)
+    return _guarded(_env, args)
+
+
+# ---- run ------------------------------------------------------------------------------------------
+
+RUN_EPILOG = """\
+examples:
+  cordon run -- gemini                        any agent, through this project's cordon
+  cordon run --scope user -- opencode run "fix the tests"
+"""
+
+
+def build_run_parser(prog: str = "cordon run") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Run CMD with the env contract applied. If no proxy is healthy for this config, one is "
+        "started for the command's lifetime and stopped after. The exit code is CMD's.",
+        epilog=RUN_EPILOG,
+        formatter_class=_RAW,
+    )
+    add_scope_arguments(parser)
+    parser.add_argument(
+        "--token", default="default", metavar="NAME", help="proxy token to use (default: default)"
+    )
+    parser.add_argument(
+        "command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]", help="the command to run"
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("no command given; usage: cordon run [--scope|--config] -- CMD [ARGS...]")
+    paths = _paths(args)
+    env = scope_env(paths, args.token)
+    facts = read_config_facts(paths)
+    assert facts is not None
+    return run_with_proxy(
+        command,
+        env_contract=env,
+        config_path=paths.config_path,
+        port=facts.listen,
+        log_path=paths.state_dir / "run-proxy.log",
+    )
 
 
 def run_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-setup: run_main is not built yet\n")
-    return 1
+    """``cordon run [--scope|--config] -- CMD [ARGS...]``."""
+    args = build_run_parser(prog or "cordon run").parse_args(argv)
+    return _guarded(_run, args)
+
+
+# ---- service --------------------------------------------------------------------------------------
+
+SERVICE_EPILOG = """\
+examples:
+  cordon service install                      run this project's proxy in the background (systemd/launchd)
+  cordon service status --scope user --json
+"""
+
+
+def build_service_parser(prog: str = "cordon service") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Run the proxy as a background service: a systemd user unit on Linux, a launchd agent on "
+        "macOS, started at login and restarted on failure.",
+        epilog=SERVICE_EPILOG,
+        formatter_class=_RAW,
+    )
+    parser.add_argument("action", choices=("install", "uninstall", "status"))
+    parser.add_argument("name", nargs="?", metavar="NAME", help="service name (default: cordon-<namespace>)")
+    add_scope_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="status as JSON")
+    return parser
+
+
+def _service(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    manager = ServiceManager(paths, cordon=cordon_argv())
+    if args.action == "install":
+        path = manager.install(args.name)
+        print(f"installed and started {manager.unit_name(args.name)} ({path})")
+        if manager.kind == "systemd":
+            print(f"logs: journalctl --user -u {manager.unit_name(args.name)} -f")
+        else:
+            print(f"logs: {manager.log_path(args.name)}")
+        return OK
+    if args.action == "uninstall":
+        if manager.uninstall(args.name):
+            print(f"stopped and removed {manager.unit_name(args.name)}")
+        else:
+            print(f"{manager.unit_name(args.name)} is not installed")
+        return OK
+    status = manager.status(args.name)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "name": status.name,
+                    "manager": status.kind,
+                    "path": str(status.path),
+                    "installed": status.installed,
+                    "running": status.running,
+                }
+            )
+        )
+    else:
+        state = (
+            "not installed"
+            if not status.installed
+            else ("running" if status.running else "installed, not running")
+        )
+        print(f"{manager.unit_name(args.name)}: {state}")
+    return OK if status.running or not status.installed else FAIL
 
 
 def service_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-setup: service_main is not built yet\n")
-    return 1
+    """``cordon service install|uninstall|status [NAME]``."""
+    args = build_service_parser(prog or "cordon service").parse_args(argv)
+    return _guarded(_service, args)
+
+
+# ---- cordon-setup (all of the above) --------------------------------------------------------------
+
+COMMANDS: dict[str, Callable[..., int]] = {
+    "setup": setup_main,
+    "integration": integration_main,
+    "env": env_main,
+    "run": run_main,
+    "service": service_main,
+}
+
+
+def build_parser(prog: str = "cordon-setup") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="cordon-setup: wire agents up to cordon (setup, integration, env, run, service).",
+        epilog="examples:\n  cordon-setup setup codex\n  cordon-setup env --format json\n",
+        formatter_class=_RAW,
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS), help="the command (see `COMMAND --help`)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon-setup COMMAND [ARGS...]``."""
+    name = prog or "cordon-setup"
+    args = build_parser(name).parse_args(argv)
+    return COMMANDS[args.command](args.args, prog=f"{name} {args.command}")

@@ -35,7 +35,11 @@ def dotenv_quote(value: str) -> str:
     if "'" not in value and "\n" not in value and "\r" not in value:
         return "'" + value + "'"
     escaped = (
-        value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n").replace("\r", "\\r")
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("$", "\\$")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
     )
     return '"' + escaped + '"'
 

@@ -1,0 +1,159 @@
+"""Base setup (spec §5): the CA if missing, a scaffold cordon.toml on a free port, the combined CA bundle and
+tokens.toml with a ``default`` token. Idempotent: what exists is kept (an existing cordon.toml is never
+rewritten); reused by ``cordon doctor`` and ``cordon demo``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cordon_ca import CAError, find_system_bundle, load_or_create_ca, write_combined_bundle
+from cordon_config.edit import free_port, scaffold_config, scaffold_text
+from cordon_config.scope import ScopePaths
+from cordon_config.tokens import TokenStore
+
+from cordon_setup.plan import FileChange, read_bytes
+
+DEFAULT_PORT = 6790
+DEFAULT_TOKEN = "default"
+
+
+class BaseSetupError(RuntimeError):
+    """Base setup cannot proceed (one line; ``hint`` says what to do)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFacts:
+    """The few values of cordon.toml that setup needs: port, CA paths (absolute), route hosts → names."""
+
+    listen: int
+    ca_cert: Path
+    ca_key: Path
+    routes: dict[str, str] = field(default_factory=dict)
+
+
+def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
+    """``listen`` and the CA paths of the scope's cordon.toml, None when it does not exist.
+
+    Read with ``tomllib`` alone so a route still being edited cannot stop ``cordon env`` or setup.
+    """
+    data = read_bytes(paths.config_path)
+    if data is None:
+        return None
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BaseSetupError(
+            f"{paths.config_path} is not valid TOML: {exc}", "fix it, or check it with: cordon doctor"
+        ) from None
+    listen = doc.get("listen", DEFAULT_PORT)
+    if isinstance(listen, bool) or not isinstance(listen, int) or not 1 <= listen <= 65535:
+        raise BaseSetupError(f"{paths.config_path}: listen must be a port number 1-65535, not {listen!r}")
+    tls = doc.get("tls") if isinstance(doc.get("tls"), dict) else {}
+    base = paths.config_path.parent
+
+    def _path(key: str, default: Path) -> Path:
+        value = tls.get(key)
+        if not isinstance(value, str) or not value:
+            return default
+        path = Path(value)
+        return path if path.is_absolute() else base / path
+
+    routes: dict[str, str] = {}
+    for route in doc.get("routes", []) if isinstance(doc.get("routes"), list) else []:
+        match = route.get("match") if isinstance(route, dict) else None
+        if isinstance(match, dict) and isinstance(match.get("host"), str):
+            routes[match["host"].lower().rstrip(".")] = str(route.get("name", "?"))
+    return ConfigFacts(
+        listen, _path("ca_cert_path", paths.ca_cert), _path("ca_key_path", paths.ca_key), routes
+    )
+
+
+def _bundle_is_current(bundle: Path, ca_cert: Path) -> bool:
+    data = read_bytes(bundle)
+    ca = read_bytes(ca_cert)
+    if data is None or ca is None or ca.strip() not in data:
+        return False
+    system = find_system_bundle()
+    try:
+        return system is None or system.stat().st_mtime <= bundle.stat().st_mtime
+    except OSError:
+        return False
+
+
+def ensure_base_setup(
+    paths: ScopePaths, *, progress: Callable[[str], object] = print, dry_run: bool = False
+) -> list[FileChange | str]:
+    """Create whatever of the CA, cordon.toml, bundle and tokens.toml is missing; report each step.
+
+    Returns the cordon.toml change (a :class:`FileChange`) and one line per other action; an empty list
+    means everything was already in place. With ``dry_run`` nothing is written and the lines say "would".
+    """
+    done: list[FileChange | str] = []
+    verb = "would create" if dry_run else "created"
+
+    def note(line: str) -> None:
+        done.append(line)
+        progress(line)
+
+    facts = read_config_facts(paths)
+    ca_cert, ca_key = (facts.ca_cert, facts.ca_key) if facts else (paths.ca_cert, paths.ca_key)
+    if not (ca_cert.exists() and ca_key.exists()):
+        if not dry_run:
+            try:
+                load_or_create_ca(ca_cert, ca_key, namespace=paths.namespace)
+            except CAError as exc:
+                raise BaseSetupError(str(exc), exc.hint) from None
+        note(f"{verb} the cordon CA: {ca_cert}")
+    if facts is None:
+        port = free_port(DEFAULT_PORT)
+        if dry_run:
+            text = scaffold_text(listen=port, ca_cert_path=ca_cert, ca_key_path=ca_key)
+            done.append(FileChange(paths.config_path, None, text.encode("utf-8")))
+            progress(f"would create {paths.config_path} (listen = {port})")
+        else:
+            scaffold_config(paths.config_path, listen=port, ca_cert_path=ca_cert, ca_key_path=ca_key)
+            done.append(FileChange(paths.config_path, None, read_bytes(paths.config_path)))
+            progress(f"created {paths.config_path} (listen = {port})")
+    if not _bundle_is_current(paths.combined_bundle, ca_cert):
+        if not dry_run:
+            try:
+                write_combined_bundle(ca_cert, paths.combined_bundle)
+            except CAError as exc:
+                raise BaseSetupError(str(exc), exc.hint) from None
+        note(f"{'would write' if dry_run else 'wrote'} the combined CA bundle: {paths.combined_bundle}")
+    store = TokenStore.load(paths.tokens_path)
+    if store is None or DEFAULT_TOKEN not in store.names():
+        if not dry_run:
+            ensure_token(paths, DEFAULT_TOKEN)
+        note(f"{verb} the proxy token '{DEFAULT_TOKEN}' in {paths.tokens_path}")
+    return done
+
+
+def ensure_token(paths: ScopePaths, name: str) -> str:
+    """The value of token ``name``, creating tokens.toml and the token when missing."""
+    return TokenStore.open(paths.tokens_path).ensure(name)
+
+
+def token_value(paths: ScopePaths, name: str) -> str | None:
+    """The value of token ``name``, or None when tokens.toml or the token does not exist."""
+    store = TokenStore.load(paths.tokens_path)
+    if store is None or name not in store.names():
+        return None
+    return store.value(name)
+
+
+def revoke_token(paths: ScopePaths, name: str) -> bool:
+    """Revoke token ``name``; False when it did not exist."""
+    store = TokenStore.load(paths.tokens_path)
+    if store is None or name not in store.names():
+        return False
+    store.revoke(name)
+    return True

@@ -1,0 +1,194 @@
+"""Plan, apply and undo an agent integration, keeping a manifest of exactly what was written.
+
+The manifest lives at ``<state dir>/integrations/<name>.json`` (0600: it holds the proxy URLs cordon wrote)
+and is what ``cordon integration disable`` and token rotation work from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cordon_config.scope import ScopePaths
+
+from cordon_setup.apply import apply_changes, remove_empty_dirs
+from cordon_setup.context import SetupContext
+from cordon_setup.plan import FileChange, read_bytes
+from cordon_setup.records import undo_record
+from cordon_setup.targets import claude_code, codex
+
+INTEGRATIONS: dict[str, ModuleType] = {codex.NAME: codex, claude_code.NAME: claude_code}
+MANIFEST_VERSION = 1
+
+
+class IntegrationError(RuntimeError):
+    """An integration cannot be planned or undone (one line; ``hint`` says what to do)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def target(name: str) -> ModuleType:
+    """The module of integration ``name``."""
+    try:
+        return INTEGRATIONS[name]
+    except KeyError:
+        raise IntegrationError(
+            f"unknown integration {name!r}", hint=f"choose one of: {', '.join(INTEGRATIONS)}"
+        ) from None
+
+
+def manifest_path(paths: ScopePaths, name: str) -> Path:
+    """``<state dir>/integrations/<name>.json``."""
+    return paths.state_dir / "integrations" / f"{name}.json"
+
+
+def load_manifest(paths: ScopePaths, name: str) -> dict[str, Any] | None:
+    """The manifest of ``name`` in this scope, or None when it is not set up."""
+    data = read_bytes(manifest_path(paths, name))
+    if data is None:
+        return None
+    try:
+        manifest = json.loads(data)
+    except json.JSONDecodeError:
+        raise IntegrationError(f"{manifest_path(paths, name)} is damaged (not JSON)") from None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def installed(paths: ScopePaths) -> list[str]:
+    """Names of the integrations set up in this scope."""
+    directory = paths.state_dir / "integrations"
+    return sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+
+
+@dataclass(slots=True)
+class IntegrationPlan:
+    """The agent-file changes, then the manifest change (applied last)."""
+
+    name: str
+    agent_dir: Path
+    changes: list[FileChange]
+    manifest: dict[str, Any]
+    manifest_change: FileChange
+
+    @property
+    def all_changes(self) -> list[FileChange]:
+        return [*self.changes, self.manifest_change]
+
+
+def plan_integration(name: str, ctx: SetupContext, *, agent_dir: Path | None = None) -> IntegrationPlan:
+    """Plan integration ``name`` for ``ctx``; a re-run keeps what the first run recorded."""
+    module = target(name)
+    old = load_manifest(ctx.paths, name)
+    old_records = {r["path"]: r for r in (old or {}).get("files", [])}
+    directory = agent_dir or module.agent_dir(ctx)
+    planned = module.plan(ctx, directory, old_records)
+    records = [p.record for p in planned]
+    new_paths = {r["path"] for r in records}
+    records += [r for path, r in old_records.items() if path not in new_paths]
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "integration": name,
+        "scope": ctx.paths.scope,
+        "config": str(ctx.paths.config_path),
+        "token": name,
+        "agent_dir": str(directory),
+        "cwd": str(ctx.cwd),
+        "cordon_cmd": ctx.cordon_cmd,
+        "files": records,
+    }
+    path = manifest_path(ctx.paths, name)
+    after = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+    change = FileChange(path, read_bytes(path), after, mode=0o600, summary=True)
+    return IntegrationPlan(name, directory, [p.change for p in planned], manifest, change)
+
+
+@dataclass(slots=True)
+class DisableReport:
+    """What ``integration disable`` did (or would do)."""
+
+    changes: list[FileChange] = field(default_factory=list)
+    left_alone: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    token_revoked: bool = False
+
+
+def plan_disable(paths: ScopePaths, name: str) -> tuple[DisableReport, list[str]]:
+    """The changes that undo ``name`` (and the directories cordon created, to remove once empty)."""
+    target(name)
+    manifest = load_manifest(paths, name)
+    if manifest is None:
+        raise IntegrationError(
+            f"{name} is not set up in this scope (no {manifest_path(paths, name)})",
+            hint="pass the same --scope/--config you gave to `cordon setup`",
+        )
+    report = DisableReport()
+    dirs: list[str] = []
+    for record in manifest.get("files", []):
+        undo = undo_record(record)
+        report.changes += undo.changes
+        report.left_alone += undo.left_alone
+        report.notes += undo.notes
+        dirs += undo.dirs
+    path = manifest_path(paths, name)
+    report.changes.append(FileChange(path, read_bytes(path), None, summary=True))
+    return report, dirs
+
+
+def disable(
+    paths: ScopePaths, name: str, *, revoke: Callable[[ScopePaths, str], bool] | None = None
+) -> DisableReport:
+    """Remove exactly what setup wrote for ``name``, then revoke its client token (via ``revoke``)."""
+    report, dirs = plan_disable(paths, name)
+    apply_changes(report.changes)
+    remove_empty_dirs([*dirs, str(manifest_path(paths, name).parent)])
+    if revoke is not None:
+        report.token_revoked = revoke(paths, name)
+    return report
+
+
+def replan(
+    paths: ScopePaths,
+    name: str,
+    *,
+    port: int,
+    env: Mapping[str, str],
+    environ: Mapping[str, str],
+    home: Path,
+) -> IntegrationPlan | None:
+    """Plan integration ``name`` again with this env contract, in the places its manifest names (None: not
+    set up). Non-empty ``plan.changes`` means its files are stale (old port, token or bundle)."""
+    manifest = load_manifest(paths, name)
+    if manifest is None:
+        return None
+    ctx = SetupContext(
+        paths=paths,
+        port=port,
+        env=env,
+        cwd=Path(manifest.get("cwd") or paths.config_path.parent),
+        home=home,
+        environ=environ,
+        cordon_cmd=manifest.get("cordon_cmd") or "cordon",
+    )
+    return plan_integration(name, ctx, agent_dir=Path(manifest["agent_dir"]))
+
+
+def rewrite(
+    paths: ScopePaths,
+    name: str,
+    *,
+    port: int,
+    env: Mapping[str, str],
+    environ: Mapping[str, str],
+    home: Path,
+) -> list[FileChange]:
+    """Re-plan integration ``name`` with a new env contract (new token or port) in the same places; apply."""
+    plan = replan(paths, name, port=port, env=env, environ=environ, home=home)
+    if plan is None:
+        return []
+    return [a.change for a in apply_changes(plan.all_changes)]

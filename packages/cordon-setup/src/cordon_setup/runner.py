@@ -1,0 +1,157 @@
+"""``cordon run -- CMD``: run a command with the env contract, starting a proxy for its lifetime if needed.
+
+The proxy is started as a subprocess (``python -m cordon_proxy start -c <config>``), never imported.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+HEALTH_TIMEOUT = 1.0
+START_TIMEOUT = 20.0
+
+
+class RunError(RuntimeError):
+    """The proxy could not be started, or the command could not be run (one line + hint)."""
+
+    def __init__(self, message: str, hint: str | None = None, code: int = 1) -> None:
+        super().__init__(message)
+        self.hint = hint
+        self.code = code
+
+
+def proxy_healthy(port: int, *, timeout: float = HEALTH_TIMEOUT) -> bool:
+    """True when ``GET http://127.0.0.1:<port>/health`` answers 200 with ``"status": "ok"``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/health")
+        response = conn.getresponse()
+        body = response.read(65536)
+        if response.status != 200:
+            return False
+        try:
+            return json.loads(body).get("status") == "ok"
+        except (ValueError, AttributeError):
+            return False
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def proxy_argv(config_path: Path) -> list[str]:
+    """``python -m cordon_proxy start -c <config>`` with this interpreter (the proxy is never imported)."""
+    return [sys.executable, "-m", "cordon_proxy", "start", "-c", str(config_path)]
+
+
+class ProxyProcess:
+    """A proxy subprocess for one config, logging to ``log_path``; stopped with SIGTERM (it drains)."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        port: int,
+        log_path: Path,
+        *,
+        environ: Mapping[str, str],
+        argv: Sequence[str] | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.port = port
+        self.log_path = log_path
+        self.environ = dict(environ)
+        self.argv = list(argv) if argv is not None else proxy_argv(config_path)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = START_TIMEOUT) -> None:
+        """Start it and wait (bounded) until /health answers; RunError with the log's tail otherwise."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=self.environ,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if proxy_healthy(self.port, timeout=0.5):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RunError(
+            f"the proxy for {self.config_path} did not become healthy on 127.0.0.1:{self.port}{self._tail()}",
+            f"see {self.log_path}, or run it in the foreground: cordon start --config {self.config_path}",
+        )
+
+    def _tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return f" (last log line: {lines[-1]})" if lines else ""
+
+    def stop(self, *, timeout: float = 12.0) -> None:
+        """SIGTERM, wait (bounded: the proxy drains up to 10 s), then SIGKILL."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def run_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run ``argv`` with ``env``; its exit code (128+N when killed by signal N, 127 when not found)."""
+    try:
+        proc = subprocess.Popen(list(argv), env=dict(env))
+    except FileNotFoundError:
+        raise RunError(f"command not found: {argv[0]}", code=127) from None
+    except PermissionError:
+        raise RunError(f"cannot execute {argv[0]}: permission denied", code=126) from None
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:
+            continue  # the child got the same SIGINT from the terminal; wait for it to finish
+    return 128 - code if code < 0 else code
+
+
+def run_with_proxy(
+    argv: Sequence[str],
+    *,
+    env_contract: Mapping[str, str],
+    config_path: Path,
+    port: int,
+    log_path: Path,
+    environ: Mapping[str, str] | None = None,
+    start_timeout: float = START_TIMEOUT,
+    start_argv: Sequence[str] | None = None,
+) -> int:
+    """Run ``argv`` with the env contract on top of ``environ``; start a proxy for its lifetime if none is up."""
+    base = dict(os.environ if environ is None else environ)
+    proxy = None
+    if not proxy_healthy(port):
+        proxy = ProxyProcess(config_path, port, log_path, environ=base, argv=start_argv)
+        proxy.start(timeout=start_timeout)
+    try:
+        return run_command(argv, {**base, **env_contract})
+    finally:
+        if proxy is not None:
+            proxy.stop()

@@ -1,0 +1,231 @@
+"""Golden files for every integration × scope, fresh and over pre-existing user files (with comments).
+
+Each case runs the real setup flow under a temporary HOME and compares every file written (agent files,
+cordon.toml, the manifest) to ``tests/golden/<case>/``, with machine-specific parts normalised. Then
+``integration disable`` must give back the original bytes (or remove the files cordon created).
+Regenerate after an intended change with ``CORDON_UPDATE_GOLDEN=1 uv run pytest packages/cordon-setup``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from cordon_config import load_config
+from cordon_config.scope import resolve_scope
+from cordon_setup.base import revoke_token, token_value
+from cordon_setup.integrations import disable, manifest_path
+from cordon_setup.setup_flow import run_setup
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("CORDON_UPDATE_GOLDEN") == "1"
+
+CODEX_ENV = """\
+# local development settings (not secrets)
+export RUST_LOG=info
+HTTPS_PROXY=http://corp-proxy.test:3128   # the office proxy
+"""
+
+CODEX_TOML = """\
+# Codex configuration
+model = "gpt-5-codex"   # default model
+approval_policy = "on-request"
+
+[shell_environment_policy]
+inherit = "core"   # keep PATH, HOME, ...
+ignore_default_excludes = false
+
+[mcp_servers.docs]
+command = "npx"
+args = ["-y", "docs-mcp"]
+"""
+
+CLAUDE_SETTINGS = """\
+{
+  "permissions": {
+    "allow": [
+      "Bash(npm run test:*)"
+    ],
+    "deny": []
+  },
+  "env": {
+    "DEBUG": "1"
+  },
+  "hooks": {
+    "UserPromptSubmit": [
+      {
+        "hooks": [
+          {
+            "type": "command",
+            "command": "echo \\"prompt at $(date)\\" >> ~/prompts.log"
+          }
+        ]
+      }
+    ]
+  },
+  "model": "opus"
+}
+"""
+
+# case name -> (integration, scope, CODEX_HOME relative to HOME or None, {path template: seed text})
+CASES: dict[str, tuple[str, str, str | None, dict[str, str]]] = {
+    "codex-project-fresh": ("codex", "project", None, {}),
+    "codex-project-existing": (
+        "codex",
+        "project",
+        None,
+        {"<PROJECT>/.codex/.env": CODEX_ENV, "<PROJECT>/.codex/config.toml": CODEX_TOML},
+    ),
+    "codex-user-fresh": ("codex", "user", None, {}),
+    "codex-user-existing": (
+        "codex",
+        "user",
+        "codex-home",
+        {"<HOME>/codex-home/.env": CODEX_ENV, "<HOME>/codex-home/config.toml": CODEX_TOML},
+    ),
+    "claude-code-project-fresh": ("claude-code", "project", None, {}),
+    "claude-code-project-existing": (
+        "claude-code",
+        "project",
+        None,
+        {"<PROJECT>/.claude/settings.local.json": CLAUDE_SETTINGS},
+    ),
+    "claude-code-user-fresh": ("claude-code", "user", None, {}),
+    "claude-code-user-existing": (
+        "claude-code",
+        "user",
+        None,
+        {"<HOME>/.claude/settings.json": CLAUDE_SETTINGS},
+    ),
+}
+
+
+def _setting(tmp_path: Path, case: str):
+    integration, scope, codex_home, seeds = CASES[case]
+    home = Path(os.environ["HOME"])
+    project = tmp_path / "project"
+    project.mkdir()
+    environ = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "PATH": os.environ.get("PATH", ""),
+    }
+    if codex_home:
+        environ["CODEX_HOME"] = str(home / codex_home)
+    paths = resolve_scope(scope, None, env=environ, cwd=project)
+    subst = {"<PROJECT>": str(project), "<HOME>": str(home)}
+
+    def real(template: str) -> Path:
+        for key, value in subst.items():
+            template = template.replace(key, value)
+        return Path(template)
+
+    seeded = {}
+    for template, text in seeds.items():
+        path = real(template)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o640)
+        seeded[path] = text.encode()
+    return integration, paths, environ, project, home, seeded
+
+
+def _normalise(
+    text: str, *, project: Path, home: Path, namespace: str, port: int, tokens: dict[str, str]
+) -> str:
+    for name, value in tokens.items():
+        text = text.replace(value, f"<TOKEN:{name}>")
+    text = text.replace(str(project), "<PROJECT>").replace(str(home), "<HOME>")
+    if namespace != "user":
+        text = text.replace(namespace, "<NS>")
+    text = text.replace(f"127.0.0.1:{port}", "127.0.0.1:<PORT>").replace(
+        f"listen = {port} ", "listen = <PORT> "
+    )
+    return re.sub(r"\b[0-9a-f]{64}\b", "<SHA256>", text)
+
+
+def _written(project: Path, home: Path, paths) -> list[Path]:
+    """Every file setup wrote, except what other packages own and test: the CA, bundle and tokens.toml
+    (cordon-ca/cordon-config) and cordon.toml (cordon-config's scaffold; checked here with load_config)."""
+    roots = [project, home]
+    skip_dirs = {paths.certs_dir}
+    out = []
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if not path.is_file() or any(d in path.parents for d in skip_dirs):
+                continue
+            if path.name.endswith(".lock") or path in (paths.tokens_path, paths.config_path):
+                continue
+            out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_setup_and_lossless_disable(tmp_path: Path, case: str) -> None:
+    integration, paths, environ, project, home, seeded = _setting(tmp_path, case)
+    outcome = run_setup(
+        paths, integration, environ=environ, cwd=project, progress=lambda _: None, cordon_cmd="cordon"
+    )
+    assert outcome.changed
+    tokens = {name: token_value(paths, name) or "" for name in ("default", integration)}
+    assert all(tokens.values())
+    port = int(re.search(rb"listen = (\d+)", paths.config_path.read_bytes()).group(1))
+    config = load_config(paths.config_path)
+    assert config.listen == port and config.tls.ca_cert_path == paths.ca_cert and config.routes == ()
+    files = _written(project, home, paths)
+    expected_dir = GOLDEN / case
+    seen = set()
+    for path in files:
+        if path in seeded and path.read_bytes() == seeded[path]:
+            continue  # untouched seed
+        rel = _normalise(
+            str(path), project=project, home=home, namespace=paths.namespace, port=port, tokens=tokens
+        )
+        rel = rel.replace("<", "_").replace(">", "_").lstrip("/")
+        got = _normalise(
+            path.read_text(), project=project, home=home, namespace=paths.namespace, port=port, tokens=tokens
+        )
+        golden = expected_dir / rel
+        seen.add(golden)
+        if UPDATE:
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(got)
+        assert golden.exists(), f"no golden file for {path} ({golden})"
+        assert got == golden.read_text(), f"{path} differs from {golden}"
+    if not UPDATE:
+        stale = {p for p in expected_dir.rglob("*") if p.is_file()} - seen
+        assert not stale, f"golden files no longer written: {stale}"
+    # no token leaks into anything but the agent files and the manifest; .env never has a CODEX_ name
+    for path in files:
+        if path.name == ".env":
+            assert not re.search(r"^\s*(export\s+)?CODEX_", path.read_text(), re.M)
+    # files holding the proxy token and created by cordon are private; existing files keep their mode
+    for change in outcome.plan.changes:
+        mode = stat.S_IMODE(change.path.stat().st_mode)
+        if change.path in seeded:
+            assert mode == 0o640
+            assert change.path.with_name(change.path.name + ".cordon.bak").read_bytes() == seeded[change.path]
+        elif change.path.suffix != ".md":
+            assert mode == 0o600
+    assert stat.S_IMODE(manifest_path(paths, integration).stat().st_mode) == 0o600
+
+    # a second run changes nothing
+    again = run_setup(
+        paths, integration, environ=environ, cwd=project, progress=lambda _: None, cordon_cmd="cordon"
+    )
+    assert not again.changed and again.applied == []
+
+    report = disable(paths, integration, revoke=revoke_token)
+    assert report.left_alone == [] and report.token_revoked
+    assert token_value(paths, integration) is None and token_value(paths, "default")
+    for path, original in seeded.items():
+        assert path.read_bytes() == original, f"{path} not restored byte for byte"
+        assert not path.with_name(path.name + ".cordon.bak").exists()
+    leftovers = [p for p in _written(project, home, paths) if p not in seeded and p != paths.config_path]
+    assert leftovers == []
+    if not seeded:
+        assert not (project / ".codex").exists() and not (project / ".claude").exists()
+        assert not (home / ".codex").exists() and not (home / ".claude").exists()
