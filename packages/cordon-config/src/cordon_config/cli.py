@@ -1,26 +1,211 @@
-"""Command line of cordon-config (placeholder until the package issue lands)."""
+"""Command line: ``cordon route|secret|token ...`` (and ``cordon-config route|secret|token ...``).
+
+Bad input prints one ``cordon: ...`` line on stderr and exits 2; failures exit 1; Ctrl-C exits 130.
+Secret values and token values are never printed.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from cordon_config.commands.common import FAILED, INTERRUPTED, SOURCES, USAGE, UsageError
+from cordon_config.scope import add_scope_arguments
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-config: main is not built yet\n")
-    return 1
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"cordon: {message} (see {self.prog} --help)\n")
+
+
+# -- parsers --------------------------------------------------------------------------------------------------
+
+ROUTE_EPILOG = """\
+examples:
+  {prog} add --name openai --host api.openai.com --header-name Authorization --scheme Bearer \\
+      --source keyring --account openai
+  {prog} add --name anthropic --host api.anthropic.com --header-name x-api-key --source env --var ANTHROPIC_KEY
+  {prog} add --name github --host api.github.com --auth-type basic --username x-access-token \
+      --source command --argv "gh auth token"
+  {prog} edit openai --source 1password --vault Private --item OpenAI --field credential
+  {prog} list --json
+"""
+SECRET_EPILOG = """\
+examples:
+  {prog} set openai                 prompts without echo (reads stdin when not a terminal)
+  printf %s "$KEY" | {prog} set openai
+  {prog} check                      fetch every route's secret and report ok/failed (never the value)
+"""
+TOKEN_EPILOG = """\
+examples:
+  {prog} list                       names and creation times (values are never printed)
+  {prog} rotate codex               new value for the codex token; then run `cordon setup codex`
+  {prog} revoke claude-code
+"""
+
+
+def _route_fields(parser: argparse.ArgumentParser, *, edit: bool) -> None:
+    group = parser.add_argument_group("route")
+    if edit:
+        group.add_argument("--name", dest="new_name", metavar="NEW", help="rename the route")
+    else:
+        group.add_argument("--name", help="route name: lower-case letters, digits, '.', '_', '-'")
+    group.add_argument("--host", metavar="HOST", help="the API host to match, e.g. api.openai.com")
+    group.add_argument("--port", type=int, help="match only this port (default: any" +
+                       ("; 0 = any again)" if edit else ")"))
+    group.add_argument("--auth-type", choices=("header", "basic"), help="header (default) or basic")
+    group.add_argument("--header-name", metavar="NAME", help="header to inject, e.g. Authorization or x-api-key")
+    group.add_argument("--scheme", help='prefix of the value, e.g. Bearer (required for Authorization)')
+    group.add_argument("--username", metavar="USER", help="user name for --auth-type basic (the secret is the password)")
+    group.add_argument("--allow-plain-http", action=argparse.BooleanOptionalAction, default=None,
+                       help="also inject into plain http:// requests to this host (default: refuse them)")
+    source = parser.add_argument_group("secret source")
+    source.add_argument("--source", choices=SOURCES, help="where the secret lives (default: keyring)")
+    source.add_argument("--account", metavar="NAME", help="keyring account (default: the route name) or 1Password account")
+    source.add_argument("--service", metavar="NAME", help='keyring service (default: "cordon")')
+    source.add_argument("--decode", choices=("go-keyring",), help="decode entries written by Go tools (gh)")
+    source.add_argument("--vault", metavar="VAULT", help="1Password vault")
+    source.add_argument("--item", metavar="ITEM", help="1Password item")
+    source.add_argument("--field", metavar="FIELD", help="1Password field")
+    source.add_argument("--var", metavar="NAME", help="environment variable (source env)")
+    source.add_argument("--path", metavar="FILE", help="file holding the secret, mode 0600 (source file)")
+    source.add_argument("--argv", metavar="CMD", help='command printing the secret, e.g. "gh auth token" or a JSON array '
+                                       "(source command; run without a shell)")
+
+
+def _leaf(sub: Any, name: str, help_text: str, epilog: str, prog_of: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text,
+                            epilog=epilog.format(prog=prog_of),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scope_arguments(parser)
+    return parser
+
+
+def _add_route_commands(parser: argparse.ArgumentParser) -> None:
+    prog = parser.prog
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    add = _leaf(sub, "add", "add a route (a wizard on a terminal when no flags are given)", ROUTE_EPILOG, prog)
+    _route_fields(add, edit=False)
+    edit = _leaf(sub, "edit", "change only the given fields of a route", ROUTE_EPILOG, prog)
+    edit.add_argument("name", metavar="NAME")
+    _route_fields(edit, edit=True)
+    lister = _leaf(sub, "list", "list the routes", ROUTE_EPILOG, prog)
+    lister.add_argument("--json", action="store_true", help="print JSON")
+    show = _leaf(sub, "show", "show one route", ROUTE_EPILOG, prog)
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    remove = _leaf(sub, "remove", "remove a route (asks first on a terminal)", ROUTE_EPILOG, prog)
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+
+def _add_secret_commands(parser: argparse.ArgumentParser) -> None:
+    prog = parser.prog
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    setter = _leaf(sub, "set", "store a keyring route's secret (no echo; stdin when not a terminal)",
+                   SECRET_EPILOG, prog)
+    setter.add_argument("name", metavar="NAME")
+    delete = _leaf(sub, "delete", "delete a keyring route's secret", SECRET_EPILOG, prog)
+    delete.add_argument("name", metavar="NAME")
+    check = _leaf(sub, "check", "fetch secrets and report ok/failed (values never shown)", SECRET_EPILOG, prog)
+    check.add_argument("name", metavar="NAME", nargs="?", help="one route (default: all)")
+    check.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_token_commands(parser: argparse.ArgumentParser) -> None:
+    prog = parser.prog
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    lister = _leaf(sub, "list", "list proxy tokens (names and creation times)", TOKEN_EPILOG, prog)
+    lister.add_argument("--json", action="store_true", help="print JSON")
+    rotate = _leaf(sub, "rotate", "give a token a new value", TOKEN_EPILOG, prog)
+    rotate.add_argument("name", metavar="NAME", nargs="?", help='token name (default: "default")')
+    rotate.add_argument("--all", action="store_true", help="rotate every token")
+    revoke = _leaf(sub, "revoke", "delete a token", TOKEN_EPILOG, prog)
+    revoke.add_argument("name", metavar="NAME")
+
+
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
+    "route": ("add, edit, list, show or remove routes in cordon.toml", _add_route_commands, ROUTE_EPILOG),
+    "secret": ("store, delete or check route secrets", _add_secret_commands, SECRET_EPILOG),
+    "token": ("list, rotate or revoke proxy tokens", _add_token_commands, TOKEN_EPILOG),
+}
+
+
+def _command_parser(command: str, prog: str) -> argparse.ArgumentParser:
+    summary, fill, epilog = _COMMANDS[command]
+    parser = _Parser(prog=prog, description=summary, epilog=epilog.format(prog=prog),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    fill(parser)
+    return parser
+
+
+def build_parser(prog: str = "cordon-config") -> argparse.ArgumentParser:
+    """The ``cordon-config`` parser: ``route``, ``secret`` and ``token`` commands."""
+    parser = _Parser(prog=prog, description="cordon-config: cordon.toml routes, route secrets and proxy tokens.",
+                     epilog=f"examples:\n  {prog} route list\n  {prog} secret check\n  {prog} token list\n",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    for name, (summary, fill, epilog) in _COMMANDS.items():
+        child = sub.add_parser(name, help=summary, description=summary, epilog=epilog.format(prog=f"{prog} {name}"),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        fill(child)
+    return parser
+
+
+# -- entry points ---------------------------------------------------------------------------------------------
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, handler: Callable[[argparse.Namespace], int]
+         ) -> int:
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        return handler(args)
+    except UsageError as exc:
+        sys.stderr.write(f"cordon: {exc}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
+        return exc.code
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return INTERRUPTED
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else USAGE)
+    except BrokenPipeError:
+        return FAILED
+    except OSError as exc:  # permission denied, read-only file system, disk full ...
+        target = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"cordon: {exc.strerror or exc}{target}\n")
+        return FAILED
 
 
 def route_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-config: route_main is not built yet\n")
-    return 1
+    """``cordon route add|edit|list|show|remove``."""
+    from cordon_config.commands.route import run_route
+
+    return _run(_command_parser("route", prog or "cordon route"), argv, run_route)
 
 
 def secret_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-config: secret_main is not built yet\n")
-    return 1
+    """``cordon secret set|delete|check``."""
+    from cordon_config.commands.secret import run_secret
+
+    return _run(_command_parser("secret", prog or "cordon secret"), argv, run_secret)
 
 
 def token_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-config: token_main is not built yet\n")
-    return 1
+    """``cordon token list|rotate|revoke``."""
+    from cordon_config.commands.token import run_token
+
+    return _run(_command_parser("token", prog or "cordon token"), argv, run_token)
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon-config route|secret|token ...``."""
+    from cordon_config.commands.route import run_route
+    from cordon_config.commands.secret import run_secret
+    from cordon_config.commands.token import run_token
+
+    handlers = {"route": run_route, "secret": run_secret, "token": run_token}
+    return _run(build_parser(prog or "cordon-config"), argv, lambda args: handlers[args.command](args))
+
+

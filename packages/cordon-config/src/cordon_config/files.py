@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -56,3 +58,21 @@ def backup_once(path: Path, suffix: str = ".bak") -> Path | None:
         handle.flush()
         os.fsync(handle.fileno())
     return backup
+
+
+@contextmanager
+def locked(path: Path, *, mode: int = 0o600) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``fcntl.flock``) on the sidecar ``<path>.lock`` for a read-modify-write.
+
+    The lock file is left in place (removing it would race with other lockers); the kernel releases the lock
+    when the process dies, so a killed writer never blocks the next one.
+    """
+    import fcntl
+
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,127 @@
+"""What every cordon-config command shares: errors, exit codes, scope and config loading, descriptions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from typing import Any, TextIO
+
+from cordon_config.errors import ConfigError
+from cordon_config.model import BasicAuth, Config, Route, SecretRef
+from cordon_config.scope import ScopeError, ScopePaths, scope_from_args
+
+OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+RESTART = "restart the proxy (cordon start) for the change to take effect"
+TOKEN_RELOAD = "a running proxy re-reads tokens.toml by itself (within a second)"
+SOURCES = ("keyring", "1password", "env", "file", "command")
+ROUTE_FLAGS = "--name --host --auth-type --header-name --scheme --username --source --account --service " \
+              "--vault --item --field --var --path --argv"
+
+
+class UsageError(Exception):
+    """Bad input: printed as one ``cordon: ...`` line (plus an optional hint), exit 2."""
+
+    def __init__(self, message: str, hint: str | None = None, code: int = USAGE):
+        super().__init__(message)
+        self.hint = hint
+        self.code = code
+
+
+class Failure(UsageError):
+    """The command could not do its job (exit 1)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint, FAILED)
+
+
+def is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def colour(text: str, code: str, stream: TextIO) -> str:
+    if os.environ.get("NO_COLOR") or not is_tty(stream):
+        return text
+    return f"\033[{code}m{text}\033[0m"
+
+
+# -- shared helpers -------------------------------------------------------------------------------------------
+
+
+def scope_of(args: argparse.Namespace) -> ScopePaths:
+    try:
+        return scope_from_args(args)
+    except ScopeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def config_failure(exc: ConfigError) -> Failure:
+    return Failure(str(exc))
+
+
+def load(args: argparse.Namespace) -> tuple[ScopePaths, Config]:
+    from cordon_config.errors import ConfigNotFound
+    from cordon_config.parse import load_config
+
+    paths = scope_of(args)
+    try:
+        return paths, load_config(paths.config_path)
+    except ConfigNotFound:
+        raise Failure(f"no cordon.toml at {paths.config_path}", "run `cordon setup` first (or pass --config PATH)"
+                      ) from None
+    except ConfigError as exc:
+        raise config_failure(exc) from None
+
+
+def find_route(config: Config, name: str) -> Route:
+    for route in config.routes:
+        if route.name == name:
+            return route
+    names = ", ".join(route.name for route in config.routes) or "none"
+    raise UsageError(f"no route named {name!r} in {config.path}", f"routes: {names}")
+
+
+def describe_secret(ref: SecretRef) -> str:
+    """A one-line description of where a secret lives (never the value)."""
+    fields = ref.fields
+    if ref.source == "keyring":
+        text = f"keyring {fields.get('service', 'cordon')}/{fields['account']}"
+        return text + (" (go-keyring)" if fields.get("decode") else "")
+    if ref.source == "1password":
+        from cordon_config.secrets import op_reference
+
+        return f"1password {op_reference(fields)}" + (f" --account {fields['account']}" if "account" in fields else "")
+    if ref.source == "env":
+        return f"env ${fields['var']}"
+    if ref.source == "file":
+        return f"file {fields['path']}"
+    return "command " + shlex.join(fields["argv"])
+
+
+def describe_auth(route: Route) -> str:
+    """``Authorization: Bearer <secret>`` or ``Authorization: Basic base64(user:<secret>)``."""
+    if isinstance(route.auth, BasicAuth):
+        return f"Authorization: Basic base64({route.auth.username}:<secret>)"
+    scheme = f"{route.auth.scheme} " if route.auth.scheme else ""
+    return f"{route.auth.header_name}: {scheme}<secret>"
+
+
+def route_json(route: Route) -> dict[str, Any]:
+    """A route as JSON-ready data (references to secrets only)."""
+    auth: dict[str, Any] = ({"type": "basic", "username": route.auth.username} if isinstance(route.auth, BasicAuth)
+                            else {"type": "header", "header_name": route.auth.header_name,
+                                  "scheme": route.auth.scheme})
+    fields = {key: list(value) if isinstance(value, tuple) else value for key, value in route.secret.fields.items()}
+    return {"name": route.name, "host": route.host, "port": route.port, "auth": auth,
+            "secret": {"source": route.secret.source, **fields}, "allow_plain_http": route.allow_plain_http}
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+

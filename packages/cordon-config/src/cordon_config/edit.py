@@ -1,0 +1,394 @@
+"""Lossless edits of cordon.toml with tomlkit: everything outside the changed table survives byte for byte.
+
+Each edit takes an advisory lock on ``<config>.lock``, reads the file, changes the tomlkit document,
+validates the result (:class:`~cordon_config.errors.ConfigError` and nothing written when invalid), keeps a
+one-time ``.bak`` of the original, and replaces the file atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError, TOMLKitError
+from tomlkit.items import AoT, InlineTable, Table
+from tomlkit.toml_document import TOMLDocument
+
+from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem, RouteNotFound
+from cordon_config.files import atomic_write, backup_once, locked
+from cordon_config.locate import key_lines
+from cordon_config.model import BasicAuth, Config, HeaderAuth, Route, SecretRef
+from cordon_config.parse import DEFAULT_KEYRING_SERVICE, parse_config
+from cordon_config.ports import free_port
+
+_UNSET: Any = object()
+
+__all__ = [
+    "RouteExists", "add_route", "config_lock", "edit_route", "free_port", "remove_route", "route_to_dict",
+    "route_to_toml", "scaffold_config", "scaffold_text", "set_listen",
+]
+
+
+class RouteExists(ValueError):
+    """A route with that name (or host) is already configured."""
+
+
+def _value(item: Any) -> str:
+    return tomlkit.item(item).as_string()
+
+
+def scaffold_text(*, listen: int, ca_cert_path: str | os.PathLike[str], ca_key_path: str | os.PathLike[str]) -> str:
+    """The commented cordon.toml that setup writes: listen, [tls], no routes, an example route in comments."""
+    return f"""\
+# cordon.toml: what the cordon proxy injects, and where.
+# Change it with `cordon route add|edit|remove` or by hand; restart the proxy (`cordon start`) afterwards.
+
+listen = {int(listen)}  # port on 127.0.0.1 (the address is not configurable)
+
+# secret_ttl = 10  # seconds a fetched secret stays in memory (0 = fetch on every request)
+
+[tls]
+enabled = true
+ca_cert_path = {_value(str(ca_cert_path))}
+ca_key_path = {_value(str(ca_key_path))}
+# upstream_ca_file = "/abs/extra-roots.pem"  # extra roots for upstream TLS, added to the system store
+
+# One [[routes]] table per host, for example:
+#
+# [[routes]]
+# name = "openai"
+# [routes.match]
+# host = "api.openai.com"
+# [routes.auth]
+# type = "header"                  # or "basic" with username = "..."
+# header_name = "Authorization"
+# scheme = "Bearer"
+# [routes.auth.secret]
+# source = "keyring"               # keyring | 1password | env | file | command
+# account = "openai"
+"""
+
+
+def config_lock(path: Path) -> AbstractContextManager[None]:
+    """Hold an exclusive advisory lock on ``<path>.lock`` (serialises read-modify-write of one file)."""
+    return locked(path, mode=0o644)
+
+
+def scaffold_config(path: str | os.PathLike[str], *, listen: int, ca_cert_path: str | os.PathLike[str],
+                    ca_key_path: str | os.PathLike[str]) -> Config:
+    """Create a new cordon.toml (no routes). Raises FileExistsError when the file already exists."""
+    file = Path(os.path.abspath(path))
+    text = scaffold_text(listen=listen, ca_cert_path=ca_cert_path, ca_key_path=ca_key_path)
+    config = parse_config(text, file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with config_lock(file):
+        if file.exists():
+            raise FileExistsError(errno.EEXIST, "config file exists already", str(file))
+        atomic_write(file, text, mode=0o644)
+    return config
+
+
+def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, Any]]) -> Any:
+    """Locked read → ``change(text) -> (new_text, result)`` → validate → .bak once → atomic write."""
+    file = Path(os.path.abspath(path))
+    with config_lock(file):
+        try:
+            with open(file, encoding="utf-8", newline="") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            raise ConfigNotFound(file, [ConfigProblem(file, None, None, None, "file not found",
+                                                      "run `cordon setup` to create it")]) from None
+        new_text, result = change(text)
+        if "\r\n" in text and "\n" not in text.replace("\r\n", ""):
+            new_text = new_text.replace("\r\n", "\n").replace("\n", "\r\n")  # keep a CRLF file CRLF
+        config = parse_config(new_text, file)
+        if new_text != text:
+            backup_once(file)
+            atomic_write(file, new_text)
+    return result if result is not None else config
+
+
+def _edit(path: str | os.PathLike[str], change: Callable[[TOMLDocument], Any]) -> Any:
+    """Like :func:`_edit_text`, with ``change`` mutating the tomlkit document."""
+    file = Path(os.path.abspath(path))
+
+    def on_text(text: str) -> tuple[str, Any]:
+        try:
+            document = tomlkit.parse(text)
+        except ParseError as exc:
+            raise ConfigError(file, [ConfigProblem(file, exc.line, None, None, f"not valid TOML: {exc}")]) from None
+        except TOMLKitError as exc:
+            raise ConfigError(file, [ConfigProblem(file, None, None, None, f"not valid TOML: {exc}")]) from None
+        result = change(document)
+        return tomlkit.dumps(document), result
+
+    return _edit_text(file, on_text)
+
+
+# -- routes as TOML -----------------------------------------------------------------------------------------
+
+
+def route_to_dict(route: Route) -> dict[str, Any]:
+    """The cordon.toml table of ``route`` as plain data (defaults omitted)."""
+    match: dict[str, Any] = {"host": route.host}
+    if route.port is not None:
+        match["port"] = route.port
+    auth: dict[str, Any]
+    if isinstance(route.auth, BasicAuth):
+        auth = {"type": "basic", "username": route.auth.username}
+    else:
+        auth = {"type": "header", "header_name": route.auth.header_name}
+        if route.auth.scheme is not None:
+            auth["scheme"] = route.auth.scheme
+    secret: dict[str, Any] = {"source": route.secret.source}
+    for key, value in route.secret.fields.items():
+        if route.secret.source == "keyring" and key == "service" and value == DEFAULT_KEYRING_SERVICE:
+            continue
+        secret[key] = list(value) if isinstance(value, tuple) else value
+    auth["secret"] = secret
+    data: dict[str, Any] = {"name": route.name, "match": match, "auth": auth}
+    if route.allow_plain_http:
+        data["allow_plain_http"] = True
+    return data
+
+
+def route_to_toml(route: Route) -> str:
+    """``route`` as a ``[[routes]]`` block in the layout of the spec (sub-tables, no inline tables)."""
+    data = route_to_dict(route)
+    lines = ["[[routes]]", f"name = {_value(data['name'])}"]
+    if "allow_plain_http" in data:
+        lines.append("allow_plain_http = true")
+    lines.append("[routes.match]")
+    lines += [f"{key} = {_value(value)}" for key, value in data["match"].items()]
+    lines.append("[routes.auth]")
+    lines += [f"{key} = {_value(value)}" for key, value in data["auth"].items() if key != "secret"]
+    lines.append("[routes.auth.secret]")
+    lines += [f"{key} = {_value(value)}" for key, value in data["auth"]["secret"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _routes(document: TOMLDocument, file: Path) -> AoT | None:
+    routes = document.get("routes")
+    if routes is None:
+        return None
+    if not isinstance(routes, AoT):
+        raise ConfigError(file, [ConfigProblem(file, None, None, "routes", "routes is not written as [[routes]] "
+                                               "tables, so cordon cannot edit it", "edit the file by hand")])
+    return routes
+
+
+def _index(routes: AoT | None, name: str, file: Path) -> int:
+    for index, table in enumerate(routes or []):
+        if table.get("name") == name:
+            return index
+    raise RouteNotFound(name, file)
+
+
+def add_route(path: str | os.PathLike[str], route: Route) -> Config:
+    """Append ``route`` as a new ``[[routes]]`` table; returns the validated new config.
+
+    Raises :class:`RouteExists` when the name is taken, :class:`ConfigError` when the result is invalid.
+    """
+    file = Path(os.path.abspath(path))
+
+    def change(document: TOMLDocument) -> None:
+        routes = _routes(document, file)
+        for table in routes or []:
+            if table.get("name") == route.name:
+                raise RouteExists(f"a route named {route.name!r} already exists in {file}")
+        block = tomlkit.parse(route_to_toml(route))["routes"][0]
+        text = tomlkit.dumps(document)
+        if routes is None:
+            if not text.endswith("\n\n") and text:
+                document.add(tomlkit.nl())
+            document.add("routes", tomlkit.aot())
+            routes = document["routes"]
+        else:
+            last = routes[-1]
+            _ensure_trailing_blank(last)
+        routes.append(block)
+        keys = [key for key, _ in document.body]
+        if keys and keys[-1] is not None and keys[-1].key != "routes":
+            _ensure_trailing_blank(block)  # a table follows the routes: keep a blank line before it
+
+    return _edit(file, change)
+
+
+def _ensure_trailing_blank(table: Table) -> None:
+    """Make sure the table's text ends with a blank line so an appended table is set apart."""
+    text = table.as_string()
+    if not text.endswith("\n\n"):
+        inner = table
+        while True:
+            body = inner.value.body
+            if not body:
+                break
+            key, item = body[-1]
+            if isinstance(item, Table) and key is not None:
+                inner = item
+                continue
+            break
+        inner.add(tomlkit.nl())
+
+
+def _apply(table: Any, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Change ``table`` from ``old`` to ``new``, touching only the keys whose values differ."""
+    for key, value in new.items():
+        if key in old and old[key] == value:
+            continue
+        current = table.get(key)
+        if isinstance(value, dict) and isinstance(current, InlineTable):
+            table[key] = _to_inline(value)
+        elif isinstance(value, dict) and current is not None and hasattr(current, "items"):
+            previous = old.get(key)
+            _apply(current, previous if isinstance(previous, dict) else {}, value)
+        elif isinstance(value, dict):
+            table[key] = _to_table(value)
+        else:
+            table[key] = value
+    for key in old:
+        if key not in new and key in table:
+            del table[key]
+
+
+def _to_table(data: Mapping[str, Any]) -> Table:
+    table = tomlkit.table()
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            table.add(key, value)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            table.add(key, _to_table(value))
+    return table
+
+
+def _inline_text(data: Mapping[str, Any]) -> str:
+    parts = [f"{key} = {_inline_text(value) if isinstance(value, dict) else _value(value)}"
+             for key, value in data.items()]
+    return "{ " + ", ".join(parts) + " }"
+
+
+def _to_inline(data: Mapping[str, Any]) -> InlineTable:
+    """An inline table written the usual way: ``{ key = value, ... }``."""
+    item = tomlkit.parse(f"x = {_inline_text(data)}\n")["x"]
+    assert isinstance(item, InlineTable)
+    return item
+
+
+def edit_route(path: str | os.PathLike[str], name: str, *, new_name: str | None = None, host: str | None = None,
+               port: int | None = _UNSET, auth: HeaderAuth | BasicAuth | None = None,
+               secret: SecretRef | None = None, allow_plain_http: bool | None = None) -> tuple[Route, Route]:
+    """Change only the given fields of route ``name``; returns ``(before, after)``.
+
+    Keys that keep their value are not touched, so their comments and formatting survive.
+    Raises :class:`RouteNotFound`, :class:`RouteExists` (renaming onto a taken name) or :class:`ConfigError`.
+    """
+    file = Path(os.path.abspath(path))
+    before = _current_route(file, name)
+    changes: dict[str, Any] = {}
+    if new_name is not None:
+        changes["name"] = new_name
+    if host is not None:
+        from cordon_config.hosts import canonical_host
+
+        try:
+            changes["host"] = canonical_host(host)
+        except ValueError as exc:
+            raise ConfigError(file, [ConfigProblem(file, None, f'"{name}"', "match.host", str(exc))]) from None
+    if port is not _UNSET:
+        changes["port"] = port
+    if auth is not None:
+        changes["auth"] = auth
+    if secret is not None:
+        changes["secret"] = secret
+    if allow_plain_http is not None:
+        changes["allow_plain_http"] = allow_plain_http
+    after = dataclasses.replace(before, **changes)
+
+    def change(document: TOMLDocument) -> tuple[Route, Route]:
+        routes = _routes(document, file)
+        index = _index(routes, name, file)
+        if new_name is not None and new_name != name:
+            for table in routes or []:
+                if table.get("name") == new_name:
+                    raise RouteExists(f"a route named {new_name!r} already exists in {file}")
+        assert routes is not None
+        old_data = route_to_dict(before)
+        new_data = route_to_dict(after)
+        if before.allow_plain_http and not after.allow_plain_http and "allow_plain_http" in routes[index]:
+            new_data["allow_plain_http"] = False
+        _apply(routes[index], old_data, new_data)
+        return before, after
+
+    return _edit(file, change)
+
+
+def _current_route(file: Path, name: str) -> Route:
+    from cordon_config.parse import load_config
+
+    config = load_config(file)
+    for route in config.routes:
+        if route.name == name:
+            return route
+    raise RouteNotFound(name, file)
+
+
+def remove_route(path: str | os.PathLike[str], name: str) -> Route:
+    """Delete route ``name`` with the comment block just above it; returns the removed route.
+
+    Works on the text: the lines from the route's ``[[routes]]`` header to the next table that is not
+    part of it go, except the comments and blank lines that lead into that next table.
+    """
+    file = Path(os.path.abspath(path))
+    removed = _current_route(file, name)
+
+    def change(text: str) -> tuple[str, Route]:
+        document = tomlkit.parse(text)
+        routes = _routes(document, file)
+        index = _index(routes, name, file)
+        return _cut_route(text, index), removed
+
+    return _edit_text(file, change)
+
+
+def _cut_route(text: str, index: int) -> str:
+    headers: list[tuple[tuple[str | int, ...], int]] = []
+    key_lines(text, headers)
+    lines = text.splitlines(keepends=True)
+    start_line = next(line for path, line in headers if path == ("routes", index))
+    end_line = next((line for path, line in headers if line > start_line and path[:2] != ("routes", index)),
+                    len(lines) + 1)
+    start, end = start_line - 1, end_line - 1
+
+    def idle(i: int) -> bool:
+        stripped = lines[i].strip()
+        return not stripped or stripped.startswith("#")
+
+    while end - 1 > start and idle(end - 1):
+        end -= 1
+    while start > 0 and lines[start - 1].strip().startswith("#"):
+        start -= 1
+    kept_blank_after = end >= len(lines) or not lines[end].strip()
+    if kept_blank_after:
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1
+    return "".join(lines[:start] + lines[end:])
+
+
+def set_listen(path: str | os.PathLike[str], port: int) -> Config:
+    """Set the top-level ``listen`` port (keeping its comment)."""
+    file = Path(os.path.abspath(path))
+
+    def change(document: TOMLDocument) -> None:
+        if "listen" in document:
+            document["listen"] = port
+        else:
+            document._insert_at(0, "listen", port)
+
+    return _edit(file, change)

@@ -1,0 +1,494 @@
+"""cordon.toml text → validated :class:`~cordon_config.model.Config` (spec §2).
+
+tomlkit parses, ``unwrap()`` gives plain Python, and the validator below checks every rule, collecting all
+problems into one :class:`ConfigError` with file, line, route, key, message and hint for each.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError, TOMLKitError
+
+from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem
+from cordon_config.hosts import canonical_host
+from cordon_config.locate import key_lines, line_of
+from cordon_config.model import BasicAuth, Config, HeaderAuth, Limits, Route, SecretRef, TLSConfig
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
+TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RESERVED_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "TE", "Trailer", "Upgrade",
+        "Proxy-Authorization", "Proxy-Authenticate",
+    )
+)
+SOURCES = ("keyring", "1password", "env", "file", "command")
+DEFAULT_KEYRING_SERVICE = "cordon"
+DEFAULT_LISTEN = 6790
+
+TOP_KEYS = ("listen", "tls", "routes", "secrets", "limits", "secret_ttl")
+TLS_KEYS = ("enabled", "ca_cert_path", "ca_key_path", "upstream_ca_file", "name_constraints")
+SECRETS_KEYS = ("op_path",)
+LIMIT_KEYS = ("header_bytes", "connect_timeout", "idle_timeout", "response_header_timeout", "max_connections")
+ROUTE_KEYS = ("name", "match", "auth", "allow_plain_http")
+MATCH_KEYS = ("host", "port")
+HEADER_AUTH_KEYS = ("type", "header_name", "scheme", "secret")
+BASIC_AUTH_KEYS = ("type", "username", "secret")
+SOURCE_FIELDS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # source: (required, optional)
+    "keyring": (("account",), ("service", "decode")),
+    "1password": (("vault", "item", "field"), ("account",)),
+    "env": (("var",), ()),
+    "file": (("path",), ()),
+    "command": (("argv",), ()),
+}
+SOURCE_EXAMPLES = {
+    "keyring": 'account = "<route name>"',
+    "1password": 'vault = "Private", item = "OpenAI", field = "credential"',
+    "env": 'var = "OPENAI_API_KEY"',
+    "file": 'path = "/abs/path/to/secret"',
+    "command": 'argv = ["gh", "auth", "token"]',
+}
+LIMIT_RULES: Mapping[str, tuple[type, float, float]] = {
+    # key: (type, minimum, maximum)
+    "header_bytes": (int, 1024, 16 * 1024 * 1024),
+    "connect_timeout": (float, 0.001, 3600),
+    "idle_timeout": (float, 0.001, 86400),
+    "response_header_timeout": (float, 0.001, 86400),
+    "max_connections": (int, 1, 1_000_000),
+}
+
+Key = tuple[str | int, ...]
+MISPLACED = {
+    **dict.fromkeys(MATCH_KEYS, "[routes.match]"),
+    **dict.fromkeys(("type", "header_name", "scheme", "username"), "[routes.auth]"),
+    **dict.fromkeys(("source", "account", "service", "decode", "vault", "item", "field", "var", "path", "argv"),
+                    "[routes.auth.secret]"),
+}
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the cordon.toml at ``path``; raise :class:`ConfigError` listing every problem."""
+    file = Path(os.path.abspath(path))
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigNotFound(
+            file, [ConfigProblem(file, None, None, None, "file not found", "run `cordon setup` to create it")]
+        ) from None
+    except OSError as exc:
+        raise ConfigError(file, [ConfigProblem(file, None, None, None, f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(file, [ConfigProblem(file, line, None, None, "not valid UTF-8")]) from None
+    return parse_config(text, file)
+
+
+def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
+    """Validate cordon.toml ``text`` as if read from ``path`` (used for relative paths and messages)."""
+    file = Path(os.path.abspath(path))
+    try:
+        data = tomlkit.parse(text).unwrap()
+    except ParseError as exc:
+        message = str(exc).split(" at line ")[0]
+        problem = ConfigProblem(file, exc.line, None, None, f"not valid TOML: {message} (column {exc.col})")
+        raise ConfigError(file, [problem]) from None
+    except TOMLKitError as exc:  # e.g. a table defined twice
+        raise ConfigError(file, [ConfigProblem(file, None, None, None, f"not valid TOML: {exc}")]) from None
+    return _Validator(file, text).run(data)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _suggest(key: str, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f'did you mean "{close[0]}"?'
+    return "allowed here: " + ", ".join(allowed)
+
+
+def suggest_name(text: str) -> str:
+    """A valid route name derived from ``text`` (for hints and the wizard)."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
+    return slug or "route"
+
+
+class _Validator:
+    def __init__(self, file: Path, text: str):
+        self.file = file
+        self.lines = key_lines(text)
+        self.problems: list[ConfigProblem] = []
+        self.route_label: str | None = None
+        self.route_index: int | None = None
+
+    # -- reporting -------------------------------------------------------------------------------------------
+    def add(self, key: Key, message: str, hint: str | None = None, *, line_key: Key | None = None) -> None:
+        where = key if line_key is None else line_key
+        full: Key = where if self.route_index is None else ("routes", self.route_index, *where)
+        shown = ".".join(str(part) for part in key) or None
+        line = line_of(self.lines, full)
+        self.problems.append(ConfigProblem(self.file, line, self.route_label, shown, message, hint))
+
+    def unknown_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], prefix: Key) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = _suggest(key, allowed)
+                if prefix == () and self.route_index is not None and key in MISPLACED:
+                    hint = f"{key} belongs under {MISPLACED[key]}"
+                self.add((*prefix, key), f'unknown key "{key}"', hint)
+
+    def table(self, data: Mapping[str, Any], key: str, prefix: Key = ()) -> dict[str, Any] | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.add((*prefix, key), f"must be a table, not {_kind(value)}")
+            return None
+        return value
+
+    def string(self, data: Mapping[str, Any], key: str, prefix: Key, *, required: bool, hint: str | None = None,
+               ) -> str | None:
+        value = data.get(key)
+        if value is None:
+            if required:
+                self.add((*prefix, key), f"{key} is required", hint)
+            return None
+        if not isinstance(value, str):
+            self.add((*prefix, key), f"must be a string, not {_kind(value)}")
+            return None
+        if not value:
+            self.add((*prefix, key), f"{key} must not be empty", hint)
+            return None
+        return value
+
+    def boolean(self, data: Mapping[str, Any], key: str, prefix: Key, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            self.add((*prefix, key), f"must be true or false, not {_kind(value)}")
+            return default
+        return value
+
+    def number(self, data: Mapping[str, Any], key: str, prefix: Key, default: float, *, integer: bool,
+               minimum: float, maximum: float) -> Any:
+        value = data.get(key, default)
+        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type:
+            want = "an integer" if integer else "a number"
+            self.add((*prefix, key), f"must be {want}, not {_kind(value)}")
+            return default
+        if not minimum <= value <= maximum:
+            self.add((*prefix, key), f"must be from {minimum:g} to {maximum:g}, got {value!r}")
+            return default
+        return value if integer else float(value)
+
+    def path(self, data: Mapping[str, Any], key: str, prefix: Key, *, required: bool,
+             hint: str | None = None) -> Path | None:
+        value = self.string(data, key, prefix, required=required, hint=hint)
+        if value is None:
+            return None
+        if value.startswith("~"):
+            self.add((*prefix, key), f'"{value}": paths are literal and "~" is not expanded',
+                     "write the absolute path")
+            return None
+        if "\0" in value:
+            self.add((*prefix, key), "path contains a NUL character")
+            return None
+        return Path(os.path.normpath(self.file.parent / value))
+
+    # -- the document ----------------------------------------------------------------------------------------
+    def run(self, data: dict[str, Any]) -> Config:
+        self.unknown_keys(data, TOP_KEYS, ())
+        listen = self.listen(data)
+        tls = self.tls(data)
+        secret_ttl = self.number(data, "secret_ttl", (), 10.0, integer=False, minimum=0, maximum=86400)
+        secrets_table = self.table(data, "secrets") or {}
+        self.unknown_keys(secrets_table, SECRETS_KEYS, ("secrets",))
+        op_path = self.string(secrets_table, "op_path", ("secrets",), required=False)
+        if op_path is not None and "/" in op_path:
+            resolved = self.path(secrets_table, "op_path", ("secrets",), required=False)
+            op_path = str(resolved) if resolved is not None else None
+        limits = self.limits(data)
+        routes = self.routes(data)
+        if routes:
+            if "tls" not in data:
+                self.add(("tls",), "routes are configured but the [tls] table is missing",
+                         "run `cordon setup` to create the CA and write [tls] with ca_cert_path and ca_key_path",
+                         line_key=("routes", 0))
+            elif not tls.enabled:
+                self.add(("tls", "enabled"), "routes are configured but TLS interception is disabled",
+                         "set enabled = true under [tls] (routes cannot inject without it)")
+        if self.problems:
+            self.problems.sort(key=lambda p: (p.line is None, p.line or 0))
+            raise ConfigError(self.file, self.problems)
+        return Config(
+            path=self.file, listen=listen, tls=tls, routes=tuple(routes), limits=limits,
+            secret_ttl=secret_ttl, op_path=op_path,
+        )
+
+    def listen(self, data: Mapping[str, Any]) -> int:
+        value = data.get("listen")
+        if value is None:
+            self.add(("listen",), "listen is required", f"add listen = {DEFAULT_LISTEN} (the port on 127.0.0.1)")
+            return DEFAULT_LISTEN
+        if isinstance(value, bool) or not isinstance(value, int):
+            hint = "write the port alone, e.g. listen = 6790 (the address is always 127.0.0.1)"
+            self.add(("listen",), f"must be an integer port from 1 to 65535, not {_kind(value)}", hint)
+            return DEFAULT_LISTEN
+        if not 1 <= value <= 65535:
+            self.add(("listen",), f"must be a port from 1 to 65535, got {value}")
+            return DEFAULT_LISTEN
+        return value
+
+    def tls(self, data: Mapping[str, Any]) -> TLSConfig:
+        table = self.table(data, "tls")
+        if table is None:
+            return TLSConfig(enabled=False)
+        prefix: Key = ("tls",)
+        self.unknown_keys(table, TLS_KEYS, prefix)
+        enabled = self.boolean(table, "enabled", prefix, True)
+        hint = "run `cordon setup`, which writes the CA paths"
+        cert = self.path(table, "ca_cert_path", prefix, required=enabled, hint=hint)
+        key = self.path(table, "ca_key_path", prefix, required=enabled, hint=hint)
+        upstream = self.path(table, "upstream_ca_file", prefix, required=False)
+        constraints = self.boolean(table, "name_constraints", prefix, False)
+        return TLSConfig(enabled, cert, key, upstream, constraints)
+
+    def limits(self, data: Mapping[str, Any]) -> Limits:
+        table = self.table(data, "limits")
+        if table is None:
+            return Limits()
+        prefix: Key = ("limits",)
+        self.unknown_keys(table, LIMIT_KEYS, prefix)
+        defaults = Limits()
+        values = {}
+        for key, (kind, low, high) in LIMIT_RULES.items():
+            values[key] = self.number(table, key, prefix, getattr(defaults, key), integer=kind is int,
+                                      minimum=low, maximum=high)
+        return Limits(**values)
+
+    # -- routes ----------------------------------------------------------------------------------------------
+    def routes(self, data: Mapping[str, Any]) -> list[Route]:
+        value = data.get("routes")
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            self.add(("routes",), "routes must be an array of tables", "write each route as a [[routes]] table")
+            return []
+        routes: list[Route] = []
+        names: dict[str, int] = {}
+        hosts: dict[str, list[tuple[int | None, str, int]]] = {}
+        for index, table in enumerate(value):
+            name = table.get("name")
+            self.route_index = index
+            self.route_label = f'"{name}"' if isinstance(name, str) and name else f"#{index + 1}"
+            route = self.route(table, names, hosts, index)
+            if route is not None:
+                routes.append(route)
+        self.route_index = None
+        self.route_label = None
+        return routes
+
+    def route(self, table: Mapping[str, Any], names: dict[str, int],
+              hosts: dict[str, list[tuple[int | None, str, int]]], index: int) -> Route | None:
+        before = len(self.problems)
+        self.unknown_keys(table, ROUTE_KEYS, ())
+        name = self.string(table, "name", (), required=True, hint='add name = "<a short name>" to this [[routes]]')
+        if name is not None:
+            if not NAME_RE.fullmatch(name):
+                self.add(("name",), f'name "{name}" is not valid: use lower-case letters, digits, ".", "_" and '
+                         '"-", starting with a letter or digit', f'e.g. name = "{suggest_name(name)}"')
+            elif name in names:
+                self.add(("name",), f'name "{name}" is already used by route #{names[name] + 1}',
+                         "route names must be unique")
+            else:
+                names[name] = index
+        host, port = self.match(table, hosts, index, name)
+        auth = self.auth(table)
+        secret = self.secret(table)
+        allow_plain = self.boolean(table, "allow_plain_http", (), False)
+        if len(self.problems) != before or name is None or host is None or auth is None or secret is None:
+            return None
+        return Route(name=name, host=host, auth=auth, secret=secret, port=port, allow_plain_http=allow_plain)
+
+    def match(self, table: Mapping[str, Any], hosts: dict[str, list[tuple[int | None, str, int]]], index: int,
+              name: str | None) -> tuple[str | None, int | None]:
+        hint = 'add [routes.match] with host = "api.example.com"'
+        match = self.table(table, "match")
+        if match is None:
+            if "match" not in table:
+                self.add(("match", "host"), "host is required", hint)
+            return None, None
+        self.unknown_keys(match, MATCH_KEYS, ("match",))
+        raw_host = self.string(match, "host", ("match",), required=True, hint=hint)
+        port: int | None = None
+        if "port" in match:
+            port = self.number(match, "port", ("match",), 0, integer=True, minimum=1, maximum=65535) or None
+        if raw_host is None:
+            return None, port
+        try:
+            host = canonical_host(raw_host)
+        except ValueError as exc:
+            self.add(("match", "host"), str(exc), 'use a DNS name such as "api.openai.com" (no scheme, port or path)')
+            return None, port
+        for other_port, other_label, _ in hosts.get(host, []):
+            if other_port is None or port is None or other_port == port:
+                self.add(("match", "host"), f'host "{host}" is already matched by route {other_label}',
+                         "each host may have one route (or give each route a different match.port)")
+                break
+        hosts.setdefault(host, []).append((port, f'"{name}"' if name else f"#{index + 1}", index))
+        return host, port
+
+    def auth(self, table: Mapping[str, Any]) -> HeaderAuth | BasicAuth | None:
+        auth = self.table(table, "auth")
+        prefix: Key = ("auth",)
+        if auth is None:
+            if "auth" not in table:
+                self.add(prefix, "auth is required",
+                         'add [routes.auth] with type = "header", header_name = "Authorization", scheme = "Bearer"')
+            return None
+        kind = auth.get("type")
+        if kind is None:
+            self.add((*prefix, "type"), "type is required", 'add type = "header" or type = "basic"')
+            self.unknown_keys(auth, tuple(dict.fromkeys(HEADER_AUTH_KEYS + BASIC_AUTH_KEYS)), prefix)
+            return None
+        if kind == "header":
+            self.unknown_keys_for_type(auth, HEADER_AUTH_KEYS, "header")
+            header_name = self.string(auth, "header_name", prefix, required=True,
+                                      hint='add header_name = "Authorization" (and scheme = "Bearer")')
+            scheme = self.string(auth, "scheme", prefix, required=False)
+            if scheme is not None and not TOKEN_RE.fullmatch(scheme):
+                self.add((*prefix, "scheme"), f'scheme "{scheme}" is not a valid auth scheme (an RFC 9110 token, '
+                         'no spaces)', 'e.g. scheme = "Bearer"')
+                scheme = None
+            if header_name is None:
+                return None
+            if not TOKEN_RE.fullmatch(header_name):
+                self.add((*prefix, "header_name"), f'header_name "{header_name}" is not a valid header name '
+                         "(an RFC 9110 token: letters, digits and !#$%&'*+-.^_`|~)",
+                         'e.g. header_name = "x-api-key"')
+                return None
+            if header_name.lower() in RESERVED_HEADERS:
+                self.add((*prefix, "header_name"), f'header_name "{header_name}" is reserved (framing, connection '
+                         "or proxy header); cordon never injects it",
+                         'use the header the API expects, e.g. "Authorization" or "x-api-key"')
+                return None
+            if header_name.lower() == "authorization" and scheme is None and "scheme" not in auth:
+                self.add((*prefix, "scheme"), "scheme is required when header_name is Authorization",
+                         'add scheme = "Bearer"', line_key=(*prefix, "header_name"))
+                return None
+            return HeaderAuth(header_name=header_name, scheme=scheme)
+        if kind == "basic":
+            self.unknown_keys_for_type(auth, BASIC_AUTH_KEYS, "basic")
+            username = self.string(auth, "username", prefix, required=True,
+                                   hint='add username = "..." (the secret is the password)')
+            if username is None:
+                return None
+            if ":" in username or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in username):
+                self.add((*prefix, "username"), "username must not contain \":\" or control characters "
+                         "(RFC 7617)")
+                return None
+            return BasicAuth(username=username)
+        hint = 'use type = "header" or type = "basic"'
+        if isinstance(kind, str) and kind.lower() == "bearer":
+            hint = 'use type = "header" with header_name = "Authorization" and scheme = "Bearer"'
+        self.add((*prefix, "type"), f'must be "header" or "basic", got {kind!r}', hint)
+        return None
+
+    def unknown_keys_for_type(self, auth: Mapping[str, Any], allowed: tuple[str, ...], kind: str) -> None:
+        other = {"header": BASIC_AUTH_KEYS, "basic": HEADER_AUTH_KEYS}[kind]
+        for key in auth:
+            if key in allowed:
+                continue
+            if key in other:
+                self.add(("auth", key), f'{key} is not used with type = "{kind}"',
+                         f'remove it, or use type = "{"basic" if kind == "header" else "header"}"')
+            else:
+                self.add(("auth", key), f'unknown key "{key}"', _suggest(key, allowed))
+
+    def secret(self, table: Mapping[str, Any]) -> SecretRef | None:
+        auth = table.get("auth")
+        if not isinstance(auth, dict):
+            return None
+        prefix: Key = ("auth", "secret")
+        secret = self.table(auth, "secret", ("auth",))
+        if secret is None:
+            if "secret" not in auth:
+                self.add(prefix, "secret is required",
+                         'add [routes.auth.secret] with source = "keyring" and account = "<route name>"')
+            return None
+        source = secret.get("source")
+        if source is None:
+            self.add((*prefix, "source"), "source is required", "source is one of: " + ", ".join(SOURCES))
+            return None
+        if source not in SOURCES:
+            self.add((*prefix, "source"), f"unknown secret source {source!r}",
+                     _suggest(str(source), SOURCES) if isinstance(source, str) else "one of: " + ", ".join(SOURCES))
+            return None
+        required, optional = SOURCE_FIELDS[source]
+        allowed = ("source", *required, *optional)
+        for key in secret:
+            if key not in allowed:
+                self.add((*prefix, key), f'unknown key "{key}" for source = "{source}"', _suggest(key, allowed))
+        fields: dict[str, Any] = {}
+        example = SOURCE_EXAMPLES[source]
+        if source == "command":
+            argv = secret.get("argv")
+            if argv is None:
+                self.add((*prefix, "argv"), "argv is required", f"e.g. {example}")
+            elif (not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv)
+                  or not argv[0]):
+                self.add((*prefix, "argv"), "argv must be a non-empty list of strings (run without a shell)",
+                         f"e.g. {example}")
+            else:
+                fields["argv"] = tuple(argv)
+        elif source == "file":
+            resolved = self.path(secret, "path", prefix, required=True, hint=f"e.g. {example}")
+            if resolved is not None:
+                fields["path"] = str(resolved)
+        else:
+            for key in required:
+                value = self.string(secret, key, prefix, required=True, hint=f"e.g. {example}")
+                if value is not None:
+                    fields[key] = value
+            for key in optional:
+                value = self.string(secret, key, prefix, required=False)
+                if value is not None:
+                    fields[key] = value
+            if source == "keyring":
+                fields.setdefault("service", DEFAULT_KEYRING_SERVICE)
+                decode = fields.get("decode")
+                if decode is not None and decode != "go-keyring":
+                    self.add((*prefix, "decode"), f'decode must be "go-keyring", got "{decode}"',
+                             'remove decode, or set decode = "go-keyring" for entries written by Go tools')
+            if source == "env" and "var" in fields and not ENV_NAME_RE.fullmatch(fields["var"]):
+                self.add((*prefix, "var"), f'var "{fields["var"]}" is not a valid environment variable name',
+                         'e.g. var = "OPENAI_API_KEY"')
+        if not all(key in fields for key in required):
+            return None
+        return SecretRef(source=source, fields=MappingProxyType(fields))

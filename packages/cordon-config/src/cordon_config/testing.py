@@ -1,0 +1,121 @@
+"""Test helpers: keyring backends that never touch a real keyring, and small config builders.
+
+The backends here are never auto-selected: their ``priority`` raises, so keyring does not consider them
+viable. Select one explicitly with ``keyring.set_keyring(MemoryKeyring())`` (in-process) or, for a
+subprocess, ``PYTHON_KEYRING_BACKEND=cordon_config.testing.FileKeyring`` plus
+``CORDON_TEST_KEYRING_FILE=/tmp/.../keyring.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from keyring.backend import KeyringBackend
+from keyring.compat import properties
+from keyring.errors import PasswordDeleteError
+
+from cordon_config.files import atomic_write
+
+
+class _TestOnly(KeyringBackend):
+    @properties.classproperty
+    def priority(cls) -> float:
+        raise RuntimeError("test-only keyring backend; select it explicitly")
+
+    def __str__(self) -> str:
+        return f"{type(self).__module__}.{type(self).__name__} (test only)"
+
+
+class MemoryKeyring(_TestOnly):
+    """An in-memory keyring for unit tests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.entries.pop((service, username), None) is None:
+            raise PasswordDeleteError("no such password")
+
+
+class FileKeyring(_TestOnly):
+    """A JSON-file keyring (path in ``$CORDON_TEST_KEYRING_FILE``) so subprocess tests share entries.
+
+    Viable only while ``CORDON_TEST_KEYRING_FILE`` is set (keyring checks viability when
+    ``PYTHON_KEYRING_BACKEND`` names it), and then with the lowest priority, so it is never picked on its own.
+    """
+
+    @properties.classproperty
+    def priority(cls) -> float:
+        if not os.environ.get("CORDON_TEST_KEYRING_FILE"):
+            raise RuntimeError("test-only keyring backend: set CORDON_TEST_KEYRING_FILE and select it explicitly")
+        return -100
+
+    def _path(self) -> Path:
+        value = os.environ.get("CORDON_TEST_KEYRING_FILE")
+        if not value:
+            raise RuntimeError("CORDON_TEST_KEYRING_FILE is not set")
+        return Path(value)
+
+    def _load(self) -> dict[str, str]:
+        try:
+            return json.loads(self._path().read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self._load().get(f"{service}\0{username}")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        data = self._load()
+        data[f"{service}\0{username}"] = password
+        atomic_write(self._path(), json.dumps(data), mode=0o600)
+
+    def delete_password(self, service: str, username: str) -> None:
+        data = self._load()
+        if data.pop(f"{service}\0{username}", None) is None:
+            raise PasswordDeleteError("no such password")
+        atomic_write(self._path(), json.dumps(data), mode=0o600)
+
+
+@contextmanager
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    """Use a fresh :class:`MemoryKeyring` for the duration of the block, then restore the previous backend."""
+    import keyring
+    import keyring.core
+
+    previous = keyring.core._keyring_backend
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        keyring.core._keyring_backend = previous
+
+
+def write_config(directory: Path, body: str, *, listen: int = 6790, name: str = "cordon.toml") -> Path:
+    """Write a cordon.toml with ``listen``, a [tls] table pointing into ``directory`` and ``body`` appended."""
+    path = directory / name
+    path.write_text(
+        f'listen = {listen}\n\n[tls]\nenabled = true\nca_cert_path = "certs/ca-cert.pem"\n'
+        f'ca_key_path = "certs/ca-key.pem"\n\n{body}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def route_block(name: str, host: str, secret: str, *, auth: str = 'type = "header"\nheader_name = "x-api-key"'
+                ) -> str:
+    """A ``[[routes]]`` block; ``secret`` is the body of ``[routes.auth.secret]``."""
+    return (f'[[routes]]\nname = "{name}"\n[routes.match]\nhost = "{host}"\n[routes.auth]\n{auth}\n'
+            f"[routes.auth.secret]\n{secret}\n\n")
