@@ -319,8 +319,9 @@ def test_token_list_rotate_revoke_never_print_values(project: Path, monkeypatch:
 
 
 def test_os_errors_are_one_line_not_a_traceback(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (project.parent / "cordon.toml.lock").unlink()
-    (project.parent / "cordon.toml.lock").mkdir()  # the lock file cannot be opened (works as root too)
+    config = project.parent / "cordon.toml"
+    config.unlink()
+    config.mkdir()  # the config cannot be read (IsADirectoryError; works as root too)
     code, _, err = run(cli.route_main, ["add", *OPENAI], capsys)
     assert code == 1 and err.startswith("cordon: ") and len(err.splitlines()) == 1 and "Traceback" not in err
 

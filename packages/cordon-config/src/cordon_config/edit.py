@@ -1,6 +1,6 @@
 """Lossless edits of cordon.toml with tomlkit: everything outside the changed table survives byte for byte.
 
-Each edit takes an advisory lock on ``<config>.lock``, reads the file, changes the tomlkit document,
+Each edit takes an advisory lock (``files.locked``, on the config's directory), reads the file, changes the tomlkit document,
 validates the result (:class:`~cordon_config.errors.ConfigError` and nothing written when invalid), keeps a
 one-time ``.bak`` of the original, and replaces the file atomically.
 """
@@ -76,7 +76,7 @@ ca_key_path = {_value(str(ca_key_path))}
 
 
 def config_lock(path: Path) -> AbstractContextManager[None]:
-    """Hold an exclusive advisory lock on ``<path>.lock`` (serialises read-modify-write of one file)."""
+    """Hold the exclusive advisory lock of ``files.locked`` (serialises read-modify-write of the config)."""
     return locked(path, mode=0o644)
 
 

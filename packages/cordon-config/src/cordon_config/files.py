@@ -62,15 +62,17 @@ def backup_once(path: Path, suffix: str = ".bak") -> Path | None:
 
 @contextmanager
 def locked(path: Path, *, mode: int = 0o600) -> Iterator[None]:
-    """Hold an exclusive advisory lock (``fcntl.flock``) on the sidecar ``<path>.lock`` for a read-modify-write.
+    """Hold an exclusive advisory lock (``fcntl.flock``) for a read-modify-write of ``path``.
 
-    The lock file is left in place (removing it would race with other lockers); the kernel releases the lock
-    when the process dies, so a killed writer never blocks the next one.
+    The lock is taken on ``path``'s directory, so no lock file is left beside the user's files; every cordon
+    writer in that directory is serialised for the few milliseconds an edit takes. The kernel releases the
+    lock when the process dies, so a killed writer never blocks the next one. Do not nest two ``locked``
+    calls on files of the same directory (flock would wait on itself). ``mode`` is kept for compatibility.
     """
     import fcntl
 
-    lock_path = Path(path).with_name(Path(path).name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    directory = Path(path).parent
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
