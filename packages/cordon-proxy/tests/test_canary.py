@@ -1,0 +1,337 @@
+"""The secret canary (SECURITY.md A.8): unique random secrets driven through every path of the real proxy.
+
+One proxy runs at ``--log-level trace`` with ``PYTHONASYNCIODEBUG=1``, three routes whose secrets come from
+the env, file and command sources (header, ``X-Api-Key`` and basic auth), and proxy tokens on. The test drives
+success, every error status cordon answers (400, 403, 407, 421, 431, 502 connect, 502 TLS, 503 for a failing
+command and for an invalid file value, 504), relayed upstream errors, and a crash injected inside a request
+handler (test-only fault injection through ``sitecustomize``). Then the raw canaries, their Base64, the Base64
+of ``user:canary`` and their percent-encodings must appear in no log line, no client response and no file
+outside the two secret stores, while the upstream did receive them (so the test is not vacuous).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+from cordon_proxy.testing import ProxyProcess, RecordingUpstream, free_port, health_ok, status, tokens_for
+
+TIMEOUT = 10.0
+BASIC_USER = "svc"
+
+FAULT_INJECTION = '''
+"""Test-only fault injection: a request to /__crash__ raises inside the session after the secret is fetched."""
+import cordon_proxy.core.session as _session
+
+_original = _session.Session._on_secret
+
+
+def _on_secret(self, event, out):
+    req = self._request
+    if req is not None and req.path.startswith("/__crash__"):
+        header = _session.injected_header(req.route, event.secret)  # the secret is a live local here
+        raise RuntimeError("injected fault while handling a request")
+    return _original(self, event, out)
+
+
+_session.Session._on_secret = _on_secret
+'''
+
+
+def _canary() -> str:
+    # '/', '+' and '=' make the percent-encodings differ from the raw value.
+    return f"cnry/{secrets.token_hex(12)}+{secrets.token_hex(4)}="
+
+
+@dataclass
+class Canaries:
+    env: str = field(default_factory=_canary)
+    file: str = field(default_factory=_canary)
+    command: str = field(default_factory=_canary)
+
+    def forms(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for source, value in (("env", self.env), ("file", self.file), ("command", self.command)):
+            out[f"{source}"] = value
+            out[f"{source}-base64"] = base64.b64encode(value.encode()).decode()
+            out[f"{source}-basic"] = base64.b64encode(f"{BASIC_USER}:{value}".encode()).decode()
+            out[f"{source}-percent"] = quote(value, safe="")
+            out[f"{source}-plus"] = quote_plus(value)
+        return out
+
+
+@dataclass
+class Run:
+    directory: Path
+    proxy: ProxyProcess
+    upstream: RecordingUpstream
+    bad_tls: RecordingUpstream
+    canaries: Canaries
+    stores: list[Path]
+    fail_flag: Path
+    token_header: str
+    responses: list[bytes] = field(default_factory=list)
+
+
+def _write_config(
+    directory: Path, port: int, upstream_ca: Path, secret_file: Path, command_store: Path, fail_flag: Path
+) -> Path:
+    certs = directory / "state" / "certs"
+    script = f'cat "{command_store}"; if [ -e "{fail_flag}" ]; then echo "helper failed" >&2; exit 3; fi'
+    text = f"""
+listen = {port}
+secret_ttl = 0
+
+[limits]
+response_header_timeout = 1.0
+connect_timeout = 3.0
+
+[tls]
+enabled = true
+ca_cert_path = "{certs / "ca-cert.pem"}"
+ca_key_path = "{certs / "ca-key.pem"}"
+upstream_ca_file = "{upstream_ca}"
+
+[[routes]]
+name = "envroute"
+[routes.match]
+host = "api.test"
+[routes.auth]
+type = "header"
+header_name = "Authorization"
+scheme = "Bearer"
+[routes.auth.secret]
+source = "env"
+var = "CORDON_CANARY"
+
+[[routes]]
+name = "fileroute"
+[routes.match]
+host = "other.test"
+[routes.auth]
+type = "header"
+header_name = "X-Api-Key"
+[routes.auth.secret]
+source = "file"
+path = "{secret_file}"
+
+[[routes]]
+name = "commandroute"
+[routes.match]
+host = "third.test"
+[routes.auth]
+type = "basic"
+username = "{BASIC_USER}"
+[routes.auth.secret]
+source = "command"
+argv = ["/bin/sh", "-c", '{script}']
+"""
+    path = directory / "cordon.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _private(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def _slow(h, seen) -> None:  # type: ignore[no-untyped-def]
+    time.sleep(1.6)  # longer than response_header_timeout
+    status(200, b"late")(h, seen)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    directory = tmp_path_factory.mktemp("canary")
+    canaries = Canaries()
+    secret_file = _private(directory / "file-secret", canaries.file + "\n")
+    command_store = _private(directory / "command-secret", canaries.command)
+    fail_flag = directory / "command-fails"
+    inject_dir = directory / "inject"
+    inject_dir.mkdir()
+    (inject_dir / "sitecustomize.py").write_text(FAULT_INJECTION, encoding="utf-8")
+    with (
+        RecordingUpstream() as upstream,
+        RecordingUpstream() as bad_tls,
+    ):  # bad_tls: a CA cordon does not trust
+        upstream.handlers["/slow"] = _slow
+        upstream.handlers["/status/401"] = status(401, b'{"error": "unauthorized"}')
+        upstream.handlers["/status/500"] = status(500, b"upstream broke")
+        upstream_ca = upstream.write_ca(directory / "upstream-ca.pem")
+        port = free_port()
+        config = _write_config(directory, port, upstream_ca, secret_file, command_store, fail_flag)
+        tokens_path, namespace = tokens_for(config)
+        from cordon_config.tokens import TokenStore
+
+        token = TokenStore.open(tokens_path).ensure("canary-client")
+        token_header = "Basic " + base64.b64encode(f"{namespace}:{token}".encode()).decode()
+        env = dict(
+            os.environ,
+            CORDON_CANARY=canaries.env,
+            PYTHONASYNCIODEBUG="1",
+            PYTHONPATH=os.pathsep.join(filter(None, [str(inject_dir), os.environ.get("PYTHONPATH")])),
+        )
+        proxy = ProxyProcess(config, port, env=env, args=("--log-level", "trace"))
+        with proxy:
+            yield Run(
+                directory,
+                proxy,
+                upstream,
+                bad_tls,
+                canaries,
+                [secret_file, command_store],
+                fail_flag,
+                token_header,
+            )
+
+
+# -- client helpers -----------------------------------------------------------------------------------------
+
+
+def _read_until_close(sock: socket.socket) -> bytes:
+    sock.settimeout(TIMEOUT)
+    chunks = []
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    except (ConnectionResetError, ssl.SSLError, TimeoutError):
+        pass
+    return b"".join(chunks)
+
+
+def _plain(r: Run, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", r.proxy.port), timeout=TIMEOUT) as sock:
+        sock.sendall(data)
+        response = _read_until_close(sock)
+    r.responses.append(response)
+    return response
+
+
+def _tunnel(
+    r: Run, host: str, port: int, request: bytes, *, token: bool = True, cafile: Path | None = None
+) -> bytes:
+    sock = socket.create_connection(("127.0.0.1", r.proxy.port), timeout=TIMEOUT)
+    with sock:
+        auth = f"Proxy-Authorization: {r.token_header}\r\n" if token else ""
+        sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 200 "):
+            head += _read_until_close(sock)
+            r.responses.append(head)
+            return head
+        ctx = ssl.create_default_context(
+            cafile=str(cafile or r.proxy.config_path.parent / "state/certs/ca-cert.pem")
+        )
+        with ctx.wrap_socket(sock, server_hostname=host) as tls:
+            tls.sendall(request)
+            response = _read_until_close(tls)
+    r.responses.append(response)
+    return response
+
+
+def _get(host: str, path: str, *, extra: str = "", host_header: str | None = None) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host_header or host}\r\nAuthorization: Bearer sk-dummy\r\n"
+        f"X-Api-Key: dummy\r\n{extra}Connection: close\r\n\r\n"
+    ).encode()
+
+
+def _status(response: bytes) -> int:
+    assert response.startswith(b"HTTP/1.1 "), response[:200]
+    return int(response[9:12])
+
+
+# -- the drive ----------------------------------------------------------------------------------------------
+
+
+def test_drive_every_path(run: Run) -> None:
+    r, up = run, run.upstream.port
+    dead = free_port()
+    for host in ("api.test", "other.test", "third.test"):
+        assert _status(_tunnel(r, host, up, _get(host, "/ok?key=sk-dummy"))) == 200, host
+    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/status/401"))) == 401
+    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/status/500"))) == 500
+    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/x", host_header="evil.test"))) == 421
+    smuggle = b"POST /x HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    assert _status(_tunnel(r, "api.test", up, smuggle)) == 400
+    huge = _get("api.test", "/x", extra="X-Big: " + "b" * 70000 + "\r\n")
+    assert _status(_tunnel(r, "api.test", up, huge)) == 431
+    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/slow"))) == 504
+    assert _status(_tunnel(r, "api.test", dead, _get("api.test", "/x"))) == 502
+    assert _status(_tunnel(r, "api.test", r.bad_tls.port, _get("api.test", "/x"))) == 502
+    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/x"), token=False)) == 407
+    plain = f"GET http://api.test:{up}/x HTTP/1.1\r\nHost: api.test:{up}\r\nProxy-Authorization: {r.token_header}\r\n\r\n"
+    assert _status(_plain(r, plain.encode())) == 403
+    blocked = f"CONNECT 127.1:{dead} HTTP/1.1\r\nHost: 127.1:{dead}\r\nProxy-Authorization: {r.token_header}\r\n\r\n"
+    assert _status(_plain(r, blocked.encode())) == 403
+    # a crash inside the request handler (fault injection): whatever the client gets, the proxy keeps serving
+    _tunnel(r, "api.test", up, _get("api.test", "/__crash__"))
+    assert health_ok(r.proxy.port, timeout=TIMEOUT), "the proxy died after a handler crash"
+    # the command helper fails (its stdout holds the secret, its stderr is reported)
+    r.fail_flag.touch()
+    try:
+        assert _status(_tunnel(r, "third.test", up, _get("third.test", "/x"))) == 503
+    finally:
+        r.fail_flag.unlink()
+    # the file now holds a value that is not a valid header value
+    r.stores[0].write_text(r.canaries.file + "\r\nX-Evil: 1\n", encoding="utf-8")
+    assert _status(_tunnel(r, "other.test", up, _get("other.test", "/x"))) == 503
+    assert b"X-Evil" not in r.upstream.all_bytes()
+
+
+def test_upstream_received_the_secrets(run: Run) -> None:
+    """Control: the canaries did flow (as the injected credentials), so their absence elsewhere means something."""
+    seen = run.upstream.all_bytes()
+    c = run.canaries
+    assert f"Bearer {c.env}".encode() in seen
+    assert f"X-Api-Key: {c.file}".encode() in seen
+    assert base64.b64encode(f"{BASIC_USER}:{c.command}".encode()) in seen
+
+
+def test_canary_absent_from_logs(run: Run) -> None:
+    run.proxy.stop()  # flush and close everything the proxy writes
+    logs = run.proxy.logs()
+    assert "RuntimeError" in logs, "the injected crash did not happen (or left no trace in the log)"
+    for name, form in run.canaries.forms().items():
+        assert form not in logs, f"{name} leaked into the proxy's stdout/stderr"
+
+
+def test_canary_absent_from_client_responses(run: Run) -> None:
+    assert run.responses
+    everything = b"\n".join(run.responses)
+    for name, form in run.canaries.forms().items():
+        assert form.encode() not in everything, f"{name} leaked to a client"
+
+
+def test_canary_absent_from_files(run: Run) -> None:
+    run.proxy.stop()
+    stores = {p.resolve() for p in run.stores}
+    checked = 0
+    for path in run.directory.rglob("*"):
+        if not path.is_file() or path.resolve() in stores:
+            continue
+        data = path.read_bytes()
+        checked += 1
+        for name, form in run.canaries.forms().items():
+            assert form.encode() not in data, f"{name} found in {path.relative_to(run.directory)}"
+    assert checked >= 5  # config, CA files, tokens.toml, proxy.log, ...
