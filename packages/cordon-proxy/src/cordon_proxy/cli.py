@@ -1,26 +1,377 @@
-"""Command line of cordon-proxy (placeholder until the package issue lands)."""
+"""Command line of cordon-proxy: ``cordon start``, ``cordon status``, ``cordon wait``.
+
+``start`` runs the proxy in the foreground in the order of spec §3: load and validate the config → check
+every secret (all failures reported together) → load the CA (created when missing) → bind
+127.0.0.1:<listen> → serve. SIGINT/SIGTERM let in-flight requests finish (up to 10 s), then exit 0.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import errno
+import http.client
+import json
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cordon_proxy import __version__
+
+if TYPE_CHECKING:
+    from cordon_config import Config
+    from cordon_config.scope import ScopePaths
+
+    from cordon_proxy.logs import Logger
+    from cordon_proxy.tls import LeafContexts
+
+__all__ = ["build_parser", "main", "start_main", "status_main", "wait_main"]
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+START_EPILOG = """examples:
+  cordon start                          # project scope: ./cordon.toml
+  cordon start --scope user --log-format json --log-level debug
+"""
+STATUS_EPILOG = """examples:
+  cordon status
+  cordon status --quiet || echo "cordon is not running"
+"""
+WAIT_EPILOG = """examples:
+  cordon wait --timeout 5 && curl -x http://127.0.0.1:6790 https://api.openai.com/v1/models
+  cordon wait --config ./cordon.toml
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"cordon: {message}\nhint: run '{self.prog} --help'\n")
+
+
+def _fail(message: str, hint: str | None = None, code: int = EXIT_FAIL) -> int:
+    sys.stderr.write(f"cordon: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+    return code
+
+
+def _add_scope(parser: argparse.ArgumentParser) -> None:
+    from cordon_config.scope import add_scope_arguments
+
+    add_scope_arguments(parser)
+
+
+def _start_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_scope(parser)
+    parser.add_argument(
+        "--log-level", choices=["trace", "debug", "info", "warn", "error"], default="info",
+        help="least severe log level written to stderr (default: info)",
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log line format (default: text)"
+    )
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_scope(parser)
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("-q", "--quiet", action="store_true", help="print nothing; exit 0 when running, 1 when not")
+    out.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _wait_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_scope(parser)
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds (default: 10)"
+    )
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The ``cordon-proxy`` parser with the start, status and wait subcommands."""
+    parser = _Parser(prog=prog or "cordon-proxy", description="The cordon credential-injecting proxy.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, helptext, epilog, adder in (
+        ("start", "run the proxy in the foreground", START_EPILOG, _start_arguments),
+        ("status", "say whether the proxy is running (via /health)", STATUS_EPILOG, _status_arguments),
+        ("wait", "wait until the proxy answers /health", WAIT_EPILOG, _wait_arguments),
+    ):
+        p = sub.add_parser(
+            name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".", epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        adder(p)
+    return parser
+
+
+def _single_parser(
+    prog: str, description: str, epilog: str, adder: Callable[[argparse.ArgumentParser], None]
+) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    adder(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-proxy: main is not built yet\n")
-    return 1
+    """``cordon-proxy start|status|wait ...``."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog)
+    if not args_list or args_list[0] not in ("start", "status", "wait"):
+        parser.parse_args(args_list)  # --help, --version or a usage error
+        return EXIT_USAGE
+    command, rest = args_list[0], args_list[1:]
+    name = f"{prog or 'cordon-proxy'} {command}"
+    return {"start": start_main, "status": status_main, "wait": wait_main}[command](rest, prog=name)
+
+
+# -- shared ----------------------------------------------------------------------------------------------
+
+
+def _scope(args: argparse.Namespace) -> ScopePaths:
+    from cordon_config.scope import ScopeError, scope_from_args
+
+    try:
+        return scope_from_args(args)
+    except ScopeError as exc:
+        raise _Usage(str(exc)) from None
+
+
+class _Usage(Exception):
+    pass
+
+
+def _load(config_path: Path) -> Config:
+    from cordon_config import load_config
+
+    return load_config(config_path)
+
+
+# -- start -----------------------------------------------------------------------------------------------
 
 
 def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-proxy: start_main is not built yet\n")
-    return 1
+    """``cordon start``: run the proxy in the foreground until SIGINT/SIGTERM."""
+    parser = _single_parser(prog or "cordon start", "Run the proxy in the foreground.", START_EPILOG, _start_arguments)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    from cordon_config import ConfigError
+    from cordon_config.secrets import check_secrets
+
+    from cordon_proxy.logs import Logger
+
+    logger = Logger(args.log_level, args.log_format)
+    from cordon_proxy.hardening import harden_process
+
+    hardened = harden_process()  # before any secret is loaded: no core dumps, no ptrace by peers
+    logger.log("debug", "process hardening", **{k: str(v) for k, v in hardened.items()})
+    try:
+        paths = _scope(args)
+    except _Usage as exc:
+        return _fail(str(exc), code=EXIT_USAGE)
+    config_path = paths.config_path
+    # 1. config
+    try:
+        config = _load(config_path)
+    except ConfigError as exc:
+        sys.stderr.write("cordon: " + str(exc).rstrip("\n") + "\n")
+        return EXIT_FAIL
+    except OSError as exc:
+        return _fail(f"cannot read {config_path}: {exc.strerror}")
+    # 2. secrets
+    failures = check_secrets(config)
+    if failures:
+        for route_name, reason in failures:
+            sys.stderr.write(f'cordon: secret for route "{route_name}" unavailable: {reason}\n')
+        sys.stderr.write("hint: store it with: cordon secret set <route>, then check with: cordon secret check <route>\n")
+        return EXIT_FAIL
+    # 3. CA
+    leaves: LeafContexts | None = None
+    if config.tls.enabled and config.routes:
+        from cordon_ca import CAError, load_or_create_ca
+
+        from cordon_proxy.tls import LeafContexts
+
+        cert = config.tls.ca_cert_path or paths.ca_cert
+        key = config.tls.ca_key_path or paths.ca_key
+        try:
+            ca = load_or_create_ca(cert, key, namespace=paths.namespace)
+        except CAError as exc:
+            hint = getattr(exc, "hint", None)
+            return _fail(str(getattr(exc, "message", exc)), hint)
+        leaves = LeafContexts(ca, [r.host for r in config.routes])
+    # 4. tokens
+    verify: Verifier | None = None
+    from cordon_config.tokens import TokenStore
+
+    try:
+        store = TokenStore.load(paths.tokens_path)
+    except Exception as exc:  # unreadable or insecure tokens file: refuse to run without the user knowing
+        return _fail(f"cannot load proxy tokens: {exc}")
+    if store is None:
+        logger.log("warn", f"no proxy tokens ({paths.tokens_path} is absent): any local process may use the routes")
+    else:
+        from cordon_proxy.tokens import TokenGate
+
+        verify = TokenGate(paths.tokens_path, paths.namespace, store).verify
+
+    return _serve(config, leaves, verify, logger)
+
+
+Verifier = Callable[[str], "str | None"]
+
+
+def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        return uvloop.run(_run(config, leaves, verify, logger))
+    return asyncio.run(_run(config, leaves, verify, logger))
+
+
+async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+    from cordon_config.secrets import SecretCache
+
+    from cordon_proxy.core.session import Settings
+    from cordon_proxy.server import Proxy, allow_loopback, loop_exception_handler
+    from cordon_proxy.upstream import Resolver, UpstreamPool, client_context, resolve_overrides
+
+    try:
+        ctx = client_context(config.tls.upstream_ca_file)
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot load [tls] upstream_ca_file {config.tls.upstream_ca_file}: {exc}")
+    settings = Settings(
+        routes=config.routes,
+        listen_port=config.listen,
+        version=__version__,
+        max_head=config.limits.header_bytes,
+        verify_token=verify,
+        allow_loopback=allow_loopback(os.environ),
+    )
+    pool = UpstreamPool(
+        ctx,
+        Resolver(resolve_overrides(os.environ)),
+        connect_timeout=config.limits.connect_timeout,
+        idle_timeout=min(30.0, config.limits.idle_timeout),
+    )
+    proxy = Proxy(config, settings, leaves=leaves, pool=pool, secrets=SecretCache(config.secret_ttl), logger=logger)
+    try:
+        await proxy.listen(config.listen)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return _fail(
+                f"port {config.listen} on 127.0.0.1 is already in use",
+                f"stop what is using it (cordon status), or change `listen` in {config.path}",
+            )
+        return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(loop_exception_handler(logger))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    logger.log(
+        "info", f"cordon {__version__} listening on 127.0.0.1:{config.listen}",
+        routes=len(config.routes), config=str(config.path),
+        loop="uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio",
+    )
+    await stop.wait()
+    logger.log("info", "stopping: letting in-flight requests finish (up to 10 s)")
+    await proxy.shutdown()
+    logger.log("info", "stopped")
+    return EXIT_OK
+
+
+# -- status / wait -------------------------------------------------------------------------------------
+
+
+def health(port: int, timeout: float = 2.0) -> dict[str, object] | None:
+    """The proxy's /health answer on 127.0.0.1:``port``, or None when nothing healthy answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/health", headers={"Host": f"127.0.0.1:{port}"})
+        response = conn.getresponse()
+        body = response.read(65536)
+        if response.status != 200:
+            return None
+        data = json.loads(body)
+        return data if isinstance(data, dict) and data.get("status") == "ok" else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def _config_for_status(args: argparse.Namespace) -> tuple[Path, int]:
+    from cordon_config import ConfigError
+
+    paths = _scope(args)
+    config_path = paths.config_path
+    try:
+        config = _load(config_path)
+    except ConfigError as exc:
+        raise _Usage(str(exc).splitlines()[0] if str(exc) else "invalid config") from None
+    except OSError as exc:
+        raise _Usage(f"cannot read {config_path}: {exc.strerror}") from None
+    return config_path, config.listen
 
 
 def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-proxy: status_main is not built yet\n")
-    return 1
+    """``cordon status``: running or not (via /health), port, config, routes."""
+    parser = _single_parser(
+        prog or "cordon status", "Say whether the proxy is running (via /health).", STATUS_EPILOG, _status_arguments
+    )
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        config_path, port = _config_for_status(args)
+    except _Usage as exc:
+        if args.quiet:
+            return EXIT_FAIL
+        return _fail(str(exc), code=EXIT_USAGE)
+    answer = health(port)
+    running = answer is not None
+    if args.quiet:
+        return EXIT_OK if running else EXIT_FAIL
+    if args.json:
+        data = {
+            "running": running,
+            "port": port,
+            "config": str(config_path),
+            "routes": answer.get("routes") if answer else None,
+            "version": answer.get("version") if answer else None,
+        }
+        sys.stdout.write(json.dumps(data) + "\n")
+    elif running:
+        assert answer is not None
+        sys.stdout.write(
+            f"cordon is running on 127.0.0.1:{port} (version {answer.get('version')}, "
+            f"{answer.get('routes')} routes)\nconfig: {config_path}\n"
+        )
+    else:
+        sys.stdout.write(f"cordon is not running on 127.0.0.1:{port}\nconfig: {config_path}\nhint: cordon start\n")
+    return EXIT_OK if running else EXIT_FAIL
 
 
 def wait_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    sys.stderr.write("cordon-proxy: wait_main is not built yet\n")
-    return 1
+    """``cordon wait``: poll /health until it answers (exit 0) or the timeout passes (exit 1)."""
+    parser = _single_parser(prog or "cordon wait", "Wait until the proxy answers /health.", WAIT_EPILOG, _wait_arguments)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.timeout < 0:
+        return _fail("--timeout must not be negative", code=EXIT_USAGE)
+    try:
+        _, port = _config_for_status(args)
+    except _Usage as exc:
+        return _fail(str(exc), code=EXIT_USAGE)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        if health(port, timeout=1.0) is not None:
+            return EXIT_OK
+        if time.monotonic() >= deadline:
+            sys.stderr.write(f"cordon: no proxy answered on 127.0.0.1:{port} within {args.timeout:g} s\n")
+            return EXIT_FAIL
+        time.sleep(0.1)

@@ -1,0 +1,479 @@
+"""The asyncio edge: listen on 127.0.0.1, run one :class:`Session` per connection, carry out its commands.
+
+This is the only module that performs a session's commands (``Connection._perform``). Two tasks feed a
+connection's session: the client loop and, while an upstream connection is leased, the upstream loop; a
+per-connection lock makes each ``handle`` + its commands atomic. Every write is followed by ``drain()``
+(backpressure both ways); consecutive writes to one peer are joined into one (one TLS record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+
+from cordon_ca import CAError
+from cordon_config.model import Config
+from cordon_config.secrets import SecretCache, SecretUnavailable
+
+from cordon_proxy._tasks import spawn
+from cordon_proxy.core import commands as cmd
+from cordon_proxy.core import events as ev
+from cordon_proxy.core.errors import error_response
+from cordon_proxy.core.session import Session, Settings
+from cordon_proxy.logs import Logger
+from cordon_proxy.tls import LeafContexts, sni_of
+from cordon_proxy.upstream import Upstream, UpstreamError, UpstreamPool
+
+__all__ = ["ALLOW_LOOPBACK_ENV", "DRAIN_SECONDS", "Connection", "Proxy"]
+
+#: Test-only (never set in product, not documented for users): lets unrouted traffic reach loopback
+#: addresses through the SSRF check so tests can tunnel to a local upstream. Every other range stays blocked.
+ALLOW_LOOPBACK_ENV = "CORDON_TEST_ALLOW_LOOPBACK"
+DRAIN_SECONDS = 10.0
+HEAD_TIMEOUT = 30.0  # a started request head must complete within min(this, idle_timeout) (slowloris)
+SWEEP_EVERY = 10.0
+READ_SIZE = 2**18
+_INLINE_SOURCES = frozenset({"env", "file"})  # fast, non-blocking sources are fetched on the loop
+
+
+class Proxy:
+    """Shared state of a running proxy: settings, TLS, upstream pool, secret cache, logger, connections."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: Settings,
+        *,
+        leaves: LeafContexts | None,
+        pool: UpstreamPool,
+        secrets: SecretCache,
+        logger: Logger,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.leaves = leaves
+        self.pool = pool
+        self.secrets = secrets
+        self.logger = logger
+        self.connections: set[Connection] = set()
+        self.stopping = False
+        self.server: asyncio.Server | None = None
+
+    async def listen(self, port: int) -> asyncio.Server:
+        """Bind 127.0.0.1:``port`` (never another address)."""
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", port, limit=READ_SIZE, backlog=512)
+        self._sweeper = spawn(self._sweep(), name="cordon-pool-sweeper")
+        return self.server
+
+    async def _sweep(self) -> None:
+        """Close pooled upstream connections that expired or were closed by the upstream."""
+        while not self.stopping:
+            await asyncio.sleep(SWEEP_EVERY)
+            self.pool.sweep()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        limit = self.config.limits.max_connections
+        if self.stopping or len(self.connections) >= limit:
+            with contextlib.suppress(Exception):
+                writer.write(error_response("too-many-connections", "too many connections"))
+                await writer.drain()
+            writer.close()
+            return
+        conn = Connection(self, reader, writer)
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+
+    async def shutdown(self, grace: float = DRAIN_SECONDS) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``grace`` seconds), then close everything."""
+        self.stopping = True
+        if self.server is not None:
+            self.server.close()
+        sweeper = getattr(self, "_sweeper", None)
+        if sweeper is not None:
+            sweeper.cancel()
+        for conn in list(self.connections):
+            conn.stop_if_idle()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        self.pool.close_all()
+
+
+class Connection:
+    """One client connection: its session, the client loop, the upstream loop, command execution."""
+
+    def __init__(self, proxy: Proxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.proxy = proxy
+        self.reader = reader
+        self.writer = writer
+        self.session = Session(proxy.settings)
+        self.lock = asyncio.Lock()
+        self.resume = asyncio.Event()
+        self.upstream: Upstream | None = None
+        self.upstream_task: asyncio.Task[None] | None = None
+        self.tunnel: Upstream | None = None
+        self.splice: cmd.Splice | None = None
+        self.started = 0.0
+        self.task: asyncio.Task[None] | None = None
+        self._busy = False
+        self._closed = False
+        self._trace = proxy.logger.enabled("trace")
+        # a peer that accepts no byte for this long is gone (no total timeout: only no progress at all)
+        self._write_timeout = max(proxy.config.limits.idle_timeout, proxy.config.limits.response_header_timeout)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # -- loops ------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.task = asyncio.current_task()
+        logger = self.proxy.logger
+        if logger.enabled("debug"):
+            peer = self.writer.get_extra_info("peername")
+            logger.log("debug", "client connection", peer=f"{peer[0]}:{peer[1]}" if peer else None)
+        try:
+            await self._client_loop()
+            if self.splice is not None:
+                await self._run_splice(self.splice)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # a bug: log where, never the message (it could quote a header)
+            log_internal_error(self.proxy.logger, exc)
+            self._close_client(abort=True)
+        finally:
+            self._cleanup()
+
+    async def _client_loop(self) -> None:
+        session = self.session
+        idle_timeout = self.proxy.config.limits.idle_timeout
+        head_limit = min(HEAD_TIMEOUT, idle_timeout)
+        head_deadline: float | None = None
+        while not session.closed and self.splice is None:
+            if not session.wants_client_data:
+                self.resume.clear()
+                if session.closed or self.splice is not None:
+                    break
+                if not session.wants_client_data:
+                    await self.resume.wait()
+                    continue
+            if self.proxy.stopping and session.idle:
+                break
+            # Reads happen only between requests or while a request body comes in: either way a client that
+            # sends nothing for idle_timeout is gone. A started head must also complete within head_limit.
+            loop_time = asyncio.get_running_loop().time()
+            if session.receiving_head:
+                head_deadline = head_deadline or loop_time + head_limit
+                timeout = max(0.0, head_deadline - loop_time)
+            else:
+                head_deadline = None
+                timeout = idle_timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await self.reader.read(READ_SIZE)
+            except TimeoutError:
+                self.proxy.logger.log("debug", "client connection timed out", head=head_deadline is not None)
+                data = b""
+            except (ConnectionError, ssl.SSLError, OSError):
+                data = b""
+            event: object = ev.ClientData(data) if data else ev.ClientClosed()
+            await self.dispatch(event)
+
+    async def _upstream_loop(self, conn: Upstream) -> None:
+        try:
+            await self._upstream_reads(conn)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            log_internal_error(self.proxy.logger, exc)
+            self._close_client(abort=True)
+            if self.task is not None:
+                self.task.cancel()
+
+    async def _upstream_reads(self, conn: Upstream) -> None:
+        # One loop per lease: the same connection can be released and leased again by a pipelined request
+        # inside this very dispatch, and then a new loop owns it (two readers on one stream would split data).
+        me = asyncio.current_task()
+        timeout = self.proxy.config.limits.response_header_timeout
+        while self.upstream_task is me:
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await conn.reader.read(READ_SIZE)
+            except TimeoutError:
+                event: object = ev.UpstreamTimeout(timeout)
+            except (ConnectionError, ssl.SSLError, OSError):
+                event = ev.UpstreamClosed()
+            else:
+                event = ev.UpstreamData(data) if data else ev.UpstreamClosed()
+            if self.upstream_task is not me:
+                return
+            await self.dispatch(event)
+            if isinstance(event, ev.UpstreamClosed | ev.UpstreamTimeout):
+                if self.upstream_task is me:
+                    self._drop_upstream(reusable=False)
+                return
+
+    async def dispatch(self, event: object) -> None:
+        """Feed one event to the session and carry out the commands (and the events they produce)."""
+        if self._trace:
+            self.proxy.logger.log("trace", "event", kind=type(event).__name__)
+        async with self.lock:
+            self._busy = True
+            try:
+                pending = deque(self.session.handle(event))
+                while pending:
+                    command = pending.popleft()
+                    follow = await self._perform(command, pending)
+                    if follow is not None:
+                        pending.extend(self.session.handle(follow))
+            finally:
+                self._busy = False
+        if self.session.wants_client_data or self.session.closed or self.splice is not None:
+            self.resume.set()
+
+    # -- commands -----------------------------------------------------------------------------------------
+    async def _perform(self, command: object, pending: deque[object]) -> object | None:
+        if isinstance(command, cmd.SendClient):
+            data = command.data
+            while pending and isinstance(pending[0], cmd.SendClient):
+                data += pending.popleft().data  # type: ignore[union-attr]
+            if self._closed:
+                return None
+            try:
+                self.writer.write(data)
+                async with asyncio.timeout(self._write_timeout):  # a client that stops reading is dropped
+                    await self.writer.drain()
+            except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
+                return ev.ClientClosed()
+            return None
+        if isinstance(command, cmd.SendUpstream):
+            data = command.data
+            while pending and isinstance(pending[0], cmd.SendUpstream):
+                data += pending.popleft().data  # type: ignore[union-attr]
+            conn = self.upstream
+            if conn is None or conn.write_failed:
+                return None
+            try:
+                conn.writer.write(data)
+                async with asyncio.timeout(self._write_timeout):
+                    await conn.writer.drain()
+            except TimeoutError:
+                return ev.UpstreamTimeout(self._write_timeout)
+            except (ConnectionError, ssl.SSLError, OSError):
+                # The upstream stopped reading (e.g. an early 413 and close): drop the rest of the body and let
+                # the upstream loop deliver whatever response it sent, or the EOF that ends in a 502.
+                conn.write_failed = True
+            return None
+        if isinstance(command, cmd.RequestStarted):
+            self.started = time.perf_counter()
+            return None
+        if isinstance(command, cmd.LogRequest):
+            duration = time.perf_counter() - self.started if self.started else 0.0
+            self.proxy.logger.request(command.record, duration)
+            return None
+        if isinstance(command, cmd.FetchSecret):
+            return await self._fetch_secret(command)
+        if isinstance(command, cmd.InvalidateSecret):
+            self.proxy.secrets.invalidate(command.route_name)
+            return None
+        if isinstance(command, cmd.OpenUpstream):
+            return await self._open_upstream(command)
+        if isinstance(command, cmd.ReleaseUpstream):
+            self._drop_upstream(command.reusable)
+            return None
+        if isinstance(command, cmd.StartClientTLS):
+            return await self._start_tls(command.host)
+        if isinstance(command, cmd.Resolve):
+            try:
+                addresses = await self.proxy.pool._resolve(command.host, command.port)
+            except UpstreamError as exc:
+                return ev.ResolveFailed(exc.message)
+            return ev.Resolved(addresses)
+        if isinstance(command, cmd.OpenTunnel):
+            try:
+                self.tunnel = await self.proxy.pool.connect_plain(command.host, command.port, command.addresses)
+            except UpstreamError as exc:
+                return ev.UpstreamFailed(exc.code, exc.message)
+            return ev.TunnelConnected()
+        if isinstance(command, cmd.Splice):
+            if command.upstream:
+                self.tunnel, self.upstream, self.upstream_task = self.upstream, None, None
+            self.splice = command
+            return None
+        if isinstance(command, cmd.CloseClient):
+            self._close_client(abort=command.abort)
+            return None
+        raise RuntimeError(f"unknown command {command!r}")
+
+    async def _fetch_secret(self, command: cmd.FetchSecret) -> object:
+        route = command.route
+        secrets, config = self.proxy.secrets, self.proxy.config
+        try:
+            if route.secret.source in _INLINE_SOURCES:
+                secret = secrets.get(route, config)
+            else:
+                secret = await asyncio.to_thread(secrets.get, route, config)
+        except SecretUnavailable as exc:
+            return ev.SecretFailed(f'secret for route "{route.name}" unavailable: {exc.reason}')
+        except Exception as exc:  # a source failing in an unexpected way: its message could hold the value
+            return ev.SecretFailed(f'secret for route "{route.name}" unavailable: {type(exc).__name__}')
+        return ev.SecretReady(secret)
+
+    async def _open_upstream(self, command: cmd.OpenUpstream) -> object:
+        pool = self.proxy.pool
+        try:
+            if command.tls_host is not None:
+                conn = await pool.connect_tls(command.host, command.port, command.tls_host, fresh=command.fresh)
+            else:
+                conn = await pool.connect_plain(command.host, command.port, command.addresses)
+        except UpstreamError as exc:
+            return ev.UpstreamFailed(exc.code, exc.message)
+        self.upstream = conn
+        self.upstream_task = spawn(self._upstream_loop(conn), name="cordon-upstream")
+        logger = self.proxy.logger
+        if logger.enabled("debug"):
+            logger.log("debug", "upstream connection", host=command.host, port=command.port,
+                       tls=command.tls_host is not None, reused=conn.reused)
+        return ev.UpstreamConnected(conn.reused)
+
+    def _drop_upstream(self, reusable: bool) -> None:
+        conn, task = self.upstream, self.upstream_task
+        self.upstream = None
+        self.upstream_task = None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            reusable = False  # a cancelled read may have consumed bytes: do not pool
+        if conn is not None:
+            self.proxy.pool.release(conn, reusable)
+
+    async def _start_tls(self, host: str) -> object:
+        leaves = self.proxy.leaves
+        if leaves is None:
+            return ev.ClientClosed()
+        try:
+            ctx = leaves.get(host)
+        except CAError as exc:  # e.g. the CA's name constraints do not cover this route's host
+            self.proxy.logger.log("warn", f"no certificate for {host}: {exc}")
+            return ev.ClientClosed()
+        try:
+            await self.writer.drain()
+            await self.writer.start_tls(ctx, ssl_handshake_timeout=self.proxy.config.limits.connect_timeout)
+        except Exception as exc:  # handshake refused (SNI mismatch, untrusted CA, reset): close quietly
+            self.proxy.logger.log("debug", "client TLS handshake failed", host=host, error=type(exc).__name__,
+                                  reason=getattr(exc, "reason", None))
+            return ev.ClientClosed()
+        self.proxy.logger.log("debug", "client TLS established", host=host)
+        return ev.ClientTLSReady(sni_of(self.writer.get_extra_info("ssl_object")))
+
+    # -- splice (unrouted CONNECT) ----------------------------------------------------------------------------
+    async def _run_splice(self, splice: cmd.Splice) -> None:
+        tunnel = self.tunnel
+        if tunnel is None:
+            return
+        counts = [0, 0]
+        if splice.leftover:
+            tunnel.writer.write(splice.leftover)
+            counts[0] += len(splice.leftover)
+        if splice.to_client:
+            self.writer.write(splice.to_client)
+            counts[1] += len(splice.to_client)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, index: int) -> None:
+            try:
+                while True:
+                    data = await src.read(READ_SIZE)
+                    if not data:
+                        break
+                    dst.write(data)
+                    counts[index] += len(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    if dst.can_write_eof():
+                        dst.write_eof()  # half-close: the other direction keeps flowing
+                    else:
+                        dst.close()  # TLS cannot half-close: end both directions
+
+        await asyncio.gather(
+            pump(self.reader, tunnel.writer, 0), pump(tunnel.reader, self.writer, 1), return_exceptions=True
+        )
+        splice.record.bytes = counts[1]
+        duration = time.perf_counter() - self.started if self.started else 0.0
+        self.proxy.logger.request(splice.record, duration)
+
+    # -- teardown ---------------------------------------------------------------------------------------------
+    def _close_client(self, *, abort: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            if abort:
+                self.writer.transport.abort()
+            else:
+                self.writer.close()
+        self.resume.set()
+
+    def _cleanup(self) -> None:
+        if self.upstream is not None:
+            self._drop_upstream(reusable=False)
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+        if not self._closed:
+            self._close_client(abort=False)
+
+    def stop_if_idle(self) -> None:
+        """At shutdown: end this connection now when it is between requests."""
+        if self.session.idle and not self._busy and self.task is not None:
+            self.task.cancel()
+
+    def abort(self) -> None:
+        """At the end of the drain period: end this connection whatever it is doing."""
+        if self.task is not None:
+            self.task.cancel()
+        self._close_client(abort=True)
+
+
+def log_internal_error(logger: Logger, exc: BaseException) -> None:
+    """Log an unexpected exception by type and innermost location only (messages may quote secrets)."""
+    tb = exc.__traceback__
+    where = "?"
+    while tb is not None:
+        where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    logger.log("error", "internal error", type=type(exc).__name__, at=where)
+
+
+def loop_exception_handler(logger: Logger) -> Callable[[asyncio.AbstractEventLoop, dict[str, object]], None]:
+    """An event-loop exception handler that logs without the default handler's reprs and tracebacks."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, BaseException):
+            log_internal_error(logger, exc)
+        else:
+            logger.log("error", "event loop error", message=str(context.get("message", ""))[:200])
+
+    return handler
+
+
+def allow_loopback(env: dict[str, str] | os._Environ[str]) -> bool:
+    """Whether the test-only loopback allowance is switched on."""
+    return env.get(ALLOW_LOOPBACK_ENV) == "1"
+
+
+TokenVerifier = Callable[[str], str | None]

@@ -1,0 +1,504 @@
+"""Test helpers (loopback only, every wait bounded): a recording TLS upstream and the proxy as a subprocess.
+
+* :class:`RecordingUpstream`: a threaded HTTPS (or plain HTTP) server on 127.0.0.1:<ephemeral> with a trustme
+  certificate for ``api.test``/``other.test``/``localhost``; it records every request it receives (method,
+  path, header list, body, connection number) and answers with a JSON echo, or with a handler per path
+  (SSE, large streams, status codes).
+* :class:`ProxyProcess`: writes a cordon.toml, starts ``python -m cordon_proxy start -c ...`` with the test-only
+  environment (``CORDON_TEST_RESOLVE``, ``CORDON_TEST_ALLOW_LOOPBACK``), waits for /health, stops it with SIGTERM.
+
+Imported only by tests and the bench script; needs ``trustme`` (a dev dependency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+TIMEOUT = 15.0
+TEST_NAMES = ("api.test", "other.test", "third.test", "bad.test", "filed.test")
+TEST_HOSTS = (*TEST_NAMES, "localhost", "127.0.0.1")
+
+
+@dataclass
+class Seen:
+    """One request as the upstream received it."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    connection: int
+
+    def header(self, name: str) -> list[str]:
+        """Every value of ``name`` (case-insensitive)."""
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+
+Handler = Callable[["_UpstreamHandler", Seen], None]
+
+
+class _UpstreamHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence
+        pass
+
+    def _handle(self) -> None:
+        length = self.headers.get("Content-Length")
+        if self.path.split("?", 1)[0] in self.server.owner.unread_body:
+            body = b""  # the handler answers without reading the body (early response)
+        elif self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        else:
+            body = self.rfile.read(int(length)) if length else b""
+        seen = Seen(self.command, self.path, list(self.headers.items()), body, self.server.connection_id(self))
+        owner = self.server.owner
+        with owner.lock:
+            owner.requests.append(seen)
+        handler = owner.handlers.get(self.path.split("?", 1)[0], echo)
+        handler(self, seen)
+
+    def _read_chunked(self) -> bytes:
+        parts = []
+        while True:
+            size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+def echo(h: _UpstreamHandler, seen: Seen) -> None:
+    """Default answer: 200 with a JSON body describing the request (header names only, never values)."""
+    body = json.dumps(
+        {"method": seen.method, "path": seen.path, "header_names": [n for n, _ in seen.headers],
+         "body_len": len(seen.body)}
+    ).encode()
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    if seen.method != "HEAD":
+        h.wfile.write(body)
+
+
+def status(code: int, body: bytes = b"") -> Handler:
+    """A handler answering ``code`` with ``body``."""
+
+    def handler(h: _UpstreamHandler, seen: Seen) -> None:
+        h.send_response(code)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    return handler
+
+
+def sse(events: int, interval: float, *, gate: threading.Event | None = None) -> Handler:
+    """A chunked ``text/event-stream`` of ``events`` events ``interval`` seconds apart (OpenAI-style chunks).
+
+    With ``gate``, each event after the first waits for the gate to be set (and clears it): the test can
+    prove the first event arrived before the upstream sent the second.
+    """
+
+    def handler(h: _UpstreamHandler, seen: Seen) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        h.wfile.flush()
+        for i in range(events):
+            if i and gate is not None:
+                if not gate.wait(TIMEOUT):
+                    return
+                gate.clear()
+            elif i:
+                time.sleep(interval)
+            chunk = {
+                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": "gpt-test", "sent": time.time(),
+                "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}],
+            }
+            data = f"data: {json.dumps(chunk)}\n\n".encode()
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            h.wfile.flush()
+        done = b"data: [DONE]\n\n"
+        h.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+        h.wfile.flush()
+
+    return handler
+
+
+def stream(total: int, chunk: int = 1 << 16) -> Handler:
+    """``total`` bytes of zeros with a Content-Length, written ``chunk`` bytes at a time."""
+    block = b"\0" * chunk
+
+    def handler(h: _UpstreamHandler, seen: Seen) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Content-Length", str(total))
+        h.end_headers()
+        left = total
+        while left > 0:
+            n = min(left, chunk)
+            h.wfile.write(block if n == chunk else block[:n])
+            left -= n
+
+    return handler
+
+
+def die_mid_body(h: _UpstreamHandler, seen: Seen) -> None:
+    """Announce 1000 bytes, send 10, then drop the connection."""
+    h.send_response(200)
+    h.send_header("Content-Length", "1000")
+    h.end_headers()
+    h.wfile.write(b"x" * 10)
+    h.wfile.flush()
+    h.close_connection = True
+    with contextlib.suppress(OSError):
+        h.connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+    request_queue_size = 256  # the default 5 overflows under concurrent clients (1 s SYN retries)
+
+    def __init__(self, owner: RecordingUpstream) -> None:
+        self.owner = owner
+        self._ids: dict[int, int] = {}
+        super().__init__(("127.0.0.1", 0), _UpstreamHandler)
+
+    def connection_id(self, handler: _UpstreamHandler) -> int:
+        key = id(handler.connection)
+        with self.owner.lock:
+            if key not in self._ids:
+                self._ids[key] = len(self._ids) + 1
+            return self._ids[key]
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        ctx = self.owner.ctx
+        if ctx is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            request.settimeout(TIMEOUT)
+            tls = ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            with self.owner.lock:
+                self.owner.handshake_errors.append(type(exc).__name__)
+            return
+        try:
+            with self.owner.lock:
+                self.owner.connections += 1
+            self.RequestHandlerClass(tls, client_address, self)
+        except OSError:
+            pass
+        finally:
+            tls.close()
+
+
+class RecordingUpstream:
+    """A loopback HTTPS server (``tls=False``: plain HTTP) recording what it receives.
+
+    ``ca`` is a ``trustme.CA``; its PEM goes to ``ca_path`` for clients and for the proxy's
+    ``[tls] upstream_ca_file``.
+    """
+
+    def __init__(self, ca: Any = None, *, tls: bool = True, hosts: tuple[str, ...] = TEST_HOSTS) -> None:
+        self.requests: list[Seen] = []
+        self.handlers: dict[str, Handler] = {}
+        self.unread_body: set[str] = set()  # paths whose handler answers before reading the request body
+        self.handshake_errors: list[str] = []
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.ctx: ssl.SSLContext | None = None
+        if tls:
+            if ca is None:
+                import trustme
+
+                ca = trustme.CA()
+            self.ca = ca
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ca.issue_cert(*hosts).configure_cert(ctx)
+            ctx.set_alpn_protocols(["http/1.1"])
+            self.ctx = ctx
+        self._server = _Server(self)
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="recording-upstream", daemon=True)
+
+    def __enter__(self) -> RecordingUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(TIMEOUT)
+
+    def write_ca(self, path: Path) -> Path:
+        """Write the trustme CA certificate (PEM) to ``path``."""
+        self.ca.cert_pem.write_to_path(str(path))
+        return path
+
+    def all_bytes(self) -> bytes:
+        """Everything recorded (header names, values and bodies) as one blob, for "never saw X" checks."""
+        with self.lock:
+            parts = []
+            for seen in self.requests:
+                parts.append(f"{seen.method} {seen.path}".encode())
+                parts.extend(f"{n}: {v}".encode() for n, v in seen.headers)
+                parts.append(seen.body)
+        return b"\n".join(parts)
+
+
+# -- the proxy as a subprocess ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RouteSpec:
+    """A route for :func:`write_config` (secret from the ``env`` source)."""
+
+    name: str
+    host: str
+    var: str
+    header_name: str = "Authorization"
+    scheme: str | None = "Bearer"
+    basic_username: str | None = None
+    allow_plain_http: bool = False
+    port: int | None = None
+    secret: dict[str, str] | None = None  # another source, e.g. {"source": "file", "path": "/x"}
+
+
+def write_config(
+    directory: Path,
+    port: int,
+    routes: list[RouteSpec],
+    *,
+    upstream_ca_file: Path | None = None,
+    extra: str = "",
+    secret_ttl: float = 0,
+) -> Path:
+    """Write ``directory/cordon.toml`` with a CA under ``directory/state/certs`` and the given routes."""
+    certs = directory / "state" / "certs"
+    lines = [f"listen = {port}", f"secret_ttl = {secret_ttl}", extra, "", "[tls]", "enabled = true",
+             f'ca_cert_path = "{certs / "ca-cert.pem"}"', f'ca_key_path = "{certs / "ca-key.pem"}"']
+    if upstream_ca_file is not None:
+        lines.append(f'upstream_ca_file = "{upstream_ca_file}"')
+    for r in routes:
+        lines += ["", "[[routes]]", f'name = "{r.name}"']
+        if r.allow_plain_http:
+            lines.append("allow_plain_http = true")
+        lines += ["[routes.match]", f'host = "{r.host}"']
+        if r.port is not None:
+            lines.append(f"port = {r.port}")
+        lines.append("[routes.auth]")
+        if r.basic_username is not None:
+            lines += ['type = "basic"', f'username = "{r.basic_username}"']
+        else:
+            lines += ['type = "header"', f'header_name = "{r.header_name}"']
+            if r.scheme:
+                lines.append(f'scheme = "{r.scheme}"')
+        secret = r.secret or {"source": "env", "var": r.var}
+        lines += ["[routes.auth.secret]", *(f"{k} = {json.dumps(v)}" for k, v in secret.items())]
+    path = directory / "cordon.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def health_ok(port: int, timeout: float = 1.0) -> bool:
+    """True when the proxy on 127.0.0.1:``port`` answers /health with 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/health", headers={"Host": f"127.0.0.1:{port}"})
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+class ProxyProcess:
+    """``python -m cordon_proxy start -c <config>`` as a subprocess, logs captured to a file."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        port: int,
+        *,
+        env: Mapping[str, str] | None = None,
+        resolve: Mapping[str, str] | None = None,
+        allow_loopback: bool = False,
+        args: tuple[str, ...] = ("--log-level", "debug"),
+    ) -> None:
+        self.config_path = config_path
+        self.port = port
+        self.log_path = config_path.parent / "proxy.log"
+        full = dict(os.environ if env is None else env)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+            full.pop(name, None)
+        mapping = dict(resolve or {h: "127.0.0.1" for h in TEST_NAMES})
+        full["CORDON_TEST_RESOLVE"] = ",".join(f"{k}={v}" for k, v in mapping.items())
+        if allow_loopback:
+            full["CORDON_TEST_ALLOW_LOOPBACK"] = "1"
+        home = config_path.parent / "home"
+        home.mkdir(exist_ok=True)
+        full["HOME"] = str(home)  # the state dir (tokens.toml) lives under XDG_CONFIG_HOME: keep it in the test dir
+        full["XDG_CONFIG_HOME"] = str(home / ".config")
+        self.env = full
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait: bool = True) -> ProxyProcess:
+        """Start the proxy (and wait for /health unless ``wait`` is False)."""
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cordon_proxy", "start", "-c", str(self.config_path), *self.args],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+        )
+        if wait:
+            try:
+                self.wait_healthy()
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def wait_healthy(self, timeout: float = TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.logs()}")
+            if health_ok(self.port, timeout=0.5):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"proxy not healthy within {timeout} s:\n{self.logs()}")
+
+    def stop(self, timeout: float = TIMEOUT) -> int:
+        """SIGTERM, wait (bounded), SIGKILL as a last resort; returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return proc.returncode
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ProxyProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Stack:
+    """A running upstream + proxy pair for end-to-end tests."""
+
+    upstream: RecordingUpstream
+    proxy: ProxyProcess
+    upstream_ca: Path
+    cordon_ca: Path
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def proxy_url(self) -> str:
+        return self.proxy.url
+
+
+@contextlib.contextmanager
+def running_stack(
+    directory: Path,
+    routes: list[RouteSpec] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    *,
+    allow_loopback: bool = True,
+    extra_config: str = "",
+    env: Mapping[str, str] | None = None,
+    secret_ttl: float = 0,
+    before_start: Callable[[Path], None] | None = None,
+) -> Iterator[Stack]:
+    """Start a recording upstream and a proxy routing ``api.test`` to it (secret ``sk-real-...`` from env)."""
+    routes = routes if routes is not None else [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")]
+    secrets = dict(secrets or {"CORDON_TEST_SECRET": "sk-real-secret-0123456789"})
+    with RecordingUpstream() as upstream:
+        upstream_ca = upstream.write_ca(directory / "upstream-ca.pem")
+        port = free_port()
+        config = write_config(
+            directory, port, routes, upstream_ca_file=upstream_ca, extra=extra_config, secret_ttl=secret_ttl
+        )
+        if before_start is not None:
+            before_start(config)
+        full_env = dict(os.environ if env is None else env)
+        full_env.update(secrets)
+        proxy = ProxyProcess(config, port, env=full_env, allow_loopback=allow_loopback)
+        with proxy:
+            yield Stack(upstream, proxy, upstream_ca, directory / "state" / "certs" / "ca-cert.pem", secrets)
+
+
+def tokens_for(config_path: Path) -> tuple[Path, str]:
+    """(tokens.toml path, namespace) of the scope ``--config config_path`` selects in a ProxyProcess env."""
+    from cordon_config.scope import resolve_scope
+
+    home = config_path.parent / "home"
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    paths = resolve_scope(None, config_path, env=env, cwd=config_path.parent)
+    return paths.tokens_path, paths.namespace
+
+
+def curl(*args: str, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run curl (silent, errors shown) with a clean proxy environment unless ``env`` is given."""
+    base = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", str(int(timeout)), *args], capture_output=True, text=True,
+        env=dict(env) if env is not None else base, timeout=timeout + 5,
+    )

@@ -1,0 +1,146 @@
+"""The command line: help, start-order failures with clear messages, status and wait."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cordon_proxy.cli import build_parser, main, status_main, wait_main
+from cordon_proxy.testing import ProxyProcess, RouteSpec, free_port, write_config
+
+
+def run_start(config: Path, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    full = dict(os.environ if env is None else env)
+    full.setdefault("HOME", str(config.parent))
+    full["XDG_CONFIG_HOME"] = str(config.parent / ".config")
+    return subprocess.run(
+        [sys.executable, "-m", "cordon_proxy", "start", "-c", str(config)],
+        capture_output=True, text=True, env=full, timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("command", ["start", "status", "wait"])
+def test_every_command_has_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"], prog="cordon")
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"cordon {command}" in out
+
+
+def test_parser_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser("cordon-proxy").prog == "cordon-proxy"
+    with pytest.raises(SystemExit) as info:
+        main(["start", "--log-level", "loud"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("cordon: ")
+    with pytest.raises(SystemExit) as info:
+        main(["start", "--scope", "user", "--config", "x.toml"])
+    assert info.value.code == 2
+
+
+def test_start_with_invalid_config_reports_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "cordon.toml"
+    config.write_text('listen = "x"\nbogus = 1\n')
+    result = run_start(config)
+    assert result.returncode == 1
+    assert "listen" in result.stderr and "bogus" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_start_with_missing_config_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_start(tmp_path / "nope.toml")
+    assert result.returncode in (1, 2)
+    assert result.stderr.startswith("cordon: ") and "Traceback" not in result.stderr
+
+
+def test_start_reports_all_missing_secrets_together(tmp_path: Path) -> None:
+    config = write_config(tmp_path, free_port(), [RouteSpec("one", "one.test", "CORDON_NOPE_1"),
+                                                  RouteSpec("two", "two.test", "CORDON_NOPE_2")])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORDON_NOPE")}
+    result = run_start(config, env)
+    assert result.returncode == 1
+    assert 'route "one"' in result.stderr and 'route "two"' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "state" / "certs" / "ca-key.pem").exists()  # secrets are checked before the CA
+
+
+def test_start_with_port_taken_names_the_port(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        config = write_config(tmp_path, port, [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")])
+        result = run_start(config, dict(os.environ, CORDON_TEST_SECRET="x-secret"))
+    assert result.returncode == 1
+    assert f"cordon: port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert (tmp_path / "state" / "certs" / "ca-key.pem").exists()  # the CA was created before binding
+    assert oct((tmp_path / "state" / "certs" / "ca-key.pem").stat().st_mode & 0o777) == "0o600"
+
+
+def test_status_and_wait_when_not_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, free_port(), [])
+    assert status_main(["-c", str(config), "--quiet"]) == 1
+    assert capsys.readouterr().out == ""
+    assert status_main(["-c", str(config), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["running"] is False and data["config"] == str(config)
+    assert wait_main(["-c", str(config), "--timeout", "0.2"]) == 1
+    assert "no proxy answered" in capsys.readouterr().err
+
+
+def test_status_and_wait_when_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")])
+    proxy = ProxyProcess(config, port, env=dict(os.environ, CORDON_TEST_SECRET="x-secret"))
+    proxy.start(wait=False)
+    try:
+        assert wait_main(["-c", str(config), "--timeout", "15"]) == 0
+        assert status_main(["-c", str(config), "--quiet"]) == 0
+        assert status_main(["-c", str(config), "--json"]) == 0
+        out = capsys.readouterr().out.strip().splitlines()[-1]
+        data = json.loads(out)
+        assert data == {"running": True, "port": port, "config": str(config), "routes": 1, "version": data["version"]}
+        assert status_main(["-c", str(config)]) == 0
+        assert f"cordon is running on 127.0.0.1:{port}" in capsys.readouterr().out
+    finally:
+        assert proxy.stop() == 0
+    assert "no proxy tokens" in proxy.logs()  # tokens.toml absent: one warning
+
+
+def test_json_log_format(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, [])
+    proxy = ProxyProcess(config, port, args=("--log-format", "json")).start()
+    proxy.stop()
+    lines = [json.loads(line) for line in proxy.logs().splitlines() if line.strip()]
+    health = [x for x in lines if x.get("path") == "/health"]
+    assert health and health[0]["status"] == 200 and {"time", "level", "route", "token", "method", "host",
+                                                       "bytes", "duration_ms"} <= set(health[0])
+
+
+def test_trace_logging_shows_connection_events_but_no_secret_or_query(tmp_path: Path) -> None:
+    from cordon_proxy.testing import RecordingUpstream, curl
+
+    secret = "sk-trace-canary-7f3a9"
+    with RecordingUpstream() as up:
+        ca = up.write_ca(tmp_path / "up.pem")
+        port = free_port()
+        config = write_config(tmp_path, port, [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")], upstream_ca_file=ca)
+        proxy = ProxyProcess(config, port, env=dict(os.environ, CORDON_TEST_SECRET=secret),
+                             args=("--log-level", "trace")).start()
+        try:
+            result = curl("-x", proxy.url, "--cacert", str(tmp_path / "state/certs/ca-cert.pem"),
+                          "-H", "Authorization: Bearer dummy-key", f"https://api.test:{up.port}/v1/x?token=q")
+            assert result.returncode == 0, result.stderr
+        finally:
+            proxy.stop()
+    logs = proxy.logs()
+    assert "TRACE event kind=ClientData" in logs and "DEBUG client TLS established host=api.test" in logs
+    assert "GET api.test/v1/x 200" in logs
+    assert secret not in logs and "dummy-key" not in logs and "token=q" not in logs
