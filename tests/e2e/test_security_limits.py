@@ -123,11 +123,6 @@ def test_silent_connection_is_closed(impatient: Stack) -> None:
         assert _closed_within(sock, 6 * IDLE), "a silent connection stayed open"
 
 
-@pytest.mark.xfail(
-    strict=False,  # not strict: a stalled CI runner (> idle_timeout between two drips) would make it pass
-    reason="cordon-proxy applies idle_timeout per read, not to the whole request head: a head dribbled one "
-    "byte every 0.2 s is never timed out (server.py _client_loop). Remove this mark once a head deadline exists.",
-)
 def test_slowloris_head_is_timed_out(impatient: Stack) -> None:
     port = impatient.proxy.port
     drip = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ".encode() + b"a" * 200
@@ -135,12 +130,6 @@ def test_slowloris_head_is_timed_out(impatient: Stack) -> None:
         assert _closed_within(sock, 4 * IDLE, drip), "a slowloris head kept the connection open"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="cordon-proxy has no timeout while a request body is being read (server.py _client_loop reads "
-    "without a timeout unless the session is idle): a client that stalls mid-body holds its connection and an "
-    "upstream connection until the upstream gives up. Remove this mark once the idle timeout covers bodies.",
-)
 def test_stalled_request_body_is_timed_out(impatient: Stack) -> None:
     """Slow POST (R-U-Dead-Yet): head complete, 10 of 100 body bytes, then silence."""
     port, up = impatient.proxy.port, impatient.upstream.port
