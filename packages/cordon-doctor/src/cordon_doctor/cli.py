@@ -12,15 +12,15 @@ from typing import NoReturn
 
 DOCTOR_EXAMPLES = """\
 examples:
-  cordon doctor                     check the project scope (./cordon.toml) and say how to fix each problem
-  cordon doctor --scope user --json machine-readable report for the user scope
-  cordon doctor --runtimes          prove curl, python, node and git go through cordon and trust its CA
+  cordon doctor                       check the project scope (./cordon.toml); a fix for each problem
+  cordon doctor --scope user --json   machine-readable report for the user scope
+  cordon doctor --runtimes            prove curl, python, node and git go through cordon and trust its CA
 """
 
 DEMO_EXAMPLES = """\
 examples:
-  cordon demo                       see credential injection end to end (no account, no network)
-  cordon demo --keep                keep the temporary directory (config, CA, proxy log) to inspect it
+  cordon demo                         see credential injection end to end (no account, no network)
+  cordon demo --keep                  keep the temporary directory (config, CA, proxy log) to inspect it
 """
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
