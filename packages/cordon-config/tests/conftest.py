@@ -6,21 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import MemoryKeyring, memory_keyring
-
-_STRIPPED = ("PYTHON_KEYRING_BACKEND", "CORDON_TEST_KEYRING_FILE", "DBUS_SESSION_BUS_ADDRESS")
+from cordon_config.testing import MemoryKeyring, isolate_environ, memory_keyring
 
 
 @pytest.fixture(autouse=True)
 def isolated_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """HOME and XDG_CONFIG_HOME inside tmp_path; no keyring/D-Bus variables from the outside."""
-    for name in _STRIPPED:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    return home
+    """HOME and XDG_CONFIG_HOME inside tmp_path; no proxy/CA/keyring/D-Bus variables from the outside."""
+    return isolate_environ(monkeypatch, tmp_path)
 
 
 @pytest.fixture(autouse=True)

@@ -119,3 +119,28 @@ def route_block(name: str, host: str, secret: str, *, auth: str = 'type = "heade
     """A ``[[routes]]`` block; ``secret`` is the body of ``[routes.auth.secret]``."""
     return (f'[[routes]]\nname = "{name}"\n[routes.match]\nhost = "{host}"\n[routes.auth]\n{auth}\n'
             f"[routes.auth.secret]\n{secret}\n\n")
+
+
+# Variables that would let a test reach outside its sandbox: proxies, CA overrides, agent homes, keyring and
+# D-Bus selection, the proxy's test-only knobs. Every cordon test suite strips them (see `isolate_environ`).
+TEST_STRIPPED_ENV: tuple[str, ...] = (
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS", "NODE_USE_ENV_PROXY", "GIT_SSL_CAINFO", "CODEX_HOME", "XDG_RUNTIME_DIR",
+    "PYTHON_KEYRING_BACKEND", "CORDON_TEST_KEYRING_FILE", "DBUS_SESSION_BUS_ADDRESS", "NO_COLOR",
+    "CORDON_TEST_RESOLVE", "CORDON_TEST_ALLOW_LOOPBACK",
+)
+
+
+def isolate_environ(monkeypatch: object, tmp_path: Path) -> Path:
+    """Strip :data:`TEST_STRIPPED_ENV` and point HOME and XDG_CONFIG_HOME into ``tmp_path``; returns HOME.
+
+    ``monkeypatch`` is pytest's fixture; each package's conftest wraps this in an autouse fixture.
+    """
+    for name in TEST_STRIPPED_ENV:
+        monkeypatch.delenv(name, raising=False)  # type: ignore[attr-defined]
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))  # type: ignore[attr-defined]
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))  # type: ignore[attr-defined]
+    return home
