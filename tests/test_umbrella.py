@@ -12,7 +12,7 @@ import pytest
 
 from cordon.catalogue import KNOWN_COMMANDS, TOOL_DISTS
 from cordon.cli import main, render_help, run_command
-from cordon.discover import Command, DuplicateCommand, discover
+from cordon.discover import Command, DuplicateCommand, discover, parse_entry_points
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -95,32 +95,39 @@ def test_help_cmd_shows_that_commands_help() -> None:
     assert "usage: cordon route" in result.stdout
 
 
-def _fake_ep(name: str, value: str) -> metadata.EntryPoint:
-    return metadata.EntryPoint(name=name, value=value, group="cordon.commands")
-
-
 def test_discover_reads_metadata_without_loading() -> None:
-    found = discover([_fake_ep("start", "no_such_module_xyz:main")])
+    found = discover([("start", "no_such_module_xyz:main", "cordon-proxy", "9.9")])
     assert set(found) == {"start"}
     assert found["start"].target == "no_such_module_xyz:main"
     assert "no_such_module_xyz" not in sys.modules
 
 
-class _FakeDist:
-    def __init__(self, name: str) -> None:
-        self.version = "1.0"
-        self.metadata = {"Name": name}
+def test_discover_agrees_with_importlib_metadata() -> None:
+    """The fast dist-info scan finds exactly what importlib.metadata reports for the group."""
+    expected = {
+        ep.name: (ep.value, ep.dist.metadata["Name"], ep.dist.version)  # type: ignore[union-attr]
+        for ep in metadata.entry_points(group="cordon.commands")
+    }
+    found = {c.name: (c.target, c.dist, c.version) for c in discover().values()}
+    assert found == expected
+    assert {c.name for c in KNOWN_COMMANDS} <= set(found)
 
 
-def _ep_of(dist: str, name: str, value: str) -> metadata.EntryPoint:
-    ep = _fake_ep(name, value)
-    object.__setattr__(ep, "dist", _FakeDist(dist))  # EntryPoint is frozen; tests stand in for real metadata
-    return ep
+def test_parse_entry_points_reads_only_the_group() -> None:
+    text = "[console_scripts]\ncordon-ca = cordon_ca.cli:main\n\n[cordon.commands]\nca = cordon_ca.cli:main\n"
+    assert parse_entry_points(text) == [("ca", "cordon_ca.cli:main")]
+
+
+def test_distribution_names_are_normalised(tmp_path) -> None:
+    (tmp_path / "cordon_ca-1.2.3.dist-info").mkdir()
+    (tmp_path / "cordon_ca-1.2.3.dist-info" / "entry_points.txt").write_text("[cordon.commands]\nca = m:f\n")
+    found = discover(search_path=[str(tmp_path)])
+    assert found["ca"].dist == "cordon-ca" and found["ca"].version == "1.2.3"
 
 
 def test_duplicate_command_from_two_distributions_is_an_error() -> None:
     with pytest.raises(DuplicateCommand, match="declared by both dist-a and dist-b"):
-        discover([_ep_of("dist-a", "start", "a:main"), _ep_of("dist-b", "start", "b:main")])
+        discover([("start", "a:main", "dist-a", "1"), ("start", "b:main", "dist-b", "2")])
 
 
 def test_help_marks_missing_tool_with_install_hint() -> None:

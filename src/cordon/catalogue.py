@@ -6,16 +6,23 @@ package to install when a command's owner is missing. It is data only: nothing h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
 class KnownCommand:
-    """A top-level command, the distribution that provides it and a one-line summary."""
+    """A top-level command, the distribution that provides it and a one-line summary.
 
-    name: str
-    dist: str
-    summary: str
+    A plain slotted class, not a dataclass: `dataclasses` (and the `inspect` it imports) would cost more
+    start-up time than the rest of `cordon --help` together.
+    """
+
+    __slots__ = ("dist", "name", "summary")
+
+    def __init__(self, name: str, dist: str, summary: str) -> None:
+        self.name = name
+        self.dist = dist
+        self.summary = summary
+
+    def __repr__(self) -> str:
+        return f"KnownCommand({self.name!r}, {self.dist!r}, {self.summary!r})"
 
 
 # Order is the order of `cordon --help`: grouped by tool, in the order a user meets them.

@@ -6,17 +6,19 @@ so a broken or missing tool breaks only its own commands.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import os
-import shutil
 import sys
-from collections.abc import Callable, Sequence
-from typing import TextIO
 
 from cordon import __version__
 from cordon.catalogue import KNOWN_COMMANDS, TOOL_DISTS
 from cordon.discover import Command, DuplicateCommand, discover, installed_version
+
+TYPE_CHECKING = False  # no `typing` at run time: it costs more start-up than the rest of --help
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from typing import TextIO
+
 
 OK, ERROR, USAGE, NOT_INSTALLED = 0, 1, 2, 3
 
@@ -38,7 +40,9 @@ def install_hint(dist: str) -> str:
 
 
 def build_parser(prog: str = "cordon") -> argparse.ArgumentParser:
-    """The umbrella's own parser (used for --help text and the man page); commands are listed dynamically."""
+    """The umbrella's own parser, used for the man page (``--help`` is rendered by :func:`render_help`)."""
+    import argparse
+
     listing = "\n".join(f"  {c.name:<12} {c.summary} ({c.dist})" for c in KNOWN_COMMANDS)
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -89,14 +93,9 @@ def render_version(out: TextIO) -> None:
         out.write(f"{dist} {installed_version(dist) or 'not installed'}\n")
 
 
-def _load(cmd: Command) -> Callable[..., int]:
-    assert cmd.entry_point is not None
-    fn: Callable[..., int] = cmd.entry_point.load()
-    return fn
-
-
 def _run_external(name: str, argv: list[str]) -> int | None:
     """Run a `cordon-NAME` executable from the scripts dir or PATH (git-style), or None if there is none."""
+    import shutil
     import sysconfig
 
     search = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
@@ -122,12 +121,14 @@ def run_command(name: str, argv: list[str], commands: dict[str, Command]) -> int
         external = _run_external(name, argv)
         if external is not None:
             return external
+        import difflib
+
         names = sorted(set(commands) | {c.name for c in KNOWN_COMMANDS} | {"help"})
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean 'cordon {close[0]}'?" if close else " Run 'cordon --help' for the list."
         sys.stderr.write(f"cordon: unknown command '{name}'.{hint}\n")
         return USAGE
-    fn = _load(cmd)
+    fn = cmd.load()
     return int(fn(argv, prog=f"cordon {name}") or 0)
 
 
