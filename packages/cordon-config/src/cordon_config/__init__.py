@@ -1,28 +1,45 @@
 """cordon-config: cordon.toml model, validation and lossless editing; scopes; secrets; proxy tokens.
 
-Import-light on purpose: keyring is imported only when a keyring secret is fetched or stored.
+Import-light on purpose: the names below are loaded on first use (PEP 562), so ``import cordon_config.scope``
+(the ``--scope/--config`` helper every tool uses) costs no tomlkit, and keyring is imported only when a
+keyring secret is fetched or stored.
 """
 
-from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem, RouteNotFound
-from cordon_config.hosts import canonical_host
-from cordon_config.model import BasicAuth, Config, HeaderAuth, Limits, Route, SecretRef, TLSConfig
-from cordon_config.parse import load_config, parse_config
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BasicAuth",
-    "Config",
-    "ConfigError",
-    "ConfigNotFound",
-    "ConfigProblem",
-    "HeaderAuth",
-    "Limits",
-    "Route",
-    "RouteNotFound",
-    "SecretRef",
-    "TLSConfig",
-    "canonical_host",
-    "load_config",
-    "parse_config",
-]
+_EXPORTS = {
+    "ConfigError": "cordon_config.errors",
+    "ConfigNotFound": "cordon_config.errors",
+    "ConfigProblem": "cordon_config.errors",
+    "RouteNotFound": "cordon_config.errors",
+    "canonical_host": "cordon_config.hosts",
+    "BasicAuth": "cordon_config.model",
+    "Config": "cordon_config.model",
+    "HeaderAuth": "cordon_config.model",
+    "Limits": "cordon_config.model",
+    "Route": "cordon_config.model",
+    "SecretRef": "cordon_config.model",
+    "TLSConfig": "cordon_config.model",
+    "load_config": "cordon_config.parse",
+    "parse_config": "cordon_config.parse",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cordon_config' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -17,14 +17,12 @@ import os
 import re
 import secrets
 import stat
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
 
 from cordon_config.files import atomic_write, locked
 
@@ -190,8 +188,8 @@ def _read(path: Path, *, check_mode: bool = True) -> dict[str, tuple[str, dateti
     except UnicodeDecodeError:
         raise TokenError(f"{path} is not UTF-8 text") from None
     try:
-        data = tomlkit.parse(text).unwrap()
-    except TOMLKitError as exc:
+        data = tomllib.loads(text)  # reading needs no round trip: stdlib, and fast for the proxy's re-reads
+    except tomllib.TOMLDecodeError as exc:
         raise TokenError(f"{path} is not valid TOML: {exc}") from None
     table = data.get("tokens", {})
     if not isinstance(table, dict):
@@ -209,6 +207,8 @@ def _read(path: Path, *, check_mode: bool = True) -> dict[str, tuple[str, dateti
 
 
 def _render(tokens: dict[str, tuple[str, datetime]]) -> str:
+    import tomlkit  # only writers pay for it
+
     document = tomlkit.document()
     document.add(tomlkit.comment(_HEADER.strip()[2:]))
     table = tomlkit.table(is_super_table=True)

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cordon_ca import CAError, find_system_bundle, load_or_create_ca, write_combined_bundle
-from cordon_config.edit import free_port, scaffold_config, scaffold_text
 from cordon_config.scope import ScopePaths
 from cordon_config.tokens import TokenStore
 
@@ -77,6 +75,8 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
 
 
 def _bundle_is_current(bundle: Path, ca_cert: Path) -> bool:
+    from cordon_ca import find_system_bundle
+
     data = read_bytes(bundle)
     ca = read_bytes(ca_cert)
     if data is None or ca is None or ca.strip() not in data:
@@ -96,6 +96,11 @@ def ensure_base_setup(
     Returns the cordon.toml change (a :class:`FileChange`) and one line per other action; an empty list
     means everything was already in place. With ``dry_run`` nothing is written and the lines say "would".
     """
+    # imported here, not at module level: `cordon env` reads config facts from this module and must not pay
+    # for cryptography and tomlkit at start-up
+    from cordon_ca import CAError, load_or_create_ca, write_combined_bundle
+    from cordon_config.edit import free_port, scaffold_config, scaffold_text
+
     done: list[FileChange | str] = []
     verb = "would create" if dry_run else "created"
 

@@ -11,27 +11,17 @@ from pathlib import Path
 from typing import NoReturn
 
 from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
-from cordon_config.tokens import TokenError
 
-from cordon_setup.apply import ConflictError
-from cordon_setup.base import BaseSetupError, read_config_facts, revoke_token, token_value
-from cordon_setup.context import cordon_argv
-from cordon_setup.edits.json_file import JsonEditError
-from cordon_setup.edits.toml_file import TomlEditError
+from cordon_setup.base import BaseSetupError, read_config_facts, token_value
 from cordon_setup.envvars import env_contract
-from cordon_setup.integrations import (
-    INTEGRATIONS,
-    IntegrationError,
-    IntegrationPlan,
-    disable,
-    installed,
-    plan_disable,
-)
-from cordon_setup.plan import render_plan
 from cordon_setup.render import FORMATS, render_env
-from cordon_setup.runner import RunError, run_with_proxy
-from cordon_setup.service import ServiceError, ServiceManager
-from cordon_setup.setup_flow import SetupOutcome, describe, run_setup
+
+# The modules behind `setup`, `integration`, `run` and `service` (tomlkit, cryptography, subprocess …) are
+# imported inside the commands that use them, so `cordon env` starts fast.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cordon_setup.integrations import IntegrationPlan
+    from cordon_setup.setup_flow import SetupOutcome
 
 OK, FAIL, USAGE = 0, 1, 2
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -57,20 +47,11 @@ def _guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
     """Turn every expected failure into one clear line (never a traceback)."""
     try:
         return fn(args)
-    except (UsageError, ScopeError, JsonEditError, TomlEditError) as exc:
+    except (UsageError, ScopeError) as exc:
         _err(str(exc))
         return USAGE
-    except (BaseSetupError, IntegrationError, ServiceError) as exc:
+    except BaseSetupError as exc:
         _err(str(exc), exc.hint)
-        return FAIL
-    except TokenError as exc:
-        _err(str(exc))
-        return FAIL
-    except RunError as exc:
-        _err(str(exc), exc.hint)
-        return exc.code
-    except ConflictError as exc:
-        _err(str(exc))
         return FAIL
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
@@ -79,6 +60,32 @@ def _guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
     except KeyboardInterrupt:
         sys.stderr.write("cordon: interrupted\n")
         return 130
+    except Exception as exc:
+        code = _expected_failure(exc)
+        if code is None:
+            raise
+        _err(str(exc), getattr(exc, "hint", None))
+        return code
+
+
+def _expected_failure(exc: Exception) -> int | None:
+    """The exit code for an error of the lazily imported modules, or None for a bug (re-raised)."""
+    from cordon_config.tokens import TokenError
+
+    from cordon_setup.apply import ConflictError
+    from cordon_setup.edits.json_file import JsonEditError
+    from cordon_setup.edits.toml_file import TomlEditError
+    from cordon_setup.integrations import IntegrationError
+    from cordon_setup.runner import RunError
+    from cordon_setup.service import ServiceError
+
+    if isinstance(exc, JsonEditError | TomlEditError):
+        return USAGE
+    if isinstance(exc, RunError):
+        return exc.code
+    if isinstance(exc, IntegrationError | ServiceError | TokenError | ConflictError):
+        return FAIL
+    return None
 
 
 def _paths(args: argparse.Namespace) -> ScopePaths:
@@ -101,6 +108,8 @@ examples:
 
 
 def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
+    from cordon_setup.integrations import INTEGRATIONS
+
     parser = _Parser(
         prog=prog,
         description="Create what cordon needs (CA, cordon.toml on a free port, the combined CA bundle, "
@@ -125,6 +134,8 @@ def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
 
 
 def _confirm_on_tty(plan: IntegrationPlan, masks: dict[str, str]) -> bool:
+    from cordon_setup.plan import render_plan
+
     sys.stdout.write(render_plan(plan.changes, masks))
     sys.stdout.write("Change these files? (originals are backed up as <name>.cordon.bak) [Y/n] ")
     sys.stdout.flush()
@@ -136,6 +147,9 @@ def _confirm_on_tty(plan: IntegrationPlan, masks: dict[str, str]) -> bool:
 
 
 def _print_setup(outcome: SetupOutcome) -> None:
+    from cordon_setup.plan import render_plan
+    from cordon_setup.setup_flow import describe
+
     paths = outcome.paths
     if outcome.dry_run:
         for item in outcome.base:
@@ -166,6 +180,9 @@ def _print_setup(outcome: SetupOutcome) -> None:
 
 
 def _setup(args: argparse.Namespace) -> int:
+    from cordon_setup.integrations import INTEGRATIONS
+    from cordon_setup.setup_flow import run_setup
+
     paths = _paths(args)
     if args.integration is not None and args.integration not in INTEGRATIONS:
         raise UsageError(
@@ -203,6 +220,8 @@ examples:
 
 
 def build_integration_parser(prog: str = "cordon integration") -> argparse.ArgumentParser:
+    from cordon_setup.integrations import INTEGRATIONS
+
     parser = _Parser(
         prog=prog,
         description="Inspect or remove agent integrations made by `cordon setup`.",
@@ -234,6 +253,10 @@ def build_integration_parser(prog: str = "cordon integration") -> argparse.Argum
 
 
 def _integration(args: argparse.Namespace) -> int:
+    from cordon_setup.base import revoke_token
+    from cordon_setup.integrations import INTEGRATIONS, disable, installed, plan_disable
+    from cordon_setup.plan import render_plan
+
     paths = _paths(args)
     if args.action == "list":
         names = installed(paths)
@@ -349,6 +372,8 @@ def build_run_parser(prog: str = "cordon run") -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cordon_setup.runner import run_with_proxy
+
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -398,6 +423,9 @@ def build_service_parser(prog: str = "cordon service") -> argparse.ArgumentParse
 
 
 def _service(args: argparse.Namespace) -> int:
+    from cordon_setup.context import cordon_argv
+    from cordon_setup.service import ServiceManager
+
     paths = _paths(args)
     manager = ServiceManager(paths, cordon=cordon_argv())
     if args.action == "install":
