@@ -12,8 +12,9 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.hosts import canonical_host
 from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
 
@@ -25,11 +26,6 @@ from cordon_ca.errors import CAError, TrustError
 
 class UsageError(Exception):
     """Bad input: printed as one ``cordon: ...`` line, exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"cordon: {message} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
+from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.commands.common import FAILED, INTERRUPTED, SOURCES, USAGE, UsageError
 from cordon_config.scope import add_scope_arguments
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE, f"cordon: {message} (see {self.prog} --help)\n")
-
 
 # -- parsers --------------------------------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import NoReturn
+
+from cordon_config.argparsing import CordonArgumentParser as _Parser
 
 DOCTOR_EXAMPLES = """\
 examples:
@@ -24,14 +25,6 @@ examples:
 """
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class _Parser(argparse.ArgumentParser):
-    """Bad usage: the usage line, then one ``cordon: ...`` line; exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"cordon: {message}\n")
 
 
 class Terminated(BaseException):  # like KeyboardInterrupt: not caught by `except Exception`

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cordon_config.argparsing import CordonArgumentParser as _Parser
+
 from cordon_proxy import __version__
 
 if TYPE_CHECKING:
@@ -46,11 +48,6 @@ WAIT_EPILOG = """examples:
   cordon wait --timeout 5 && curl -x http://127.0.0.1:6790 https://api.openai.com/v1/models
   cordon wait --config ./cordon.toml
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"cordon: {message}\nhint: run '{self.prog} --help'\n")
 
 
 def _fail(message: str, hint: str | None = None, code: int = EXIT_FAIL) -> int:

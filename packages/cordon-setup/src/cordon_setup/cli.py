@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
+from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
 
 from cordon_setup.base import BaseSetupError, read_config_facts, token_value
@@ -29,12 +29,6 @@ _RAW = argparse.RawDescriptionHelpFormatter
 
 class UsageError(Exception):
     """Bad input: printed as one ``cordon: ...`` line, exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(USAGE, f"cordon: {message}\n")
 
 
 def _err(message: str, hint: str | None = None) -> None:
