@@ -6,8 +6,10 @@ duration. Header values, query strings and bodies are never logged, at any level
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -19,9 +21,15 @@ __all__ = ["LEVELS", "Logger"]
 LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "error": 40}
 
 
+_second: list[object] = [-1, ""]  # the last whole second formatted, and its text (one strftime per second)
+
+
 def _now() -> str:
     t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+    whole = int(t)
+    if _second[0] != whole:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int((t - whole) * 1000):03d}Z"
 
 
 class Logger:
@@ -31,16 +39,43 @@ class Logger:
         self.threshold = LEVELS[level]
         self.json = fmt == "json"
         self.stream = stream if stream is not None else sys.stderr
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._pending: list[str] = []
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] >= self.threshold
 
-    def _write(self, line: str) -> None:
+    def batch_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Lines logged on ``loop``'s thread are written together once per loop iteration (one write call for
+        every request finished in that iteration, not one each); ``None`` writes what is pending and ends that.
+        """
+        self._loop = loop
+        self._loop_thread = threading.get_ident() if loop is not None else 0
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the lines buffered by :meth:`batch_on` now."""
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        self._emit("\n".join(lines) + "\n")
+
+    def _emit(self, text: str) -> None:
         try:
-            self.stream.write(line + "\n")
+            self.stream.write(text)
             self.stream.flush()
         except (OSError, ValueError):
             pass
+
+    def _write(self, line: str) -> None:
+        loop = self._loop
+        if loop is not None and threading.get_ident() == self._loop_thread and not loop.is_closed():
+            self._pending.append(line)
+            if len(self._pending) == 1:
+                loop.call_soon(self.flush)
+            return
+        self._emit(line + "\n")
 
     def log(self, level: str, message: str, **fields: object) -> None:
         """One event line (start, stop, warnings, connection events)."""
@@ -78,8 +113,9 @@ class Logger:
             )
             return
         status = record.status or "-"
+        # one_line() collapses runs of spaces anyway: no padding after the level keeps its fast path
         line = (
-            f"{_now()} {level.upper():5} {record.method} {record.host}{record.path} {status} {record.bytes}B {ms}ms"
+            f"{_now()} {level.upper()} {record.method} {record.host}{record.path} {status} {record.bytes}B {ms}ms"
             f" route={record.route or '-'} token={record.token or '-'}"
         )
         if record.error:

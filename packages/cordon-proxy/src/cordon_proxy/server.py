@@ -1,9 +1,12 @@
 """The asyncio edge: listen on 127.0.0.1, run one :class:`Session` per connection, carry out its commands.
 
-This is the only module that performs a session's commands (``Connection._perform``). Two tasks feed a
-connection's session: the client loop and, while an upstream connection is leased, the upstream loop; a
-per-connection lock makes each ``handle`` + its commands atomic. Every write is followed by ``drain()``
-(backpressure both ways); consecutive writes to one peer are joined into one (one TLS record).
+This is the only module that performs a session's commands (``Connection._perform_now`` without awaiting,
+``Connection._perform`` for the rest). The client task reads the client and, once a request is all sent, the
+leased upstream connection too (no task per request); only while a request body is still coming in does an
+upstream task read the upstream concurrently. A per-connection lock makes each ``handle`` + its commands
+atomic. A write is followed by ``drain()`` whenever bytes stay buffered (backpressure both ways); consecutive
+writes to one peer are joined into one (one TLS record). Read timeouts use one reusable :class:`Deadline`
+per connection instead of a timer per read (issue 9: CPU per request).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from collections import deque
 from collections.abc import Callable
 
 from cordon_ca import CAError
-from cordon_config.model import Config
+from cordon_config.model import Config, Route
 from cordon_config.secrets import SecretCache, SecretUnavailable
 
+from cordon_proxy._deadline import Deadline
 from cordon_proxy._tasks import spawn
 from cordon_proxy.core import commands as cmd
 from cordon_proxy.core import events as ev
@@ -31,6 +35,10 @@ from cordon_proxy.tls import LeafContexts, sni_of
 from cordon_proxy.upstream import Upstream, UpstreamError, UpstreamPool
 
 __all__ = ["ALLOW_LOOPBACK_ENV", "DRAIN_SECONDS", "Connection", "Proxy"]
+
+_AWAIT = object()  # _perform_now: this command needs _perform (it awaits)
+_DRAIN_CLIENT = object()  # _perform_now: written to the client, now drain it
+_DRAIN_UPSTREAM = object()  # _perform_now: written upstream, now drain it
 
 #: Test-only (never set in product, not documented for users): lets unrouted traffic reach loopback
 #: addresses through the SSRF check so tests can tunnel to a local upstream. Every other range stays blocked.
@@ -68,6 +76,7 @@ class Proxy:
     async def listen(self, port: int) -> asyncio.Server:
         """Bind 127.0.0.1:``port`` (never another address)."""
         self.server = await asyncio.start_server(self._accept, "127.0.0.1", port, limit=READ_SIZE, backlog=512)
+        self.logger.batch_on(asyncio.get_running_loop())  # request lines: one write per loop iteration
         self._sweeper = spawn(self._sweep(), name="cordon-pool-sweeper")
         return self.server
 
@@ -109,6 +118,7 @@ class Proxy:
         for conn in list(self.connections):
             conn.abort()
         self.pool.close_all()
+        self.logger.batch_on(None)
 
 
 class Connection:
@@ -129,7 +139,10 @@ class Connection:
         self.task: asyncio.Task[None] | None = None
         self._busy = False
         self._closed = False
+        self._client_deadline: Deadline | None = None
+        self._upstream_deadline: Deadline | None = None
         self._trace = proxy.logger.enabled("trace")
+        self._debug = proxy.logger.enabled("debug")
         # a peer that accepts no byte for this long is gone (no total timeout: only no progress at all)
         self._write_timeout = max(proxy.config.limits.idle_timeout, proxy.config.limits.response_header_timeout)
         sock = writer.get_extra_info("socket")
@@ -161,35 +174,80 @@ class Connection:
         idle_timeout = self.proxy.config.limits.idle_timeout
         head_limit = min(HEAD_TIMEOUT, idle_timeout)
         head_deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = self._client_deadline = Deadline(loop)
+        read = self.reader.read
         while not session.closed and self.splice is None:
             if not session.wants_client_data:
+                conn = self.upstream
+                if conn is not None and self.upstream_task is None:
+                    # the request is all sent: this task reads the response itself (no task per request)
+                    await self._upstream_read(conn, deadline, task)
+                    continue
                 self.resume.clear()
                 if session.closed or self.splice is not None:
                     break
-                if not session.wants_client_data:
+                if not session.wants_client_data and not self._inline_upstream:
                     await self.resume.wait()
-                    continue
+                continue
+            if self.upstream is not None and self.upstream_task is None:
+                # a request body is still coming in: read the upstream concurrently (an early response)
+                self.upstream_task = spawn(self._upstream_loop(self.upstream), name="cordon-upstream")
             if self.proxy.stopping and session.idle:
                 break
             # Reads happen only between requests or while a request body comes in: either way a client that
             # sends nothing for idle_timeout is gone. A started head must also complete within head_limit.
-            loop_time = asyncio.get_running_loop().time()
+            loop_time = loop.time()
             if session.receiving_head:
                 head_deadline = head_deadline or loop_time + head_limit
                 timeout = max(0.0, head_deadline - loop_time)
             else:
                 head_deadline = None
                 timeout = idle_timeout
+            deadline.arm(timeout, task)
             try:
-                async with asyncio.timeout(timeout):
-                    data = await self.reader.read(READ_SIZE)
-            except TimeoutError:
+                data = await read(READ_SIZE)
+            except asyncio.CancelledError:
+                if not deadline.expired(task):
+                    raise
                 self.proxy.logger.log("debug", "client connection timed out", head=head_deadline is not None)
                 data = b""
             except (ConnectionError, ssl.SSLError, OSError):
                 data = b""
+            finally:
+                deadline.disarm(task)
             event: object = ev.ClientData(data) if data else ev.ClientClosed()
             await self.dispatch(event)
+
+    @property
+    def _inline_upstream(self) -> bool:
+        """An upstream connection is leased and no upstream task reads it: the client task must."""
+        return self.upstream is not None and self.upstream_task is None
+
+    async def _upstream_read(self, conn: Upstream, deadline: Deadline, task: asyncio.Task[object]) -> None:
+        """One read of the leased upstream connection by the client task, and its dispatch."""
+        timeout = self.proxy.config.limits.response_header_timeout
+        deadline.arm(timeout, task)
+        try:
+            data = await conn.reader.read(READ_SIZE)
+        except asyncio.CancelledError:
+            if not deadline.expired(task):
+                raise
+            event: object = ev.UpstreamTimeout(timeout)
+        except (ConnectionError, ssl.SSLError, OSError):
+            event = ev.UpstreamClosed()
+        else:
+            event = ev.UpstreamData(data) if data else ev.UpstreamClosed()
+        finally:
+            deadline.disarm(task)
+        if self.upstream is not conn or self.upstream_task is not None:
+            return
+        await self.dispatch(event)
+        ended = isinstance(event, ev.UpstreamClosed | ev.UpstreamTimeout)
+        if ended and self.upstream is conn and self.upstream_task is None:
+            self._drop_upstream(reusable=False)
 
     async def _upstream_loop(self, conn: Upstream) -> None:
         try:
@@ -206,17 +264,26 @@ class Connection:
         # One loop per lease: the same connection can be released and leased again by a pipelined request
         # inside this very dispatch, and then a new loop owns it (two readers on one stream would split data).
         me = asyncio.current_task()
+        assert me is not None
         timeout = self.proxy.config.limits.response_header_timeout
+        deadline = self._upstream_deadline
+        if deadline is None:
+            deadline = self._upstream_deadline = Deadline(asyncio.get_running_loop())
+        read = conn.reader.read
         while self.upstream_task is me:
+            deadline.arm(timeout, me)
             try:
-                async with asyncio.timeout(timeout):
-                    data = await conn.reader.read(READ_SIZE)
-            except TimeoutError:
+                data = await read(READ_SIZE)
+            except asyncio.CancelledError:
+                if not deadline.expired(me):
+                    raise
                 event: object = ev.UpstreamTimeout(timeout)
             except (ConnectionError, ssl.SSLError, OSError):
                 event = ev.UpstreamClosed()
             else:
                 event = ev.UpstreamData(data) if data else ev.UpstreamClosed()
+            finally:
+                deadline.disarm(me)
             if self.upstream_task is not me:
                 return
             await self.dispatch(event)
@@ -229,60 +296,107 @@ class Connection:
         """Feed one event to the session and carry out the commands (and the events they produce)."""
         if self._trace:
             self.proxy.logger.log("trace", "event", kind=type(event).__name__)
-        async with self.lock:
+        lock = self.lock
+        await lock.acquire()  # what ``async with`` does, minus two coroutine objects per event
+        try:
             self._busy = True
             try:
                 pending = deque(self.session.handle(event))
                 while pending:
                     command = pending.popleft()
-                    follow = await self._perform(command, pending)
+                    follow = self._perform_now(command, pending)  # most commands need no await
+                    if follow is _AWAIT:
+                        follow = await self._perform(command, pending)
+                    elif follow is _DRAIN_CLIENT:
+                        follow = await self._drain_client()
+                    elif follow is _DRAIN_UPSTREAM:
+                        follow = await self._drain_upstream()
                     if follow is not None:
                         pending.extend(self.session.handle(follow))
             finally:
                 self._busy = False
-        if self.session.wants_client_data or self.session.closed or self.splice is not None:
+        finally:
+            lock.release()
+        session = self.session
+        if session.wants_client_data or session.closed or self.splice is not None or self._inline_upstream:
             self.resume.set()
 
     # -- commands -----------------------------------------------------------------------------------------
-    async def _perform(self, command: object, pending: deque[object]) -> object | None:
-        if isinstance(command, cmd.SendClient):
-            data = command.data
-            while pending and isinstance(pending[0], cmd.SendClient):
-                data += pending.popleft().data  # type: ignore[union-attr]
+    def _perform_now(self, command: object, pending: deque[object]) -> object | None:
+        """Carry out ``command`` without awaiting when it can be (writes, logs, a pooled upstream, a cached or
+        inline secret); else return ``_AWAIT`` (run :meth:`_perform`) or ``_DRAIN_*`` (the write is done, its
+        peer's buffer is not). Any other return is the follow-up event (or None), as for :meth:`_perform`.
+        """
+        kind = type(command)
+        if kind is cmd.SendClient:
+            data = command.data  # type: ignore[attr-defined]
+            while pending and type(pending[0]) is cmd.SendClient:
+                data += pending.popleft().data  # type: ignore[attr-defined]
             if self._closed:
                 return None
+            writer = self.writer
             try:
-                self.writer.write(data)
-                async with asyncio.timeout(self._write_timeout):  # a client that stops reading is dropped
-                    await self.writer.drain()
-            except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
+                writer.write(data)
+            except (ConnectionError, ssl.SSLError, OSError):
                 return ev.ClientClosed()
-            return None
-        if isinstance(command, cmd.SendUpstream):
-            data = command.data
-            while pending and isinstance(pending[0], cmd.SendUpstream):
-                data += pending.popleft().data  # type: ignore[union-attr]
+            return _DRAIN_CLIENT if _must_drain(writer.transport) else None
+        if kind is cmd.SendUpstream:
+            data = command.data  # type: ignore[attr-defined]
+            while pending and type(pending[0]) is cmd.SendUpstream:
+                data += pending.popleft().data  # type: ignore[attr-defined]
             conn = self.upstream
             if conn is None or conn.write_failed:
                 return None
             try:
                 conn.writer.write(data)
-                async with asyncio.timeout(self._write_timeout):
-                    await conn.writer.drain()
-            except TimeoutError:
-                return ev.UpstreamTimeout(self._write_timeout)
             except (ConnectionError, ssl.SSLError, OSError):
-                # The upstream stopped reading (e.g. an early 413 and close): drop the rest of the body and let
-                # the upstream loop deliver whatever response it sent, or the EOF that ends in a 502.
-                conn.write_failed = True
-            return None
-        if isinstance(command, cmd.RequestStarted):
+                conn.write_failed = True  # see _drain_upstream
+                return None
+            return _DRAIN_UPSTREAM if _must_drain(conn.writer.transport) else None
+        if kind is cmd.RequestStarted:
             self.started = time.perf_counter()
             return None
-        if isinstance(command, cmd.LogRequest):
+        if kind is cmd.LogRequest:
             duration = time.perf_counter() - self.started if self.started else 0.0
-            self.proxy.logger.request(command.record, duration)
+            self.proxy.logger.request(command.record, duration)  # type: ignore[attr-defined]
             return None
+        if kind is cmd.FetchSecret and command.route.secret.source in _INLINE_SOURCES:  # type: ignore[attr-defined]
+            return self._secret_result(command.route)  # type: ignore[attr-defined]
+        if kind is cmd.OpenUpstream and command.tls_host is not None and not command.fresh:  # type: ignore[attr-defined]
+            conn = self.proxy.pool.checkout(command.host, command.port, command.tls_host)  # type: ignore[attr-defined]
+            if conn is not None:
+                return self._leased(conn, command)  # type: ignore[arg-type]
+            return _AWAIT
+        if kind is cmd.ReleaseUpstream:
+            self._drop_upstream(command.reusable)  # type: ignore[attr-defined]
+            return None
+        return _AWAIT
+
+    async def _drain_client(self) -> object | None:
+        try:
+            async with asyncio.timeout(self._write_timeout):  # a client that stops reading is dropped
+                await self.writer.drain()
+        except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
+            return ev.ClientClosed()
+        return None
+
+    async def _drain_upstream(self) -> object | None:
+        conn = self.upstream
+        if conn is None or conn.write_failed:
+            return None
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await conn.writer.drain()
+        except TimeoutError:
+            return ev.UpstreamTimeout(self._write_timeout)
+        except (ConnectionError, ssl.SSLError, OSError):
+            # The upstream stopped reading (e.g. an early 413 and close): drop the rest of the body and let
+            # the upstream loop deliver whatever response it sent, or the EOF that ends in a 502.
+            conn.write_failed = True
+        return None
+
+    async def _perform(self, command: object, pending: deque[object]) -> object | None:
+        """The commands :meth:`_perform_now` leaves: those that await (secrets off the loop, connecting, TLS)."""
         if isinstance(command, cmd.FetchSecret):
             return await self._fetch_secret(command)
         if isinstance(command, cmd.InvalidateSecret):
@@ -319,12 +433,21 @@ class Connection:
 
     async def _fetch_secret(self, command: cmd.FetchSecret) -> object:
         route = command.route
+        if route.secret.source in _INLINE_SOURCES:
+            return self._secret_result(route)
         secrets, config = self.proxy.secrets, self.proxy.config
         try:
-            if route.secret.source in _INLINE_SOURCES:
-                secret = secrets.get(route, config)
-            else:
-                secret = await asyncio.to_thread(secrets.get, route, config)
+            secret = await asyncio.to_thread(secrets.get, route, config)
+        except SecretUnavailable as exc:
+            return ev.SecretFailed(f'secret for route "{route.name}" unavailable: {exc.reason}')
+        except Exception as exc:  # a source failing in an unexpected way: its message could hold the value
+            return ev.SecretFailed(f'secret for route "{route.name}" unavailable: {type(exc).__name__}')
+        return ev.SecretReady(secret)
+
+    def _secret_result(self, route: Route) -> object:
+        """The secret of a fast, non-blocking source (env, file), fetched on the loop."""
+        try:
+            secret = self.proxy.secrets.get(route, self.proxy.config)
         except SecretUnavailable as exc:
             return ev.SecretFailed(f'secret for route "{route.name}" unavailable: {exc.reason}')
         except Exception as exc:  # a source failing in an unexpected way: its message could hold the value
@@ -340,10 +463,13 @@ class Connection:
                 conn = await pool.connect_plain(command.host, command.port, command.addresses)
         except UpstreamError as exc:
             return ev.UpstreamFailed(exc.code, exc.message)
-        self.upstream = conn
-        self.upstream_task = spawn(self._upstream_loop(conn), name="cordon-upstream")
+        return self._leased(conn, command)
+
+    def _leased(self, conn: Upstream, command: cmd.OpenUpstream) -> object:
+        self.upstream = conn  # read by the client task, or by an upstream task while a request body comes in
+        self.upstream_task = None
         logger = self.proxy.logger
-        if logger.enabled("debug"):
+        if self._debug:
             logger.log("debug", "upstream connection", host=command.host, port=command.port,
                        tls=command.tls_host is not None, reused=conn.reused)
         return ev.UpstreamConnected(conn.reused)
@@ -428,6 +554,9 @@ class Connection:
         self.resume.set()
 
     def _cleanup(self) -> None:
+        for deadline in (self._client_deadline, self._upstream_deadline):
+            if deadline is not None:
+                deadline.close()
         if self.upstream is not None:
             self._drop_upstream(reusable=False)
         if self.tunnel is not None:
@@ -446,6 +575,15 @@ class Connection:
         if self.task is not None:
             self.task.cancel()
         self._close_client(abort=True)
+
+
+def _must_drain(transport: asyncio.BaseTransport) -> bool:
+    """Whether a write must be followed by ``drain()``: bytes are still buffered or the transport is closing.
+
+    A write that the transport handed on completely (the common case on a warm connection) leaves nothing to
+    wait for, so the drain and its timer are skipped; backpressure applies as soon as anything stays buffered.
+    """
+    return transport.is_closing() or transport.get_write_buffer_size() > 0  # type: ignore[attr-defined, no-any-return]
 
 
 def log_internal_error(logger: Logger, exc: BaseException) -> None:

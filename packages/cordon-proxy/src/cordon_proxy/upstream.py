@@ -161,6 +161,10 @@ class UpstreamPool:
             conn.close()
         return None
 
+    def checkout(self, host: str, port: int, tls_host: str) -> Upstream | None:
+        """A pooled, still usable TLS connection for (``host``, ``port``, ``tls_host``), or None (no await)."""
+        return self._checkout((host, port, tls_host))
+
     async def connect_tls(self, host: str, port: int, tls_host: str, *, fresh: bool = False) -> Upstream:
         """A pooled (unless ``fresh``) or new TLS connection verified for ``tls_host`` (SNI = ``tls_host``)."""
         key = (host, port, tls_host)

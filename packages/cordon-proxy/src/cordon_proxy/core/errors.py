@@ -32,9 +32,12 @@ CODES: dict[str, int] = {
 
 def one_line(text: str, limit: int = 300) -> str:
     """``text`` as one printable ASCII line of at most ``limit`` characters."""
-    flat = " ".join(text.split())
-    flat = flat.encode("ascii", "backslashreplace").decode("ascii")
-    flat = "".join(c if c.isprintable() else "?" for c in flat)
+    if text.isascii() and text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        flat = text  # already one printable ASCII line (the common case): nothing to collapse or replace
+    else:
+        flat = " ".join(text.split())
+        flat = flat.encode("ascii", "backslashreplace").decode("ascii")
+        flat = "".join(c if c.isprintable() else "?" for c in flat)
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 

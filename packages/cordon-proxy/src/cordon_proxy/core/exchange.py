@@ -88,6 +88,8 @@ class Forwarding:
     phase: str
     _request: Request | None
     _response: ResponseParser | None
+    _response_parser: ResponseParser | None
+    _injected_for: tuple[Route, object, tuple[bytes, bytes]] | None
     _pending: deque[object]
     _leased: bool
     _injected: tuple[bytes, bytes] | None
@@ -105,11 +107,16 @@ class Forwarding:
         req = self._request
         if self.phase != "secret" or req is None or req.route is None:
             return
-        try:
-            injected = injected_header(req.route, event.secret)
-        except InjectionError as exc:
-            self._fail(out, "secret-unavailable", str(exc))
-            return
+        cached = self._injected_for
+        if cached is not None and cached[0] is req.route and cached[1] is event.secret:
+            injected = cached[2]  # the same secret object (a secret-cache hit) for the same route: same header
+        else:
+            try:
+                injected = injected_header(req.route, event.secret)
+            except InjectionError as exc:
+                self._fail(out, "secret-unavailable", str(exc))
+                return
+            self._injected_for = (req.route, event.secret, injected)
         self._injected = injected
         self.phase = "connect"
         self._leased = True
@@ -136,8 +143,13 @@ class Forwarding:
         )
         if websocket:
             headers.insert(-1, (b"Connection", b"Upgrade"))
-        self._response = ResponseParser(self.settings.max_head)
-        self._response.expect(head.method)
+        parser = self._response_parser  # one per session, reset per exchange (no garbage cycle per request)
+        if parser is None:
+            parser = self._response_parser = ResponseParser(self.settings.max_head)
+        else:
+            parser.reset()
+        parser.expect(head.method)
+        self._response = parser
         self.phase = "forward"
         out.append(cmd.SendUpstream(write_request_head(head.method, req.path, headers)))
         self._pump(out)

@@ -298,7 +298,29 @@ class ResponseParser:
         self._started = False
         self._final_done = False  # the final (non-1xx) response of the current request is complete
         self._status = 0
+        self._clean_keep_alive = False  # the last final response ended normally and llhttp kept the stream open
         self.reusable = True
+
+    def reset(self) -> None:
+        """Start over for a new exchange (possibly on another connection); the object is reused.
+
+        Reusing one parser per session matters: every new parser is a reference cycle with its llhttp
+        parser (which holds bound callbacks), freed only by the cyclic garbage collector.
+        """
+        if self._final_done and self._clean_keep_alive and self.reusable and not (self._in_head or self._in_body):
+            # llhttp stands between two messages of a keep-alive stream, exactly as a fresh parser would:
+            # keep it and clear only this object's per-exchange state (a new llhttp parser costs microseconds)
+            self._headers = []
+            self._body_kind = "none"
+            self._pending = 0
+            self._trailer_size = 0
+            self._started = False
+            self._final_done = False
+            self._status = 0
+            self._clean_keep_alive = False
+        else:
+            self._reset()
+        self._events = []
 
     def expect(self, method: str) -> None:
         """The next response answers a request with this method (HEAD responses carry no body)."""
@@ -347,6 +369,7 @@ class ResponseParser:
         else:
             body = kind
         keep_alive = bool(parser.should_keep_alive()) and body != "close"
+        self._clean_keep_alive = keep_alive and status >= 200
         self._events.append(ResponseHead(status, version, headers, keep_alive, body, length, lowered))
         self._in_head = False
         self._pending = 0
@@ -431,7 +454,7 @@ def reason_phrase(status: int) -> bytes:
 def write_request_head(method: str, target: str, headers: Headers) -> bytes:
     """Serialise an HTTP/1.1 request head into one bytes object."""
     lines = [f"{method} {target} HTTP/1.1".encode("ascii")]
-    lines += [b"%s: %s" % pair for pair in headers]
+    lines += [b": ".join(pair) for pair in headers]
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
 
@@ -439,7 +462,7 @@ def write_request_head(method: str, target: str, headers: Headers) -> bytes:
 def write_response_head(status: int, headers: Headers, *, version: str = "1.1") -> bytes:
     """Serialise a response head into one bytes object."""
     lines = [b"HTTP/%s %d %s" % (version.encode("ascii"), status, reason_phrase(status))]
-    lines += [b"%s: %s" % pair for pair in headers]
+    lines += [b": ".join(pair) for pair in headers]
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
 

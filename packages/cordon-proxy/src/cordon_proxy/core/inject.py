@@ -8,6 +8,8 @@ then set exactly one injected header. ``Host`` and the framing header are re-set
 from __future__ import annotations
 
 import base64
+import re
+from functools import lru_cache
 from typing import Protocol
 
 from cordon_config.model import BasicAuth, HeaderAuth, Route
@@ -69,10 +71,12 @@ def connection_tokens(headers: Headers, lowered: list[bytes] | None = None) -> s
     return names
 
 
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]+")
+
+
 def _valid_field_value(value: str) -> bool:
-    if not value or value != value.strip(" \t"):
-        return False
-    return all(c == "\t" or " " <= c <= "~" for c in value)
+    """Non-empty, HTAB or visible ASCII or space only, no leading/trailing whitespace."""
+    return _FIELD_VALUE.fullmatch(value) is not None and value == value.strip(" \t")
 
 
 def injected_header(route: Route, secret: SecretLike) -> tuple[bytes, bytes]:
@@ -98,6 +102,17 @@ def _framing_header(body: str, length: int | None) -> tuple[bytes, bytes] | None
     return None
 
 
+@lru_cache(maxsize=256)
+def _request_drop(routed: bool, header_name: str | None) -> frozenset[bytes]:
+    """The request header names dropped when the client's ``Connection`` header names none (cached)."""
+    drop = set(HOP_BY_HOP)
+    if routed:
+        drop.add(b"authorization")
+        if header_name:
+            drop.add(header_name.lower().encode("ascii"))
+    return frozenset(drop)
+
+
 def forward_request_headers(
     headers: Headers,
     *,
@@ -115,12 +130,15 @@ def forward_request_headers(
     header names lower-cased (parallel to ``headers``) when the parser already computed them.
     """
     tokens = connection_tokens(headers, lowered)
-    drop = (tokens | HOP_BY_HOP) - keep if tokens or keep else set(HOP_BY_HOP)
-    if route is not None:
-        drop.add(b"authorization")
-        header_name = getattr(route.auth, "header_name", None)
-        if header_name:
-            drop.add(header_name.lower().encode("ascii"))
+    header_name = getattr(route.auth, "header_name", None) if route is not None else None
+    if tokens or keep:
+        drop = set((tokens | HOP_BY_HOP) - keep)
+        if route is not None:
+            drop.add(b"authorization")
+            if header_name:
+                drop.add(header_name.lower().encode("ascii"))
+    else:
+        drop = _request_drop(route is not None, header_name)
     if lowered is None:
         lowered = [n.lower() for n, _ in headers]
     out: Headers = [(b"Host", host)]

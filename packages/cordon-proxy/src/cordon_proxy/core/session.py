@@ -90,7 +90,9 @@ class Session(Forwarding):
         self._parser = RequestParser(settings.max_head)
         self._pending: deque[object] = deque()
         self._request: Request | None = None
-        self._response: ResponseParser | None = None
+        self._response: ResponseParser | None = None  # the exchange in flight (``_response_parser`` or None)
+        self._response_parser: ResponseParser | None = None
+        self._injected_for: tuple[Route, object, tuple[bytes, bytes]] | None = None  # route, secret, header
         self._leased = False
         self.tunnel_host = ""
         self.tunnel_port = 0
@@ -102,6 +104,8 @@ class Session(Forwarding):
         self._response_keep_alive = False
         self._upstream_reused = False
         self._last_injected: tuple[bytes, bytes] | None = None
+        self._tunnel_host_ok: bytes | None = None  # the last Host value checked against this MITM tunnel
+        self._tunnel_host_header = b""  # the Host header sent upstream for this MITM tunnel
 
     # -- what the edge asks ---------------------------------------------------------------------------
     @property
@@ -411,7 +415,7 @@ class Session(Forwarding):
         if len(hosts) != 1 and head.version == "1.1":
             self._answer(out, record, "bad-request", "malformed request: exactly one Host header is required")
             return
-        if hosts:
+        if hosts and hosts[0] != self._tunnel_host_ok:  # the same value as the last accepted one is accepted
             try:
                 host, port = parse_authority(hosts[0].decode("ascii"))
             except (AuthorityError, UnicodeDecodeError):
@@ -422,12 +426,15 @@ class Session(Forwarding):
                     out, record, "host-mismatch", f"request host {host} does not match tunnel host {self.tunnel_host}"
                 )
                 return
+            self._tunnel_host_ok = hosts[0]
         req = self._start_request(head, record, path)
         req.route = route
         req.upstream_host = route.host
         req.upstream_port = self.tunnel_port
         req.upstream_tls = route.host
-        req.host_header = host_value(route.host, self.tunnel_port, 443)
+        if not self._tunnel_host_header:
+            self._tunnel_host_header = host_value(route.host, self.tunnel_port, 443)
+        req.host_header = self._tunnel_host_header
         self.phase = "secret"
         out.append(cmd.FetchSecret(route))
 
