@@ -361,6 +361,28 @@ def test_secret_cache_ttl_and_invalidate(tmp_path: Path) -> None:
     assert len(calls) == 5
 
 
+def test_secret_cache_peek_never_fetches(tmp_path: Path) -> None:
+    calls: list[str] = []
+    now = [100.0]
+
+    def fetch(route: Route, *, config: Config) -> Secret:
+        calls.append(route.name)
+        return Secret("v")
+
+    route, config = make(tmp_path, "env", var="X")
+    cache = SecretCache(10, fetch=fetch, clock=lambda: now[0])
+    assert cache.peek(route) is None
+    assert cache.get(route, config).reveal() == "v"
+    assert cache.peek(route).reveal() == "v"  # type: ignore[union-attr]
+    now[0] += 11
+    assert cache.peek(route) is None  # expired
+    cache.get(route, config)
+    cache.invalidate(route.name)
+    assert cache.peek(route) is None
+    assert SecretCache(0, fetch=fetch).peek(route) is None  # ttl 0: every request fetches
+    assert calls == ["r1", "r1"]
+
+
 def test_secret_cache_does_not_cache_failures(tmp_path: Path) -> None:
     route, config = make(tmp_path, "env", var="CORDON_CACHE_T")
     cache = SecretCache(60)

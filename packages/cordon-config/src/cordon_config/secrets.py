@@ -372,6 +372,16 @@ class SecretCache:
             self._entries[route.name] = (now + self.ttl, route.secret, secret)
         return secret
 
+    def peek(self, route: Route) -> Secret | None:
+        """The route's cached secret when fresh, else None; never fetches (so it never blocks)."""
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(route.name)
+        if entry is not None and entry[1] == route.secret and self._clock() < entry[0]:
+            return entry[2]
+        return None
+
     def invalidate(self, route_name: str) -> None:
         """Drop a route's cached value (after an upstream 401, so a rotated secret is used at once)."""
         with self._lock:

@@ -360,8 +360,13 @@ class Connection:
             duration = time.perf_counter() - self.started if self.started else 0.0
             self.proxy.logger.request(command.record, duration)  # type: ignore[attr-defined]
             return None
-        if kind is cmd.FetchSecret and command.route.secret.source in _INLINE_SOURCES:  # type: ignore[attr-defined]
-            return self._secret_result(command.route)  # type: ignore[attr-defined]
+        if kind is cmd.FetchSecret:
+            route = command.route  # type: ignore[attr-defined]
+            if route.secret.source in _INLINE_SOURCES:
+                return self._secret_result(route)
+            cached = self.proxy.secrets.peek(route)  # a fresh cache hit needs no thread hop
+            if cached is not None:
+                return ev.SecretReady(cached)
         if kind is cmd.OpenUpstream and command.tls_host is not None and not command.fresh:  # type: ignore[attr-defined]
             conn = self.proxy.pool.checkout(command.host, command.port, command.tls_host)  # type: ignore[attr-defined]
             if conn is not None:
