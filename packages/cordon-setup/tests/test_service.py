@@ -40,9 +40,13 @@ def paths(tmp_path):
 
 
 def test_systemd_unit_passes_systemd_analyze_verify(tmp_path, paths):
-    unit = systemd_unit([*CORDON, "start", "--config", str(paths.config_path)], description="cordon test")
+    cordon = tmp_path / "bin" / "cordon"  # systemd-analyze checks that ExecStart is an executable file
+    cordon.parent.mkdir()
+    cordon.write_text("#!/bin/sh\nexit 0\n")
+    cordon.chmod(0o755)
+    unit = systemd_unit([str(cordon), "start", "--config", str(paths.config_path)], description="cordon test")
     assert "Restart=on-failure\n" in unit and "StandardError=journal\n" in unit
-    assert f'ExecStart={CORDON[0]} start --config "{paths.config_path}"\n' in unit
+    assert f'ExecStart={cordon} start --config "{paths.config_path}"\n' in unit
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze not installed")
     path = tmp_path / "cordon-test.service"
