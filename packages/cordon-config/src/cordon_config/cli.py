@@ -22,16 +22,19 @@ examples:
   {prog} add --name openai --host api.openai.com --header-name Authorization --scheme Bearer \\
       --source keyring --account openai
   {prog} add --name anthropic --host api.anthropic.com --header-name x-api-key --source env --var ANTHROPIC_KEY
-  {prog} add --name github --host api.github.com --auth-type basic --username x-access-token \
+  {prog} add --name github --host api.github.com --auth-type basic --username x-access-token \\
       --source command --argv "gh auth token"
   {prog} edit openai --source 1password --vault Private --item OpenAI --field credential
   {prog} list --json
+  {prog} show openai --json
+  {prog} remove github --yes
 """
 SECRET_EPILOG = """\
 examples:
   {prog} set openai                 prompts without echo (reads stdin when not a terminal)
   printf %s "$KEY" | {prog} set openai
   {prog} check                      fetch every route's secret and report ok/failed (never the value)
+  {prog} delete openai              remove the stored secret from the keyring
 """
 TOKEN_EPILOG = """\
 examples:
