@@ -226,8 +226,8 @@ class Connection:
         """An upstream connection is leased and no upstream task reads it: the client task must."""
         return self.upstream is not None and self.upstream_task is None
 
-    async def _upstream_read(self, conn: Upstream, deadline: Deadline, task: asyncio.Task[object]) -> None:
-        """One read of the leased upstream connection by the client task, and its dispatch."""
+    async def _read_upstream_event(self, conn: Upstream, deadline: Deadline, task: asyncio.Task[object]) -> object:
+        """One read of the upstream connection within the response timeout, as the core's event."""
         timeout = self.proxy.config.limits.response_header_timeout
         deadline.arm(timeout, task)
         try:
@@ -235,13 +235,16 @@ class Connection:
         except asyncio.CancelledError:
             if not deadline.expired(task):
                 raise
-            event: object = ev.UpstreamTimeout(timeout)
+            return ev.UpstreamTimeout(timeout)
         except (ConnectionError, ssl.SSLError, OSError):
-            event = ev.UpstreamClosed()
-        else:
-            event = ev.UpstreamData(data) if data else ev.UpstreamClosed()
+            return ev.UpstreamClosed()
         finally:
             deadline.disarm(task)
+        return ev.UpstreamData(data) if data else ev.UpstreamClosed()
+
+    async def _upstream_read(self, conn: Upstream, deadline: Deadline, task: asyncio.Task[object]) -> None:
+        """One read of the leased upstream connection by the client task, and its dispatch."""
+        event = await self._read_upstream_event(conn, deadline, task)
         if self.upstream is not conn or self.upstream_task is not None:
             return
         await self.dispatch(event)
@@ -265,25 +268,11 @@ class Connection:
         # inside this very dispatch, and then a new loop owns it (two readers on one stream would split data).
         me = asyncio.current_task()
         assert me is not None
-        timeout = self.proxy.config.limits.response_header_timeout
         deadline = self._upstream_deadline
         if deadline is None:
             deadline = self._upstream_deadline = Deadline(asyncio.get_running_loop())
-        read = conn.reader.read
         while self.upstream_task is me:
-            deadline.arm(timeout, me)
-            try:
-                data = await read(READ_SIZE)
-            except asyncio.CancelledError:
-                if not deadline.expired(me):
-                    raise
-                event: object = ev.UpstreamTimeout(timeout)
-            except (ConnectionError, ssl.SSLError, OSError):
-                event = ev.UpstreamClosed()
-            else:
-                event = ev.UpstreamData(data) if data else ev.UpstreamClosed()
-            finally:
-                deadline.disarm(me)
+            event = await self._read_upstream_event(conn, deadline, me)
             if self.upstream_task is not me:
                 return
             await self.dispatch(event)
