@@ -420,3 +420,35 @@ def test_http10_client_inside_the_tunnel(stack: Stack) -> None:
         answer = read_all(tls)
     assert answer.startswith(b"HTTP/1.0 200 OK\r\n") and answer.endswith(b"}")
     assert stack.upstream.requests[-1].header("Authorization") == [f"Bearer {SECRET}"]
+
+
+
+def test_a_client_still_uploading_after_an_early_answer_is_not_reset(stack: Stack) -> None:
+    """Lingering close: the proxy reads and discards the rest of the upload instead of closing under it (a close
+    with unread bytes makes the kernel send a reset, which can destroy the answer before the client reads it)."""
+    stack.upstream.handlers["/too-large"] = early_413
+    stack.upstream.unread_body.add("/too-large")
+    size = 16 << 20  # more than loopback socket buffers hold
+    errors: list[str] = []
+    with tunnel(stack, "api.test") as tls:
+        tls.sendall(f"POST /too-large HTTP/1.1\r\nHost: api.test\r\nContent-Length: {size}\r\n\r\n".encode())
+
+        def upload() -> None:
+            try:
+                for _ in range(size >> 16):
+                    tls.sendall(b"z" * (1 << 16))
+            except OSError as exc:
+                errors.append(type(exc).__name__)
+
+        sender = threading.Thread(target=upload)
+        sender.start()
+        time.sleep(0.3)  # a client busy uploading reads late: the answer waits in its receive buffer
+        answer = b""
+        while b"request too large" not in answer:
+            data = tls.recv(1 << 16)
+            if not data:
+                break
+            answer += data
+        sender.join(TIMEOUT)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in answer
+    assert errors == []  # the whole upload was accepted (and discarded), no reset

@@ -382,6 +382,32 @@ def test_client_closing_mid_request_releases_the_upstream() -> None:
     assert cmd.ReleaseUpstream(False) in out and cmd.CloseClient() in out
 
 
+def test_an_early_answer_to_an_unfinished_body_closes_with_a_lingering_read() -> None:
+    s = mitm()
+    forward(s, b"POST /up HTTP/1.1\r\nHost: api.test\r\nContent-Length: 100000\r\n\r\n" + b"z" * 10)
+    out = s.handle(ev.UpstreamData(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"))
+    assert status_of(out) == 413 and b"Connection: close" in sent_client(out)
+    assert out[-1] == cmd.CloseClient(linger=True)  # the client is still sending: read it off, then close
+
+
+def test_an_answer_after_the_whole_body_closes_without_lingering() -> None:
+    s = mitm()
+    forward(s, b"POST /up HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+    out = s.handle(ev.UpstreamData(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"))
+    assert out[-1] == cmd.CloseClient()
+
+
+def test_an_error_while_the_body_is_still_coming_lingers_but_not_once_it_is_all_in() -> None:
+    s = mitm()
+    s.handle(ev.ClientData(b"POST /up HTTP/1.1\r\nHost: api.test\r\nContent-Length: 9\r\n\r\nabc"))
+    out = s.handle(ev.SecretFailed("no secret"))
+    assert status_of(out) == 503 and out[-1] == cmd.CloseClient(linger=True)
+    s = mitm()
+    s.handle(ev.ClientData(b"POST /up HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\n\r\nabc"))
+    out = s.handle(ev.SecretFailed("no secret"))
+    assert status_of(out) == 503 and out[-1] == cmd.CloseClient()  # the body was all read (and queued)
+
+
 def test_http10_client_gets_close_delimited_body() -> None:
     s = mitm()
     forward(s, b"GET / HTTP/1.0\r\nHost: api.test\r\n\r\n")

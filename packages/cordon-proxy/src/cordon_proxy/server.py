@@ -47,6 +47,10 @@ DRAIN_SECONDS = 10.0
 HEAD_TIMEOUT = 30.0  # a started request head must complete within min(this, idle_timeout) (slowloris)
 SWEEP_EVERY = 10.0
 READ_SIZE = 2**18
+#: Lingering close (after an early answer to a body still coming in): read and discard for at most this long
+#: without data, and this long in all, before closing (nginx's lingering_timeout / lingering_time).
+LINGER_IDLE = 2.0
+LINGER_TOTAL = 10.0
 _INLINE_SOURCES = frozenset({"env", "file"})  # fast, non-blocking sources are fetched on the loop
 
 
@@ -139,6 +143,8 @@ class Connection:
         self.task: asyncio.Task[None] | None = None
         self._busy = False
         self._closed = False
+        self._reading = False  # the client task awaits a client read (armed on _client_deadline)
+        self._linger = False  # close only after a lingering read: see cmd.CloseClient
         self._client_deadline: Deadline | None = None
         self._upstream_deadline: Deadline | None = None
         self._trace = proxy.logger.enabled("trace")
@@ -161,6 +167,8 @@ class Connection:
             await self._client_loop()
             if self.splice is not None:
                 await self._run_splice(self.splice)
+            elif self._linger and not self._closed:
+                await self._linger_then_close()
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # a bug: log where, never the message (it could quote a header)
@@ -207,16 +215,19 @@ class Connection:
                 head_deadline = None
                 timeout = idle_timeout
             deadline.arm(timeout, task)
+            self._reading = True
             try:
                 data = await read(READ_SIZE)
             except asyncio.CancelledError:
                 if not deadline.expired(task):
                     raise
-                self.proxy.logger.log("debug", "client connection timed out", head=head_deadline is not None)
+                if not self._linger:
+                    self.proxy.logger.log("debug", "client connection timed out", head=head_deadline is not None)
                 data = b""
             except (ConnectionError, ssl.SSLError, OSError):
                 data = b""
             finally:
+                self._reading = False
                 deadline.disarm(task)
             event: object = ev.ClientData(data) if data else ev.ClientClosed()
             await self.dispatch(event)
@@ -421,7 +432,10 @@ class Connection:
             self.splice = command
             return None
         if isinstance(command, cmd.CloseClient):
-            self._close_client(abort=command.abort)
+            if command.linger and not command.abort and not self._closed:
+                self._start_linger()
+            else:
+                self._close_client(abort=command.abort)
             return None
         raise RuntimeError(f"unknown command {command!r}")
 
@@ -536,6 +550,49 @@ class Connection:
         self.proxy.logger.request(splice.record, duration)
 
     # -- teardown ---------------------------------------------------------------------------------------------
+    def _start_linger(self) -> None:
+        """The session is done but the client is still sending: the client task lingers, then closes."""
+        self._linger = True
+        deadline, task = self._client_deadline, self.task
+        if self._reading and deadline is not None and task is not None and task is not asyncio.current_task():
+            deadline.arm(LINGER_IDLE, task)  # a client that paused mid-body need not be awaited for idle_timeout
+        self.resume.set()
+
+    async def _linger_then_close(self) -> None:
+        """Read and discard what the client still sends until it closes, pauses LINGER_IDLE s or LINGER_TOTAL s
+        pass, then close. The answer (``Connection: close``) is already written: a client reads it and closes;
+        closing first, with its upload unread, would reset the connection under the answer."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        writer = self.writer
+        if writer.can_write_eof():  # plain HTTP: a FIN tells the client the answer is complete
+            with contextlib.suppress(Exception):
+                writer.write_eof()
+        deadline = self._client_deadline or Deadline(loop)
+        self._client_deadline = deadline
+        end = loop.time() + LINGER_TOTAL
+        discarded = 0
+        read = self.reader.read
+        while (remaining := end - loop.time()) > 0:
+            deadline.arm(min(LINGER_IDLE, remaining), task)
+            try:
+                data = await read(READ_SIZE)
+            except asyncio.CancelledError:
+                if not deadline.expired(task):
+                    raise
+                break
+            except (ConnectionError, ssl.SSLError, OSError):
+                break
+            finally:
+                deadline.disarm(task)
+            if not data:
+                break
+            discarded += len(data)
+        if self._debug:
+            self.proxy.logger.log("debug", "lingering close", discarded=discarded)
+        self._close_client(abort=False)
+
     def _close_client(self, *, abort: bool) -> None:
         if self._closed:
             return

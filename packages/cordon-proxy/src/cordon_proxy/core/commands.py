@@ -42,9 +42,15 @@ class SendUpstream:
 
 @dataclass(slots=True)
 class CloseClient:
-    """Close the client connection; ``abort`` resets it instead (a broken stream must not look complete)."""
+    """Close the client connection; ``abort`` resets it instead (a broken stream must not look complete).
+
+    ``linger``: the client is still sending a request body that was answered early (e.g. an upstream's 413):
+    read and discard it until the client closes or a short idle timeout, then close. Closing at once with
+    unread bytes makes the kernel reset the connection, which can destroy the answer before the client reads it.
+    """
 
     abort: bool = False
+    linger: bool = False
 
 
 @dataclass(slots=True)

@@ -101,7 +101,8 @@ class Forwarding:
 
         def _pump(self, out: list[object]) -> None: ...
         def _fail(self, out: list[object], code: str, message: str) -> None: ...
-        def _close(self, out: list[object]) -> None: ...
+        def _close(self, out: list[object], *, linger: bool = False) -> None: ...
+        def _client_still_sending(self) -> bool: ...
 
     def _on_secret(self, event: ev.SecretReady, out: list[object]) -> None:
         req = self._request
@@ -272,10 +273,11 @@ class Forwarding:
         req = self._request
         assert req is not None
         out.append(cmd.LogRequest(req.record))
+        linger = self._client_still_sending()
         self._request = None
         self.phase = "idle"
         if req.close_after or not req.body_done:
-            self._close(out)
+            self._close(out, linger=linger)
             return
         self._pump(out)
 

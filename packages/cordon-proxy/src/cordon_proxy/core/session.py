@@ -536,11 +536,19 @@ class Session(Forwarding):
         record.status = int(response[9:12])
         record.error = code
         out.append(cmd.LogRequest(record))
+        linger = self._client_still_sending()
         self._request = None
-        self._close(out)
+        self._close(out, linger=linger)
 
-    def _close(self, out: list[object]) -> None:
+    def _client_still_sending(self) -> bool:
+        """The request in flight has a body the client has not finished sending (answered early)."""
+        req = self._request
+        if req is None or req.body_done:
+            return False
+        return not any(type(item) is MessageEnd for item in self._pending)
+
+    def _close(self, out: list[object], *, linger: bool = False) -> None:
         self.mode = "closed"
         self.phase = "idle"
         self._pending.clear()
-        out.append(cmd.CloseClient())
+        out.append(cmd.CloseClient(linger=linger))
