@@ -131,6 +131,31 @@ def test_importing_cordon_config_does_not_import_keyring() -> None:
     assert result.stdout.strip() == "False"
 
 
+def test_valid_config_is_parsed_without_tomlkit_or_difflib() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from cordon_config import load_config; "
+            f"load_config(Path({str(DATA / 'valid' / 'every_key.toml')!r})); "
+            "print(sorted(m for m in ('tomlkit', 'difflib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_text_tomllib_rejects_falls_back_to_tomlkit(tmp_path: Path) -> None:
+    # a multi-line inline table with a trailing comma is TOML 1.1: tomlkit accepts it, Python 3.11's tomllib
+    # does not, so it reaches the tomlkit fallback and still loads as before.
+    text = ('listen = 6791\n[limits]\nheader_bytes = 4096\n[[routes]]\nname = "api"\n'
+            'match = {\n  host = "api.test",\n}\nauth = { type = "header", header_name = "x-api-key", '
+            'secret = { source = "env", var = "API_KEY" } }\n[tls]\nenabled = true\n'
+            'ca_cert_path = "/ca.pem"\nca_key_path = "/ca.key"\n')
+    config = parse_config(text, tmp_path / "cordon.toml")
+    assert config.listen == 6791 and config.limits.header_bytes == 4096
+    (route,) = config.routes
+    assert route.host == "api.test" and route.auth == HeaderAuth("x-api-key", None)
+    assert dict(route.secret.fields) == {"var": "API_KEY"}
+
+
 @pytest.mark.parametrize("path", VALID, ids=[p.stem for p in VALID])
 def test_mangled_configs_only_ever_raise_config_error(path: Path, tmp_path: Path) -> None:
     import random

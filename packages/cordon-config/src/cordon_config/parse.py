@@ -1,21 +1,23 @@
 """cordon.toml text → validated :class:`~cordon_config.model.Config` (spec §2).
 
-tomlkit parses, ``unwrap()`` gives plain Python, and the validator below checks every rule, collecting all
-problems into one :class:`ConfigError` with file, line, route, key, message and hint for each.
+The stdlib ``tomllib`` parses valid files into plain Python, and the validator below checks every rule,
+collecting all problems into one :class:`ConfigError` with file, line, route, key, message and hint for each.
+Only when ``tomllib`` rejects the text does tomlkit parse it again (its ``unwrap()`` gives the same plain
+types), for the located "not valid TOML: ... (column N)" message, or for the data when tomlkit accepts it.
+So the running proxy and the other readers (``cordon status``, ``cordon wait``) import tomlkit (and
+``difflib``, used only for "did you mean" hints) only when a file is invalid. That keeps the proxy's idle
+memory down.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-
-import tomlkit
-from tomlkit.exceptions import ParseError, TOMLKitError
 
 from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem
 from cordon_config.hosts import canonical_host
@@ -100,14 +102,25 @@ def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
     """Validate cordon.toml ``text`` as if read from ``path`` (used for relative paths and messages)."""
     file = Path(os.path.abspath(path))
     try:
-        data = tomlkit.parse(text).unwrap()
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        data = _parse_with_tomlkit(text, file)
+    return _Validator(file, text).run(data)
+
+
+def _parse_with_tomlkit(text: str, file: Path) -> dict[str, Any]:
+    """tomlkit's plain data for ``text``, or its located error as a :class:`ConfigError` (imported lazily)."""
+    import tomlkit
+    from tomlkit.exceptions import ParseError, TOMLKitError
+
+    try:
+        return tomlkit.parse(text).unwrap()
     except ParseError as exc:
         message = str(exc).split(" at line ")[0]
         problem = ConfigProblem(file, exc.line, None, None, f"not valid TOML: {message} (column {exc.col})")
         raise ConfigError(file, [problem]) from None
     except TOMLKitError as exc:  # e.g. a table defined twice
         raise ConfigError(file, [ConfigProblem(file, None, None, None, f"not valid TOML: {exc}")]) from None
-    return _Validator(file, text).run(data)
 
 
 def _kind(value: Any) -> str:
@@ -127,6 +140,8 @@ def _kind(value: Any) -> str:
 
 
 def _suggest(key: str, allowed: tuple[str, ...]) -> str:
+    import difflib  # only an invalid file needs it
+
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
         return f'did you mean "{close[0]}"?'

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import errno
-import http.client
 import json
 import os
 import signal
@@ -289,6 +288,8 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
 
 def health(port: int, timeout: float = 2.0) -> dict[str, object] | None:
     """The proxy's /health answer on 127.0.0.1:``port``, or None when nothing healthy answers."""
+    import http.client  # only status/wait need it; the running proxy never does (idle memory)
+
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", "/health", headers={"Host": f"127.0.0.1:{port}"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -10,9 +11,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
+from cordon_config.files import atomic_write
 from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
 
 from cordon_setup.base import BaseSetupError, read_config_facts, token_value
+from cordon_setup.envfast import CACHE_NAME, cache_text, identity
 from cordon_setup.envvars import env_contract
 from cordon_setup.render import FORMATS, render_env
 
@@ -327,9 +330,27 @@ def scope_env(paths: ScopePaths, token_name: str = "default") -> dict[str, str]:
 
 
 def _env(args: argparse.Namespace) -> int:
-    env = scope_env(_paths(args), args.token)
+    paths = _paths(args)
+    # identities first: a file changed while it is being read leaves a cache that no longer matches
+    config_id, tokens_id = identity(str(paths.config_path)), identity(str(paths.tokens_path))
+    env = scope_env(paths, args.token)
     sys.stdout.write(render_env(env, "json" if args.json else args.format))
+    save_env_cache(paths, args.token, config_id, tokens_id, env)
     return OK
+
+
+def save_env_cache(paths: ScopePaths, token: str, config_id: str, tokens_id: str, env: dict[str, str]) -> None:
+    """Best effort: let the next ``cordon env`` print ``env`` without reading TOML (see :mod:`envfast`).
+
+    In the scope's state directory (created 0700 if missing, as for tokens.toml); 0600 like tokens.toml, whose
+    token the proxy URL carries; a failure to write only costs the next call its speed.
+    """
+    text = cache_text(str(paths.config_path), token, config_id, tokens_id, env)
+    if text is None:
+        return
+    with contextlib.suppress(OSError):
+        paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(paths.state_dir / CACHE_NAME, text, mode=0o600)
 
 
 def env_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
+TYPE_CHECKING = False  # imported by `cordon env`'s fast path: no typing, re or json at import time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 FORMATS = ("shell", "fish", "dotenv", "json")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_NAME_REST = _NAME_START | frozenset("0123456789")
 
 
 def _check_name(name: str) -> str:
-    if not _NAME.match(name):
+    """``name`` if it matches ``[A-Za-z_][A-Za-z0-9_]*``, else ValueError."""
+    if not name or name[0] not in _NAME_START or not _NAME_REST.issuperset(name):
         raise ValueError(f"not a valid environment variable name: {name!r}")
     return name
 
@@ -52,6 +54,8 @@ def dotenv_line(name: str, value: str) -> str:
 def render_env(env: Mapping[str, str], fmt: str) -> str:
     """The whole mapping in ``fmt`` (shell, fish, dotenv, json), newline-terminated."""
     if fmt == "json":
+        import json
+
         return json.dumps(dict(env), indent=2) + "\n"
     lines = []
     for name, value in env.items():

@@ -1,0 +1,160 @@
+"""`cordon env`'s fast path: same answer as the full command, from a cache that follows every change."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path, PurePosixPath
+
+import pytest
+from cordon_config.scope import resolve_scope
+from cordon_config.tokens import TokenStore
+from cordon_setup import envfast
+from cordon_setup.cli import env_main, setup_main
+from cordon_setup.envfast import cached_env, parse_args, resolve
+
+HOMES = ["/root", "/", "//", "///h", "/h/./x/", "rel", "/h//x", "/a b/ü"]
+XDGS = ["", "rel", "/x", "/x/", "//x", "/x/./y", "/x/../y"]
+CWDS = ["/", "//", "/a", "/a/b/", "//a/b", "/a b/ü", "/a/./b"]
+CONFIGS = [None, "cordon.toml", "./c.toml", "../c.toml", "/abs/c.toml", "//abs/c.toml", "a//b/../c.toml",
+           "../../../../c.toml", "/c.toml", "d/"]
+
+
+@pytest.mark.parametrize("home,xdg", list(itertools.product(HOMES, XDGS)))
+def test_resolve_matches_the_scope_module_on_awkward_paths(home: str, xdg: str) -> None:
+    env = {"HOME": home, "XDG_CONFIG_HOME": xdg}
+    for cwd in CWDS:
+        for config in CONFIGS:
+            scopes = [None, "project", "user"] if config is None else [None]
+            for scope in scopes:
+                want = resolve_scope(scope, config, env=env, cwd=Path(cwd))
+                got = resolve(scope, config, env, cwd)
+                assert got == (str(want.config_path), str(want.state_dir)), (scope, config, cwd)
+
+
+@pytest.mark.parametrize("path", ["", ".", "/", "//", "///", "a", "a/", "./a", "a/./b", "a//b", "/a/../b", "//a/b/",
+                                  "///a//b/.", "a/b/..", "..", "/.."])
+def test_pure_and_parent_match_purepath(path: str) -> None:
+    pure = envfast._pure(path)
+    assert pure == str(PurePosixPath(path))
+    assert envfast._parent(pure) == str(PurePosixPath(path).parent)
+
+
+@pytest.mark.parametrize("args,expected", [
+    ([], {}),
+    (["-c", "x.toml"], {"config": "x.toml"}),
+    (["--config=x.toml", "--format", "fish"], {"config": "x.toml", "format": "fish"}),
+    (["--scope", "user", "-f", "dotenv", "--token=codex"], {"scope": "user", "format": "dotenv", "token": "codex"}),
+])
+def test_plain_arguments_are_understood(args: list[str], expected: dict[str, str]) -> None:
+    assert parse_args(args) == expected
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["-h"], ["--json"], ["--format", "json"], ["--scope", "user", "-c", "x"], ["--scope", "team"],
+    ["-c"], ["-c", "-x"], ["--config="], ["-cx.toml"], ["--conf", "x"], ["-c", "a", "-c", "b"], ["extra"],
+    ["--format", "zsh"], ["--token"],
+])
+def test_anything_else_goes_to_the_full_command(args: list[str]) -> None:
+    assert parse_args(args) is None  # the full command parses it: help, errors, abbreviations, json
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "my proj"
+    path.mkdir()
+    monkeypatch.chdir(path)
+    assert setup_main([]) == 0
+    return path
+
+
+def full(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
+    capsys.readouterr()
+    assert env_main(args) == 0
+    return capsys.readouterr().out
+
+
+def fast(args: list[str]) -> str | None:
+    return cached_env(args, os.environ, os.getcwd())
+
+
+@pytest.mark.parametrize("fmt", ["shell", "fish", "dotenv"])
+def test_the_cache_gives_exactly_what_the_full_command_printed(project: Path, capsys, fmt: str) -> None:
+    assert fast(["--format", fmt]) is None  # nothing cached yet
+    printed = full(capsys, ["--format", fmt])
+    assert "@127.0.0.1:" in printed  # the default token is in the proxy URL
+    assert fast(["--format", fmt]) == printed
+    assert fast([f"--format={fmt}", "-c", "cordon.toml"]) == printed  # same scope, spelled differently
+    cache = resolve_scope(None, None, env=os.environ, cwd=project).state_dir / envfast.CACHE_NAME
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600  # it holds the proxy token
+
+
+def test_an_edit_of_cordon_toml_or_tokens_toml_makes_the_cache_stale(project: Path, capsys) -> None:
+    printed = full(capsys, [])
+    config = project / "cordon.toml"
+    text = config.read_text()
+    port = tomllib.loads(text)["listen"]
+    config.write_text(text.replace(f"listen = {port}", f"listen = {int(port) + 1}"))
+    assert fast([]) is None
+    again = full(capsys, [])
+    assert f":{int(port) + 1}'" in again and again != printed
+    assert fast([]) == again
+    paths = resolve_scope(None, None, env=os.environ, cwd=project)
+    TokenStore.open(paths.tokens_path).rotate("default")
+    assert fast([]) is None  # a rotated token is never served from the cache
+    rotated = full(capsys, [])
+    assert rotated != again and fast([]) == rotated
+    paths.tokens_path.unlink()
+    assert fast([]) is None
+    assert "@" not in full(capsys, [])  # no token: the plain proxy URL
+
+
+def test_the_cache_is_per_token_and_per_config_file(project: Path, capsys) -> None:
+    full(capsys, [])
+    assert fast(["--token", "other"]) is None
+    (project / "b.toml").write_text((project / "cordon.toml").read_text())
+    assert fast(["-c", "b.toml"]) is None  # same directory, same state dir, another file
+
+
+def test_a_missing_config_is_never_answered_from_the_cache(project: Path, capsys) -> None:
+    full(capsys, [])
+    (project / "cordon.toml").unlink()
+    assert fast([]) is None
+    capsys.readouterr()
+    assert env_main([]) == 1
+    assert "no cordon config" in capsys.readouterr().err
+
+
+def test_a_tampered_cache_is_ignored(project: Path, capsys) -> None:
+    full(capsys, [])
+    cache = resolve_scope(None, None, env=os.environ, cwd=project).state_dir / envfast.CACHE_NAME
+    cache.write_text(cache.read_text().replace("\nenv ", "\nbogus ", 1))
+    assert fast([]) is None
+    cache.write_text("cordon-env-cache 0\n")
+    assert fast([]) is None
+
+
+def test_values_that_do_not_fit_on_a_line_are_not_cached() -> None:
+    assert envfast.cache_text("/p/cordon.toml", "default", "absent", "absent", {"A": "x\ny"}) is None
+    assert envfast.cache_text("/p\n/cordon.toml", "default", "absent", "absent", {"A": "x"}) is None
+
+
+def test_the_entry_point_answers_from_the_cache_without_parsing_toml(project: Path, capsys) -> None:
+    printed = full(capsys, [])
+    code = (
+        "import sys\nfrom cordon_setup.envfast import main\nrc = main([])\n"
+        "heavy = sorted({'tomllib', 'argparse', 'pathlib', 'cordon_setup.cli'} & set(sys.modules))\n"
+        "sys.stderr.write(repr(heavy))\nsys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout == printed
+    assert done.stderr == "[]"
+    json_out = subprocess.run([sys.executable, "-c", code.replace("main([])", "main(['--json'])")],
+                              capture_output=True, text=True, timeout=30)
+    assert json.loads(json_out.stdout)["HTTPS_PROXY"] in printed  # json: the full command answers
+    assert "tomllib" in json_out.stderr
