@@ -118,6 +118,9 @@ class Bench:
                 log(f"py-spy unavailable: {exc}")
                 self.pyspy = None
 
+        tools.compile_bytecode([Path(sys.executable), *venv_py.values()],
+                               [ROOT / "src", *sorted((ROOT / "packages").glob("*/src"))], log)
+
         certs_dir = WORK / "certs"
         self.origin_ca = make_ca(certs_dir, "origin")
         names = [ROUTED, UNROUTED, *peers.unseen_hosts(self.unseen_total())]

@@ -92,3 +92,22 @@ def command_version(argv: list[str]) -> str:
         return "?"
     text = (out.stdout or out.stderr).strip()
     return text.splitlines()[0] if text else "?"
+
+
+def compile_bytecode(pythons: list[Path], extra_dirs: list[Path], log) -> None:
+    """Write ``.pyc`` files for every module each interpreter's site-packages holds (and ``extra_dirs``).
+
+    ``pip install`` does this by default; ``uv`` does not, and with ``PYTHONDONTWRITEBYTECODE=1`` (set on this
+    machine) nothing ever caches them, so every start would compile its modules: that would measure the
+    install method, not the proxy or the CLI. Every target gets the same treatment.
+    """
+    log("compiling bytecode of every venv (as `pip install` does)")
+    for python in pythons:
+        code = "import site, sys; print('\\n'.join(site.getsitepackages()))"
+        dirs = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=30).stdout.split()
+        targets = [d for d in dirs if Path(d).is_dir()]
+        if python == Path(sys.executable):
+            targets += [str(d) for d in extra_dirs if d.is_dir()]
+        subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", *targets], capture_output=True,
+                       timeout=600)
+

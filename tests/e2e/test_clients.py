@@ -208,6 +208,32 @@ def test_node_fetch_with_env_proxy(stack: Stack) -> None:
     check(stack, before, result.stdout.encode())
 
 
+NODE_MODULES = Path(__file__).parent / "node" / "node_modules"
+UNDICI_FETCH = r"""
+const {EnvHttpProxyAgent, setGlobalDispatcher} = require('undici');
+setGlobalDispatcher(new EnvHttpProxyAgent());  // HTTPS_PROXY / NO_PROXY from the env contract, as on Node < 22.21
+fetch(process.argv[1], {headers: {authorization: 'Bearer DUMMY'}})
+  .then(async r => { console.log(r.status, await r.text()) })
+  .catch(e => { console.error(e.cause || e); process.exit(3) });
+"""
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@pytest.mark.skipif(not (NODE_MODULES / "undici").is_dir(),
+                    reason="undici is not installed: npm install --prefix tests/e2e/node (.ci/run does)")
+def test_node_fetch_through_undici_env_proxy_agent(stack: Stack) -> None:
+    """Node's global fetch with undici's EnvHttpProxyAgent: how Node before 22.21 follows HTTPS_PROXY."""
+    before = len(stack.upstream.requests)
+    env = client_env(stack)
+    env.pop("NODE_USE_ENV_PROXY")  # the agent alone must route it through cordon
+    env["NODE_PATH"] = str(NODE_MODULES)
+    result = subprocess.run(["node", "-e", UNDICI_FETCH.replace("DUMMY", DUMMY), url(stack, "/v1/node-undici")],
+                            capture_output=True, text=True, env=env, timeout=TIMEOUT * 2)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("200 ")
+    check(stack, before, result.stdout.encode())
+
+
 NODE_HTTPS = r"""
 const http = require('http'), https = require('https');
 const [proxyHost, proxyPort] = process.env.PROXY.split(':');
