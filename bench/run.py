@@ -460,6 +460,12 @@ class Bench:
         toml = WORK / "cordon" / "cordon.toml"
         home = WORK / "cordon" / "home"
         env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+        # the scope's state dir, as `cordon setup` leaves it (the bench writes cordon.toml itself): `cordon env`
+        # keeps its cache there, so the timed runs after hyperfine's warm-up are what a set-up user sees
+        from cordon_config.scope import resolve_scope
+
+        state = resolve_scope(None, toml, env=env, cwd=Path.cwd()).state_dir
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
         cmds = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "cordon --help": [str(cordon), "--help"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import ssl
 import stat
 import time
@@ -34,6 +35,30 @@ def test_context_serves_verified_handshake(ca: CertificateAuthority, tmp_path: P
         assert python_handshake(server.port, "api.test", ca_file, alpn=["h2", "http/1.1"]) == "http/1.1"
         with pytest.raises(ssl.SSLCertVerificationError):
             python_handshake(server.port, "other.test", ca_file)
+
+
+def tls12_handshake(port: int, cafile: Path, ciphers: str) -> str:
+    """A TLS 1.2 handshake offering only ``ciphers``; returns the suite agreed."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, ctx.wrap_socket(
+        raw, server_hostname="api.test"
+    ) as tls:
+        cipher = tls.cipher()
+        assert cipher is not None
+        return cipher[0]
+
+
+def test_tls12_accepts_only_forward_secret_aead_suites(ca: CertificateAuthority, tmp_path: Path) -> None:
+    ca_file = write_pem(tmp_path / "ca.pem", ca.cert_pem)
+    with serving(LeafContextCache(ca).get("api.test")) as server:
+        for suite in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                      "ECDHE-ECDSA-CHACHA20-POLY1305"):
+            assert tls12_handshake(server.port, ca_file, suite) == suite
+        for legacy in ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA"):
+            with pytest.raises(ssl.SSLError):  # CBC: refused even when it is all the client offers
+                tls12_handshake(server.port, ca_file, legacy)
 
 
 def test_hit_returns_same_context_and_normalises(ca: CertificateAuthority) -> None:

@@ -450,5 +450,32 @@ def test_a_client_still_uploading_after_an_early_answer_is_not_reset(stack: Stac
                 break
             answer += data
         sender.join(TIMEOUT)
+        assert not sender.is_alive()
     assert answer.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in answer
     assert errors == []  # the whole upload was accepted (and discarded), no reset
+    assert "lingering close" in wait_for_log(stack, "lingering close")
+
+
+def test_an_upload_refused_before_forwarding_is_read_off_too(stack: Stack) -> None:
+    """A request answered by cordon itself (here: origin-form, not /health) while its body is still coming."""
+    size = 16 << 20
+    errors: list[str] = []
+    with socket.create_connection(("127.0.0.1", stack.proxy.port), timeout=TIMEOUT) as raw:
+        raw.sendall(f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1:{stack.proxy.port}\r\n"
+                    f"Content-Length: {size}\r\n\r\n".encode())
+
+        def upload() -> None:
+            try:
+                for _ in range(size >> 16):
+                    raw.sendall(b"z" * (1 << 16))
+            except OSError as exc:
+                errors.append(type(exc).__name__)
+
+        sender = threading.Thread(target=upload)
+        sender.start()
+        time.sleep(0.3)
+        answer = read_all(raw)  # plain HTTP: the proxy half-closes after the answer, then reads the rest
+        sender.join(TIMEOUT)
+        assert not sender.is_alive()
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"X-Cordon-Error: not-found" in answer
+    assert errors == []

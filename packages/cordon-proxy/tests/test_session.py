@@ -408,6 +408,28 @@ def test_an_error_while_the_body_is_still_coming_lingers_but_not_once_it_is_all_
     assert status_of(out) == 503 and out[-1] == cmd.CloseClient()  # the body was all read (and queued)
 
 
+@pytest.mark.parametrize("body,linger", [(b"abc", True), (b"x" * 100, False)])
+def test_a_refused_upload_lingers_only_while_its_body_is_still_coming(body: bytes, linger: bool) -> None:
+    s = session()
+    out = s.handle(ev.ClientData(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1:6790\r\nContent-Length: 100\r\n\r\n" + body))
+    assert status_of(out) == 400
+    assert out[-1] == cmd.CloseClient(linger=linger)
+
+
+def test_a_request_refused_for_its_token_lingers_while_its_body_is_coming() -> None:
+    s = session(verify_token=verifier)
+    out = s.handle(ev.ClientData(b"POST http://plain.test/x HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 9\r\n\r\nab"))
+    assert status_of(out) == 407 and out[-1] == cmd.CloseClient(linger=True)
+
+
+def test_an_answered_request_does_not_make_a_later_close_linger() -> None:
+    s = mitm()
+    forward(s, b"POST /up HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\n\r\nabc")
+    s.handle(ev.UpstreamData(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    out = s.handle(ev.ClientData(b"GET / HTTP/1.1\r\nHost: other.test\r\n\r\n"))
+    assert status_of(out) == 421 and out[-1] == cmd.CloseClient()
+
+
 def test_http10_client_gets_close_delimited_body() -> None:
     s = mitm()
     forward(s, b"GET / HTTP/1.0\r\nHost: api.test\r\n\r\n")

@@ -64,6 +64,12 @@ def test_anything_else_goes_to_the_full_command(args: list[str]) -> None:
     assert parse_args(args) is None  # the full command parses it: help, errors, abbreviations, json
 
 
+@pytest.fixture(autouse=True)
+def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written a moment ago may be cached here (the racy-window test sets its own value)."""
+    monkeypatch.setattr(envfast, "RACY_SECONDS", 0.0)
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "my proj"
@@ -158,3 +164,61 @@ def test_the_entry_point_answers_from_the_cache_without_parsing_toml(project: Pa
                               capture_output=True, text=True, timeout=30)
     assert json.loads(json_out.stdout)["HTTPS_PROXY"] in printed  # json: the full command answers
     assert "tomllib" in json_out.stderr
+
+
+def cache_path(project: Path) -> Path:
+    return resolve_scope(None, None, env=os.environ, cwd=project).state_dir / envfast.CACHE_NAME
+
+
+def test_a_file_changed_a_moment_ago_is_not_cached(project: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(envfast, "RACY_SECONDS", 3600.0)  # setup wrote both files just now
+    full(capsys, [])
+    assert not cache_path(project).exists()
+    monkeypatch.setattr(envfast, "RACY_SECONDS", 0.0)
+    full(capsys, [])
+    assert cache_path(project).exists()
+
+
+def test_an_in_place_edit_that_restores_size_and_mtime_is_still_seen(project: Path, capsys) -> None:
+    full(capsys, [])
+    config = project / "cordon.toml"
+    before = config.stat()
+    port = tomllib.loads(config.read_text())["listen"]
+    with open(config, "r+", encoding="utf-8") as handle:  # same inode, same size
+        text = handle.read().replace(f"listen = {port}", f"listen = {port + 1}")
+        handle.seek(0)
+        handle.write(text)
+    os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p` or `touch -r` would
+    assert config.stat().st_size == before.st_size and config.stat().st_mtime_ns == before.st_mtime_ns
+    assert fast([]) is None  # the ctime moved
+    assert f":{port + 1}'" in full(capsys, [])
+
+
+def test_a_chmod_of_tokens_toml_is_seen(project: Path, capsys) -> None:
+    full(capsys, [])
+    tokens = resolve_scope(None, None, env=os.environ, cwd=project).tokens_path
+    tokens.chmod(0o644)
+    assert fast([]) is None
+    capsys.readouterr()
+    assert env_main([]) == 1  # the full command refuses a tokens.toml others can read
+    assert "tokens.toml" in capsys.readouterr().err
+
+
+def test_a_cache_others_can_read_or_write_is_not_used(project: Path, capsys) -> None:
+    printed = full(capsys, [])
+    cache = cache_path(project)
+    cache.chmod(0o644)
+    assert fast([]) is None
+    assert full(capsys, []) == printed
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600 and fast([]) == printed  # rewritten as cordon writes it
+
+
+def test_no_state_dir_no_cache_and_nothing_created(tmp_path: Path, monkeypatch, capsys) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "cordon.toml").write_text("listen = 6999\n")
+    monkeypatch.chdir(bare)
+    assert ":6999" in full(capsys, [])
+    assert not (tmp_path / "home" / ".config" / "cordon").exists()  # a read command creates nothing
+    assert fast([]) is None
+

@@ -30,9 +30,16 @@ class _Entry:
     not_after: float
 
 
+#: TLS 1.2 suites a leaf accepts: forward-secret AEAD only (Mozilla's "intermediate" profile for an ECDSA key).
+#: OpenSSL's default list also allows the CBC-SHA256/384 suites (an sslyze scan flagged them:
+#: scripts/tls_scan.py). TLS 1.3 suites are all AEAD and stay OpenSSL's.
+TLS12_CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305"
+
+
 def _new_context() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(TLS12_CIPHERS)
     ctx.set_alpn_protocols(["http/1.1"])
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     return ctx

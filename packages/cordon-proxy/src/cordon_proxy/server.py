@@ -145,6 +145,7 @@ class Connection:
         self._closed = False
         self._reading = False  # the client task awaits a client read (armed on _client_deadline)
         self._linger = False  # close only after a lingering read: see cmd.CloseClient
+        self._linger_timed_out = False  # the client paused LINGER_IDLE s already during the client loop's read
         self._client_deadline: Deadline | None = None
         self._upstream_deadline: Deadline | None = None
         self._trace = proxy.logger.enabled("trace")
@@ -168,7 +169,10 @@ class Connection:
             if self.splice is not None:
                 await self._run_splice(self.splice)
             elif self._linger and not self._closed:
-                await self._linger_then_close()
+                if self._linger_timed_out:
+                    self._close_client(abort=False)
+                else:
+                    await self._linger_then_close()
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # a bug: log where, never the message (it could quote a header)
@@ -221,7 +225,9 @@ class Connection:
             except asyncio.CancelledError:
                 if not deadline.expired(task):
                     raise
-                if not self._linger:
+                if self._linger:
+                    self._linger_timed_out = True
+                else:
                     self.proxy.logger.log("debug", "client connection timed out", head=head_deadline is not None)
                 data = b""
             except (ConnectionError, ssl.SSLError, OSError):
@@ -574,7 +580,7 @@ class Connection:
         end = loop.time() + LINGER_TOTAL
         discarded = 0
         read = self.reader.read
-        while (remaining := end - loop.time()) > 0:
+        while (remaining := end - loop.time()) > 0 and not self.proxy.stopping:
             deadline.arm(min(LINGER_IDLE, remaining), task)
             try:
                 data = await read(READ_SIZE)
@@ -617,8 +623,9 @@ class Connection:
             self._close_client(abort=False)
 
     def stop_if_idle(self) -> None:
-        """At shutdown: end this connection now when it is between requests."""
-        if self.session.idle and not self._busy and self.task is not None:
+        """At shutdown: end this connection now when it is between requests (or only lingering: its answer
+        has gone out)."""
+        if (self.session.idle or self._linger) and not self._busy and self.task is not None:
             self.task.cancel()
 
     def abort(self) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cordon_config.files import atomic_write
 from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
 
 from cordon_setup.base import BaseSetupError, read_config_facts, token_value
-from cordon_setup.envfast import CACHE_NAME, cache_text, identity
+from cordon_setup.envfast import CACHE_NAME, cache_text, identity, settled
 from cordon_setup.envvars import env_contract
 from cordon_setup.render import FORMATS, render_env
 
@@ -342,15 +343,25 @@ def _env(args: argparse.Namespace) -> int:
 def save_env_cache(paths: ScopePaths, token: str, config_id: str, tokens_id: str, env: dict[str, str]) -> None:
     """Best effort: let the next ``cordon env`` print ``env`` without reading TOML (see :mod:`envfast`).
 
-    In the scope's state directory (created 0700 if missing, as for tokens.toml); 0600 like tokens.toml, whose
-    token the proxy URL carries; a failure to write only costs the next call its speed.
+    Only into the scope's existing state directory (``cordon setup`` makes it; a read command creates
+    nothing); 0600 like tokens.toml, whose token the proxy URL carries; not when either file changed in the
+    last :data:`~cordon_setup.envfast.RACY_SECONDS`; a failure to write only costs the next call its speed.
     """
+    if not paths.state_dir.is_dir():
+        return
+    now = time.time()
+    if not (settled(config_id, now) and settled(tokens_id, now)):
+        return
     text = cache_text(str(paths.config_path), token, config_id, tokens_id, env)
     if text is None:
         return
+    target = paths.state_dir / CACHE_NAME
     with contextlib.suppress(OSError):
-        paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(paths.state_dir / CACHE_NAME, text, mode=0o600)
+        st = target.stat()
+        if st.st_uid == os.geteuid() and not st.st_mode & 0o077 and target.read_text(encoding="utf-8") == text:
+            return  # unchanged (e.g. `--json`, which always takes this path): no rewrite, no fsync
+    with contextlib.suppress(OSError):
+        atomic_write(target, text, mode=0o600)
 
 
 def env_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:

@@ -7,7 +7,10 @@ small machine, and argparse, pathlib and dataclasses as much again. So:
 
 - the full command (:func:`cordon_setup.cli.env_main`) saves what it computed in ``<state dir>/env-cache``
   (0600, written atomically; only when the state directory exists) with the identity (device, inode, size,
-  mtime) of cordon.toml and tokens.toml, taken *before* it read them;
+  mtime, ctime, mode, owner) of cordon.toml and tokens.toml, taken *before* it read them. A chmod, a
+  replacement, an edit (even one that restores the mtime: the ctime moves) changes the identity. A file
+  changed less than :data:`RACY_SECONDS` ago is not cached at all: a second edit within the same timestamp
+  tick would keep its identity (git's "racily clean" problem);
 - this module, the ``env`` entry point, parses the common arguments by hand, resolves the scope with
   ``os.path`` only (the same result as :func:`cordon_config.scope.resolve_scope`; a test compares the two on
   generated inputs) and prints from the cache when the identities still match. On anything else (``--help``,
@@ -26,9 +29,11 @@ TYPE_CHECKING = False  # `typing` costs more than this whole module
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["CACHE_NAME", "cache_text", "cached_env", "identity", "main", "parse_args", "resolve"]
+__all__ = ["CACHE_NAME", "RACY_SECONDS", "cache_text", "cached_env", "identity", "main", "parse_args", "resolve",
+           "settled"]
 
 CACHE_NAME = "env-cache"
+RACY_SECONDS = 2.0  # a file changed more recently than this is not cached (see the module doc)
 _MAGIC = "cordon-env-cache 1"
 _FAST_FORMATS = ("shell", "fish", "dotenv")  # json goes through the full command (json's import costs)
 _OPTIONS = {"--scope": "scope", "-c": "config", "--config": "config", "-f": "format", "--format": "format",
@@ -98,12 +103,22 @@ def resolve(scope: str | None, config: str | None, environ: Mapping[str, str], c
 
 
 def identity(path: str) -> str:
-    """``device inode size mtime_ns`` of ``path``, or ``absent``: any replacement or edit changes it."""
+    """``device inode size mtime ctime mode uid`` of ``path``, or ``absent``: any replacement, edit or chmod
+    changes it."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return "absent"
-    return f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns}"
+    return f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_mode:o} {st.st_uid}"
+
+
+def settled(identity_text: str, now: float) -> bool:
+    """The file of this :func:`identity` last changed at least :data:`RACY_SECONDS` before ``now``."""
+    if identity_text == "absent":
+        return True
+    fields = identity_text.split()
+    changed = max(int(fields[3]), int(fields[4])) / 1e9
+    return now - changed >= RACY_SECONDS
 
 
 def cache_text(config_path: str, token: str, config_id: str, tokens_id: str, env: Mapping[str, str]) -> str | None:
@@ -126,6 +141,9 @@ def cached_env(args: Sequence[str], environ: Mapping[str, str], cwd: str) -> str
     config_path, state_dir = resolve(options.get("scope"), options.get("config"), environ, cwd)
     try:
         with open(os.path.join(state_dir, CACHE_NAME), encoding="utf-8") as handle:
+            st = os.fstat(handle.fileno())
+            if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                return None  # only a cache this user wrote, as cordon writes it (0600)
             lines = handle.read().split("\n")
     except (FileNotFoundError, NotADirectoryError):
         return None

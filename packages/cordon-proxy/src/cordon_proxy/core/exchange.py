@@ -87,6 +87,7 @@ class Forwarding:
     mode: str
     phase: str
     _request: Request | None
+    _head: RequestHead | None
     _response: ResponseParser | None
     _response_parser: ResponseParser | None
     _injected_for: tuple[Route, object, tuple[bytes, bytes]] | None
@@ -275,6 +276,7 @@ class Forwarding:
         out.append(cmd.LogRequest(req.record))
         linger = self._client_still_sending()
         self._request = None
+        self._head = None
         self.phase = "idle"
         if req.close_after or not req.body_done:
             self._close(out, linger=linger)

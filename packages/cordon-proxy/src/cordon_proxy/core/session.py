@@ -90,6 +90,7 @@ class Session(Forwarding):
         self._parser = RequestParser(settings.max_head)
         self._pending: deque[object] = deque()
         self._request: Request | None = None
+        self._head: RequestHead | None = None  # the head being handled before it has a Request (or answered)
         self._response: ResponseParser | None = None  # the exchange in flight (``_response_parser`` or None)
         self._response_parser: ResponseParser | None = None
         self._injected_for: tuple[Route, object, tuple[bytes, bytes]] | None = None  # route, secret, header
@@ -239,6 +240,7 @@ class Session(Forwarding):
                     self._finish_request(out)
 
     def _on_request_head(self, head: RequestHead, out: list[object]) -> None:
+        self._head = head
         record = cmd.RequestRecord(head.method, "", "", token=self.token_name)
         out.append(cmd.RequestStarted())
         if self.mode == "mitm":
@@ -541,11 +543,15 @@ class Session(Forwarding):
         self._close(out, linger=linger)
 
     def _client_still_sending(self) -> bool:
-        """The request in flight has a body the client has not finished sending (answered early)."""
+        """The request being answered has a body the client has not finished sending (answered early, or
+        refused before it was forwarded: a 407, a 400, a 421 …)."""
         req = self._request
-        if req is None or req.body_done:
-            return False
-        return not any(type(item) is MessageEnd for item in self._pending)
+        if req is not None:
+            unfinished = not req.body_done
+        else:
+            head = self._head
+            unfinished = head is not None and head.body != "none"
+        return unfinished and not any(type(item) is MessageEnd for item in self._pending)
 
     def _close(self, out: list[object], *, linger: bool = False) -> None:
         self.mode = "closed"
