@@ -423,26 +423,35 @@ def test_http10_client_inside_the_tunnel(stack: Stack) -> None:
 
 
 
+UPLOAD = 16 << 20  # a request body larger than loopback socket buffers hold
+
+
+def start_upload(sock: socket.socket) -> tuple[threading.Thread, list[str]]:
+    """Send UPLOAD bytes of body from a thread; the list collects the error that ended it, if any. Returns
+    after 0.3 s: a client busy uploading reads late, so the answer waits in its receive buffer."""
+    errors: list[str] = []
+
+    def upload() -> None:
+        try:
+            for _ in range(UPLOAD >> 16):
+                sock.sendall(b"z" * (1 << 16))
+        except OSError as exc:
+            errors.append(type(exc).__name__)
+
+    sender = threading.Thread(target=upload)
+    sender.start()
+    time.sleep(0.3)
+    return sender, errors
+
+
 def test_a_client_still_uploading_after_an_early_answer_is_not_reset(stack: Stack) -> None:
     """Lingering close: the proxy reads and discards the rest of the upload instead of closing under it (a close
     with unread bytes makes the kernel send a reset, which can destroy the answer before the client reads it)."""
     stack.upstream.handlers["/too-large"] = early_413
     stack.upstream.unread_body.add("/too-large")
-    size = 16 << 20  # more than loopback socket buffers hold
-    errors: list[str] = []
     with tunnel(stack, "api.test") as tls:
-        tls.sendall(f"POST /too-large HTTP/1.1\r\nHost: api.test\r\nContent-Length: {size}\r\n\r\n".encode())
-
-        def upload() -> None:
-            try:
-                for _ in range(size >> 16):
-                    tls.sendall(b"z" * (1 << 16))
-            except OSError as exc:
-                errors.append(type(exc).__name__)
-
-        sender = threading.Thread(target=upload)
-        sender.start()
-        time.sleep(0.3)  # a client busy uploading reads late: the answer waits in its receive buffer
+        tls.sendall(f"POST /too-large HTTP/1.1\r\nHost: api.test\r\nContent-Length: {UPLOAD}\r\n\r\n".encode())
+        sender, errors = start_upload(tls)
         answer = b""
         while b"request too large" not in answer:
             data = tls.recv(1 << 16)
@@ -458,24 +467,12 @@ def test_a_client_still_uploading_after_an_early_answer_is_not_reset(stack: Stac
 
 def test_an_upload_refused_before_forwarding_is_read_off_too(stack: Stack) -> None:
     """A request answered by cordon itself (here: origin-form, not /health) while its body is still coming."""
-    size = 16 << 20
-    errors: list[str] = []
     with socket.create_connection(("127.0.0.1", stack.proxy.port), timeout=TIMEOUT) as raw:
         raw.sendall(f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1:{stack.proxy.port}\r\n"
-                    f"Content-Length: {size}\r\n\r\n".encode())
-
-        def upload() -> None:
-            try:
-                for _ in range(size >> 16):
-                    raw.sendall(b"z" * (1 << 16))
-            except OSError as exc:
-                errors.append(type(exc).__name__)
-
-        sender = threading.Thread(target=upload)
-        sender.start()
-        time.sleep(0.3)
-        answer = read_all(raw)  # plain HTTP: the proxy half-closes after the answer, then reads the rest
+                    f"Content-Length: {UPLOAD}\r\n\r\n".encode())
+        sender, errors = start_upload(raw)
+        answer = read_all(raw)
         sender.join(TIMEOUT)
         assert not sender.is_alive()
     assert answer.startswith(b"HTTP/1.1 400 ") and b"X-Cordon-Error: not-found" in answer
-    assert errors == []
+    assert errors == []  # plain HTTP: the proxy half-closed after the answer, then read the rest
