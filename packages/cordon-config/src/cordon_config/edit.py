@@ -24,7 +24,7 @@ from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem, Rou
 from cordon_config.files import atomic_write, backup_once, locked
 from cordon_config.locate import key_lines
 from cordon_config.model import BasicAuth, Config, HeaderAuth, Route, SecretRef
-from cordon_config.parse import DEFAULT_KEYRING_SERVICE, parse_config
+from cordon_config.parse import DEFAULT_KEYRING_SERVICE, decode_config, parse_config
 from cordon_config.ports import free_port
 
 _UNSET: Any = object()
@@ -99,11 +99,11 @@ def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, 
     file = Path(os.path.abspath(path))
     with config_lock(file):
         try:
-            with open(file, encoding="utf-8", newline="") as handle:
-                text = handle.read()
+            raw = file.read_bytes()
         except FileNotFoundError:
             raise ConfigNotFound(file, [ConfigProblem(file, None, None, None, "file not found",
                                                       "run `cordon setup` to create it")]) from None
+        text = decode_config(raw, file)  # newlines kept as they are (a CRLF file stays CRLF)
         new_text, result = change(text)
         if "\r\n" in text and "\n" not in text.replace("\r\n", ""):
             new_text = new_text.replace("\r\n", "\n").replace("\n", "\r\n")  # keep a CRLF file CRLF

@@ -90,12 +90,16 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(file, [ConfigProblem(file, None, None, None, f"cannot read: {exc.strerror}")]) from None
+    return parse_config(decode_config(raw, file), file)
+
+
+def decode_config(raw: bytes, file: Path) -> str:
+    """``raw`` as UTF-8 text, or a :class:`ConfigError` naming the first line that is not."""
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(file, [ConfigProblem(file, line, None, None, "not valid UTF-8")]) from None
-    return parse_config(text, file)
 
 
 def parse_config(text: str, path: str | os.PathLike[str]) -> Config:

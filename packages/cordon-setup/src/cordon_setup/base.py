@@ -47,7 +47,12 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
         return None
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BaseSetupError(
+            f"{paths.config_path}:{line}: not valid UTF-8", "fix it, or check it with: cordon doctor"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
         raise BaseSetupError(
             f"{paths.config_path} is not valid TOML: {exc}", "fix it, or check it with: cordon doctor"
         ) from None
