@@ -35,8 +35,11 @@ examples:
 
 
 def install_hint(dist: str) -> str:
-    """The exact command that installs a missing cordon tool."""
-    return f"pip install {dist}   (or: uv tool install cordon)"
+    """The command that installs a missing cordon tool (from a checkout: docs/getting-started.md#install).
+
+    Not ``uv tool install cordon``: the name ``cordon`` on PyPI belongs to another project.
+    """
+    return f"pip install {dist}"
 
 
 def build_parser(prog: str = "cordon") -> argparse.ArgumentParser:
