@@ -39,7 +39,7 @@ examples:
 TOKEN_EPILOG = """\
 examples:
   {prog} list                       names and creation times (values are never printed)
-  {prog} rotate codex               new value for the codex token; then run `cordon setup codex`
+  {prog} rotate codex               new value; the codex integration's files are rewritten
   {prog} revoke claude-code
 """
 

@@ -44,7 +44,7 @@ STATUS_EPILOG = """examples:
   cordon status --quiet || echo "cordon is not running"
 """
 WAIT_EPILOG = """examples:
-  cordon wait --timeout 5 && curl -x http://127.0.0.1:6790 https://api.openai.com/v1/models
+  cordon wait --timeout 5 && cordon run -- codex     use the proxy once it answers
   cordon wait --config ./cordon.toml
 """
 
@@ -87,9 +87,21 @@ def _wait_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+TOOL_EPILOG = """\
+examples:
+  cordon-proxy start                       the proxy for ./cordon.toml, in the foreground (= cordon start)
+  cordon-proxy start --scope user --log-format json
+  cordon-proxy status --json               is it running, on which port, with how many routes
+  cordon-proxy wait --timeout 5            exit 0 once /health answers
+"""
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The ``cordon-proxy`` parser with the start, status and wait subcommands."""
-    parser = _Parser(prog=prog or "cordon-proxy", description="The cordon credential-injecting proxy.")
+    parser = _Parser(
+        prog=prog or "cordon-proxy", description="The cordon credential-injecting proxy.",
+        epilog=TOOL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, helptext, epilog, adder in (
