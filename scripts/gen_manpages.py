@@ -35,7 +35,9 @@ def page_path(prog: str, project: Path) -> Path:
 
 def render(prog: str, dist: str, module: str) -> str:
     """The man page text for one program."""
-    parser = importlib.import_module(module).build_parser(prog)
+    tool = importlib.import_module(module)
+    # a tool whose CLI hands each command's arguments to that command's own parser offers the whole tree here
+    parser = getattr(tool, "build_manpage_parser", tool.build_parser)(prog)
     data = {
         "date": DATE,
         "project_name": dist,

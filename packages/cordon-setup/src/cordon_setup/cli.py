@@ -520,6 +520,28 @@ def build_parser(prog: str = "cordon-setup") -> argparse.ArgumentParser:
     return parser
 
 
+PARSERS: dict[str, Callable[[str], argparse.ArgumentParser]] = {
+    "setup": build_setup_parser,
+    "integration": build_integration_parser,
+    "env": build_env_parser,
+    "run": build_run_parser,
+    "service": build_service_parser,
+}
+
+
+def build_manpage_parser(prog: str = "cordon-setup") -> argparse.ArgumentParser:
+    """:func:`build_parser` with every command's own parser as a subcommand, for the man page (the CLI itself
+    hands the arguments to the command's parser, so that ``cordon-setup X`` and ``cordon X`` are the same)."""
+    parser = _Parser(prog=prog, description=build_parser(prog).description, epilog=build_parser(prog).epilog,
+                     formatter_class=_RAW)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, build in PARSERS.items():
+        own = build(f"{prog} {name}")
+        sub.add_parser(name, parents=[own], add_help=False, help=own.description, description=own.description,
+                       epilog=own.epilog, formatter_class=_RAW)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """``cordon-setup COMMAND [ARGS...]``."""
     name = prog or "cordon-setup"
