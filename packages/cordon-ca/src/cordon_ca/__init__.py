@@ -18,6 +18,7 @@ from cordon_ca.errors import (
     HostNotAllowed,
     TrustError,
 )
+from cordon_ca.scope_ca import ensure_scope_ca
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "TrustError",
     "__version__",
     "ensure_ca_matches",
+    "ensure_scope_ca",
     "find_system_bundle",
     "load_or_create_ca",
     "regenerate_ca",

@@ -125,9 +125,12 @@ def _print_fields(info: dict[str, Any]) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     paths = ca_paths(args)
     existed = paths.cert.exists() and paths.key.exists()
+    rebuilt: Path | None = None
     if args.force and (paths.cert.exists() or paths.key.exists()):
         ca = regenerate_ca(paths.cert, paths.key, namespace=paths.scope.namespace, permitted_hosts=paths.permitted_hosts)
         state = "replaced (old files kept as .bak)"
+        if paths.bundle.exists():  # a bundle with the old CA would make every client refuse the new leaves
+            rebuilt = write_combined_bundle(paths.cert, paths.bundle)
     else:
         ca = load_or_create_ca(
             paths.cert, paths.key, namespace=paths.scope.namespace, permitted_hosts=paths.permitted_hosts
@@ -143,6 +146,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     else:
         print(f"CA {state}: {ca.cert_path}")
         print(f"sha256 {ca.fingerprint_sha256}")
+        if rebuilt is not None:
+            print(f"rebuilt the combined CA bundle: {rebuilt}")
     return 0
 
 

@@ -201,17 +201,25 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     # 3. CA
     leaves: LeafContexts | None = None
     if config.tls.enabled and config.routes:
-        from cordon_ca import CAError, load_or_create_ca
+        from cordon_ca import CAError, ensure_scope_ca
 
         from cordon_proxy.tls import LeafContexts
 
         cert = config.tls.ca_cert_path or paths.ca_cert
         key = config.tls.ca_key_path or paths.ca_key
+        constrained = config.tls.name_constraints
+        permitted = sorted({r.host for r in config.routes}) if constrained else None
+        existed = cert.exists() and key.exists()
+        bundle = paths.combined_bundle if paths.combined_bundle.exists() else None
         try:
-            ca = load_or_create_ca(cert, key, namespace=paths.namespace)
+            ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
+                                          bundle=bundle)
         except CAError as exc:
             hint = getattr(exc, "hint", None)
             return _fail(str(getattr(exc, "message", exc)), hint)
+        if written and existed:
+            logger.log("warn", f"re-issued the name-constrained CA for the routed hosts (old files kept as .bak): "
+                               f"{cert}" + (f"; rebuilt {bundle}" if bundle else ""))
         leaves = LeafContexts(ca, [r.host for r in config.routes])
     # 4. tokens
     verify: Verifier | None = None

@@ -35,6 +35,7 @@ class ConfigFacts:
     ca_cert: Path
     ca_key: Path
     routes: dict[str, str] = field(default_factory=dict)
+    name_constraints: bool = False  # [tls] name_constraints: the CA must permit exactly the routed hosts
 
 
 def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
@@ -75,7 +76,8 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
         if isinstance(match, dict) and isinstance(match.get("host"), str):
             routes[match["host"].lower().rstrip(".")] = str(route.get("name", "?"))
     return ConfigFacts(
-        listen, _path("ca_cert_path", paths.ca_cert), _path("ca_key_path", paths.ca_key), routes
+        listen, _path("ca_cert_path", paths.ca_cert), _path("ca_key_path", paths.ca_key), routes,
+        tls.get("name_constraints") is True,
     )
 
 
@@ -103,7 +105,7 @@ def ensure_base_setup(
     """
     # imported here, not at module level: `cordon env` reads config facts from this module and must not pay
     # for cryptography and tomlkit at start-up
-    from cordon_ca import CAError, load_or_create_ca, write_combined_bundle
+    from cordon_ca import CAError, CertificateAuthority, ensure_scope_ca, write_combined_bundle
     from cordon_config.edit import free_port, scaffold_config, scaffold_text
 
     done: list[FileChange | str] = []
@@ -115,13 +117,23 @@ def ensure_base_setup(
 
     facts = read_config_facts(paths)
     ca_cert, ca_key = (facts.ca_cert, facts.ca_key) if facts else (paths.ca_cert, paths.ca_key)
-    if not (ca_cert.exists() and ca_key.exists()):
-        if not dry_run:
-            try:
-                load_or_create_ca(ca_cert, ca_key, namespace=paths.namespace)
-            except CAError as exc:
-                raise BaseSetupError(str(exc), exc.hint) from None
-        note(f"{verb} the cordon CA: {ca_cert}")
+    permitted = sorted(facts.routes) if facts is not None and facts.name_constraints else None
+    existed = ca_cert.exists() and ca_key.exists()
+    try:
+        if not existed:
+            if not dry_run:
+                ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted)
+            note(f"{verb} the cordon CA: {ca_cert}")
+        elif permitted is not None:
+            current = CertificateAuthority.load(ca_cert, ca_key).permitted_hosts
+            written = current != frozenset(permitted)
+            if not dry_run:
+                _, written = ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted)
+            if written:
+                note(f"{'would re-issue' if dry_run else 're-issued'} the name-constrained CA for the routed "
+                     f"hosts (old files kept as .bak): {ca_cert}")
+    except CAError as exc:
+        raise BaseSetupError(str(exc), exc.hint) from None
     if facts is None:
         port = free_port(DEFAULT_PORT)
         if dry_run:

@@ -125,3 +125,36 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+def entry_point_hooks(group: str) -> list[Any]:
+    """The callables of an entry-point group (how cordon-config calls into tools it must not import)."""
+    from importlib.metadata import entry_points
+
+    hooks = []
+    for entry in entry_points(group=group):
+        try:
+            hooks.append(entry.load())
+        except Exception as exc:  # a broken plugin must not stop the command
+            sys.stderr.write(f"cordon: warning: cannot load {entry.value}: {exc}\n")
+    return hooks
+
+
+def after_routes_changed(paths: ScopePaths) -> int:
+    """Run the ``cordon.routes_changed`` hooks (cordon-ca re-issues a name-constrained CA) with the new config;
+    print their lines; FAILED when one failed (the route change itself is already written)."""
+    hooks = entry_point_hooks("cordon.routes_changed")
+    if not hooks:
+        return OK
+    from cordon_config.parse import load_config
+
+    config = load_config(paths.config_path)
+    status = OK
+    for hook in hooks:
+        try:
+            for line in hook(paths, config) or ():
+                print(f"  {line}")
+        except Exception as exc:
+            sys.stderr.write(f"cordon: could not update the CA for the new routes: {' '.join(str(exc).split())[:200]}\n")
+            sys.stderr.write("hint: run `cordon-ca generate --force` (or restart cordon, which re-issues it)\n")
+            status = FAILED
+    return status
+

@@ -18,6 +18,7 @@ from cordon_config.commands.common import (
     SOURCES,
     Failure,
     UsageError,
+    after_routes_changed,
     describe_auth,
     describe_secret,
     find_route,
@@ -229,8 +230,9 @@ def _route_add(args: argparse.Namespace) -> int:
             stored = store_secret(route) == OK
         if not stored:
             print(f"next: store the secret with `cordon secret set {route.name}`")
+    status = after_routes_changed(paths)
     print(RESTART)
-    return OK
+    return status
 
 
 def _route_edit(args: argparse.Namespace) -> int:
@@ -256,9 +258,11 @@ def _route_edit(args: argparse.Namespace) -> int:
     print(f"changed route {before.name}:" if changes else f"route {before.name}: nothing changed")
     for line in changes:
         print(f"  {line}")
+    status = OK
     if changes:
+        status = after_routes_changed(paths)
         print(RESTART)
-    return OK
+    return status
 
 
 def _route_changes(before: Route, after: Route) -> list[str]:
@@ -293,8 +297,9 @@ def _route_remove(args: argparse.Namespace) -> int:
     if route.secret.source == "keyring":
         print(f"its keyring secret is kept; delete it with `cordon secret delete {route.name}` before removing, "
               "or with your keyring tool")
+    status = after_routes_changed(paths)
     print(RESTART)
-    return OK
+    return status
 
 
 def _ask(prompt: str, default: str | None = None, check: Callable[[str], str | None] | None = None) -> str:

@@ -12,6 +12,7 @@ from cordon_config.commands.common import (
     TOKEN_RELOAD,
     Failure,
     UsageError,
+    entry_point_hooks,
     print_json,
     scope_of,
 )
@@ -67,15 +68,7 @@ def run_token(args: argparse.Namespace) -> int:
 
 def rotation_hooks() -> list[Callable[[ScopePaths, str], Sequence[str]]]:
     """Callables of the ``cordon.token_rotated`` entry-point group (cordon-setup rewrites integration files)."""
-    from importlib.metadata import entry_points
-
-    hooks = []
-    for entry in entry_points(group="cordon.token_rotated"):
-        try:
-            hooks.append(entry.load())
-        except Exception as exc:  # a broken plugin must not stop the rotation
-            sys.stderr.write(f"cordon: warning: cannot load {entry.value}: {exc}\n")
-    return hooks
+    return entry_point_hooks("cordon.token_rotated")
 
 
 def _after_rotation(hooks: Sequence[Callable[[ScopePaths, str], Sequence[str]]], paths: ScopePaths,
