@@ -208,7 +208,7 @@ def test_no_fd_or_memory_growth_after_many_short_connections(limited: Stack) -> 
     _churn(limited, plain=200, mitm=40)  # warm up: caches, pools, allocator arenas
     time.sleep(0.2)
     fds_before, rss_before = _fd_count(pid), _rss_kib(pid)
-    _churn(limited, plain=1800, mitm=200)
+    _churn(limited, plain=9000, mitm=1000)
     deadline = time.monotonic() + TIMEOUT
     while _fd_count(pid) > fds_before and time.monotonic() < deadline:
         time.sleep(0.05)  # closes are processed asynchronously

@@ -74,8 +74,8 @@ def test_ca_half_missing(project, capsys) -> None:
     assert fix is not None and fix.startswith("fix: cordon-ca generate --force")
 
 
-def _write_short_lived_ca(paths, days: int) -> None:
-    """Re-sign the scope's CA certificate (same key) so it expires in ``days``."""
+def _write_short_lived_ca(paths, days: int, *, starts_in_days: int = -1) -> None:
+    """Re-sign the scope's CA certificate (same key) so it expires in ``days`` (valid from ``starts_in_days``)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
 
@@ -88,7 +88,7 @@ def _write_short_lived_ca(paths, days: int) -> None:
         .issuer_name(old.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_before(now + dt.timedelta(days=starts_in_days))
         .not_valid_after(now + dt.timedelta(days=days))
     )
     for ext in old.extensions:
@@ -102,6 +102,71 @@ def test_ca_expiring_within_30_days(project, capsys) -> None:
     line, fix = line_and_fix(out, "ca.valid")
     assert code == 1 and line.startswith("FAIL ca.valid:") and "within 30 days" in line
     assert fix == "fix: cordon-ca generate --force && cordon setup"
+
+
+def test_ca_expired(project, capsys) -> None:
+    _write_short_lived_ca(project, days=-1, starts_in_days=-10)
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "ca.valid")
+    assert code == 1 and line.startswith("FAIL ca.valid: the CA expired on "), out
+    assert fix == "fix: cordon-ca generate --force && cordon setup"
+
+
+def test_ca_not_yet_valid(project, capsys) -> None:
+    _write_short_lived_ca(project, days=3650, starts_in_days=2)
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "ca.valid")
+    assert code == 1 and line.startswith("FAIL ca.valid: the CA is not valid before "), out
+    assert fix == "fix: check the system clock"
+
+
+def test_ca_certificate_garbage_does_not_load(project, capsys) -> None:
+    project.ca_cert.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "ca.valid")
+    assert code == 1 and line == f"FAIL ca.valid: {project.ca_cert} is not a PEM certificate", out
+    assert fix == "fix: cordon-ca generate --force && cordon setup"
+
+
+def test_ca_does_not_load_fix_carries_the_scope_flag(tmp_path, monkeypatch, capsys) -> None:
+    from cordon_config.scope import resolve_scope
+    from cordon_setup.base import ensure_base_setup
+
+    monkeypatch.chdir(tmp_path)
+    paths = resolve_scope("user", None, env=os.environ, cwd=tmp_path)
+    ensure_base_setup(paths, progress=lambda line: None)
+    paths.ca_key.write_bytes(b"garbage\n")
+    os.chmod(paths.ca_key, 0o600)
+    code, out = doctor(capsys, "--scope", "user")
+    line, fix = line_and_fix(out, "ca.valid")
+    assert code == 1 and line == f"FAIL ca.valid: {paths.ca_key} is not an unencrypted PEM private key", out
+    assert fix == "fix: cordon-ca generate --scope user --force && cordon setup --scope user"
+
+
+def test_ca_key_symlink(project, capsys, tmp_path) -> None:
+    real = tmp_path / "elsewhere-ca-key.pem"
+    real.write_bytes(project.ca_key.read_bytes())
+    os.chmod(real, 0o600)
+    project.ca_key.unlink()
+    project.ca_key.symlink_to(real)
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "ca.key")
+    assert code == 1 and line == f"FAIL ca.key: {project.ca_key} is a symlink", out
+    assert fix == "fix: replace it with the real file: cordon-ca generate --force"
+    assert "ca.valid" not in out  # the loader would refuse it too; doctor stops at ca.key
+
+
+OTHER_UID = 65534  # nobody
+
+
+def test_ca_key_owned_by_another_user(project, capsys) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown the CA key to another uid")
+    os.chown(project.ca_key, OTHER_UID, -1)
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "ca.key")
+    assert code == 1 and line == f"FAIL ca.key: {project.ca_key} is owned by uid {OTHER_UID}, not by you (uid 0)", out
+    assert fix == f"fix: sudo chown 0 {project.ca_key}"
 
 
 def test_name_constraints_do_not_cover_routes(project, route, capsys, monkeypatch) -> None:
@@ -160,6 +225,24 @@ def test_tokens_missing_and_loose(project, capsys) -> None:
     code, out = doctor(capsys)
     line, fix = line_and_fix(out, "tokens")
     assert line.startswith("warn tokens: no ") and fix == "fix: cordon setup"
+
+
+def test_tokens_group_readable(project, capsys) -> None:
+    os.chmod(project.tokens_path, 0o640)
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "tokens")
+    assert code == 1 and line.startswith("FAIL tokens:") and "0640" in line and "other users" in line
+    assert fix == f"fix: chmod 600 {project.tokens_path}"
+
+
+def test_tokens_owned_by_another_user(project, capsys) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown tokens.toml to another uid")
+    os.chown(project.tokens_path, OTHER_UID, -1)
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "tokens")
+    assert code == 1 and line == f"FAIL tokens: {project.tokens_path} is owned by uid {OTHER_UID}, not by you", out
+    assert fix == f"fix: sudo chown 0 {project.tokens_path}"
 
 
 def test_user_scope_fixes_carry_the_flag(tmp_path, monkeypatch, capsys) -> None:

@@ -83,6 +83,26 @@ def test_start_with_port_taken_names_the_port(tmp_path: Path) -> None:
     assert oct((tmp_path / "state" / "certs" / "ca-key.pem").stat().st_mode & 0o777) == "0o600"
 
 
+def test_start_refuses_a_group_readable_ca_key(tmp_path: Path) -> None:
+    env = dict(os.environ, CORDON_TEST_SECRET="x-secret")
+    key = tmp_path / "state" / "certs" / "ca-key.pem"
+    with socket.socket() as blocker:  # a first start creates the CA (0600), then stops at the taken port
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        config = write_config(tmp_path, blocker.getsockname()[1], [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")])
+        assert run_start(config, env).returncode == 1 and key.exists()
+    key.chmod(0o640)
+    config = write_config(tmp_path, free_port(), [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")])
+    result = run_start(config, env)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cordon: ")]
+    assert len(errors) == 1 and str(key) in result.stderr, result.stderr
+    assert f"chmod 600 {key}" in result.stderr
+    assert "listening" not in result.stderr
+    assert key.stat().st_mode & 0o777 == 0o640  # refused, not silently "fixed"
+
+
 def test_status_and_wait_when_not_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, free_port(), [])
     assert status_main(["-c", str(config), "--quiet"]) == 1

@@ -713,3 +713,27 @@ def test_non_idempotent_requests_are_never_retried(request_bytes: bytes) -> None
     s = mitm()
     _forward_reused(s, request_bytes)
     assert status_of(s.handle(ev.UpstreamClosed())) == 502
+
+
+def _logged(commands: list[object]) -> cmd.RequestRecord:
+    (log,) = [c for c in commands if isinstance(c, cmd.LogRequest)]
+    return log.record
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GET /foo HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n", b"GET /health HTTP/1.1\r\nHost: evil.example:6790\r\n\r\n",
+     b"CONNECT nope HTTP/1.1\r\nHost: nope\r\n\r\n", b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n"],
+)
+def test_cordons_own_error_answers_log_the_body_bytes_sent(request_bytes: bytes) -> None:
+    out = session().handle(ev.ClientData(request_bytes))
+    body = sent_client(out).split(b"\r\n\r\n", 1)[1]
+    assert body.startswith(b"cordon: ") and _logged(out).bytes == len(body) and _logged(out).status >= 400
+
+
+def test_an_error_answered_inside_the_tunnel_logs_its_body_bytes() -> None:
+    s = mitm()
+    forward(s, b"GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n")
+    out = s.handle(ev.UpstreamClosed())  # a fresh connection closed before any response: 502 from cordon
+    body = sent_client(out).split(b"\r\n\r\n", 1)[1]
+    assert status_of(out) == 502 and body and _logged(out).bytes == len(body)

@@ -65,6 +65,7 @@ def test_dry_run_prints_diffs_and_masks_the_token(project, capsys):
     out = capsys.readouterr().out
     assert "+++ b" + str(project / ".claude" / "settings.local.json") in out
     assert "<token:claude-code>" in out and "would create the cordon CA" in out
+    assert "integrations/claude-code.json" in out  # the manifest that `integration disable` will use
     assert out.rstrip().endswith("dry run: nothing was written")
     assert list(project.iterdir()) == []
 

@@ -158,3 +158,64 @@ def test_service_name_validation(paths):
     assert service_name(paths, "work") == "work"
     with pytest.raises(ServiceError):
         service_name(paths, "../evil")
+
+
+GOLDEN_UNIT = """\
+[Unit]
+Description=cordon credential-injecting proxy (proj)
+
+[Service]
+Type=simple
+ExecStart="/opt/cordon bin/cordon" start --config /home/me/proj/cordon.toml
+WorkingDirectory=/
+Restart=on-failure
+RestartSec=2
+StandardOutput=journal
+StandardError=journal
+
+[Install]
+WantedBy=default.target
+"""
+
+
+def test_systemd_unit_golden():
+    unit = systemd_unit(["/opt/cordon bin/cordon", "start", "--config", "/home/me/proj/cordon.toml"],
+                        description="cordon credential-injecting proxy (proj)")
+    assert unit == GOLDEN_UNIT
+
+
+GOLDEN_PLIST = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+	<key>KeepAlive</key>
+	<dict>
+		<key>SuccessfulExit</key>
+		<false/>
+	</dict>
+	<key>Label</key>
+	<string>dev.cordon.proj</string>
+	<key>ProcessType</key>
+	<string>Background</string>
+	<key>ProgramArguments</key>
+	<array>
+		<string>/opt/cordon bin/cordon</string>
+		<string>start</string>
+	</array>
+	<key>RunAtLoad</key>
+	<true/>
+	<key>StandardErrorPath</key>
+	<string>/l/x.log</string>
+	<key>StandardOutPath</key>
+	<string>/l/x.log</string>
+	<key>WorkingDirectory</key>
+	<string>/</string>
+</dict>
+</plist>
+"""
+
+
+def test_launchd_plist_golden():
+    data = launchd_plist("dev.cordon.proj", ["/opt/cordon bin/cordon", "start"], log_path=Path("/l/x.log"))
+    assert data.decode() == GOLDEN_PLIST

@@ -75,7 +75,10 @@ def check_ca(ctx: DoctorContext) -> list[Finding]:
     try:
         ca = CertificateAuthority.load(cert, key)
     except CAError as exc:
-        hint = getattr(exc, "hint", None) or f"{generate} --force"
+        # cordon_ca's own "cordon-ca generate" hints know no scope: give the scoped command instead.
+        hint = getattr(exc, "hint", None)
+        if not hint or "cordon-ca generate" in hint:
+            hint = f"{generate} --force && cordon setup{ctx.scope_flag}"
         found.append(fail("ca.valid", str(exc).split("\n", 1)[0], hint))
         return found
     now = dt.datetime.now(dt.UTC)

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -242,12 +242,19 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 Verifier = Callable[[str], "str | None"]
 
 
-def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
-    with contextlib.suppress(ImportError):
+def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]:
+    """("uvloop", uvloop.run) when uvloop (the optional ``uvloop`` extra) imports, else the stdlib loop."""
+    try:
         import uvloop
+    except ImportError:
+        return "asyncio", asyncio.run
+    return "uvloop", uvloop.run
 
-        return uvloop.run(_run(config, leaves, verify, logger))
-    return asyncio.run(_run(config, leaves, verify, logger))
+
+def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+    name, run = _event_loop()
+    logger.log("info", f"event loop: {name}")
+    return run(_run(config, leaves, verify, logger))
 
 
 async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:

@@ -155,7 +155,7 @@ def _print_setup(outcome: SetupOutcome) -> None:
                 print(item)
         changes = [c for c in outcome.base if not isinstance(c, str)]
         if outcome.plan is not None:
-            changes += outcome.plan.changes
+            changes += outcome.plan.all_changes  # the agent files and the manifest recording them
         diff = render_plan(changes, outcome.masks)
         sys.stdout.write(diff)
         if not outcome.changed:

@@ -536,6 +536,7 @@ class Session(Forwarding):
         response = error_response(code, message, extra_headers=extra)
         out.append(cmd.SendClient(response))
         record.status = int(response[9:12])
+        record.bytes = len(response) - response.index(b"\r\n\r\n") - 4  # the body cordon wrote, as for upstreams
         record.error = code
         out.append(cmd.LogRequest(record))
         linger = self._client_still_sending()
