@@ -3,8 +3,10 @@
 * ``max_connections`` (configured small): the connection beyond it is answered 503 and closed.
 * Slowloris: a request head dribbled one byte at a time must not hold a connection open past the configured
   (short) idle timeout; a connection that sends nothing is closed too.
-* No file-descriptor growth and bounded RSS after ~2,000 short connections (plain /health and MITM'd),
+* No file-descriptor growth and bounded RSS after 10,000 short connections (plain /health and MITM'd),
   counted from /proc/<pid>/fd and /proc/<pid>/status.
+* Slow reader: a client that stalls, then reads a 64 MiB routed response 1 KiB at a time, must not make the
+  proxy buffer the response: the upstream is stalled (backpressure) and the proxy's RSS stays bounded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import socket
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,7 +211,7 @@ def test_no_fd_or_memory_growth_after_many_short_connections(limited: Stack) -> 
     _churn(limited, plain=200, mitm=40)  # warm up: caches, pools, allocator arenas
     time.sleep(0.2)
     fds_before, rss_before = _fd_count(pid), _rss_kib(pid)
-    _churn(limited, plain=9000, mitm=1000)
+    _churn(limited, plain=9000, mitm=1000)  # 10,000 connections
     deadline = time.monotonic() + TIMEOUT
     while _fd_count(pid) > fds_before and time.monotonic() < deadline:
         time.sleep(0.05)  # closes are processed asynchronously
@@ -230,3 +233,97 @@ def test_running_proxy_is_hardened(limited: Stack) -> None:
     assert "dumpable=0" in limited.proxy.logs()
     if os.getuid() != 0:  # a non-dumpable process's /proc entries belong to root
         assert Path(f"/proc/{pid}/fd").stat().st_uid == 0
+
+
+# -- slow reader --------------------------------------------------------------------------------------------
+
+BIG = 64 << 20  # the routed response
+BLOCK = 1 << 16
+
+
+class _CountingStream:
+    """Upstream handler: ``BIG`` bytes with a Content-Length, counting what the upstream managed to send."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, h, seen) -> None:  # type: ignore[no-untyped-def]
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Content-Length", str(BIG))
+        h.end_headers()
+        block = b"\0" * BLOCK
+        for _ in range(BIG // BLOCK):
+            h.wfile.write(block)  # blocks once the proxy stops reading (until the socket timeout)
+            with self.lock:
+                self.sent += BLOCK
+
+    def count(self) -> int:
+        with self.lock:
+            return self.sent
+
+
+def _rss(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field}")
+
+
+def _until_stalled(upstream: _CountingStream) -> int:
+    """Poll until the upstream has sent nothing more for 1 s (or sent everything); the count it stalled at."""
+    deadline = time.monotonic() + TIMEOUT
+    last, stable = -1, 0
+    while stable < 10 and time.monotonic() < deadline:
+        now = upstream.count()
+        stable = stable + 1 if now == last else 0
+        last = now
+        if now >= BIG:
+            break
+        time.sleep(0.1)
+    return last
+
+
+@pytest.fixture
+def roomy(tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(tmp_path) as s:
+        yield s
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_slow_reader_of_a_large_response_keeps_rss_bounded(roomy: Stack) -> None:
+    """A 64 MiB routed response to a client that stalls, then reads 1 KiB at a time: the proxy stops reading
+    the upstream (backpressure) instead of buffering the response, so its RSS does not grow with the size."""
+    pid = roomy.proxy.proc.pid  # type: ignore[union-attr]
+    big = _CountingStream()
+    roomy.upstream.handlers["/big"] = big
+    port, up = roomy.proxy.port, roomy.upstream.port
+    _churn(roomy, plain=20, mitm=5)  # warm up the TLS paths first
+    rss_before = _rss(pid)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # a small client window, set before connect
+    raw.settimeout(TIMEOUT)
+    raw.connect(("127.0.0.1", port))
+    with raw:
+        raw.sendall(f"CONNECT api.test:{up} HTTP/1.1\r\nHost: api.test:{up}\r\n\r\n".encode())
+        assert _read_head(raw).startswith(b"HTTP/1.1 200 ")
+        ctx = ssl.create_default_context(cafile=str(roomy.cordon_ca))
+        with ctx.wrap_socket(raw, server_hostname="api.test") as tls:
+            tls.sendall(b"GET /big HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
+            received = len(tls.recv(1024))  # the head (and maybe some body): the response is under way
+            stalled_at = _until_stalled(big)  # the client reads nothing meanwhile
+            rss_stalled = _rss(pid)
+            for _ in range(100):  # then a slow reader: 1 KiB at a time
+                received += len(tls.recv(1024))
+                time.sleep(0.01)
+            rss_slow = _rss(pid)
+            while chunk := tls.recv(1 << 20):  # finally read the rest: the response is complete
+                received += len(chunk)
+    peak = _rss(pid, "VmHWM")
+    print("DBG", stalled_at, rss_before, rss_stalled, rss_slow, peak, received)
+    assert stalled_at < BIG // 2, f"the upstream sent {stalled_at} of {BIG} bytes to a client that read nothing"
+    for label, rss in (("while stalled", rss_stalled), ("while reading slowly", rss_slow)):
+        assert rss - rss_before < 32 * 1024, f"proxy RSS grew {rss_before} -> {rss} KiB {label}"
+    assert peak - rss_before < 32 * 1024, f"proxy peak RSS {peak} KiB (before: {rss_before} KiB)"
+    assert big.count() == BIG and received > BIG  # head + the whole body went through

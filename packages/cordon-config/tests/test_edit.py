@@ -274,3 +274,15 @@ def test_random_edit_sequences_keep_the_model_and_the_untouched_text(config: Pat
         assert text.startswith(head) and tail in text
         loaded = load_config(config).routes
         assert [(r.name, r.host, r.port) for r in loaded] == [(r.name, r.host, r.port) for r in model.values()]
+
+
+def test_a_new_key_goes_after_the_tables_last_key_not_after_its_trailing_comment(tmp_path: Path) -> None:
+    path = tmp_path / "cordon.toml"
+    head = HAND_WRITTEN.split("# Anthropic")[0].replace('source = "keyring"\naccount = "openai"       # see `cordon '
+                                                        'secret set openai`\n', 'source = "env"\nvar = "OPENAI"\n')
+    path.write_text(head + "# the end of the file\n", encoding="utf-8")
+    edit_route(path, "openai", port=8443, secret=SecretRef("keyring", {"account": "acct"}))
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith('source = "keyring"\naccount = "acct"\n\n# the end of the file\n'), text
+    assert 'host = "api.openai.com"  # the API host\nport = 8443\n' in text
+    assert load_config(path).routes[0].port == 8443

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import threading
@@ -32,8 +33,6 @@ def line_and_fix(out: str, check: str) -> tuple[str, str | None]:
 
 
 def set_listen(paths, port: int) -> None:
-    import re
-
     text = re.sub(r"(?m)^listen = \d+", f"listen = {port}", paths.config_path.read_text())
     paths.config_path.write_text(text)
 
@@ -224,6 +223,42 @@ def test_integration_stale_after_token_rotation(project, capsys) -> None:
     line, fix = line_and_fix(out, "integration.claude-code")
     assert code == 1 and line.startswith("FAIL integration.claude-code: stale")
     assert fix == "fix: cordon setup claude-code"
+
+
+def test_integration_stale_bundle_path(project, capsys) -> None:
+    from cordon_setup.cli import setup_main
+
+    assert setup_main(["codex", "--yes"], prog="cordon setup") == 0
+    capsys.readouterr()
+    dotenv = project.config_path.parent / ".codex" / ".env"
+    text = dotenv.read_text()
+    assert str(project.combined_bundle) in text
+    dotenv.write_text(text.replace(str(project.combined_bundle), "/gone/cordon/certs/combined-ca.pem"))
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "integration.codex")
+    assert code == 1 and line == f"FAIL integration.codex: stale (port, token or CA bundle changed since setup): {dotenv}"
+    assert fix == "fix: cordon setup codex"
+
+
+def test_integration_stale_after_ca_moved(project, capsys, tmp_path) -> None:
+    from cordon_setup.cli import setup_main
+
+    assert setup_main(["codex", "--yes"], prog="cordon setup") == 0
+    capsys.readouterr()
+    moved = tmp_path / "moved-ca"
+    moved.mkdir(mode=0o700)
+    cert, key = moved / "ca-cert.pem", moved / "ca-key.pem"
+    project.ca_cert.rename(cert)
+    project.ca_key.rename(key)
+    text = project.config_path.read_text()
+    text = re.sub(r'(?m)^ca_cert_path = .*$', f'ca_cert_path = "{cert}"', text)
+    text = re.sub(r'(?m)^ca_key_path = .*$', f'ca_key_path = "{key}"', text)
+    project.config_path.write_text(text)
+    code, out = doctor(capsys)
+    assert line_and_fix(out, "ca.valid")[0].startswith("ok"), out
+    line, fix = line_and_fix(out, "integration.codex")
+    assert code == 1 and line.startswith("FAIL integration.codex: stale") and ".codex/.env" in line, out
+    assert fix == "fix: cordon setup codex"
 
 
 def test_op_not_signed_in(project, route, capsys, monkeypatch, tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cordon_proxy.cli import build_parser, main, status_main, wait_main
-from cordon_proxy.testing import ProxyProcess, RouteSpec, free_port, write_config
+from cordon_proxy.testing import ProxyProcess, RouteSpec, curl, free_port, running_stack, write_config
 
 
 def run_start(config: Path, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -145,7 +146,7 @@ def test_json_log_format(tmp_path: Path) -> None:
 
 
 def test_trace_logging_shows_connection_events_but_no_secret_or_query(tmp_path: Path) -> None:
-    from cordon_proxy.testing import RecordingUpstream, curl
+    from cordon_proxy.testing import RecordingUpstream
 
     secret = "sk-trace-canary-7f3a9"
     with RecordingUpstream() as up:
@@ -164,3 +165,32 @@ def test_trace_logging_shows_connection_events_but_no_secret_or_query(tmp_path: 
     assert "TRACE event kind=ClientData" in logs and "DEBUG client TLS established host=api.test" in logs
     assert "GET api.test/v1/x 200" in logs
     assert secret not in logs and "dummy-key" not in logs and "token=q" not in logs
+
+
+def _loop_lines(logs: str) -> list[str]:
+    return [line.split(" INFO  ", 1)[-1] for line in logs.splitlines() if "event loop:" in line]
+
+
+def test_start_logs_the_event_loop_once_uvloop_when_importable(tmp_path: Path) -> None:
+    expected = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    port = free_port()
+    proxy = ProxyProcess(write_config(tmp_path, port, []), port, args=("--log-level", "info")).start()
+    assert proxy.stop() == 0
+    assert _loop_lines(proxy.logs()) == [f"event loop: {expected}"], proxy.logs()
+    assert f" loop={expected}" in proxy.logs()  # the loop that actually ran (the "listening" line)
+
+
+def test_without_uvloop_the_stdlib_loop_serves_routed_requests(tmp_path: Path) -> None:
+    hide = tmp_path / "no-uvloop" / "uvloop"  # shadows an installed uvloop: `import uvloop` raises ImportError
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text('raise ImportError("uvloop hidden by the test")\n')
+    pythonpath = os.pathsep.join(filter(None, [str(hide.parent), os.environ.get("PYTHONPATH")]))
+    with running_stack(tmp_path, env=dict(os.environ, PYTHONPATH=pythonpath)) as stack:
+        result = curl("-x", stack.proxy_url, "--cacert", str(stack.cordon_ca),
+                      f"https://api.test:{stack.upstream.port}/v1/loop")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["path"] == "/v1/loop"
+        (seen,) = stack.upstream.requests
+        assert seen.header("Authorization") == [f"Bearer {stack.secrets['CORDON_TEST_SECRET']}"]
+    assert _loop_lines(stack.proxy.logs()) == ["event loop: asyncio"], stack.proxy.logs()
+    assert " loop=asyncio" in stack.proxy.logs() and "GET api.test/v1/loop 200" in stack.proxy.logs()

@@ -250,11 +250,28 @@ def _apply(table: Any, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
             _apply(current, previous if isinstance(previous, dict) else {}, value)
         elif isinstance(value, dict):
             table[key] = _to_table(value)
+        elif key not in table:
+            _add_key(table, key, value)
         else:
             table[key] = value
     for key in old:
         if key not in new and key in table:
             del table[key]
+
+
+def _add_key(table: Any, key: str, value: Any) -> None:
+    """Add a new plain key right after the table's last plain key, as a person would: appended, it would land
+    after the blank lines and comments that end the table (which belong to what follows)."""
+    container = getattr(table, "value", None)
+    body = getattr(container, "body", None)
+    last = None
+    for index, (name, item) in enumerate(body or ()):
+        if name is not None and not isinstance(item, Table | AoT):
+            last = index
+    if last is None or last + 1 >= len(body) or not hasattr(container, "_insert_at"):
+        table[key] = value  # nothing after the last key (or no key yet): appending is the same
+        return
+    container._insert_at(last + 1, key, value)
 
 
 def _to_table(data: Mapping[str, Any]) -> Table:
