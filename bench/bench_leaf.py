@@ -54,7 +54,7 @@ def run(cold: int, hit: int) -> list[dict[str, object]]:
     """Run every measurement and return one summary per step."""
     with tempfile.TemporaryDirectory() as tmp:
         ca = load_or_create_ca(Path(tmp, "ca-cert.pem"), Path(tmp, "ca-key.pem"), namespace="bench")
-        warm = LeafContextCache(ca)
+        warm = LeafContextCache(ca, allowed_hosts=None)
         for i in range(50):  # warm-up: imports, OpenSSL tables
             warm.get(f"warm{i}.test")
         results = []
@@ -66,7 +66,7 @@ def run(cold: int, hit: int) -> list[dict[str, object]]:
                 _measure(lambda i: server_context(issued[i % len(issued)].cert_pem, issued[i % len(issued)].key_pem), cold),
             )
         )
-        cache = LeafContextCache(ca, maxsize=cold + 10)
+        cache = LeafContextCache(ca, maxsize=cold + 10, allowed_hosts=None)
         results.append(_summary("LeafContextCache.get miss (cold: key + sign + context)",
                                 _measure(lambda i: cache.get(f"cold{i}.test"), cold)))
         cache.get("api.test")

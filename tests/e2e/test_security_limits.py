@@ -321,9 +321,8 @@ def test_slow_reader_of_a_large_response_keeps_rss_bounded(roomy: Stack) -> None
             while chunk := tls.recv(1 << 20):  # finally read the rest: the response is complete
                 received += len(chunk)
     peak = _rss(pid, "VmHWM")
-    print("DBG", stalled_at, rss_before, rss_stalled, rss_slow, peak, received)
-    assert stalled_at < BIG // 2, f"the upstream sent {stalled_at} of {BIG} bytes to a client that read nothing"
     for label, rss in (("while stalled", rss_stalled), ("while reading slowly", rss_slow)):
         assert rss - rss_before < 32 * 1024, f"proxy RSS grew {rss_before} -> {rss} KiB {label}"
     assert peak - rss_before < 32 * 1024, f"proxy peak RSS {peak} KiB (before: {rss_before} KiB)"
+    assert stalled_at < BIG // 2, f"the upstream sent {stalled_at} of {BIG} bytes to a client that read nothing"
     assert big.count() == BIG and received > BIG  # head + the whole body went through

@@ -27,7 +27,7 @@ def ca(tmp_path: Path) -> CertificateAuthority:
 
 
 def test_context_serves_verified_handshake(ca: CertificateAuthority, tmp_path: Path) -> None:
-    cache = LeafContextCache(ca)
+    cache = LeafContextCache(ca, allowed_hosts=None)
     ctx = cache.get("api.test")
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     ca_file = write_pem(tmp_path / "ca.pem", ca.cert_pem)
@@ -52,7 +52,7 @@ def tls12_handshake(port: int, cafile: Path, ciphers: str) -> str:
 
 def test_tls12_accepts_only_forward_secret_aead_suites(ca: CertificateAuthority, tmp_path: Path) -> None:
     ca_file = write_pem(tmp_path / "ca.pem", ca.cert_pem)
-    with serving(LeafContextCache(ca).get("api.test")) as server:
+    with serving(LeafContextCache(ca, allowed_hosts=None).get("api.test")) as server:
         for suite in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
                       "ECDHE-ECDSA-CHACHA20-POLY1305"):
             assert tls12_handshake(server.port, ca_file, suite) == suite
@@ -62,7 +62,7 @@ def test_tls12_accepts_only_forward_secret_aead_suites(ca: CertificateAuthority,
 
 
 def test_hit_returns_same_context_and_normalises(ca: CertificateAuthority) -> None:
-    cache = LeafContextCache(ca)
+    cache = LeafContextCache(ca, allowed_hosts=None)
     first = cache.get("api.test")
     assert cache.get("api.test") is first
     assert cache.get("API.test.") is first
@@ -71,7 +71,7 @@ def test_hit_returns_same_context_and_normalises(ca: CertificateAuthority) -> No
 
 
 def test_lru_bound(ca: CertificateAuthority) -> None:
-    cache = LeafContextCache(ca, maxsize=2)
+    cache = LeafContextCache(ca, maxsize=2, allowed_hosts=None)
     a = cache.get("a.test")
     cache.get("b.test")
     cache.get("a.test")  # a is now most recent
@@ -83,7 +83,7 @@ def test_lru_bound(ca: CertificateAuthority) -> None:
 
 def test_renewed_when_less_than_a_quarter_left(ca: CertificateAuthority) -> None:
     now = [time.time()]
-    cache = LeafContextCache(ca, clock=lambda: now[0])
+    cache = LeafContextCache(ca, clock=lambda: now[0], allowed_hosts=None)
     first = cache.get("api.test")
     now[0] += 20 * 86400  # 10 of ~30 days left: still more than 25 %
     assert cache.get("api.test") is first
@@ -109,7 +109,7 @@ def test_scratch_files_are_private_and_removed(
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     assert scratch_root() == str(runtime)
-    cache = LeafContextCache(ca)
+    cache = LeafContextCache(ca, allowed_hosts=None)
     for host in ("a.test", "b.test", "c.test"):
         cache.get(host)
     (scratch,) = runtime.iterdir()
@@ -133,13 +133,13 @@ def test_scratch_root_ignores_shared_runtime_dir(tmp_path: Path, monkeypatch: py
 
 def test_invalid_maxsize(ca: CertificateAuthority) -> None:
     with pytest.raises(ValueError):
-        LeafContextCache(ca, maxsize=0)
+        LeafContextCache(ca, maxsize=0, allowed_hosts=None)
 
 
 def test_concurrent_gets_from_threads(ca: CertificateAuthority) -> None:
     import concurrent.futures
 
-    cache = LeafContextCache(ca, maxsize=4)
+    cache = LeafContextCache(ca, maxsize=4, allowed_hosts=None)
     hosts = [f"h{i % 6}.test" for i in range(60)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         contexts = list(pool.map(cache.get, hosts, timeout=60))

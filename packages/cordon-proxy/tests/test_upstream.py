@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 import trustme
-from cordon_proxy.upstream import Resolver, UpstreamError, UpstreamPool, client_context, resolve_overrides
+from cordon_proxy.upstream import (
+    Resolver,
+    Upstream,
+    UpstreamError,
+    UpstreamPool,
+    client_context,
+    resolve_overrides,
+)
 
 
 def test_client_context_always_verifies_and_adds_extra_roots(tmp_path: Path) -> None:
@@ -63,3 +70,144 @@ def test_pool_reports_refused_connections_and_verification_failures() -> None:
     assert refused.code == "upstream-failed" and refused.message.startswith("upstream api.test: ")
     assert untrusted.code == "upstream-tls"
     assert untrusted.message.startswith("upstream TLS verification failed for api.test: ")
+
+
+# -- the idle pool (fake connections, injected clock: no sockets, no sleeping) ---------------------------------
+
+
+class FakeReader:
+    def __init__(self) -> None:
+        self.eof = False
+        self._buffer = bytearray()
+
+    def at_eof(self) -> bool:
+        return self.eof
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class FakeWriter:
+    def __init__(self) -> None:
+        self.transport = FakeTransport()
+
+    def is_closing(self) -> bool:
+        return self.transport.aborted
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+KEY = ("api.test", 443, "api.test")
+
+
+def fake(key: tuple[str, int, str | None] = KEY) -> Upstream:
+    return Upstream(FakeReader(), FakeWriter(), key)  # type: ignore[arg-type]
+
+
+def closed(conn: Upstream) -> bool:
+    return conn.writer.transport.aborted  # type: ignore[attr-defined, no-any-return]
+
+
+def pool(clock: Clock, *, max_idle: int = 64, idle_timeout: float = 30.0) -> UpstreamPool:
+    return UpstreamPool(client_context(), Resolver(), max_idle=max_idle, idle_timeout=idle_timeout, clock=clock)
+
+
+def test_pool_keeps_at_most_max_idle_connections_per_key() -> None:
+    p = pool(Clock(), max_idle=2)
+    a, b, c, other = fake(), fake(), fake(), fake(("other.test", 443, "other.test"))
+    for conn in (a, b, c, other):
+        p.release(conn, reusable=True)
+    assert not closed(a) and not closed(b) and closed(c)  # the third idle one for api.test is closed at once
+    assert not closed(other)  # the bound is per (host, port, tls name)
+    assert {id(p.checkout(*KEY)), id(p.checkout(*KEY))} == {id(a), id(b)}
+    assert p.checkout(*KEY) is None
+    assert p.checkout("other.test", 443, "other.test") is other
+
+
+def test_pool_never_keeps_plain_or_unreusable_connections() -> None:
+    p = pool(Clock())
+    plain, spent = fake(("plain.test", 80, None)), fake()
+    p.release(plain, reusable=True)
+    p.release(spent, reusable=False)
+    assert closed(plain) and closed(spent) and p.checkout(*KEY) is None
+
+
+def test_sweep_closes_connections_idle_longer_than_the_idle_timeout() -> None:
+    clock = Clock()
+    p = pool(clock, idle_timeout=30)
+    old = fake()
+    p.release(old, reusable=True)
+    clock.now += 20
+    young = fake()
+    p.release(young, reusable=True)
+    clock.now += 10  # old: idle 30 s (expired), young: 10 s
+    p.sweep()
+    assert closed(old) and not closed(young)
+    clock.now += 19.9
+    p.sweep()
+    assert not closed(young)
+    clock.now += 0.1
+    p.sweep()
+    assert closed(young) and p.checkout(*KEY) is None
+
+
+def test_sweep_closes_connections_the_upstream_closed() -> None:
+    p = pool(Clock())
+    gone, chatty, fine = fake(), fake(), fake()
+    for conn in (gone, chatty, fine):
+        p.release(conn, reusable=True)
+    gone.reader.eof = True  # type: ignore[attr-defined]
+    chatty.reader._buffer += b"HTTP/1.1 408 Request Timeout\r\n"  # type: ignore[attr-defined]
+    p.sweep()
+    assert closed(gone) and closed(chatty) and not closed(fine)
+    assert p.checkout(*KEY) is fine
+
+
+def test_an_expired_or_upstream_closed_connection_is_never_handed_out() -> None:
+    clock = Clock()
+    p = pool(clock, idle_timeout=30)
+    good, expired = fake(), fake()
+    p.release(good, reusable=True)
+    clock.now += 25
+    p.release(expired, reusable=True)  # checked out first (last in)
+    clock.now += 10  # good: 35 s idle, expired: 10 s
+    expired.idle_since -= 30  # expired: 40 s idle
+    good.idle_since = clock.now - 1
+    assert p.checkout(*KEY) is good and good.reused and closed(expired)
+    for break_it in (lambda c: setattr(c.reader, "eof", True), lambda c: c.reader._buffer.extend(b"x"),
+                     lambda c: c.close(), lambda c: setattr(c, "write_failed", True)):
+        conn = fake()
+        p.release(conn, reusable=True)
+        break_it(conn)
+        assert p.checkout(*KEY) is None and closed(conn)
+    late = fake()
+    p.release(late, reusable=True)
+    clock.now += 30  # exactly the idle timeout: expired
+    assert p.checkout(*KEY) is None and closed(late)
+
+
+def test_connect_tls_skips_a_stale_pooled_connection() -> None:
+    clock = Clock()
+    p = pool(clock, idle_timeout=30)
+    stale = fake()
+    p.release(stale, reusable=True)
+    stale.reader.eof = True  # type: ignore[attr-defined]
+
+    async def main() -> UpstreamError:
+        with pytest.raises(UpstreamError) as info:  # not the stale one: a new connection, which fails here
+            await p.connect_tls("api.test", 443, "api.test")
+        return info.value
+
+    p.resolver = Resolver({"api.test": []})
+    assert asyncio.run(main()).code == "upstream-failed" and closed(stale)

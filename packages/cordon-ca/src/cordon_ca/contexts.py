@@ -88,8 +88,9 @@ def server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
 class LeafContextCache:
     """Ready server contexts per host, issued by ``ca``; bounded LRU; thread-safe.
 
-    ``allowed_hosts`` (None: any host the CA may sign) restricts which hosts get a leaf; others raise
-    :class:`~cordon_ca.errors.HostNotAllowed`. A hit costs a dict lookup; a miss issues a new leaf (P-256 key,
+    ``allowed_hosts`` restricts which hosts get a leaf (the route set); others raise
+    :class:`~cordon_ca.errors.HostNotAllowed`. It is required, so no caller forgets it: ``None`` (any host the
+    CA may sign) must be said explicitly (tests, benchmarks). A hit costs a dict lookup; a miss issues a new leaf (P-256 key,
     signature, context). Entries are renewed when less than a quarter of their lifetime remains.
     """
 
@@ -97,8 +98,8 @@ class LeafContextCache:
         self,
         ca: CertificateAuthority,
         maxsize: int = 256,
-        allowed_hosts: Iterable[str] | None = None,
         *,
+        allowed_hosts: Iterable[str] | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if maxsize < 1:

@@ -20,7 +20,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -142,17 +142,19 @@ class UpstreamPool:
         connect_timeout: float = 10.0,
         max_idle: int = 64,
         idle_timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ctx = ctx
         self.resolver = resolver
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
+        self.clock = clock  # injectable for tests
         self._idle: dict[tuple[str, int, str | None], list[Upstream]] = {}
 
     def _checkout(self, key: tuple[str, int, str | None]) -> Upstream | None:
         idle = self._idle.get(key)
-        now = time.monotonic()
+        now = self.clock()
         while idle:
             conn = idle.pop()
             if conn.alive() and now - conn.idle_since < self.idle_timeout:
@@ -236,12 +238,12 @@ class UpstreamPool:
         if len(idle) >= self.max_idle:
             conn.close()
             return
-        conn.idle_since = time.monotonic()
+        conn.idle_since = self.clock()
         idle.append(conn)
 
     def sweep(self) -> None:
         """Close idle connections that expired or that the upstream closed."""
-        now = time.monotonic()
+        now = self.clock()
         for key, idle in list(self._idle.items()):
             keep = [c for c in idle if c.alive() and now - c.idle_since < self.idle_timeout]
             for conn in idle:
