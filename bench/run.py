@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sse-runs", type=int, default=2, help="SSE streams per round and target")
     p.add_argument("--quick", action="store_true", help="short development run; does not write RESULTS.md")
     p.add_argument("--only", default="", help="comma-separated targets (direct,cordon,mitmproxy,proxy.py)")
-    p.add_argument("--profile", action="store_true", help="also py-spy cordon under hey (bench/.work/profile)")
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="skip the py-spy profile of cordon under hey (after the timed rounds; bench/.work/profile)")
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     p.add_argument("--out", type=Path, default=BENCH / "RESULTS.md", help="results file (default bench/RESULTS.md)")
     p.add_argument("--no-cli", action="store_true", help="skip timing `cordon --help` / `cordon env`")
@@ -613,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.duration = min(args.rounds, 1), min(args.duration, 2.0)
         args.warm_requests, args.new_conns = min(args.warm_requests, 200), min(args.new_conns, 50)
         args.unseen, args.downloads, args.sse_runs = min(args.unseen, 2), 1, 1
+        args.profile = False
     command = "uv run python bench/run.py" + ("" if argv is None and len(sys.argv) < 2 else " " + shlex.join(
         sys.argv[1:] if argv is None else argv))
     started = dt.datetime.now(dt.UTC)

@@ -1,12 +1,15 @@
 """The secret canary (SECURITY.md A.8): unique random secrets driven through every path of the real proxy.
 
-One proxy runs at ``--log-level trace`` with ``PYTHONASYNCIODEBUG=1``, three routes whose secrets come from
-the env, file and command sources (header, ``X-Api-Key`` and basic auth), and proxy tokens on. The test drives
-success, every error status cordon answers (400, 403, 407, 421, 431, 502 connect, 502 TLS, 503 for a failing
-command and for an invalid file value, 504), relayed upstream errors, and a crash injected inside a request
-handler (test-only fault injection through ``sitecustomize``). Then the raw canaries, their Base64, the Base64
-of ``user:canary`` and their percent-encodings must appear in no log line, no client response and no file
-outside the two secret stores, while the upstream did receive them (so the test is not vacuous).
+One proxy runs at ``--log-level trace`` with ``PYTHONASYNCIODEBUG=1``, five routes whose secrets come from
+every source: env, file and command (header, ``X-Api-Key`` and basic auth), keyring (a real Secret Service:
+gnome-keyring on a private D-Bus session bus, throwaway HOME; ``X-Keyring-Key``) and 1password (an ``op``
+stand-in named by ``[secrets] op_path``; ``X-Op-Key``), and proxy tokens on. The test drives success, every
+error status cordon answers (400, 403, 407, 421, 431, 502 connect, 502 TLS, 503 for a failing command or
+``op`` and for an invalid file or keyring value, 504), relayed upstream errors, and a crash injected inside a
+request handler (test-only fault injection through ``sitecustomize``). Then the raw canaries, their Base64,
+the Base64 of ``user:canary`` and their percent-encodings must appear in no log line, no client response and
+no file outside the secret stores, while the upstream did receive them (so the test is not vacuous).
+Without gnome-keyring and dbus-daemon the keyring route is left out and its control test is skipped.
 """
 
 from __future__ import annotations
@@ -14,8 +17,14 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import select
+import shutil
+import signal
 import socket
 import ssl
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,10 +32,24 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
-from cordon_proxy.testing import ProxyProcess, RecordingUpstream, free_port, health_ok, status, tokens_for
+from cordon_proxy.testing import (
+    TEST_HOSTS,
+    TEST_NAMES,
+    ProxyProcess,
+    RecordingUpstream,
+    free_port,
+    health_ok,
+    status,
+    tokens_for,
+)
 
 TIMEOUT = 10.0
 BASIC_USER = "svc"
+KEYRING_HOST, OP_HOST = "keyring.test", "op.test"
+KEYRING_SERVICE, KEYRING_ACCOUNT = "cordon-canary", "canary"
+OP_REFERENCE = "op://Private/Canary/credential"
+KEYRING_TOOLS = ("dbus-daemon", "gnome-keyring-daemon")
+KEYRING_MISSING = [tool for tool in KEYRING_TOOLS if shutil.which(tool) is None]
 
 FAULT_INJECTION = '''
 """Test-only fault injection: a request to /__crash__ raises inside the session after the secret is fetched."""
@@ -57,10 +80,14 @@ class Canaries:
     env: str = field(default_factory=_canary)
     file: str = field(default_factory=_canary)
     command: str = field(default_factory=_canary)
+    keyring: str = field(default_factory=_canary)
+    onepassword: str = field(default_factory=_canary)
 
     def forms(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for source, value in (("env", self.env), ("file", self.file), ("command", self.command)):
+        sources = (("env", self.env), ("file", self.file), ("command", self.command), ("keyring", self.keyring),
+                   ("1password", self.onepassword))
+        for source, value in sources:
             out[f"{source}"] = value
             out[f"{source}-base64"] = base64.b64encode(value.encode()).decode()
             out[f"{source}-basic"] = base64.b64encode(f"{BASIC_USER}:{value}".encode()).decode()
@@ -79,6 +106,8 @@ class Run:
     stores: list[Path]
     fail_flag: Path
     token_header: str
+    keyring: SecretService | None  # None: no gnome-keyring here, the keyring route is left out
+    op_fail_flag: Path
     responses: list[bytes] = field(default_factory=list)
 
 

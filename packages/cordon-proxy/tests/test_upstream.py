@@ -179,11 +179,8 @@ def test_an_expired_or_upstream_closed_connection_is_never_handed_out() -> None:
     p = pool(clock, idle_timeout=30)
     good, expired = fake(), fake()
     p.release(good, reusable=True)
-    clock.now += 25
-    p.release(expired, reusable=True)  # checked out first (last in)
-    clock.now += 10  # good: 35 s idle, expired: 10 s
-    expired.idle_since -= 30  # expired: 40 s idle
-    good.idle_since = clock.now - 1
+    p.release(expired, reusable=True)  # last in, first out: looked at first
+    expired.idle_since = clock.now - 30  # idle for exactly the timeout: expired
     assert p.checkout(*KEY) is good and good.reused and closed(expired)
     for break_it in (lambda c: setattr(c.reader, "eof", True), lambda c: c.reader._buffer.extend(b"x"),
                      lambda c: c.close(), lambda c: setattr(c, "write_failed", True)):
