@@ -6,6 +6,7 @@ import http.client
 import json
 import ssl
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,27 +18,67 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status"),
 ]
 
-UPLOAD = 256 * 1024 * 1024
-BLOCK = b"\x5a" * (1 << 20)
-GROWTH_LIMIT = 32 * 1024 * 1024
+MiB = 1 << 20
+UPLOAD = 256 * MiB
+BLOCK = b"\x5a" * MiB
+GROWTH_LIMIT = 32 * MiB
+STALL_UNTIL = 64 * MiB  # the upstream reads nothing until the client got this far (or could not: backpressure)
+STALL_AT_MOST = 1.0
 
 
-def discard(h, seen) -> None:  # type: ignore[no-untyped-def]
-    """Read the request body in 64 KiB pieces and drop them; answer with how many bytes arrived."""
-    left = int(h.headers["Content-Length"])
-    received = 0
-    while left > 0:
-        piece = h.rfile.read(min(left, 1 << 16))
-        if not piece:
-            break
-        received += len(piece)
-        left -= len(piece)
-    body = json.dumps({"received": received}).encode()
-    h.send_response(200)
-    h.send_header("Content-Type", "application/json")
-    h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    h.wfile.write(body)
+class Upload:
+    """The client's generated body and the upstream's discarding reader, sharing one progress counter."""
+
+    def __init__(self) -> None:
+        self.generated = 0
+        self.far_enough = threading.Event()
+        self.stall = False
+
+    def blocks(self, total: int) -> Iterator[bytes]:
+        """``total`` bytes, generated one reused 1 MiB block at a time (never held whole)."""
+        self.generated = 0
+        while self.generated < total:
+            block = BLOCK[: total - self.generated]
+            yield block
+            self.generated += len(block)
+            if self.generated >= STALL_UNTIL:
+                self.far_enough.set()
+
+    def discard(self, h, seen) -> None:  # type: ignore[no-untyped-def]
+        """Read the body in 64 KiB pieces and drop them; answer with how many bytes arrived.
+
+        With ``stall`` it first reads nothing while the client sends: a proxy that keeps reading the client
+        without waiting for the upstream to drain would hold everything sent meanwhile (STALL_UNTIL bytes).
+        A proxy with backpressure stops the client after a few socket buffers; the stall then ends by time."""
+        if self.stall:
+            self.far_enough.wait(STALL_AT_MOST)
+        left = int(h.headers["Content-Length"])
+        received = 0
+        while left > 0:
+            piece = h.rfile.read(min(left, 1 << 16))
+            if not piece:
+                break
+            received += len(piece)
+            left -= len(piece)
+        body = json.dumps({"received": received}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def send(self, proxy_port: int, upstream_port: int, cordon_ca: Path, size: int) -> dict[str, int]:
+        ctx = ssl.create_default_context(cafile=str(cordon_ca))
+        conn = http.client.HTTPSConnection("127.0.0.1", proxy_port, context=ctx, timeout=TIMEOUT)
+        conn.set_tunnel("api.test", upstream_port)
+        try:
+            conn.request("PUT", "/upload", body=self.blocks(size), headers={"Content-Length": str(size)},
+                         encode_chunked=False)
+            response = conn.getresponse()
+            assert response.status == 200
+            return json.loads(response.read())  # type: ignore[no-any-return]
+        finally:
+            conn.close()
 
 
 def peak_rss(pid: int) -> int:
@@ -48,38 +89,20 @@ def peak_rss(pid: int) -> int:
     raise AssertionError(f"no VmHWM in /proc/{pid}/status")
 
 
-def blocks(total: int) -> Iterator[bytes]:
-    """``total`` bytes, generated one reused 1 MiB block at a time (never held whole)."""
-    while total > 0:
-        yield BLOCK if total >= len(BLOCK) else BLOCK[:total]
-        total -= len(BLOCK)
-
-
-def upload(proxy_port: int, upstream_port: int, cordon_ca: Path, size: int) -> dict[str, int]:
-    ctx = ssl.create_default_context(cafile=str(cordon_ca))
-    conn = http.client.HTTPSConnection("127.0.0.1", proxy_port, context=ctx, timeout=TIMEOUT)
-    conn.set_tunnel("api.test", upstream_port)
-    try:
-        conn.request("PUT", "/upload", body=blocks(size), headers={"Content-Length": str(size)},
-                     encode_chunked=False)
-        response = conn.getresponse()
-        assert response.status == 200
-        return json.loads(response.read())  # type: ignore[no-any-return]
-    finally:
-        conn.close()
-
-
 def test_a_256_mib_upload_streams_through_in_constant_memory(tmp_path: Path) -> None:
+    upload = Upload()
     with running_stack(tmp_path) as stack:
-        stack.upstream.handlers["/upload"] = discard
+        stack.upstream.handlers["/upload"] = upload.discard
         stack.upstream.unread_body.add("/upload")  # the handler reads the body itself: nothing is recorded
         proxy = stack.proxy
         assert proxy.proc is not None
-        # warm up: leaf certificate, upstream TLS, buffers of one small upload through the same path
-        assert upload(proxy.port, stack.upstream.port, stack.cordon_ca, 4 << 20) == {"received": 4 << 20}
+        ports = (proxy.port, stack.upstream.port, stack.cordon_ca)
+        # warm up: leaf certificate, upstream TLS and buffers of one small upload through the same path
+        assert upload.send(*ports, 4 * MiB) == {"received": 4 * MiB}
         before = peak_rss(proxy.proc.pid)
-        assert upload(proxy.port, stack.upstream.port, stack.cordon_ca, UPLOAD) == {"received": UPLOAD}
+        upload.stall = True
+        assert upload.send(*ports, UPLOAD) == {"received": UPLOAD}
         growth = peak_rss(proxy.proc.pid) - before
-        assert stack.proxy.proc.poll() is None
-    assert growth < GROWTH_LIMIT, f"the proxy's peak RSS grew by {growth / 2**20:.1f} MiB for a 256 MiB upload"
+        assert proxy.proc.poll() is None
+    assert growth < GROWTH_LIMIT, f"the proxy's peak RSS grew by {growth / MiB:.1f} MiB for a 256 MiB upload"
     assert "PUT api.test/upload 200" in proxy.logs()
