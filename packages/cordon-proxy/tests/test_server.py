@@ -6,6 +6,7 @@ secret fetch/cache/invalidation, aborting a broken stream, SSE pass-through, tok
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
 import os
@@ -166,6 +167,22 @@ def test_untrusted_upstream_certificate_is_502_naming_the_reason(stack: Stack, b
     assert body.startswith(b"cordon: upstream TLS verification failed for bad.test: ")
     assert b"unable to get local issuer certificate" in body
     assert bad_upstream.requests == []  # the secret never left
+
+
+@pytest.mark.parametrize(("shape", "reason"), [
+    ({"hosts": ("someone-else.test",)}, b"Hostname mismatch"),
+    ({"not_before": datetime.datetime(2020, 1, 1), "not_after": datetime.datetime(2021, 1, 1)},
+     b"certificate has expired"),
+])
+def test_a_wrong_name_or_expired_upstream_certificate_from_a_trusted_ca_is_502(
+    stack: Stack, shape: dict[str, object], reason: bytes
+) -> None:
+    with RecordingUpstream(stack.upstream.ca, **shape) as upstream:  # type: ignore[arg-type]
+        code, body, response = get(stack, "api.test", "/", port=upstream.port)
+        assert code == 502
+        assert response.getheader("X-Cordon-Error") == "upstream-tls"
+        assert reason in body, body
+        assert upstream.requests == []  # the secret never left
 
 
 def test_response_header_timeout_is_504(stack: Stack) -> None:

@@ -224,10 +224,12 @@ class RecordingUpstream:
     """A loopback HTTPS server (``tls=False``: plain HTTP) recording what it receives.
 
     ``ca`` is a ``trustme.CA``; its PEM goes to ``ca_path`` for clients and for the proxy's
-    ``[tls] upstream_ca_file``.
+    ``[tls] upstream_ca_file``. ``hosts``, ``not_before`` and ``not_after`` shape the server's certificate
+    (e.g. a wrong name, or an expired one, from a trusted CA).
     """
 
-    def __init__(self, ca: Any = None, *, tls: bool = True, hosts: tuple[str, ...] = TEST_HOSTS) -> None:
+    def __init__(self, ca: Any = None, *, tls: bool = True, hosts: tuple[str, ...] = TEST_HOSTS,
+                 not_before: Any = None, not_after: Any = None) -> None:
         self.requests: list[Seen] = []
         self.handlers: dict[str, Handler] = {}
         self.unread_body: set[str] = set()  # paths whose handler answers before reading the request body
@@ -242,7 +244,7 @@ class RecordingUpstream:
                 ca = trustme.CA()
             self.ca = ca
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ca.issue_cert(*hosts).configure_cert(ctx)
+            ca.issue_cert(*hosts, not_before=not_before, not_after=not_after).configure_cert(ctx)
             ctx.set_alpn_protocols(["http/1.1"])
             self.ctx = ctx
         self._server = _Server(self)
