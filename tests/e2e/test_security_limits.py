@@ -173,11 +173,12 @@ def _fd_count(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
-def _rss_kib(pid: int) -> int:
+def _rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """``VmRSS`` (or ``VmHWM``, the peak) of ``pid`` in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field}")
 
 
 def _churn(stack: Stack, plain: int, mitm: int) -> None:
@@ -264,13 +265,6 @@ class _CountingStream:
             return self.sent
 
 
-def _rss(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field}")
-
-
 def _until_stalled(upstream: _CountingStream) -> int:
     """Poll until the upstream has sent nothing more for 1 s (or sent everything); the count it stalled at."""
     deadline = time.monotonic() + TIMEOUT
@@ -300,7 +294,7 @@ def test_slow_reader_of_a_large_response_keeps_rss_bounded(roomy: Stack) -> None
     roomy.upstream.handlers["/big"] = big
     port, up = roomy.proxy.port, roomy.upstream.port
     _churn(roomy, plain=20, mitm=5)  # warm up the TLS paths first
-    rss_before = _rss(pid)
+    rss_before = _rss_kib(pid)
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # a small client window, set before connect
     raw.settimeout(TIMEOUT)
@@ -313,16 +307,16 @@ def test_slow_reader_of_a_large_response_keeps_rss_bounded(roomy: Stack) -> None
             tls.sendall(b"GET /big HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
             received = len(tls.recv(1024))  # the head (and maybe some body): the response is under way
             stalled_at = _until_stalled(big)  # the client reads nothing meanwhile
-            rss_stalled = _rss(pid)
+            rss_stalled = _rss_kib(pid)
             for _ in range(100):  # then a slow reader: 1 KiB at a time
                 received += len(tls.recv(1024))
                 time.sleep(0.01)
-            rss_slow = _rss(pid)
+            rss_slow = _rss_kib(pid)
             while chunk := tls.recv(1 << 20):  # finally read the rest: the response is complete
                 received += len(chunk)
-    peak = _rss(pid, "VmHWM")
+    peak = _rss_kib(pid, "VmHWM")
     for label, rss in (("while stalled", rss_stalled), ("while reading slowly", rss_slow)):
         assert rss - rss_before < 32 * 1024, f"proxy RSS grew {rss_before} -> {rss} KiB {label}"
     assert peak - rss_before < 32 * 1024, f"proxy peak RSS {peak} KiB (before: {rss_before} KiB)"
     assert stalled_at < BIG // 2, f"the upstream sent {stalled_at} of {BIG} bytes to a client that read nothing"
-    assert big.count() == BIG and received > BIG  # head + the whole body went through
+    assert received > BIG  # the head and the whole body went through

@@ -15,6 +15,7 @@ Without gnome-keyring and dbus-daemon the keyring route is left out and its cont
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import select
@@ -112,7 +113,15 @@ class Run:
 
 
 def _write_config(
-    directory: Path, port: int, upstream_ca: Path, secret_file: Path, command_store: Path, fail_flag: Path
+    directory: Path,
+    port: int,
+    upstream_ca: Path,
+    secret_file: Path,
+    command_store: Path,
+    fail_flag: Path,
+    op_tool: Path,
+    *,
+    keyring: bool,
 ) -> Path:
     certs = directory / "state" / "certs"
     script = f'cat "{command_store}"; if [ -e "{fail_flag}" ]; then echo "helper failed" >&2; exit 3; fi'
@@ -129,6 +138,9 @@ enabled = true
 ca_cert_path = "{certs / "ca-cert.pem"}"
 ca_key_path = "{certs / "ca-key.pem"}"
 upstream_ca_file = "{upstream_ca}"
+
+[secrets]
+op_path = "{op_tool}"
 
 [[routes]]
 name = "envroute"
@@ -163,6 +175,33 @@ username = "{BASIC_USER}"
 [routes.auth.secret]
 source = "command"
 argv = ["/bin/sh", "-c", '{script}']
+
+[[routes]]
+name = "oproute"
+[routes.match]
+host = "{OP_HOST}"
+[routes.auth]
+type = "header"
+header_name = "X-Op-Key"
+[routes.auth.secret]
+source = "1password"
+vault = "Private"
+item = "Canary"
+field = "credential"
+"""
+    if keyring:
+        text += f"""
+[[routes]]
+name = "keyringroute"
+[routes.match]
+host = "{KEYRING_HOST}"
+[routes.auth]
+type = "header"
+header_name = "X-Keyring-Key"
+[routes.auth.secret]
+source = "keyring"
+service = "{KEYRING_SERVICE}"
+account = "{KEYRING_ACCOUNT}"
 """
     path = directory / "cordon.toml"
     path.write_text(text, encoding="utf-8")
@@ -174,6 +213,124 @@ def _private(path: Path, text: str) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     return path
+
+
+def _op_standin(directory: Path, store: Path, fail_flag: Path) -> Path:
+    """An ``op`` stand-in: ``op read <OP_REFERENCE> --no-newline`` prints the store; with ``fail_flag`` present
+    it prints the secret *and* fails as a signed-out ``op`` does (its stdout must not leak anywhere)."""
+    # short: error lines are cut at 300 characters, which must not hide a leak appended to one
+    signed_out = "[ERROR] 2026/11/24 You are not currently signed in. Please run 'op signin --help'"
+    tool = directory / "op-standin"
+    tool.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" != read ] || [ "$2" != "{OP_REFERENCE}" ]; then\n'
+        "  echo \"[ERROR] could not read secret '$2': could not get item\" >&2; exit 1\nfi\n"
+        f'cat "{store}"\n'
+        f'if [ -e "{fail_flag}" ]; then echo "{signed_out}" >&2; exit 1; fi\n',
+        encoding="utf-8",
+    )
+    tool.chmod(0o700)
+    return tool
+
+
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""  # no <servicedir>: nothing is auto-activated, the only Secret Service is the one started below
+
+SET_PASSWORD = """
+import sys, time
+import keyring
+service, account, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+value = sys.stdin.read()
+deadline = time.monotonic() + timeout
+while True:  # gnome-keyring-daemon owns org.freedesktop.secrets a moment after it starts
+    try:
+        keyring.set_password(service, account, value)
+        break
+    except Exception:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.1)
+assert keyring.get_password(service, account) == value
+print(type(keyring.get_keyring()).__module__)
+"""
+
+
+class SecretService:
+    """A real Secret Service: gnome-keyring (login keyring unlocked with a throwaway password) on a private
+    D-Bus session bus; HOME and XDG_DATA_HOME under ``root``. Never touches the user's keyring or bus."""
+
+    def __init__(self, root: Path) -> None:
+        self.runtime = Path(tempfile.mkdtemp(prefix="cordon-kr-"))  # short: unix socket paths are limited
+        self.procs: list[subprocess.Popen[bytes]] = []
+        home = root / "home"
+        home.mkdir(parents=True)
+        self.base_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
+            "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(root / "data"),
+            "XDG_RUNTIME_DIR": str(self.runtime),
+        }
+        try:
+            bus_config = self.runtime / "bus.conf"
+            bus_config.write_text(BUS_CONFIG.format(socket=self.runtime / "bus"), encoding="utf-8")
+            bus = self._spawn(["dbus-daemon", f"--config-file={bus_config}", "--nofork", "--print-address=1"],
+                              stdout=subprocess.PIPE)
+            assert bus.stdout is not None
+            ready, _, _ = select.select([bus.stdout], [], [], TIMEOUT)
+            self.address = bus.stdout.readline().decode().strip() if ready else ""
+            assert self.address.startswith("unix:"), "dbus-daemon printed no address"
+            keyring = self._spawn(["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+                                  stdin=subprocess.PIPE)
+            assert keyring.stdin is not None
+            keyring.stdin.write(b"throwaway-password")
+            keyring.stdin.close()
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self, argv: list[str], *, stdin: int | None = None, stdout: int = subprocess.DEVNULL
+               ) -> subprocess.Popen[bytes]:
+        env = dict(self.base_env, DBUS_SESSION_BUS_ADDRESS=getattr(self, "address", ""))
+        proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def client_env(self) -> dict[str, str]:
+        """What a process needs to use this Secret Service through ``keyring``."""
+        return {"DBUS_SESSION_BUS_ADDRESS": self.address,
+                "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring"}
+
+    def set(self, value: str) -> None:
+        """Store ``value`` (sent on stdin, never on a command line) under KEYRING_SERVICE/KEYRING_ACCOUNT."""
+        result = subprocess.run(
+            [sys.executable, "-c", SET_PASSWORD, KEYRING_SERVICE, KEYRING_ACCOUNT, str(TIMEOUT)], input=value,
+            capture_output=True, text=True, env=dict(self.base_env, **self.client_env()), timeout=TIMEOUT + 20,
+        )
+        assert result.returncode == 0, f"storing into gnome-keyring failed: {result.stderr[-2000:]}"
+        assert result.stdout.strip() == "keyring.backends.SecretService", result.stdout
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):  # gnome-keyring first, then its bus
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(TIMEOUT)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        shutil.rmtree(self.runtime, ignore_errors=True)
 
 
 def _slow(h, seen) -> None:  # type: ignore[no-untyped-def]
@@ -188,19 +345,27 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     secret_file = _private(directory / "file-secret", canaries.file + "\n")
     command_store = _private(directory / "command-secret", canaries.command)
     fail_flag = directory / "command-fails"
+    op_store = _private(directory / "op-secret", canaries.onepassword)
+    op_fail_flag = directory / "op-fails"
+    op_tool = _op_standin(directory, op_store, op_fail_flag)
     inject_dir = directory / "inject"
     inject_dir.mkdir()
     (inject_dir / "sitecustomize.py").write_text(FAULT_INJECTION, encoding="utf-8")
-    with (
-        RecordingUpstream() as upstream,
-        RecordingUpstream() as bad_tls,
-    ):  # bad_tls: a CA cordon does not trust
+    with contextlib.ExitStack() as stack:
+        keyring = None
+        if not KEYRING_MISSING:
+            keyring = SecretService(directory / "keyring")
+            stack.callback(keyring.close)
+            keyring.set(canaries.keyring)
+        upstream = stack.enter_context(RecordingUpstream(hosts=(*TEST_HOSTS, KEYRING_HOST, OP_HOST)))
+        bad_tls = stack.enter_context(RecordingUpstream())  # a CA cordon does not trust
         upstream.handlers["/slow"] = _slow
         upstream.handlers["/status/401"] = status(401, b'{"error": "unauthorized"}')
         upstream.handlers["/status/500"] = status(500, b"upstream broke")
         upstream_ca = upstream.write_ca(directory / "upstream-ca.pem")
         port = free_port()
-        config = _write_config(directory, port, upstream_ca, secret_file, command_store, fail_flag)
+        config = _write_config(directory, port, upstream_ca, secret_file, command_store, fail_flag, op_tool,
+                               keyring=keyring is not None)
         tokens_path, namespace = tokens_for(config)
         from cordon_config.tokens import TokenStore
 
@@ -212,7 +377,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             PYTHONASYNCIODEBUG="1",
             PYTHONPATH=os.pathsep.join(filter(None, [str(inject_dir), os.environ.get("PYTHONPATH")])),
         )
-        proxy = ProxyProcess(config, port, env=env, args=("--log-level", "trace"))
+        for name in ("PYTHON_KEYRING_BACKEND", "CORDON_TEST_KEYRING_FILE", "DBUS_SESSION_BUS_ADDRESS"):
+            env.pop(name, None)
+        if keyring is not None:
+            env.update(keyring.client_env())
+        resolve = {h: "127.0.0.1" for h in (*TEST_NAMES, KEYRING_HOST, OP_HOST)}
+        proxy = ProxyProcess(config, port, env=env, resolve=resolve, args=("--log-level", "trace"))
         with proxy:
             yield Run(
                 directory,
@@ -220,9 +390,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 upstream,
                 bad_tls,
                 canaries,
-                [secret_file, command_store],
+                [secret_file, command_store, op_store],
                 fail_flag,
                 token_header,
+                keyring,
+                op_fail_flag,
             )
 
 
@@ -296,7 +468,8 @@ def _status(response: bytes) -> int:
 def test_drive_every_path(run: Run) -> None:
     r, up = run, run.upstream.port
     dead = free_port()
-    for host in ("api.test", "other.test", "third.test"):
+    vaults = [OP_HOST, *([KEYRING_HOST] if r.keyring else [])]  # routes whose secret lives in a vault
+    for host in ("api.test", "other.test", "third.test", *vaults):
         assert _status(_tunnel(r, host, up, _get(host, "/ok?key=sk-dummy"))) == 200, host
     assert _status(_tunnel(r, "api.test", up, _get("api.test", "/status/401"))) == 401
     assert _status(_tunnel(r, "api.test", up, _get("api.test", "/status/500"))) == 500
@@ -314,14 +487,27 @@ def test_drive_every_path(run: Run) -> None:
     blocked = f"CONNECT 127.1:{dead} HTTP/1.1\r\nHost: 127.1:{dead}\r\nProxy-Authorization: {r.token_header}\r\n\r\n"
     assert _status(_plain(r, blocked.encode())) == 403
     # a crash inside the request handler (fault injection): whatever the client gets, the proxy keeps serving
-    _tunnel(r, "api.test", up, _get("api.test", "/__crash__"))
-    assert health_ok(r.proxy.port, timeout=TIMEOUT), "the proxy died after a handler crash"
+    for host in ("api.test", *vaults):
+        _tunnel(r, host, up, _get(host, "/__crash__"))
+        assert health_ok(r.proxy.port, timeout=TIMEOUT), f"the proxy died after a handler crash ({host})"
     # the command helper fails (its stdout holds the secret, its stderr is reported)
     r.fail_flag.touch()
     try:
         assert _status(_tunnel(r, "third.test", up, _get("third.test", "/x"))) == 503
     finally:
         r.fail_flag.unlink()
+    # `op` signed out: it prints the secret on stdout and fails (its stderr is reported)
+    r.op_fail_flag.touch()
+    try:
+        answer = _tunnel(r, OP_HOST, up, _get(OP_HOST, "/x"))
+    finally:
+        r.op_fail_flag.unlink()
+    assert _status(answer) == 503 and b"not signed in" in answer, answer
+    # the keyring entry now holds a value that is not a valid header value
+    if r.keyring is not None:
+        r.keyring.set(r.canaries.keyring + "\r\nX-Evil: 1")
+        answer = _tunnel(r, KEYRING_HOST, up, _get(KEYRING_HOST, "/x"))
+        assert _status(answer) == 503 and b"line break" in answer, answer
     # the file now holds a value that is not a valid header value
     r.stores[0].write_text(r.canaries.file + "\r\nX-Evil: 1\n", encoding="utf-8")
     assert _status(_tunnel(r, "other.test", up, _get("other.test", "/x"))) == 503
@@ -335,6 +521,15 @@ def test_upstream_received_the_secrets(run: Run) -> None:
     assert f"Bearer {c.env}".encode() in seen
     assert f"X-Api-Key: {c.file}".encode() in seen
     assert base64.b64encode(f"{BASIC_USER}:{c.command}".encode()) in seen
+    assert f"X-Op-Key: {c.onepassword}".encode() in seen
+
+
+@pytest.mark.skipif(bool(KEYRING_MISSING), reason=f"the keyring source needs a real Secret Service: "
+                    f"{' and '.join(KEYRING_MISSING)} missing (apt-get install gnome-keyring dbus)")
+def test_upstream_received_the_keyring_secret(run: Run) -> None:
+    """Control for the keyring route: the value stored in gnome-keyring reached the upstream via the proxy."""
+    assert run.keyring is not None
+    assert f"X-Keyring-Key: {run.canaries.keyring}".encode() in run.upstream.all_bytes()
 
 
 def test_canary_absent_from_logs(run: Run) -> None:
