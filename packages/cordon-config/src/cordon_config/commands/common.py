@@ -146,15 +146,23 @@ def after_routes_changed(paths: ScopePaths) -> int:
         return OK
     from cordon_config.parse import load_config
 
-    config = load_config(paths.config_path)
-    status = OK
+    failed = run_hooks(hooks, (paths, load_config(paths.config_path)),
+                       failure="could not update the CA for the new routes",
+                       hint="run `cordon-ca generate --force` (or restart cordon, which re-issues it)")
+    return FAILED if failed else OK
+
+
+def run_hooks(hooks: list[Any], args: tuple[Any, ...], *, failure: str, hint: str) -> bool:
+    """Call each hook with ``args`` and print the lines it returns, indented; a hook that raises gets
+    ``cordon: FAILURE: reason`` and the hint on stderr (one line each). True when one failed."""
+    failed = False
     for hook in hooks:
         try:
-            for line in hook(paths, config) or ():
+            for line in hook(*args) or ():
                 print(f"  {line}")
         except Exception as exc:
-            sys.stderr.write(f"cordon: could not update the CA for the new routes: {' '.join(str(exc).split())[:200]}\n")
-            sys.stderr.write("hint: run `cordon-ca generate --force` (or restart cordon, which re-issues it)\n")
-            status = FAILED
-    return status
+            sys.stderr.write(f"cordon: {failure}: {' '.join(str(exc).split())[:200]}\n")
+            sys.stderr.write(f"hint: {hint}\n")
+            failed = True
+    return failed
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from cordon_config.commands.common import (
@@ -14,6 +13,7 @@ from cordon_config.commands.common import (
     UsageError,
     entry_point_hooks,
     print_json,
+    run_hooks,
     scope_of,
 )
 from cordon_config.scope import ScopePaths
@@ -78,14 +78,5 @@ def _after_rotation(hooks: Sequence[Callable[[ScopePaths, str], Sequence[str]]],
         if name != "default":
             print(f"  run `cordon setup {name}` to write the new token into the {name} integration's files")
         return False
-    failed = False
-    for hook in hooks:
-        try:
-            for line in hook(paths, name) or ():
-                print(f"  {line}")
-        except Exception as exc:
-            sys.stderr.write(f"cordon: could not update the files using token {name}: "
-                             f"{' '.join(str(exc).split())[:200]}\n")
-            sys.stderr.write(f"hint: run `cordon setup {name}`\n")
-            failed = True
-    return failed
+    return run_hooks(list(hooks), (paths, name), failure=f"could not update the files using token {name}",
+                     hint=f"run `cordon setup {name}`")
