@@ -245,6 +245,8 @@ def test_codex_guide_end_to_end(tmp_path: Path) -> None:
     assert DUMMY.encode() not in upstream.all_bytes()
     logs = (tmp_path / "proxy.log").read_text()
     assert SECRET not in logs and "codex" in logs  # the client token's name is logged, never the secret
+    # the guide's troubleshooting: "Check cordon's logs — you should see `MITM: injecting credentials route=openai`"
+    assert f"MITM: injecting credentials route=openai host={HOST}" in logs
 
     # "Remove the setup"
     disabled = _cordon(project, env, "integration", "disable", "codex")

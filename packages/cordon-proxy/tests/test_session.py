@@ -59,7 +59,8 @@ def mitm(s: Session | None = None, host: str = "api.test", port: int = 443) -> S
     assert kinds(out) == ["RequestStarted", "SendClient", "LogRequest", "StartClientTLS"]
     assert out[1].data == b"HTTP/1.1 200 Connection established\r\n\r\n"
     assert out[3] == cmd.StartClientTLS(host)
-    assert s.handle(ev.ClientTLSReady(host)) == []
+    route = next(r for r in ROUTES if r.host == host)
+    assert s.handle(ev.ClientTLSReady(host)) == [cmd.MitmStarted(host, route.name)]  # logged once per tunnel
     assert s.mode == "mitm"
     return s
 

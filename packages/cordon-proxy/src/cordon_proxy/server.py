@@ -381,6 +381,10 @@ class Connection:
         if kind is cmd.ReleaseUpstream:
             self._drop_upstream(command.reusable)  # type: ignore[attr-defined]
             return None
+        if kind is cmd.MitmStarted:
+            self.proxy.logger.log("info", "MITM: injecting credentials", route=command.route,  # type: ignore[attr-defined]
+                                  host=command.host)  # type: ignore[attr-defined]
+            return None
         return _AWAIT
 
     async def _drain_client(self) -> object | None:

@@ -13,6 +13,7 @@ __all__ = [
     "FetchSecret",
     "InvalidateSecret",
     "LogRequest",
+    "MitmStarted",
     "OpenTunnel",
     "OpenUpstream",
     "ReleaseUpstream",
@@ -149,6 +150,17 @@ class RequestStarted:
 
 
 @dataclass(slots=True)
+class MitmStarted:
+    """The client's TLS for a routed host is up and its SNI checked: requests inside get ``route``'s secret.
+
+    Logged once per tunnel at info level (``MITM: injecting credentials route=… host=…``, the line the Codex
+    guide tells users to look for)."""
+
+    host: str
+    route: str
+
+
+@dataclass(slots=True)
 class LogRequest:
     """The request is finished: log one line."""
 
@@ -168,5 +180,6 @@ Command = (
     | OpenTunnel
     | Splice
     | RequestStarted
+    | MitmStarted
     | LogRequest
 )

@@ -386,6 +386,8 @@ class Session(Forwarding):
         self.mode = "mitm"
         self.phase = "idle"
         self._parser = RequestParser(self.settings.max_head)
+        if self.tunnel_route is not None:
+            out.append(cmd.MitmStarted(self.tunnel_host, self.tunnel_route.name))
 
     # requests inside a MITM tunnel
     def _on_tunnel_request(self, head: RequestHead, record: cmd.RequestRecord, out: list[object]) -> None:
