@@ -78,6 +78,11 @@ def test_route_commands_reissue_the_constrained_ca_and_rebuild_the_bundle(projec
     assert "re-issued" in edited.stdout and permitted(project) == ["api.openai.test"]
     cordon(project, "route", "remove", "openai", "--yes")
     assert permitted(project) == []  # no route: the CA permits no host at all
+    config = project[0] / "cordon.toml"
+    config.write_text(config.read_text().replace("name_constraints = true", "name_constraints = false"))
+    added = cordon(project, "route", "add", "--name", "b", "--host", "b.test", *ROUTE_FLAGS)
+    assert "re-issued the CA without name constraints" in added.stdout
+    assert permitted(project) is None  # b.test gets a leaf again
 
 
 def test_setup_and_start_reissue_after_a_hand_edit(project) -> None:
@@ -95,5 +100,9 @@ def test_setup_and_start_reissue_after_a_hand_edit(project) -> None:
         assert permitted(project) == ["one.test", "two.test"]
     finally:
         proc.terminate()
-        log = proc.communicate(timeout=TIMEOUT)[0]
+        try:
+            log = proc.communicate(timeout=TIMEOUT)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            log = proc.communicate()[0]
     assert "re-issued the name-constrained CA" in log

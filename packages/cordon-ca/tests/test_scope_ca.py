@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from cordon_ca import CertificateAuthority, ensure_scope_ca, load_or_create_ca, write_combined_bundle
+import pytest
+from cordon_ca import (
+    CertificateAuthority,
+    authority,
+    ensure_scope_ca,
+    load_or_create_ca,
+    write_combined_bundle,
+)
 from cordon_ca.scope_ca import on_routes_changed
 
 
@@ -46,8 +53,41 @@ def test_the_hook_leaves_an_unconstrained_or_missing_ca_alone(tmp_path: Path) ->
     assert paths.ca_cert.read_bytes() == before
 
 
-def test_without_constraints_an_existing_ca_is_kept_as_it_is(tmp_path: Path) -> None:
+def test_turning_constraints_off_reissues_an_unconstrained_ca(tmp_path: Path) -> None:
     paths = scope(tmp_path)
     ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace, permitted_hosts=["a.test"])
-    ca, written = ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace, permitted_hosts=None)
+    write_combined_bundle(paths.ca_cert, paths.combined_bundle)
+    lines = on_routes_changed(paths, config(["a.test", "b.test"], constrained=False))
+    assert lines and "re-issued the CA without name constraints" in lines[0]
+    ca = CertificateAuthority.load(paths.ca_cert, paths.ca_key)
+    assert ca.permitted_hosts is None  # b.test (and any new route) gets a leaf again
+    assert paths.ca_cert.read_bytes().strip() in paths.combined_bundle.read_bytes()
+    again, written = ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace, permitted_hosts=None)
+    assert not written and again.permitted_hosts is None
+
+
+def test_a_matching_ca_loads_without_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CA in a directory its user cannot write (no lock file possible) still loads when it matches: the lock
+    is only for writing. (Simulated: as root, every directory is writable.)"""
+    paths = scope(tmp_path)
+    ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace, permitted_hosts=["a.test"])
+
+    def no_lock(path: object) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(authority, "file_lock", no_lock)
+    ca, written = ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace,
+                                  permitted_hosts=["A.test."])
     assert not written and ca.permitted_hosts == frozenset({"a.test"})
+    with pytest.raises(PermissionError):  # a re-issue does need it
+        ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace, permitted_hosts=["b.test"])
+
+
+def test_a_bundle_without_the_current_ca_is_rebuilt_even_when_the_ca_matches(tmp_path: Path) -> None:
+    paths = scope(tmp_path)
+    ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace, permitted_hosts=["a.test"])
+    paths.combined_bundle.write_bytes(b"-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n")
+    _, written = ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace,
+                                 permitted_hosts=["a.test"], bundle=paths.combined_bundle)
+    assert not written  # a re-issue whose bundle write failed earlier is repaired by the next call
+    assert paths.ca_cert.read_bytes().strip() in paths.combined_bundle.read_bytes()

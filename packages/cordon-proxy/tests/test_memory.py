@@ -33,6 +33,7 @@ class Upload:
         self.generated = 0
         self.far_enough = threading.Event()
         self.stall = False
+        self.sent_while_stalled = 0
 
     def blocks(self, total: int) -> Iterator[bytes]:
         """``total`` bytes, generated one reused 1 MiB block at a time (never held whole)."""
@@ -52,6 +53,7 @@ class Upload:
         A proxy with backpressure stops the client after a few socket buffers; the stall then ends by time."""
         if self.stall:
             self.far_enough.wait(STALL_AT_MOST)
+            self.sent_while_stalled = self.generated
         left = int(h.headers["Content-Length"])
         received = 0
         while left > 0:
@@ -104,5 +106,7 @@ def test_a_256_mib_upload_streams_through_in_constant_memory(tmp_path: Path) -> 
         assert upload.send(*ports, UPLOAD) == {"received": UPLOAD}
         growth = peak_rss(proxy.proc.pid) - before
         assert proxy.proc.poll() is None
+    # backpressure itself: while the upstream read nothing, the client was stopped after a few socket buffers
+    assert upload.sent_while_stalled < GROWTH_LIMIT, f"{upload.sent_while_stalled / MiB:.0f} MiB sent while stalled"
     assert growth < GROWTH_LIMIT, f"the proxy's peak RSS grew by {growth / MiB:.1f} MiB for a 256 MiB upload"
     assert "PUT api.test/upload 200" in proxy.logs()

@@ -13,7 +13,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cordon_ca.authority import CertificateAuthority, ensure_ca_matches, load_or_create_ca
+from cordon_ca.authority import (
+    CertificateAuthority,
+    _canonical_permitted,
+    ensure_ca_matches,
+    load_or_create_ca,
+)
 from cordon_ca.bundle import write_combined_bundle
 
 __all__ = ["ensure_scope_ca", "on_routes_changed"]
@@ -29,39 +34,53 @@ def ensure_scope_ca(
     permitted_hosts: Iterable[str] | None,
     bundle: PathLike | None = None,
 ) -> tuple[CertificateAuthority, bool]:
-    """(the CA, whether it was written now). ``permitted_hosts`` None: any existing CA is kept as it is (an
-    unconstrained one is created when missing); a collection: the CA must permit exactly those hosts. When the
-    CA was written and ``bundle`` is given, that combined bundle is rebuilt with it."""
-    if permitted_hosts is None:
-        existed = Path(cert_path).exists() and Path(key_path).exists()
-        ca = load_or_create_ca(cert_path, key_path, namespace=namespace)
-        changed = not existed
+    """(the CA, whether it was written now). The CA is made to match the config: ``permitted_hosts`` None means
+    unconstrained (a constrained CA left from ``name_constraints = true`` is re-issued without constraints), a
+    collection means exactly those hosts. Created when missing. The lock is taken only to write, so a CA in a
+    directory the user cannot write still loads when it matches. An existing ``bundle`` that does not hold this
+    CA is rebuilt (a missing one is ``cordon setup``'s to write)."""
+    cert, key = Path(cert_path), Path(key_path)
+    wanted = _canonical_permitted(permitted_hosts)
+    changed = False
+    if cert.exists() and key.exists():
+        ca = CertificateAuthority.load(cert, key)
+        if ca.permitted_hosts != wanted:
+            changed = ensure_ca_matches(cert, key, namespace=namespace, permitted_hosts=wanted)
+            ca = CertificateAuthority.load(cert, key)
     else:
-        changed = ensure_ca_matches(cert_path, key_path, namespace=namespace, permitted_hosts=permitted_hosts)
-        ca = CertificateAuthority.load(cert_path, key_path)
-    if changed and bundle is not None:
-        write_combined_bundle(cert_path, bundle)
+        ca = load_or_create_ca(cert, key, namespace=namespace, permitted_hosts=wanted)
+        changed = True
+    if bundle is not None and Path(bundle).exists() and not _bundle_holds(Path(bundle), cert):
+        write_combined_bundle(cert, bundle)  # also after a re-issue whose bundle write failed last time
     return ca, changed
+
+
+def _bundle_holds(bundle: Path, cert: Path) -> bool:
+    try:
+        return cert.read_bytes().strip() in bundle.read_bytes()
+    except FileNotFoundError:
+        return False
 
 
 def on_routes_changed(paths: Any, config: Any) -> Sequence[str]:
     """The ``cordon.routes_changed`` hook: ``paths`` is the scope's ``ScopePaths``, ``config`` the new
     ``Config``. Re-issues a name-constrained CA for the new route set; returns the lines to print."""
     tls = config.tls
-    if not (tls.enabled and tls.name_constraints):
+    if not tls.enabled:
         return []
     cert = Path(tls.ca_cert_path or paths.ca_cert)
     key = Path(tls.ca_key_path or paths.ca_key)
     if not (cert.exists() and key.exists()):
-        return []  # `cordon setup` and `cordon start` create it, constrained
+        return []  # `cordon setup` and `cordon start` create it as the config says
+    hosts = sorted({route.host for route in config.routes}) if tls.name_constraints else None
     bundle = Path(paths.combined_bundle)
-    hosts = sorted({route.host for route in config.routes})
-    _, changed = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=hosts,
-                                 bundle=bundle if bundle.exists() else None)
+    _, changed = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=hosts, bundle=bundle)
     if not changed:
         return []
-    lines = [f"re-issued the name-constrained CA for {', '.join(hosts) or 'no host'}: {cert} (old files kept as .bak)"]
+    what = (f"the name-constrained CA for {', '.join(hosts) or 'no host'}" if hosts is not None
+            else "the CA without name constraints")
+    lines = [f"re-issued {what}: {cert} (old files kept as .bak)"]
     if bundle.exists():
         lines.append(f"rebuilt the combined CA bundle: {bundle}")
-    lines.append("restart cordon, and the agents so they load the new bundle")
+    lines.append("restart cordon, and the agents so they load the new bundle (after `cordon trust`, run it again)")
     return lines

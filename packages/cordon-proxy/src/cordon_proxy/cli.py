@@ -210,16 +210,17 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         constrained = config.tls.name_constraints
         permitted = sorted({r.host for r in config.routes}) if constrained else None
         existed = cert.exists() and key.exists()
-        bundle = paths.combined_bundle if paths.combined_bundle.exists() else None
         try:
             ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
-                                          bundle=bundle)
+                                          bundle=paths.combined_bundle)
         except CAError as exc:
             hint = getattr(exc, "hint", None)
             return _fail(str(getattr(exc, "message", exc)), hint)
+        except OSError as exc:
+            return _fail(f"cannot prepare the CA: {exc.filename or cert}: {exc.strerror or exc}")
         if written and existed:
-            logger.log("warn", f"re-issued the name-constrained CA for the routed hosts (old files kept as .bak): "
-                               f"{cert}" + (f"; rebuilt {bundle}" if bundle else ""))
+            what = "name-constrained CA for the routed hosts" if constrained else "CA without name constraints"
+            logger.log("warn", f"re-issued the {what} (old files kept as .bak): {cert}")
         leaves = LeafContexts(ca, [r.host for r in config.routes])
     # 4. tokens
     verify: Verifier | None = None

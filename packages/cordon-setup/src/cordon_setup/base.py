@@ -81,6 +81,21 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
     )
 
 
+def _permitted_hosts(facts: ConfigFacts | None) -> list[str] | None:
+    """The hosts a name-constrained CA must permit (canonical, as cordon-ca compares them), or None."""
+    if facts is None or not facts.name_constraints:
+        return None
+    from cordon_config.hosts import canonical_host
+
+    hosts = set()
+    for host in facts.routes:
+        try:
+            hosts.add(canonical_host(host))
+        except ValueError:
+            hosts.add(host)  # invalid: cordon-ca refuses it with its own message
+    return sorted(hosts)
+
+
 def _bundle_is_current(bundle: Path, ca_cert: Path) -> bool:
     from cordon_ca import find_system_bundle
 
@@ -117,21 +132,23 @@ def ensure_base_setup(
 
     facts = read_config_facts(paths)
     ca_cert, ca_key = (facts.ca_cert, facts.ca_key) if facts else (paths.ca_cert, paths.ca_key)
-    permitted = sorted(facts.routes) if facts is not None and facts.name_constraints else None
+    permitted = _permitted_hosts(facts)
     existed = ca_cert.exists() and ca_key.exists()
+    reissue = False
     try:
         if not existed:
             if not dry_run:
                 ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted)
             note(f"{verb} the cordon CA: {ca_cert}")
-        elif permitted is not None:
+        else:
             current = CertificateAuthority.load(ca_cert, ca_key).permitted_hosts
-            written = current != frozenset(permitted)
-            if not dry_run:
-                _, written = ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted)
-            if written:
-                note(f"{'would re-issue' if dry_run else 're-issued'} the name-constrained CA for the routed "
-                     f"hosts (old files kept as .bak): {ca_cert}")
+            reissue = current != (None if permitted is None else frozenset(permitted))
+            if reissue and not dry_run:
+                _, reissue = ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted)
+            if reissue:
+                what = "name-constrained CA for the routed hosts" if permitted is not None else (
+                    "CA without name constraints")
+                note(f"{'would re-issue' if dry_run else 're-issued'} the {what} (old files kept as .bak): {ca_cert}")
     except CAError as exc:
         raise BaseSetupError(str(exc), exc.hint) from None
     if facts is None:
@@ -144,7 +161,7 @@ def ensure_base_setup(
             scaffold_config(paths.config_path, listen=port, ca_cert_path=ca_cert, ca_key_path=ca_key)
             done.append(FileChange(paths.config_path, None, read_bytes(paths.config_path)))
             progress(f"created {paths.config_path} (listen = {port})")
-    if not _bundle_is_current(paths.combined_bundle, ca_cert):
+    if (dry_run and reissue) or not _bundle_is_current(paths.combined_bundle, ca_cert):
         if not dry_run:
             try:
                 write_combined_bundle(ca_cert, paths.combined_bundle)

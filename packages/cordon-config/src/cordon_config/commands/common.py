@@ -148,7 +148,7 @@ def after_routes_changed(paths: ScopePaths) -> int:
 
     failed = run_hooks(hooks, (paths, load_config(paths.config_path)),
                        failure="could not update the CA for the new routes",
-                       hint="run `cordon-ca generate --force` (or restart cordon, which re-issues it)")
+                       hint="run `cordon ca generate --force` (or restart cordon, which re-issues it)")
     return FAILED if failed else OK
 
 
@@ -162,7 +162,8 @@ def run_hooks(hooks: list[Any], args: tuple[Any, ...], *, failure: str, hint: st
                 print(f"  {line}")
         except Exception as exc:
             sys.stderr.write(f"cordon: {failure}: {' '.join(str(exc).split())[:200]}\n")
-            sys.stderr.write(f"hint: {hint}\n")
+            own = getattr(exc, "hint", None)  # e.g. cordon-ca's "chmod 600 …": what actually fixes it
+            sys.stderr.write(f"hint: {own if isinstance(own, str) and own else hint}\n")
             failed = True
     return failed
 
