@@ -20,7 +20,6 @@ import os
 import secrets
 import select
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -41,6 +40,7 @@ from cordon_proxy.testing import (
     free_port,
     health_ok,
     status,
+    terminate,
     tokens_for,
 )
 
@@ -321,13 +321,7 @@ class SecretService:
 
     def close(self) -> None:
         for proc in reversed(self.procs):  # gnome-keyring first, then its bus
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(TIMEOUT)
+            terminate(proc)
             if proc.stdout is not None:
                 proc.stdout.close()
         shutil.rmtree(self.runtime, ignore_errors=True)

@@ -417,13 +417,7 @@ class ProxyProcess:
         proc = self.proc
         if proc is None:
             return 0
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
+        terminate(proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -495,6 +489,18 @@ def tokens_for(config_path: Path) -> tuple[Path, str]:
     env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
     paths = resolve_scope(None, config_path, env=env, cwd=config_path.parent)
     return paths.tokens_path, paths.namespace
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = TIMEOUT) -> int:
+    """Stop ``proc``: SIGTERM, a bounded wait, SIGKILL as a last resort; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    return proc.returncode
 
 
 def curl(*args: str, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
