@@ -11,25 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cordon_doctor.cli import doctor_main
+from cordon_doctor.testing import doctor, line_and_fix
 
 ENV_ROUTE = ('[[routes]]\nname = "api"\n[routes.match]\nhost = "api.test"\n[routes.auth]\ntype = "header"\n'
              'header_name = "Authorization"\nscheme = "Bearer"\n[routes.auth.secret]\nsource = "env"\n'
              'var = "API_TEST_KEY"\n')
-
-
-def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    code = doctor_main(list(args), prog="cordon doctor")
-    return code, capsys.readouterr().out
-
-
-def line_and_fix(out: str, check: str) -> tuple[str, str | None]:
-    lines = out.splitlines()
-    for i, line in enumerate(lines):
-        if line.split(":", 1)[0].split()[-1:] == [check]:
-            fix = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].strip().startswith("fix:") else None
-            return line, fix
-    raise AssertionError(f"no line for {check} in:\n{out}")
 
 
 def set_listen(paths, port: int) -> None:

@@ -9,6 +9,7 @@ every CONNECT with 403), ``hang`` (never answers anything).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 _FAKE_MAIN = '''\
 import http.server, json, sys, time, tomllib
@@ -60,3 +61,21 @@ def write_fake_proxy(directory: Path, mode: str) -> Path:
     (package / "__init__.py").write_text('"""A fake cordon_proxy for failure-injection tests."""\n')
     (package / "__main__.py").write_text(_FAKE_MAIN.format(mode=mode))
     return directory
+
+
+def doctor(capsys: Any, *args: str) -> tuple[int, str]:
+    """Run ``cordon doctor ARGS`` in-process: (exit code, what it printed), read through pytest's ``capsys``."""
+    from cordon_doctor.cli import doctor_main
+
+    code = doctor_main(list(args), prog="cordon doctor")
+    return code, capsys.readouterr().out
+
+
+def line_and_fix(out: str, check: str) -> tuple[str, str | None]:
+    """The report line of check ``check`` and the ``fix:`` line under it (None when it has none)."""
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.split(":", 1)[0].split()[-1:] == [check]:
+            fix = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].strip().startswith("fix:") else None
+            return line, fix
+    raise AssertionError(f"no line for {check} in:\n{out}")
