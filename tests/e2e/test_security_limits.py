@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cordon_proxy.testing import Stack, running_stack
+from cordon_proxy.testing import Stack, read_head, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -50,19 +50,9 @@ def _health_request(port: int) -> bytes:
     return f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
 
 
-def _read_head(sock: socket.socket) -> bytes:
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return head
-
-
 def _health_on(sock: socket.socket, port: int) -> bytes:
     sock.sendall(_health_request(port))
-    return _read_head(sock)
+    return read_head(sock)
 
 
 def test_max_connections_answers_503(limited: Stack) -> None:
@@ -76,7 +66,7 @@ def test_max_connections_answers_503(limited: Stack) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as extra:
             with contextlib.suppress(OSError):
                 extra.sendall(_health_request(port))
-            answer = _read_head(extra)
+            answer = read_head(extra)
             assert answer.startswith(b"HTTP/1.1 503 "), answer
             assert b"X-Cordon-Error: too-many-connections" in answer
             extra.settimeout(TIMEOUT)
@@ -138,7 +128,7 @@ def test_stalled_request_body_is_timed_out(impatient: Stack) -> None:
     port, up = impatient.proxy.port, impatient.upstream.port
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
         raw.sendall(f"CONNECT api.test:{up} HTTP/1.1\r\nHost: api.test:{up}\r\n\r\n".encode())
-        assert _read_head(raw).startswith(b"HTTP/1.1 200 ")
+        assert read_head(raw).startswith(b"HTTP/1.1 200 ")
         ctx = ssl.create_default_context(cafile=str(impatient.cordon_ca))
         with ctx.wrap_socket(raw, server_hostname="api.test") as tls:
             head = f"POST /slow-body HTTP/1.1\r\nHost: api.test:{up}\r\nContent-Length: 100\r\n\r\n"
@@ -162,7 +152,7 @@ def test_slowloris_inside_mitm_tunnel_is_timed_out_too(impatient: Stack) -> None
     port, up = impatient.proxy.port, impatient.upstream.port
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
         sock.sendall(f"CONNECT api.test:{up} HTTP/1.1\r\nHost: api.test:{up}\r\n\r\n".encode())
-        assert _read_head(sock).startswith(b"HTTP/1.1 200 ")
+        assert read_head(sock).startswith(b"HTTP/1.1 200 ")
         assert _closed_within(sock, 6 * IDLE), "a tunnel without a TLS handshake stayed open"
 
 
@@ -301,7 +291,7 @@ def test_slow_reader_of_a_large_response_keeps_rss_bounded(roomy: Stack) -> None
     raw.connect(("127.0.0.1", port))
     with raw:
         raw.sendall(f"CONNECT api.test:{up} HTTP/1.1\r\nHost: api.test:{up}\r\n\r\n".encode())
-        assert _read_head(raw).startswith(b"HTTP/1.1 200 ")
+        assert read_head(raw).startswith(b"HTTP/1.1 200 ")
         ctx = ssl.create_default_context(cafile=str(roomy.cordon_ca))
         with ctx.wrap_socket(raw, server_hostname="api.test") as tls:
             tls.sendall(b"GET /big HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")

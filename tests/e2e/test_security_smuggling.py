@@ -82,14 +82,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
 
 
-@pytest.fixture(scope="module")
-def dead_port() -> Iterator[int]:
-    """A loopback port bound (so nobody else takes it) but not listening: a connection would be refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
 def _read_all(sock: socket.socket) -> tuple[bytes, bool]:
     """Everything until EOF (bounded); returns (data, closed) where closed means EOF/reset was seen."""
     sock.settimeout(TIMEOUT)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config.tokens import TokenStore
-from cordon_proxy.testing import Stack, running_stack, tokens_for
+from cordon_proxy.testing import Stack, read_head, running_stack, tokens_for
 from cordon_proxy.tokens import CHECK_EVERY
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +56,7 @@ def _connect(port: int, authority: str, headers: list[str]) -> tuple[bytes, sock
     sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}", *headers]
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return head, sock
+    return read_head(sock), sock
 
 
 def _connect_status(port: int, authority: str, headers: list[str]) -> bytes:

@@ -39,6 +39,7 @@ from cordon_proxy.testing import (
     RecordingUpstream,
     free_port,
     health_ok,
+    read_head,
     status,
     terminate,
     tokens_for,
@@ -424,12 +425,7 @@ def _tunnel(
     with sock:
         auth = f"Proxy-Authorization: {r.token_header}\r\n" if token else ""
         sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
+        head = read_head(sock)
         if not head.startswith(b"HTTP/1.1 200 "):
             head += _read_until_close(sock)
             r.responses.append(head)

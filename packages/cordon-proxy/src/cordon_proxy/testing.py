@@ -491,6 +491,17 @@ def tokens_for(config_path: Path) -> tuple[Path, str]:
     return paths.tokens_path, paths.namespace
 
 
+def read_head(sock: socket.socket) -> bytes:
+    """Read ``sock`` up to the blank line that ends a response head, or to EOF: what arrived by then."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
 def terminate(proc: subprocess.Popen[Any], timeout: float = TIMEOUT) -> int:
     """Stop ``proc``: SIGTERM, a bounded wait, SIGKILL as a last resort; returns its exit code."""
     if proc.poll() is None:
