@@ -18,7 +18,7 @@ from cordon_ca.errors import (
     HostNotAllowed,
     TrustError,
 )
-from cordon_ca.scope_ca import ensure_scope_ca
+from cordon_ca.scope_ca import ca_matches, ensure_scope_ca
 
 __version__ = "0.1.0"
 
@@ -35,6 +35,7 @@ __all__ = [
     "LeafContextCache",
     "TrustError",
     "__version__",
+    "ca_matches",
     "ensure_ca_matches",
     "ensure_scope_ca",
     "find_system_bundle",

@@ -21,9 +21,15 @@ from cordon_ca.authority import (
 )
 from cordon_ca.bundle import write_combined_bundle
 
-__all__ = ["ensure_scope_ca", "on_routes_changed"]
+__all__ = ["ca_matches", "ensure_scope_ca", "on_routes_changed"]
 
 PathLike = str | os.PathLike[str]
+
+
+def ca_matches(ca: CertificateAuthority, permitted_hosts: Iterable[str] | None) -> bool:
+    """Whether ``ca``'s name constraints are exactly ``permitted_hosts`` (None: unconstrained), compared as
+    cordon-ca normalises host names (case, trailing dot, IDN)."""
+    return ca.permitted_hosts == _canonical_permitted(permitted_hosts)
 
 
 def ensure_scope_ca(
@@ -40,15 +46,14 @@ def ensure_scope_ca(
     directory the user cannot write still loads when it matches. An existing ``bundle`` that does not hold this
     CA is rebuilt (a missing one is ``cordon setup``'s to write)."""
     cert, key = Path(cert_path), Path(key_path)
-    wanted = _canonical_permitted(permitted_hosts)
     changed = False
     if cert.exists() and key.exists():
         ca = CertificateAuthority.load(cert, key)
-        if ca.permitted_hosts != wanted:
-            changed = ensure_ca_matches(cert, key, namespace=namespace, permitted_hosts=wanted)
+        if not ca_matches(ca, permitted_hosts):
+            changed = ensure_ca_matches(cert, key, namespace=namespace, permitted_hosts=permitted_hosts)
             ca = CertificateAuthority.load(cert, key)
     else:
-        ca = load_or_create_ca(cert, key, namespace=namespace, permitted_hosts=wanted)
+        ca = load_or_create_ca(cert, key, namespace=namespace, permitted_hosts=permitted_hosts)
         changed = True
     if bundle is not None and Path(bundle).exists() and not _bundle_holds(Path(bundle), cert):
         write_combined_bundle(cert, bundle)  # also after a re-issue whose bundle write failed last time

@@ -82,18 +82,10 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
 
 
 def _permitted_hosts(facts: ConfigFacts | None) -> list[str] | None:
-    """The hosts a name-constrained CA must permit (canonical, as cordon-ca compares them), or None."""
+    """The routed hosts a name-constrained CA must permit (cordon-ca normalises them), or None."""
     if facts is None or not facts.name_constraints:
         return None
-    from cordon_config.hosts import canonical_host
-
-    hosts = set()
-    for host in facts.routes:
-        try:
-            hosts.add(canonical_host(host))
-        except ValueError:
-            hosts.add(host)  # invalid: cordon-ca refuses it with its own message
-    return sorted(hosts)
+    return sorted(facts.routes)
 
 
 def _bundle_is_current(bundle: Path, ca_cert: Path) -> bool:
@@ -120,7 +112,7 @@ def ensure_base_setup(
     """
     # imported here, not at module level: `cordon env` reads config facts from this module and must not pay
     # for cryptography and tomlkit at start-up
-    from cordon_ca import CAError, CertificateAuthority, ensure_scope_ca, write_combined_bundle
+    from cordon_ca import CAError, CertificateAuthority, ca_matches, ensure_scope_ca, write_combined_bundle
     from cordon_config.edit import free_port, scaffold_config, scaffold_text
 
     done: list[FileChange | str] = []
@@ -141,8 +133,7 @@ def ensure_base_setup(
                 ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted)
             note(f"{verb} the cordon CA: {ca_cert}")
         else:
-            current = CertificateAuthority.load(ca_cert, ca_key).permitted_hosts
-            reissue = current != (None if permitted is None else frozenset(permitted))
+            reissue = not ca_matches(CertificateAuthority.load(ca_cert, ca_key), permitted)
             if reissue and not dry_run:
                 _, reissue = ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted)
             if reissue:
