@@ -229,7 +229,7 @@ fetch(process.argv[1], {headers: {authorization: 'Bearer DUMMY'}})
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 @pytest.mark.skipif(not (NODE_MODULES / "undici").is_dir(),
-                    reason="undici is not installed: npm install --prefix tests/e2e/node (.ci/run does)")
+                    reason="undici is not installed: npm ci --prefix tests/e2e/node (.ci/run does)")
 def test_node_fetch_through_undici_env_proxy_agent(stack: Stack) -> None:
     """Node's global fetch with undici's EnvHttpProxyAgent: how Node before 22.21 follows HTTPS_PROXY."""
     before = len(stack.upstream.requests)
