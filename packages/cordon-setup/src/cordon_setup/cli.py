@@ -90,6 +90,26 @@ def _paths(args: argparse.Namespace) -> ScopePaths:
     return scope_from_args(args)
 
 
+def _integration_paths(args: argparse.Namespace, name: str | None) -> ScopePaths:
+    """The scope for integration ``name``: its own for Hermes and OpenClaw (``--scope`` is an error there, and
+    ``--config`` must name that file), else the one ``--scope``/``--config`` select."""
+    from cordon_config.scope import resolve_scope
+
+    from cordon_setup.context import home_dir
+    from cordon_setup.integrations import INTEGRATIONS, own_config
+
+    own = own_config(name, home_dir(os.environ)) if name in INTEGRATIONS else None
+    if own is None:
+        return _paths(args)
+    if args.scope is not None:
+        raise UsageError(
+            f"{name} is a scope of its own ({own}): drop --scope; later commands take --config {own}"
+        )
+    if args.config is not None and Path(os.path.abspath(args.config)) != own:
+        raise UsageError(f"{name} is a scope of its own: its config is {own}, not {args.config}")
+    return resolve_scope(None, own, env=os.environ, cwd=Path.cwd())
+
+
 def _isatty(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
@@ -101,6 +121,9 @@ examples:
   cordon setup codex                 CA, cordon.toml, tokens, then .codex/.env and .codex/config.toml here
   cordon setup claude-code --scope user --dry-run
                                      show the diff of ~/.claude/settings.json etc. without writing
+  cordon setup hermes                ~/.hermes is its own scope: ~/.hermes/cordon.toml, ~/.hermes/.env, a skill
+  cordon setup openclaw              ~/.openclaw/openclaw.json proxy, the CA for its gateway service, a skill
+  cordon setup aider --scope user    ~/.env for Aider (gemini-cli and opencode work the same way)
   cordon setup                       only the CA, cordon.toml, the combined bundle and tokens.toml
 """
 
@@ -168,6 +191,8 @@ def _print_setup(outcome: SetupOutcome) -> None:
         return
     for line in describe(outcome):
         print(line)
+    for line in outcome.notes:
+        print(line)
     if not outcome.changed:
         what = f"cordon and {outcome.integration} are" if outcome.integration else "cordon is"
         print(f"nothing to change: {what} already set up ({paths.scope} scope, {paths.config_path})")
@@ -181,11 +206,11 @@ def _setup(args: argparse.Namespace) -> int:
     from cordon_setup.integrations import INTEGRATIONS
     from cordon_setup.setup_flow import run_setup
 
-    paths = _paths(args)
     if args.integration is not None and args.integration not in INTEGRATIONS:
         raise UsageError(
             f"unknown integration {args.integration!r}; choose one of: {', '.join(INTEGRATIONS)}"
         )
+    paths = _integration_paths(args, args.integration)
     confirm = None
     if not args.yes and not args.dry_run and _isatty(sys.stdin) and _isatty(sys.stdout):
         confirm = _confirm_on_tty
@@ -255,7 +280,7 @@ def _integration(args: argparse.Namespace) -> int:
     from cordon_setup.integrations import INTEGRATIONS, disable, installed, plan_disable
     from cordon_setup.plan import render_plan
 
-    paths = _paths(args)
+    paths = _integration_paths(args, getattr(args, "name", None))
     if args.action == "list":
         names = installed(paths)
         if args.json:

@@ -29,6 +29,7 @@ class SetupOutcome:
     plan: IntegrationPlan | None = None
     applied: list[Applied] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the integration did beyond its files
     masks: dict[str, str] = field(default_factory=dict)
     declined: bool = False
 
@@ -83,6 +84,8 @@ def run_setup(
     outcome = SetupOutcome(paths, integration, dry_run)
     if integration is not None:
         module = target(integration)
+        if hasattr(module, "preflight"):
+            module.preflight(environ, home_dir(environ))  # raises before anything is written
         probe = build_context(
             paths,
             integration,
@@ -115,6 +118,8 @@ def run_setup(
         outcome.declined = True
         return outcome
     outcome.applied = apply_changes(plan.all_changes)
+    if hasattr(module, "after_apply") and any(c.changed for c in plan.changes):
+        outcome.notes = module.after_apply(ctx, plan.agent_dir)
     return outcome
 
 
