@@ -244,9 +244,10 @@ def _normalise(
 
 def _written(project: Path, home: Path, paths) -> list[Path]:
     """Every file setup wrote, cordon.toml and tokens.toml included, except the CA and the bundle (random
-    keys and the machine's trust store: cordon-ca's tests check their content; here only their modes)."""
+    keys and the machine's trust store: cordon-ca's tests check their content; here only their modes) and the
+    Node hook (test_nodehook.py)."""
     roots = [project, home]
-    skip_dirs = {paths.certs_dir}
+    skip_dirs = {paths.certs_dir, paths.state_dir / "node"}  # the Node hook: a copy of the shipped file
     out = []
     for root in roots:
         for path in sorted(root.rglob("*")):

@@ -430,10 +430,14 @@ def _run(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise UsageError("no command given; usage: cordon run [--scope|--config] -- CMD [ARGS...]")
+    from cordon_setup.nodehook import ensure_hook
+
     paths = _paths(args)
     env = scope_env(paths, args.token)
     facts = read_config_facts(paths)
     assert facts is not None
+    if paths.state_dir.is_dir():
+        ensure_hook(paths)  # NODE_OPTIONS requires it: a Node program would not start without it
     return run_with_proxy(
         command,
         env_contract=env,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from cordon_config.scope import ScopePaths
 
+from cordon_setup.nodehook import hook_path, node_options
+
 NO_PROXY = "localhost,127.0.0.1,::1"
 PROXY_NAMES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 NO_PROXY_NAMES = ("NO_PROXY", "no_proxy")
@@ -42,4 +44,5 @@ def env_contract(
         env[name] = bundle
     env["NODE_EXTRA_CA_CERTS"] = str(ca_cert if ca_cert is not None else paths.ca_cert)
     env["NODE_USE_ENV_PROXY"] = "1"
+    env["NODE_OPTIONS"] = node_options(hook_path(paths))
     return env

@@ -133,6 +133,16 @@ def run_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
     return 128 - code if code < 0 else code
 
 
+def merged_environment(base: Mapping[str, str], contract: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with the env contract on top; a ``NODE_OPTIONS`` already in ``base`` is kept after the
+    contract's (Node reads every option in it)."""
+    env = {**base, **contract}
+    theirs, ours = base.get("NODE_OPTIONS", "").strip(), contract.get("NODE_OPTIONS", "")
+    if theirs and ours and ours not in theirs:
+        env["NODE_OPTIONS"] = f"{ours} {theirs}"
+    return env
+
+
 def run_with_proxy(
     argv: Sequence[str],
     *,
@@ -151,7 +161,7 @@ def run_with_proxy(
         proxy = ProxyProcess(config_path, port, log_path, environ=base, argv=start_argv)
         proxy.start(timeout=start_timeout)
     try:
-        return run_command(argv, {**base, **env_contract})
+        return run_command(argv, merged_environment(base, env_contract))
     finally:
         if proxy is not None:
             proxy.stop()
