@@ -42,6 +42,12 @@ examples:
   {prog} rotate codex               new value; the codex integration's files are rewritten
   {prog} revoke claude-code
 """
+CONFIG_EPILOG = """\
+examples:
+  {prog} migrate --dry-run          what would change (auth types bearer/api_key, [[secrets.providers]])
+  {prog} migrate                    rewrite them in cordon's own terms (as it was: cordon.toml.migrate.bak)
+  {prog} migrate --config ~/.hermes/cordon.toml
+"""
 
 
 def _route_fields(parser: argparse.ArgumentParser, *, edit: bool) -> None:
@@ -124,10 +130,20 @@ def _add_token_commands(parser: argparse.ArgumentParser) -> None:
     revoke.add_argument("name", metavar="NAME")
 
 
+def _add_config_commands(parser: argparse.ArgumentParser) -> None:
+    prog = parser.prog
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    migrate = _leaf(sub, "migrate", "rewrite legacy forms (auth types bearer/api_key, [[secrets.providers]]) in "
+                    "cordon's own terms, losslessly, keeping the file as it was (.migrate.bak)", CONFIG_EPILOG, prog)
+    migrate.add_argument("-n", "--dry-run", action="store_true", help="say what would change; write nothing")
+    migrate.add_argument("--json", action="store_true", help="print JSON")
+
+
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "route": ("add, edit, list, show or remove routes in cordon.toml", _add_route_commands, ROUTE_EPILOG),
     "secret": ("store, delete or check route secrets", _add_secret_commands, SECRET_EPILOG),
     "token": ("list, rotate or revoke proxy tokens", _add_token_commands, TOKEN_EPILOG),
+    "config": ("work on cordon.toml as a whole (migrate legacy forms)", _add_config_commands, CONFIG_EPILOG),
 }
 
 
@@ -197,13 +213,21 @@ def token_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     return _run(_command_parser("token", prog or "cordon token"), argv, run_token)
 
 
+def config_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon config migrate``."""
+    from cordon_config.commands.config import run_config
+
+    return _run(_command_parser("config", prog or "cordon config"), argv, run_config)
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon-config route|secret|token ...``."""
+    """``cordon-config route|secret|token|config ...``."""
+    from cordon_config.commands.config import run_config
     from cordon_config.commands.route import run_route
     from cordon_config.commands.secret import run_secret
     from cordon_config.commands.token import run_token
 
-    handlers = {"route": run_route, "secret": run_secret, "token": run_token}
+    handlers = {"route": run_route, "secret": run_secret, "token": run_token, "config": run_config}
     return _run(build_parser(prog or "cordon-config"), argv, lambda args: handlers[args.command](args))
 
 

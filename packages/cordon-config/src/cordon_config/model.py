@@ -82,6 +82,7 @@ class Config:
     limits: Limits = Limits()
     secret_ttl: float = 10.0
     op_path: str | None = None
+    notes: tuple[str, ...] = ()  # legacy forms read (`cordon config migrate` rewrites them), one line each
 
     def route_for_host(self, host: str, port: int | None = None) -> Route | None:
         """The route whose host equals ``host`` after canonicalisation (and whose port matches, if set)."""

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import os
 import re
+import shlex
 import stat
 from pathlib import Path
 
@@ -39,7 +40,12 @@ def check_config(ctx: DoctorContext) -> list[Finding]:
         return [fail("config", f"cannot read {path}: {exc.strerror}", f"check the permissions of {path}")]
     ctx.config = config
     n = len(config.routes)
-    return [ok("config", f"{path} is valid: listen {config.listen}, {n} route{'s' if n != 1 else ''}")]
+    found = [ok("config", f"{path} is valid: listen {config.listen}, {n} route{'s' if n != 1 else ''}")]
+    migrate = (f"cordon config migrate --config {shlex.quote(str(path))}" if ctx.explicit_config
+               else f"cordon config migrate{ctx.scope_flag}")
+    for note in config.notes:  # legacy forms: read, and said what they mean
+        found.append(warn("config.legacy", note, migrate))
+    return found
 
 
 def _owner_and_mode(path: Path) -> tuple[int, int]:

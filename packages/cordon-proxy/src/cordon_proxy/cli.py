@@ -191,6 +191,8 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         return EXIT_FAIL
     except OSError as exc:
         return _fail(f"cannot read {config_path}: {exc.strerror}")
+    for note in config.notes:  # legacy forms, read as what they mean
+        logger.log("info", f"note: {note}")
     # 2. secrets
     failures = check_secrets(config)
     if failures:
