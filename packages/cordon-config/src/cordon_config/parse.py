@@ -256,7 +256,8 @@ class _Validator:
         tls = self.tls(data)
         secret_ttl = self.number(data, "secret_ttl", (), 10.0, integer=False, minimum=0, maximum=86400)
         secrets_table = self.table(data, "secrets") or {}
-        self.unknown_keys(secrets_table, (*SECRETS_KEYS, "providers"), ("secrets",))
+        own_keys = {k: v for k, v in secrets_table.items() if k != "providers"}  # read below, never suggested
+        self.unknown_keys(own_keys, SECRETS_KEYS, ("secrets",))
         op_path = self.string(secrets_table, "op_path", ("secrets",), required=False)
         if op_path is not None and "/" in op_path:
             resolved = self.path(secrets_table, "op_path", ("secrets",), required=False)
