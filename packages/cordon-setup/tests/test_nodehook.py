@@ -160,3 +160,24 @@ def test_cordon_run_keeps_the_users_node_options() -> None:
     assert merged_environment({"NODE_OPTIONS": contract["NODE_OPTIONS"]}, contract)["NODE_OPTIONS"] == \
         contract["NODE_OPTIONS"]
     assert merged_environment({}, contract)["NODE_OPTIONS"] == contract["NODE_OPTIONS"]
+
+
+def test_cordon_env_restores_the_hook_or_leaves_node_options_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from cordon_setup.cli import env_main, setup_main
+
+    monkeypatch.chdir(tmp_path)
+    assert setup_main(["--yes"]) == 0
+    scope = resolve_scope(None, None, env=os.environ, cwd=tmp_path)
+    hook_path(scope).unlink()  # an older cordon set this scope up, or the file was removed
+    capsys.readouterr()
+    assert env_main(["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["NODE_OPTIONS"] == node_options(hook_path(scope))
+    assert hook_is_current(scope)  # put back before anything could load it
+    shutil.rmtree(scope.state_dir)  # no state directory at all: nothing is created, NODE_OPTIONS left out
+    assert env_main(["--json"]) == 0
+    env = json.loads(capsys.readouterr().out)
+    assert "NODE_OPTIONS" not in env and "HTTPS_PROXY" in env
+    assert not scope.state_dir.exists()

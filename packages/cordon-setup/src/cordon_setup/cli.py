@@ -348,11 +348,22 @@ def build_env_parser(prog: str = "cordon env") -> argparse.ArgumentParser:
 
 
 def scope_env(paths: ScopePaths, token_name: str = "default") -> dict[str, str]:
-    """The env contract of a scope: port and CA from its cordon.toml, the named token from tokens.toml."""
+    """The env contract of a scope: port and CA from its cordon.toml, the named token from tokens.toml.
+
+    The scope's copy of the Node register hook is refreshed when the state directory exists; without it,
+    ``NODE_OPTIONS`` is left out (a ``--require`` of a missing file would stop every Node program)."""
+    from cordon_setup.nodehook import ensure_hook, hook_path
+
     facts = read_config_facts(paths)
     if facts is None:
         raise BaseSetupError(f"no cordon config at {paths.config_path}", "run: cordon setup")
-    return env_contract(paths, facts.listen, token_value(paths, token_name), ca_cert=facts.ca_cert)
+    env = env_contract(paths, facts.listen, token_value(paths, token_name), ca_cert=facts.ca_cert)
+    if paths.state_dir.is_dir():
+        with contextlib.suppress(OSError):
+            ensure_hook(paths)
+    if not hook_path(paths).is_file():
+        env.pop("NODE_OPTIONS", None)
+    return env
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -430,14 +441,10 @@ def _run(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise UsageError("no command given; usage: cordon run [--scope|--config] -- CMD [ARGS...]")
-    from cordon_setup.nodehook import ensure_hook
-
     paths = _paths(args)
     env = scope_env(paths, args.token)
     facts = read_config_facts(paths)
     assert facts is not None
-    if paths.state_dir.is_dir():
-        ensure_hook(paths)  # NODE_OPTIONS requires it: a Node program would not start without it
     return run_with_proxy(
         command,
         env_contract=env,
