@@ -12,7 +12,7 @@ import sys
 try:
     import resource
 except ImportError:  # Windows
-    resource = None  # type: ignore[assignment]
+    resource = None  # type: ignore[assignment]  # no such module on Windows; every use checks for None
 
 __all__ = ["PR_GET_DUMPABLE", "PR_SET_DUMPABLE", "get_dumpable", "harden_process"]
 

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from types import CoroutineType
-from typing import Any
+from typing import Any, cast
 
 from cordon_ca import CAError
 from cordon_config.model import Config
@@ -318,9 +318,9 @@ class Connection:
             while pending:
                 follow = self._perform(pending.popleft(), pending)
                 if type(follow) is CoroutineType:
-                    follow = await follow
+                    follow = await cast("Coroutine[Any, Any, ev.Event | None]", follow)
                 if follow is not None:
-                    pending.extend(session.handle(follow))  # type: ignore[arg-type]  # the coroutine was awaited
+                    pending.extend(session.handle(cast("ev.Event", follow)))
         finally:
             self._busy = False
             lock.release()
@@ -638,13 +638,13 @@ class Connection:
         self._close_client(abort=True)
 
 
-def _must_drain(transport: asyncio.BaseTransport) -> bool:
+def _must_drain(transport: asyncio.WriteTransport) -> bool:
     """Whether a write must be followed by ``drain()``: bytes are still buffered or the transport is closing.
 
     A write that the transport handed on completely (the common case on a warm connection) leaves nothing to
     wait for, so the drain and its timer are skipped; backpressure applies as soon as anything stays buffered.
     """
-    return transport.is_closing() or transport.get_write_buffer_size() > 0  # type: ignore[attr-defined, no-any-return]
+    return transport.is_closing() or transport.get_write_buffer_size() > 0
 
 
 def log_internal_error(logger: Logger, exc: BaseException) -> None:
@@ -665,7 +665,7 @@ def loop_exception_handler(logger: Logger) -> Callable[[asyncio.AbstractEventLoo
         if isinstance(exc, BaseException):
             log_internal_error(logger, exc)
         else:
-            logger.log("error", "event loop error", message=str(context.get("message", ""))[:200])
+            logger.log("error", "event loop error", detail=str(context.get("message", ""))[:200])
 
     return handler
 
