@@ -290,6 +290,9 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
                 f"stop what is using it (cordon status), or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
+    from cordon_proxy.hardening import release_startup_memory
+
+    release_startup_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(loop_exception_handler(logger))

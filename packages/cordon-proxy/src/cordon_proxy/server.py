@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from types import CoroutineType
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 from cordon_ca import CAError
 from cordon_config.model import Config
@@ -53,8 +53,16 @@ READ_SIZE = 2**18
 LINGER_IDLE = 2.0
 LINGER_TOTAL = 10.0
 
-Performed = ev.Event | Coroutine[Any, Any, ev.Event | None] | None
+Later: TypeAlias = "CoroutineType[Any, Any, ev.Event | None]"  # a string: not subscriptable at run time
+"""A command still being carried out: awaiting it gives the event to feed back (or None)."""
+Performed: TypeAlias = "ev.Event | Later | None"
 """What carrying out a command gives: the event to feed back, a coroutine that gives it, or nothing."""
+
+
+def _later(coroutine: Coroutine[Any, Any, ev.Event | None]) -> Later:
+    """``coroutine`` typed as what an ``async def`` call really returns (so ``type(x) is CoroutineType``
+    tells it from an event)."""
+    return cast(Later, coroutine)
 
 
 class Proxy:
@@ -272,7 +280,7 @@ class Connection:
         if self.upstream is not conn or self.upstream_task is not None:
             return
         await self.dispatch(event)
-        ended = isinstance(event, ev.UpstreamClosed | ev.UpstreamTimeout)
+        ended = type(event) is not ev.UpstreamData  # UpstreamClosed or UpstreamTimeout
         if ended and self.upstream is conn and self.upstream_task is None:
             self._drop_upstream(reusable=False)
 
@@ -318,9 +326,9 @@ class Connection:
             while pending:
                 follow = self._perform(pending.popleft(), pending)
                 if type(follow) is CoroutineType:
-                    follow = await cast("Coroutine[Any, Any, ev.Event | None]", follow)
+                    follow = await follow
                 if follow is not None:
-                    pending.extend(session.handle(cast("ev.Event", follow)))
+                    pending.extend(session.handle(follow))
         finally:
             self._busy = False
             lock.release()
@@ -333,11 +341,11 @@ class Connection:
         What comes back is the reply (or follow-up event) for the session, a coroutine giving it, or None.
         Consecutive writes to one peer still in ``pending`` are joined into one.
         """
-        if isinstance(command, cmd.SendClient):
+        if type(command) is cmd.SendClient:
             data = command.data
             while pending:
                 queued = pending[0]
-                if not isinstance(queued, cmd.SendClient):
+                if type(queued) is not cmd.SendClient:
                     break
                 data += queued.data
                 pending.popleft()
@@ -348,12 +356,12 @@ class Connection:
                 writer.write(data)
             except (ConnectionError, ssl.SSLError, OSError):
                 return ev.ClientClosed()
-            return self._drain_client() if _must_drain(writer.transport) else None
-        if isinstance(command, cmd.SendUpstream):
+            return _later(self._drain_client()) if _must_drain(writer.transport) else None
+        if type(command) is cmd.SendUpstream:
             data = command.data
             while pending:
                 queued = pending[0]
-                if not isinstance(queued, cmd.SendUpstream):
+                if type(queued) is not cmd.SendUpstream:
                     break
                 data += queued.data
                 pending.popleft()
@@ -365,46 +373,46 @@ class Connection:
             except (ConnectionError, ssl.SSLError, OSError):
                 conn.write_failed = True  # see _drain_upstream
                 return None
-            return self._drain_upstream() if _must_drain(conn.writer.transport) else None
-        if isinstance(command, cmd.RequestStarted):
+            return _later(self._drain_upstream()) if _must_drain(conn.writer.transport) else None
+        if type(command) is cmd.RequestStarted:
             self.started = time.perf_counter()
             return None
-        if isinstance(command, cmd.LogRequest):
+        if type(command) is cmd.LogRequest:
             duration = time.perf_counter() - self.started if self.started else 0.0
             self.proxy.logger.request(command.record, duration)
             return None
-        if isinstance(command, cmd.FetchSecret):
+        if type(command) is cmd.FetchSecret:
             return self._fetch_secret(command)
-        if isinstance(command, cmd.OpenUpstream):
+        if type(command) is cmd.OpenUpstream:
             if command.tls_host is not None and not command.fresh:
                 conn = self.proxy.pool.checkout(command.host, command.port, command.tls_host)
                 if conn is not None:
                     return self._leased(conn, command)
-            return self._open_upstream(command)
-        if isinstance(command, cmd.ReleaseUpstream):
+            return _later(self._open_upstream(command))
+        if type(command) is cmd.ReleaseUpstream:
             self._drop_upstream(command.reusable)
             return None
-        if isinstance(command, cmd.InvalidateSecret):
+        if type(command) is cmd.InvalidateSecret:
             self.proxy.secrets.invalidate(command.route_name)
             return None
-        if isinstance(command, cmd.MitmStarted):
+        if type(command) is cmd.MitmStarted:
             self.proxy.logger.log("info", "MITM: injecting credentials", route=command.route, host=command.host)
             return None
-        if isinstance(command, cmd.Authenticated):
+        if type(command) is cmd.Authenticated:
             self.token_name = command.token_name
             return None
-        if isinstance(command, cmd.StartClientTLS):
-            return self._start_tls(command)
-        if isinstance(command, cmd.Resolve):
-            return self._resolve(command)
-        if isinstance(command, cmd.OpenTunnel):
-            return self._open_tunnel(command)
-        if isinstance(command, cmd.Splice):
+        if type(command) is cmd.StartClientTLS:
+            return _later(self._start_tls(command))
+        if type(command) is cmd.Resolve:
+            return _later(self._resolve(command))
+        if type(command) is cmd.OpenTunnel:
+            return _later(self._open_tunnel(command))
+        if type(command) is cmd.Splice:
             if command.upstream:
                 self.tunnel, self.upstream, self.upstream_task = self.upstream, None, None
             self.splice = command
             return None
-        if isinstance(command, cmd.CloseClient):
+        if type(command) is cmd.CloseClient:
             if command.linger and not command.abort and not self._closed:
                 self._start_linger()
             else:
@@ -445,7 +453,7 @@ class Connection:
         except Exception as exc:
             return _secret_failed(command, exc)
         if secret is None:
-            return self._fetch_secret_in_thread(command, config)
+            return _later(self._fetch_secret_in_thread(command, config))
         return ev.SecretReady(command, secret)
 
     async def _fetch_secret_in_thread(self, command: cmd.FetchSecret, config: Config) -> ev.Event:

@@ -28,6 +28,7 @@ from cordon_proxy.core.http1 import (
     ResponseEvent,
     ResponseHead,
     ResponseParser,
+    Upgrade,
     encode_chunk,
     write_request_head,
     write_response_head,
@@ -190,12 +191,12 @@ class Exchange:
     def _response_events(self, events: list[ResponseEvent], out: list[cmd.Command]) -> Outcome:
         record = self.record
         for item in events:
-            if isinstance(item, Body):
+            if type(item) is Body:
                 self._body_to_client(item.data, out)
-            elif isinstance(item, ResponseHead):
+            elif type(item) is ResponseHead:
                 if not self._response_head(item, out):
                     return Outcome.BROKEN
-            elif isinstance(item, MessageEnd):
+            elif type(item) is MessageEnd:
                 if not self.response_started or record.status == 101:
                     continue  # end of an interim (1xx) response, or of the 101 before the Upgrade event
                 if self.client_framing == "chunked":
@@ -204,7 +205,8 @@ class Exchange:
                 self.reusable = bool(parser is not None and parser.reusable and self.keep_alive)
                 self.response = None
                 return Outcome.DONE
-            else:  # Upgrade
+            else:
+                assert type(item) is Upgrade
                 if record.status != 101:
                     return self._broken("bad-upstream-response", f"upstream {self.upstream_host}: unexpected upgrade")
                 self.leftover = item.leftover

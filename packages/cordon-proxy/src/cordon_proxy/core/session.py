@@ -219,7 +219,7 @@ class Session:
 
     def _parse(self, data: bytes) -> None:
         events = self._parser.feed(data)
-        if events and isinstance(events[-1], Upgrade):
+        if events and type(events[-1]) is Upgrade:
             head = next((e for e in events if isinstance(e, RequestHead)), None)
             if head is not None and self.tunnel is not None and is_websocket(head):
                 head.upgrade = True
@@ -240,7 +240,7 @@ class Session:
             state = self.state
             if state is State.IDLE:
                 item = pending.popleft()
-                if isinstance(item, RequestHead):
+                if type(item) is RequestHead:
                     item.upgrade = item.upgrade and self.tunnel is not None and is_websocket(item)
                     self._on_request_head(item, out)
                 elif isinstance(item, Upgrade) and item.leftover:
@@ -258,9 +258,9 @@ class Session:
             if exchange.body_done:
                 return  # pipelined next request: wait until the response is complete
             item = pending.popleft()
-            if isinstance(item, Body):
+            if type(item) is Body:
                 exchange.body_to_upstream(item.data, out)
-            elif isinstance(item, MessageEnd):
+            elif type(item) is MessageEnd:
                 exchange.request_end(out)
                 if exchange.record.status:  # the response finished before the request body did
                     self._finish(out)

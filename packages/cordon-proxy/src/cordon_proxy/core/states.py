@@ -26,6 +26,8 @@ class State(Enum):
     SPLICED = "spliced"  # Splice sent: the edge relays bytes both ways; the session has no more say
     CLOSED = "closed"  # CloseClient sent: every later event is ignored (I/O that was in flight)
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own __hash__ is a Python call per table lookup
+
 
 class Read(Enum):
     """What the edge reads next (``Session.next_read``), and so which timeout applies."""
