@@ -149,8 +149,9 @@ def _normalise(
 
 
 def _written(project: Path, home: Path, paths) -> list[Path]:
-    """Every file setup wrote, cordon.toml and tokens.toml included, except the CA and the bundle (random
-    keys and the machine's trust store: cordon-ca's tests check their content; here only their modes)."""
+    """Every file setup wrote, cordon.toml, tokens.toml and the approval record included, except the CA, the
+    bundle and the approval key (random keys and the machine's trust store: cordon-ca's tests check their
+    content; here only their modes)."""
     roots = [project, home]
     skip_dirs = {paths.certs_dir}
     out = []
@@ -158,7 +159,7 @@ def _written(project: Path, home: Path, paths) -> list[Path]:
         for path in sorted(root.rglob("*")):
             if not path.is_file() or any(d in path.parents for d in skip_dirs):
                 continue
-            if path.name.endswith(".lock"):
+            if path.name.endswith(".lock") or path.name == "approval.key":  # 32 random bytes
                 continue
             out.append(path)
     return out
@@ -225,7 +226,8 @@ def test_golden_setup_and_lossless_disable(tmp_path: Path, case: str) -> None:
     for path, original in seeded.items():
         assert path.read_bytes() == original, f"{path} not restored byte for byte"
         assert not path.with_name(path.name + ".cordon.bak").exists()
-    base = (paths.config_path, paths.tokens_path)  # the scope's own files stay (the default token in it)
+    # the scope's own files stay (the default token in tokens.toml; the approvals of cordon.toml)
+    base = (paths.config_path, paths.tokens_path, paths.state_dir / "approvals.json")
     leftovers = [p for p in _written(project, home, paths) if p not in seeded and p not in base]
     assert leftovers == []
     if not seeded:

@@ -42,6 +42,28 @@ def check_config(ctx: DoctorContext) -> list[Finding]:
     return [ok("config", f"{path} is valid: listen {config.listen}, {n} route{'s' if n != 1 else ''}")]
 
 
+def check_approvals(ctx: DoctorContext) -> list[Finding]:
+    """Everything in cordon.toml that decides where a secret goes is approved as written (docs/security.md);
+    sets ``ctx.unapproved`` (their secrets are then not fetched by the secrets check)."""
+    from cordon_config.approvals import check_approved, refusal_lines
+
+    if ctx.config is None:
+        return []
+    ctx.unapproved = check_approved(ctx.config, ctx.paths)
+    if not ctx.unapproved:
+        return [ok("approvals", "every route and setting of cordon.toml is approved as written")]
+    lines = refusal_lines(ctx.unapproved, ctx.paths, flag=ctx.scope_flag)
+    if len(lines) == 1 and ctx.unapproved[0].reason in ("unrecorded", "unverified"):
+        message, _, fix = lines[0].partition(": review them with ")
+        return [fail("approvals", message + " (cordon start refuses it)", "review them with " + fix)]
+    found = []
+    for entry, line in zip(ctx.unapproved, lines, strict=True):
+        message, _, fix = line.partition("; review it, then run: ")
+        name = entry.item.name if entry.item.kind == "route" else entry.item.kind
+        found.append(fail(f"approvals.{name}", message + " (cordon start refuses it)", fix))
+    return found
+
+
 def _owner_and_mode(path: Path) -> tuple[int, int]:
     st = path.lstat()
     return st.st_uid, stat.S_IMODE(st.st_mode)

@@ -149,9 +149,15 @@ def ensure_base_setup(
             done.append(FileChange(paths.config_path, None, text.encode("utf-8")))
             progress(f"would create {paths.config_path} (listen = {port})")
         else:
-            scaffold_config(paths.config_path, listen=port, ca_cert_path=ca_cert, ca_key_path=ca_key)
+            from cordon_config.approvals import ApprovalError, approve
+
+            config = scaffold_config(paths.config_path, listen=port, ca_cert_path=ca_cert, ca_key_path=ca_key)
             done.append(FileChange(paths.config_path, None, read_bytes(paths.config_path)))
             progress(f"created {paths.config_path} (listen = {port})")
+            try:
+                approve(paths, config)  # the file cordon just wrote: its settings, no route yet
+            except ApprovalError as exc:
+                raise BaseSetupError(str(exc), exc.hint) from None
     if (dry_run and reissue) or not _bundle_is_current(paths.combined_bundle, ca_cert):
         if not dry_run:
             try:

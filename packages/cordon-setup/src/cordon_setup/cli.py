@@ -171,6 +171,8 @@ def _print_setup(outcome: SetupOutcome) -> None:
     if not outcome.changed:
         what = f"cordon and {outcome.integration} are" if outcome.integration else "cordon is"
         print(f"nothing to change: {what} already set up ({paths.scope} scope, {paths.config_path})")
+    for line in outcome.unapproved:
+        print(f"note: {line}")
     if outcome.next_steps:
         print("\nnext steps:")
         for number, step in enumerate(outcome.next_steps, start=1):

@@ -31,6 +31,7 @@ class SetupOutcome:
     next_steps: list[str] = field(default_factory=list)
     masks: dict[str, str] = field(default_factory=dict)
     declined: bool = False
+    unapproved: list[str] = field(default_factory=list)  # refusal lines: what `cordon start` would refuse
 
     @property
     def changed(self) -> bool:
@@ -94,6 +95,7 @@ def run_setup(
         )
         plan_integration(integration, probe)  # raises on an unreadable agent file
     outcome.base = ensure_base_setup(paths, progress=progress, dry_run=dry_run)
+    outcome.unapproved = unapproved_lines(paths, cwd)
     if integration is None:
         return outcome
     facts = read_config_facts(paths)
@@ -116,6 +118,18 @@ def run_setup(
         return outcome
     outcome.applied = apply_changes(plan.all_changes)
     return outcome
+
+
+def unapproved_lines(paths: ScopePaths, cwd: Path) -> list[str]:
+    """What ``cordon start`` would refuse in the scope's cordon.toml (setup approves only what it writes)."""
+    from cordon_config import ConfigError, load_config
+    from cordon_config.approvals import check_approved, refusal_lines, scope_flag
+
+    try:
+        config = load_config(paths.config_path)
+    except (ConfigError, OSError):
+        return []
+    return refusal_lines(check_approved(config, paths), paths, flag=scope_flag(paths, cwd))
 
 
 def _planned_port(base: list[FileChange | str]) -> int:
