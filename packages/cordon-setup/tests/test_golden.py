@@ -204,13 +204,14 @@ def test_golden_setup_and_lossless_disable(tmp_path: Path, case: str) -> None:
     for path in files:
         if path.name == ".env":
             assert not re.search(r"^\s*(export\s+)?CODEX_", path.read_text(), re.M)
-    # files holding the proxy token and created by cordon are private; existing files keep their mode
+    # files holding the proxy token end 0600, existing (seeded 0640) ones too; backups are 0600
     for change in outcome.plan.changes:
         mode = stat.S_IMODE(change.path.stat().st_mode)
         if change.path in seeded:
-            assert mode == 0o640
-            assert change.path.with_name(change.path.name + ".cordon.bak").read_bytes() == seeded[change.path]
-        elif change.path.suffix != ".md":
+            backup = change.path.with_name(change.path.name + ".cordon.bak")
+            assert backup.read_bytes() == seeded[change.path]
+            assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+        if change.path.suffix != ".md":
             assert mode == 0o600
     assert stat.S_IMODE(manifest_path(paths, integration).stat().st_mode) == 0o600
 

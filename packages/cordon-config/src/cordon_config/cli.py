@@ -13,6 +13,7 @@ from typing import Any
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.commands.common import FAILED, INTERRUPTED, SOURCES, USAGE, UsageError
+from cordon_config.files import SymlinkRefused
 from cordon_config.scope import add_scope_arguments
 
 # -- parsers --------------------------------------------------------------------------------------------------
@@ -178,6 +179,9 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, handler: C
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else USAGE)
     except BrokenPipeError:
+        return FAILED
+    except SymlinkRefused as exc:
+        sys.stderr.write(f"cordon: {exc}\nhint: {exc.hint}\n")
         return FAILED
     except OSError as exc:  # permission denied, read-only file system, disk full ...
         target = f": {exc.filename}" if exc.filename else ""

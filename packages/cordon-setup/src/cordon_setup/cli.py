@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
-from cordon_config.files import atomic_write
+from cordon_config.files import SymlinkRefused, atomic_write
 from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
 
 from cordon_setup.base import BaseSetupError, read_config_facts, token_value
@@ -49,6 +49,9 @@ def _guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
         _err(str(exc))
         return USAGE
     except BaseSetupError as exc:
+        _err(str(exc), exc.hint)
+        return FAIL
+    except SymlinkRefused as exc:
         _err(str(exc), exc.hint)
         return FAIL
     except OSError as exc:

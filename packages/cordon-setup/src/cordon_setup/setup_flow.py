@@ -143,16 +143,27 @@ def _planned_port(base: list[FileChange | str]) -> int:
 
 
 def describe(outcome: SetupOutcome) -> list[str]:
-    """One line per agent file written, naming the backup when one was made."""
+    """One line per agent file written, naming the backup when one was made and a mode made private."""
     lines = []
     for applied in outcome.applied:
         change = applied.change
         if change.summary:
             continue
-        line = f"{'created' if change.before is None else 'updated'} {change.path}"
+        private = (f" (mode {applied.tightened_from:04o} -> 0600: it holds the proxy token)"
+                   if applied.tightened_from is not None else "")
+        if not change.changed:
+            lines.append(f"made {change.path} private{private}")
+            continue
+        line = f"{'created' if change.before is None else 'updated'} {change.path}" + private
+        kept = change.backup_path or backup_path(change.path)
         if applied.backup is not None:
-            line += f" (original saved as {applied.backup.name})"
-        elif change.before is not None and change.backup and backup_path(change.path).exists():
-            line += f" (original kept in {backup_path(change.path).name})"
+            line += f" (original saved as {_shown(applied.backup, change.path)})"
+        elif change.before is not None and change.backup and kept.exists():
+            line += f" (original kept in {_shown(kept, change.path)})"
         lines.append(line)
     return lines
+
+
+def _shown(backup: Path, beside: Path) -> str:
+    """The backup's name when it sits beside the file, its full path when it lives elsewhere (the state dir)."""
+    return backup.name if backup.parent == beside.parent else str(backup)
