@@ -64,6 +64,8 @@ def apply_changes(changes: Iterable[FileChange]) -> list[Applied]:
             raise ConflictError(f"{path} changed while cordon was planning; run the command again")
         backup = None
         if change.backup and change.before is not None:
+            if change.backup_path is not None:
+                change.backup_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             backup = backup_once(path, BACKUP_SUFFIX, to=change.backup_path)
         loose = None
         if change.after is None:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from cordon_config.scope import ScopePaths
 
+from cordon_setup import realkeys
 from cordon_setup.apply import Applied, apply_changes, backup_path
 from cordon_setup.base import DEFAULT_PORT, ensure_base_setup, ensure_token, read_config_facts, token_value
 from cordon_setup.context import SetupContext, cordon_command, home_dir
 from cordon_setup.envvars import env_contract
 from cordon_setup.integrations import IntegrationPlan, plan_integration, target
 from cordon_setup.plan import FileChange
+from cordon_setup.realkeys import Destination, RealKey
 
 DRY_RUN_TOKEN = "cordon-dry-run-token"
 
@@ -32,6 +34,8 @@ class SetupOutcome:
     masks: dict[str, str] = field(default_factory=dict)
     declined: bool = False
     unapproved: list[str] = field(default_factory=list)  # refusal lines: what `cordon start` would refuse
+    key_notes: list[str] = field(default_factory=list)  # real keys moved into cordon (stdout)
+    key_warnings: list[str] = field(default_factory=list)  # real keys left where the agent reads them (stderr)
 
     @property
     def changed(self) -> bool:
@@ -74,12 +78,15 @@ def run_setup(
     confirm: Callable[[IntegrationPlan, dict[str, str]], bool] | None = None,
     progress: Callable[[str], object] = print,
     cordon_cmd: str | None = None,
+    move_key: Callable[[RealKey, Destination], bool] | None = None,
 ) -> SetupOutcome:
     """Base setup, then (with ``integration``) its client token and files.
 
     The integration is planned once before anything is written, so a broken agent file (invalid JSON or
-    TOML) stops setup before it changes anything. ``confirm`` (TTY without ``--yes``) sees the plan of
-    existing agent files about to change and may decline.
+    TOML) or a symlink at one stops setup before it changes anything. ``confirm`` (TTY without ``--yes``)
+    sees the plan of existing agent files about to change and may decline. ``move_key`` (TTY, or
+    ``--move-keys``) is asked about each real provider key in those files: yes moves it into the keyring of
+    its route and writes the dummy in its place; without it (or on no) setup warns with the commands.
     """
     outcome = SetupOutcome(paths, integration, dry_run)
     if integration is not None:
@@ -108,6 +115,16 @@ def run_setup(
         paths, integration, port=port, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
     )
     plan = plan_integration(integration, ctx)
+    outcome.masks.update(realkeys.masks(plan.real_keys))
+    moved: list[str] = []
+    if plan.real_keys and not dry_run and move_key is not None:
+        moved = _move_keys(paths, plan.real_keys, move_key, outcome)
+        if moved:
+            ctx = build_context(  # the route may be new: next steps say so
+                paths, integration, port=port, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
+            )
+            plan = plan_integration(integration, ctx, dummies=moved)
+    outcome.key_warnings += _key_warnings(paths, integration, plan, cwd, moved)
     outcome.plan = plan
     outcome.next_steps = module.next_steps(ctx, plan.agent_dir)
     if dry_run:
@@ -118,6 +135,50 @@ def run_setup(
         return outcome
     outcome.applied = apply_changes(plan.all_changes)
     return outcome
+
+
+def _move_keys(paths: ScopePaths, keys: list[RealKey], ask: Callable[[RealKey, Destination], bool],
+               outcome: SetupOutcome) -> list[str]:
+    """Offer each key (once per variable and value); returns the variables moved into cordon."""
+    moved: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for key in keys:
+        if (key.variable, key.value) in seen:
+            continue
+        seen.add((key.variable, key.value))
+        where = realkeys.destination(paths, key)
+        if where.other_source is not None or not ask(key, where):
+            continue
+        try:
+            outcome.key_notes += realkeys.move(paths, key, where)
+        except realkeys.MoveError as exc:
+            outcome.key_warnings.append(f"cordon: {exc}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
+            continue
+        moved.append(key.variable)
+    return moved
+
+
+def _key_warnings(paths: ScopePaths, integration: str, plan: IntegrationPlan, cwd: Path, moved: list[str]
+                  ) -> list[str]:
+    """The exact commands for every real key the planned files still hold, or held before setup replaced it
+    (not for those just ``moved`` into cordon)."""
+    from cordon_config.approvals import scope_flag
+
+    flag = scope_flag(paths, cwd)
+    planned = {change.path: change for change in plan.changes}
+    records = {Path(r["path"]): r for r in plan.manifest["files"]}
+    lines: list[str] = []
+    for key in plan.real_keys:
+        if key.variable in moved:
+            continue
+        change, record = planned.get(key.path), records.get(key.path, {})
+        after = change.after if change is not None else None
+        still = any(k.variable == key.variable for k in realkeys.keys_in(
+            key.path, record.get("format", ""), after, record.get("table")))
+        backup = Path(record["backup"]) if record.get("backup") else None
+        where = realkeys.destination(paths, key)
+        lines += realkeys.warning(key, where, integration, flag, still_there=still, backup=backup)
+    return lines
 
 
 def unapproved_lines(paths: ScopePaths, cwd: Path) -> list[str]:

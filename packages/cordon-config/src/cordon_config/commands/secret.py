@@ -70,12 +70,18 @@ def _read_secret(route: Route) -> str:
 
 def store_secret(route: Route) -> int:
     """Read the secret (no echo on a terminal, else stdin), validate it and store it in the keyring."""
+    store_value(route, _read_secret(route))
+    return OK
+
+
+def store_value(route: Route, value: str) -> None:
+    """Validate ``value`` as a header value and store it as the keyring secret of ``route`` (never printed);
+    :class:`UsageError` / :class:`Failure` with one line otherwise."""
     import keyring
 
     from cordon_config.secrets import header_value_problem
 
     service, account = route.secret.fields.get("service", "cordon"), route.secret.fields["account"]
-    value = _read_secret(route)
     problem = header_value_problem(value)
     if problem is not None:
         raise UsageError(f"secret not stored: {problem}")
@@ -85,7 +91,6 @@ def store_secret(route: Route) -> int:
         raise _keyring_failure(exc, "store the secret") from None
     print(f"stored the secret for route {route.name} in the keyring (service {service}, account {account})")
     print("a running proxy picks it up within secret_ttl seconds; `cordon secret check` verifies it")
-    return OK
 
 
 def run_secret(args: argparse.Namespace) -> int:
