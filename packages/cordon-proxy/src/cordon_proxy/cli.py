@@ -209,26 +209,27 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     # 4. CA
     leaves: LeafContexts | None = None
     if config.tls.enabled and config.routes:
-        from cordon_ca import CAError, ensure_scope_ca
+        from cordon_ca import CAError, ensure_scope_ca, permitted_for
 
         from cordon_proxy.tls import LeafContexts
 
         cert = config.tls.ca_cert_path or paths.ca_cert
         key = config.tls.ca_key_path or paths.ca_key
-        constrained = config.tls.name_constraints
-        permitted = sorted({r.host for r in config.routes}) if constrained else None
+        permitted = permitted_for(config.tls.name_constraints, (r.host for r in config.routes))
         existed = cert.exists() and key.exists()
         try:
             ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
-                                          bundle=paths.combined_bundle)
+                                          bundle=paths.combined_bundle,
+                                          keep_unconstrained=config.tls.name_constraints is None)
         except CAError as exc:
             hint = getattr(exc, "hint", None)
             return _fail(str(getattr(exc, "message", exc)), hint)
         except OSError as exc:
             return _fail(f"cannot prepare the CA: {exc.filename or cert}: {exc.strerror or exc}")
         if written and existed:
-            what = "name-constrained CA for the routed hosts" if constrained else "CA without name constraints"
-            logger.log("warn", f"re-issued the {what} (old files kept as .bak): {cert}")
+            what = "name-constrained CA for the routed hosts" if permitted is not None else (
+                "CA without name constraints")
+            logger.log("warn", f"re-issued the {what} (the old key is destroyed): {cert}")
         leaves = LeafContexts(ca, [r.host for r in config.routes])
     # 5. tokens
     verify: Verifier | None = None

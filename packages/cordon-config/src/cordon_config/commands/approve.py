@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from cordon_config.commands.common import (
     RESTART,
     Failure,
     UsageError,
+    after_routes_changed,
     find_route,
     is_tty,
     load,
@@ -107,8 +109,10 @@ def run_approve(args: argparse.Namespace) -> int:
         raise Failure(str(exc), exc.hint) from None
     if args.json:
         print_json([_as_json(entry, True) for entry in pending])
-        return OK
+        with contextlib.redirect_stdout(sys.stderr):  # the hook's lines must not break the JSON
+            return after_routes_changed(paths)
     names = ", ".join(entry.item.label for entry in pending)
     print(f"approved {names} (recorded in {paths.state_dir})")
+    status = after_routes_changed(paths)  # the CA now permits the approved hosts
     print(RESTART)
-    return OK
+    return status
