@@ -40,7 +40,8 @@ class SetupOutcome:
     @property
     def changed(self) -> bool:
         agent = self.plan is not None and any(c.changed for c in self.plan.changes)
-        return bool(self.base) or agent
+        tightened = any(a.tightened_from is not None for a in self.applied)
+        return bool(self.base) or agent or tightened
 
 
 def build_context(
