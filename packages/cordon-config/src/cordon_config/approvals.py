@@ -27,7 +27,7 @@ import os
 import secrets
 import shlex
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -269,7 +269,7 @@ def _prepare_state_dir(paths: ScopePaths) -> None:
                             "run the command as the user who owns it, outside the agent's sandbox") from None
 
 
-def _update(paths: ScopePaths, config_path: Path, change: Any) -> None:
+def _update(paths: ScopePaths, config_path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     """Locked read → ``change(items)`` (the approved items of ``config_path``, a dict to mutate) → MAC → write.
 
     A record that does not verify is started afresh: only what ``change`` approves now counts.
