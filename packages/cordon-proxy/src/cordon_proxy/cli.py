@@ -202,8 +202,10 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     # 3. secrets
     failures = check_secrets(config)
     if failures:
+        from cordon_proxy.core.errors import secret_unavailable
+
         for route_name, reason in failures:
-            sys.stderr.write(f'cordon: secret for route "{route_name}" unavailable: {reason}\n')
+            sys.stderr.write(f"cordon: {secret_unavailable(route_name, reason)}\n")
         sys.stderr.write("hint: store it with: cordon secret set <route>, then check with: cordon secret check <route>\n")
         return EXIT_FAIL
     # 4. CA
@@ -270,7 +272,7 @@ def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None,
 async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
     from cordon_config.secrets import SecretCache
 
-    from cordon_proxy.core.session import Settings
+    from cordon_proxy.core.session import Settings, SettingsRef
     from cordon_proxy.server import Proxy, allow_loopback, loop_exception_handler
     from cordon_proxy.upstream import Resolver, UpstreamPool, client_context, resolve_overrides
 
@@ -278,13 +280,8 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
         ctx = client_context(config.tls.upstream_ca_file)
     except (OSError, ValueError) as exc:
         return _fail(f"cannot load [tls] upstream_ca_file {config.tls.upstream_ca_file}: {exc}")
-    settings = Settings(
-        routes=config.routes,
-        listen_port=config.listen,
-        version=__version__,
-        max_head=config.limits.header_bytes,
-        verify_token=verify,
-        allow_loopback=allow_loopback(os.environ),
+    settings = Settings.from_config(
+        config, version=__version__, verify_token=verify, allow_loopback=allow_loopback(os.environ)
     )
     pool = UpstreamPool(
         ctx,
@@ -292,7 +289,7 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
         connect_timeout=config.limits.connect_timeout,
         idle_timeout=min(30.0, config.limits.idle_timeout),
     )
-    proxy = Proxy(config, settings, leaves=leaves, pool=pool, secrets=SecretCache(config.secret_ttl), logger=logger)
+    proxy = Proxy(SettingsRef(settings), leaves=leaves, pool=pool, secrets=SecretCache(config.secret_ttl), logger=logger)
     try:
         await proxy.listen(config.listen)
     except OSError as exc:
@@ -302,6 +299,9 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
                 f"stop what is using it (cordon status), or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
+    from cordon_proxy.hardening import release_startup_memory
+
+    release_startup_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(loop_exception_handler(logger))
