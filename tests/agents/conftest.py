@@ -149,8 +149,11 @@ class Scenario:
         self.step("secret", self.cordon("secret", "set", *scope, found.name), stdin="@real-key")
 
     def start(self, config: Path) -> None:
-        """Trust the fake's CA for upstream verification, start cordon and wait for it."""
+        """Trust the fake's CA for upstream verification (approved with `cordon route approve`), start cordon and
+        wait for it."""
         self.step("upstream-ca", [sys.executable, str(HERE / "set_upstream_ca.py"), str(config), "@upstream-ca"])
+        # a trust setting counts only once a human approved it through the CLI
+        self.step("approve", self.cordon("route", "approve", "--all", "--yes", "-c", str(config)))
         self.step("start", self.cordon("start", "-c", str(config)), background=True)
         self.step("wait", self.cordon("wait", "-c", str(config), "--timeout", "30"))
 
