@@ -43,7 +43,7 @@ def plan(ctx: SetupContext, directory: Path, old: Mapping[str, Record]) -> list[
     skill = skills / "cordon" / "SKILL.md"
     return [
         plan_json_keys(config, {("provider", PROVIDER, "options", "apiKey"): DUMMY_KEY},
-                       old=old.get(str(config))),
+                       old=old.get(str(config)), private=False),  # the dummy only: no proxy token in it
         plan_text(skill, SKILL, old=old.get(str(skill))),
     ]
 
