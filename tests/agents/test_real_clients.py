@@ -123,6 +123,8 @@ def test_openclaw(scenario: Scenario) -> None:
     scenario.bin_dirs = installed.bin_dirs
     config = scenario.home / ".openclaw" / "cordon.toml"
     off = {"OPENCLAW_NO_AUTO_UPDATE": "1", "OPENCLAW_OFFLINE": "1", "OPENCLAW_DISABLE_BONJOUR": "1"}
+    # an openclaw.json as OpenClaw itself writes it: setup must keep every member of it
+    scenario.step("own-config", ["openclaw", "config", "set", "gateway.port", "18790"], env=off, timeout=300)
     scenario.step("setup", scenario.cordon("setup", "openclaw", "--yes"), env=off, timeout=300)
     scenario.route("anthropic", "--config", str(config))
     scenario.start(config)
@@ -130,14 +132,22 @@ def test_openclaw(scenario: Scenario) -> None:
                                               "openclaw", "agent", "exec", PROMPT, "--model",
                                               "anthropic/claude-sonnet-4-6"),
                   env=off, timeout=300, check=False)
+    scenario.step("proxy-config", ["cat", str(scenario.home / ".openclaw" / "openclaw.json")], check=False)
+    scenario.step("disable", scenario.cordon("integration", "disable", "openclaw"), env=off, timeout=300,
+                  check=False)
     outcome = scenario.run()
     _common(outcome, "openclaw", "api.anthropic.com", "openclaw")
     setup = outcome.output("setup")
     # no user service manager in the namespace: setup asked OpenClaw and said exactly what to run instead
     assert "no user service manager here" in setup, outcome.describe()
     assert f"cordon run --config {config} --token openclaw -- openclaw gateway run" in setup
-    proxy = json.loads((scenario.home / ".openclaw" / "openclaw.json").read_text())["proxy"]
-    assert proxy["enabled"] is True and "@127.0.0.1:" in proxy["proxyUrl"]
+    during = json.loads(outcome.output("proxy-config"))
+    assert during["proxy"]["enabled"] is True and "@127.0.0.1:" in during["proxy"]["proxyUrl"]
+    assert during["gateway"]["port"] == 18790  # OpenClaw's own settings kept
+    # disable took out exactly what setup wrote, and OpenClaw's own settings stayed
+    assert outcome.returncode("disable") == 0, outcome.describe()
+    after = json.loads((scenario.home / ".openclaw" / "openclaw.json").read_text())
+    assert "proxyUrl" not in after.get("proxy", {}) and after["gateway"]["port"] == 18790
     messages = [r for r in outcome.records if r["path"] == "/v1/messages"]
     assert messages and all(r["detail"]["stream"] for r in messages)
 
