@@ -35,6 +35,8 @@ KNOWN_COMMANDS: tuple[KnownCommand, ...] = (
     KnownCommand("route", "cordon-config", "add, edit, list, show and remove routes in cordon.toml"),
     KnownCommand("secret", "cordon-config", "store, delete and check the secret behind a route"),
     KnownCommand("token", "cordon-config", "list, rotate and revoke proxy tokens"),
+    KnownCommand("config", "cordon-config", "show or change cordon.toml settings (port, secret_ttl, [tls] ...)"),
+    KnownCommand("scopes", "cordon-config", "list cordon's scopes; prune those whose project is gone"),
     KnownCommand("start", "cordon-proxy", "run the proxy in the foreground"),
     KnownCommand("status", "cordon-proxy", "is a proxy running for this config?"),
     KnownCommand("wait", "cordon-proxy", "wait until the proxy answers /health"),

@@ -48,7 +48,7 @@ def test_generate_idempotent_and_force(project: Path, capsys: pytest.CaptureFixt
 
 def test_show(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "show")
-    assert code == 1 and err.startswith("cordon: no CA certificate at ") and "hint: create one with: cordon-ca generate" in err
+    assert code == 1 and err.startswith("cordon: no CA certificate at ") and "hint: create one with: cordon ca generate" in err
     run(capsys, "generate")
     code, out, _ = run(capsys, "show", "--json")
     info = json.loads(out)

@@ -117,7 +117,9 @@ def test_an_edit_of_cordon_toml_or_tokens_toml_makes_the_cache_stale(project: Pa
     assert rotated != again and fast([]) == rotated
     paths.tokens_path.unlink()
     assert fast([]) is None
-    assert "@" not in full(capsys, [])  # no token: the plain proxy URL
+    capsys.readouterr()
+    assert env_main([]) == 1  # no token: an error naming the fix, never a URL without one
+    assert "no proxy tokens for this scope" in capsys.readouterr().err
 
 
 def test_the_cache_is_per_token_and_per_config_file(project: Path, capsys) -> None:
@@ -133,7 +135,7 @@ def test_a_missing_config_is_never_answered_from_the_cache(project: Path, capsys
     assert fast([]) is None
     capsys.readouterr()
     assert env_main([]) == 1
-    assert "no cordon config" in capsys.readouterr().err
+    assert "no cordon.toml in " in capsys.readouterr().err
 
 
 def test_a_tampered_cache_is_ignored(project: Path, capsys) -> None:
@@ -218,7 +220,8 @@ def test_no_state_dir_no_cache_and_nothing_created(tmp_path: Path, monkeypatch, 
     bare.mkdir()
     (bare / "cordon.toml").write_text("listen = 6999\n")
     monkeypatch.chdir(bare)
-    assert ":6999" in full(capsys, [])
+    assert env_main([]) == 1  # not set up: no tokens
+    assert "no proxy tokens" in capsys.readouterr().err
     assert not (tmp_path / "home" / ".config" / "cordon").exists()  # a read command creates nothing
     assert fast([]) is None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -10,19 +11,78 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class NotWritableError(PermissionError):
+    """``path`` cannot be written because its directory cannot be (read-only, or not ours). Nothing was written.
+
+    ``str()`` names the file the user knows (never a temporary file); ``hint`` says what to do.
+    """
+
+    def __init__(self, path: Path, directory: Path, code: int = errno.EACCES) -> None:
+        super().__init__(code, os.strerror(code), str(path))
+        self.path, self.directory = Path(path), Path(directory)
+        self.hint = f"nothing was changed; make {self.directory} writable, or keep cordon's files elsewhere " \
+                    "(--config PATH, or --scope user)"
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.directory} is not writable ({self.strerror})"
+
+
+def os_error_message(exc: OSError) -> tuple[str, str | None]:
+    """``(message, hint)`` for a failed file operation: the file the user knows, what went wrong, the fix."""
+    if isinstance(exc, NotWritableError):
+        return str(exc), exc.hint
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = None
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
+        hint = f"check the permissions of {exc.filename} and its directory"
+    return f"{where}{exc.strerror or exc}", hint
+
+
+def existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(path: Path) -> None:
+    """Raise :class:`NotWritableError` unless a file can be created or replaced at ``path`` (its directory, or
+    the nearest existing ancestor it would be created in, is writable). ``access(2)`` also sees read-only
+    mounts, where even root cannot write."""
+    directory = existing_ancestor(Path(path).parent)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        code = errno.EROFS if _read_only_mount(directory) else errno.EACCES
+        raise NotWritableError(Path(path), directory, code)
+
+
+def _read_only_mount(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` atomically: temp file in the same dir, fsync, rename, fsync the dir.
 
-    The file keeps its current mode; a new file gets ``mode`` (default 0644, 0600 for secrets).
+    The file keeps its current mode; a new file gets ``mode`` (default 0644, 0600 for secrets). A directory
+    that cannot be written raises :class:`NotWritableError` naming ``path`` before anything is written.
     """
     path = Path(path)
+    check_writable(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     if path.exists():
         final_mode = stat.S_IMODE(path.stat().st_mode) if mode is None else mode
     else:
         final_mode = 0o644 if mode is None else mode
     directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise NotWritableError(path, directory, exc.errno) from None
+        raise
     try:
         os.fchmod(fd, final_mode)
         with os.fdopen(fd, "wb") as handle:
@@ -49,6 +109,7 @@ def backup_once(path: Path, suffix: str = ".bak") -> Path | None:
     if not path.exists():
         return None
     backup = path.with_name(path.name + suffix)
+    check_writable(backup)
     try:
         fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, stat.S_IMODE(path.stat().st_mode))
     except FileExistsError:

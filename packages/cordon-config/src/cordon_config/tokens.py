@@ -42,6 +42,23 @@ class TokenInfo:
     created: datetime
 
 
+_PLAIN_USER = re.compile(r"[\x20-\x39\x3b-\x7e]*")  # printable ASCII without ':'
+
+
+def proxy_user(namespace: str) -> str:
+    """The user part of ``Proxy-Authorization`` for a scope: its namespace, or, when the namespace holds a
+    ``:`` or anything beyond printable ASCII (``My Projé``), the namespace percent-encoded as UTF-8.
+
+    Basic credentials cannot carry a ``:`` in the user, and clients encode non-ASCII ones differently
+    (Python requests as Latin-1, or not at all); ASCII reaches the proxy the same from every client.
+    """
+    if _PLAIN_USER.fullmatch(namespace):
+        return namespace
+    from urllib.parse import quote
+
+    return quote(namespace, safe="")
+
+
 def parse_proxy_authorization(value: str | None) -> tuple[str, str] | None:
     """``(user, password)`` from a ``Basic base64(user:password)`` header value; None when malformed."""
     if not value or not isinstance(value, str):
@@ -120,7 +137,7 @@ class TokenStore:
         if parsed is None:
             return None
         user, password = parsed
-        user_ok = hmac.compare_digest(user.encode("utf-8"), namespace.encode("utf-8"))
+        user_ok = hmac.compare_digest(user.encode("utf-8"), proxy_user(namespace).encode("utf-8"))
         given = password.encode("utf-8")
         found: str | None = None
         for name, (value, _) in self._tokens.items():

@@ -13,9 +13,16 @@ from pathlib import Path
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.files import atomic_write
-from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
+from cordon_config.scope import (
+    ScopeError,
+    ScopePaths,
+    add_scope_arguments,
+    missing_config,
+    scope_from_args,
+    using_line,
+)
 
-from cordon_setup.base import BaseSetupError, read_config_facts, token_value
+from cordon_setup.base import BaseSetupError, read_config_facts, require_token, token_value
 from cordon_setup.envfast import CACHE_NAME, cache_text, identity, settled
 from cordon_setup.envvars import env_contract
 from cordon_setup.render import FORMATS, render_env
@@ -32,7 +39,11 @@ _RAW = argparse.RawDescriptionHelpFormatter
 
 
 class UsageError(Exception):
-    """Bad input: printed as one ``cordon: ...`` line, exit 2."""
+    """Bad input: printed as one ``cordon: ...`` line (and a hint), exit 2."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def _err(message: str, hint: str | None = None) -> None:
@@ -46,14 +57,15 @@ def _guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
     try:
         return fn(args)
     except (UsageError, ScopeError) as exc:
-        _err(str(exc))
+        _err(str(exc), getattr(exc, "hint", None))
         return USAGE
     except BaseSetupError as exc:
         _err(str(exc), exc.hint)
         return FAIL
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        _err(f"{where}{exc.strerror or exc}")
+        from cordon_config.files import os_error_message
+
+        _err(*os_error_message(exc))
         return FAIL
     except KeyboardInterrupt:
         sys.stderr.write("cordon: interrupted\n")
@@ -90,6 +102,13 @@ def _paths(args: argparse.Namespace) -> ScopePaths:
     return scope_from_args(args)
 
 
+def _say_which(paths: ScopePaths) -> None:
+    """Name the cordon.toml a state-changing command works on when it was found in a parent directory."""
+    line = using_line(paths)
+    if line:
+        sys.stderr.write(line + "\n")
+
+
 def _isatty(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
@@ -102,6 +121,9 @@ examples:
   cordon setup claude-code --scope user --dry-run
                                      show the diff of ~/.claude/settings.json etc. without writing
   cordon setup                       only the CA, cordon.toml, the combined bundle and tokens.toml
+  cordon setup --port 6801           move this scope's proxy to port 6801 (integration files follow)
+  cordon setup --secret-ttl 60 --upstream-ca-file /etc/ssl/corp-root.pem
+  cordon setup codex --new-scope     a second scope in this subdirectory of a project
 """
 
 
@@ -128,7 +150,83 @@ def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
     parser.add_argument(
         "-n", "--dry-run", action="store_true", help="print the diff of every file; write nothing"
     )
+    config = parser.add_argument_group("cordon.toml settings (a new file gets them; an existing one is changed)")
+    config.add_argument("--port", type=_port, metavar="N",
+                        help="the proxy's port on 127.0.0.1 (default for a new scope: the first from 6790 that no "
+                        "other cordon scope uses and that is free)")
+    config.add_argument("--upstream-ca-file", type=_pem_path, metavar="PATH",
+                        help="extra root CAs (PEM) trusted for upstream TLS, added to the system store")
+    config.add_argument("--secret-ttl", type=_seconds, metavar="S",
+                        help="seconds a fetched secret stays in memory (0: fetch on every request)")
+    parser.add_argument(
+        "--new-scope", action="store_true",
+        help="in a subdirectory of a project that has a cordon.toml, create a second scope here "
+        "(asked on a terminal; refused otherwise)",
+    )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not between 1 and 65535")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError("must be between 0 and 86400 seconds")
+    return value
+
+
+def _pem_path(text: str) -> Path:
+    return Path(text).expanduser().absolute()
+
+
+def _which_scope(args: argparse.Namespace) -> ScopePaths:
+    """The scope setup works on. From a subdirectory of a project with a cordon.toml, creating a second scope
+    here is asked first on a terminal (``--new-scope`` says yes) and refused otherwise; ``--config`` or
+    ``--scope`` choose without asking."""
+    paths = _paths(args)
+    if args.config is not None or args.scope == "user" or not paths.found_above:
+        return paths
+    here = resolve_scope_here(args)
+    if args.new_scope:
+        return here
+    found, cwd = paths.config_path, here.config_path.parent
+    if not (_isatty(sys.stdin) and _isatty(sys.stdout)):
+        raise UsageError(
+            f"{found} (in a parent directory) already covers {cwd}: set up which scope?",
+            hint=f"--config {found} for that project, or --new-scope for a second scope in {cwd}",
+        )
+    sys.stdout.write(
+        f"{found} (in a parent directory) already covers {cwd}.\n"
+        f"  [p] set up that project's scope\n"
+        f"  [n] create a second scope here ({cwd}: its own cordon.toml, CA, port and tokens)\n"
+        "  [q] stop\n"
+        "Choose [P/n/q] "
+    )
+    sys.stdout.flush()
+    answer = sys.stdin.readline().strip().lower()
+    if answer in ("", "p"):
+        return paths
+    if answer == "n":
+        return here
+    raise UsageError("nothing was set up", hint=f"--config {found}, or --new-scope")
+
+
+def resolve_scope_here(args: argparse.Namespace) -> ScopePaths:
+    """The project scope of the working directory itself (no discovery)."""
+    from cordon_config.scope import resolve_scope
+
+    return resolve_scope(args.scope, None, env=os.environ, cwd=Path.cwd(), discover=False)
 
 
 def _confirm_on_tty(plan: IntegrationPlan, masks: dict[str, str]) -> bool:
@@ -181,11 +279,14 @@ def _setup(args: argparse.Namespace) -> int:
     from cordon_setup.integrations import INTEGRATIONS
     from cordon_setup.setup_flow import run_setup
 
-    paths = _paths(args)
     if args.integration is not None and args.integration not in INTEGRATIONS:
         raise UsageError(
             f"unknown integration {args.integration!r}; choose one of: {', '.join(INTEGRATIONS)}"
         )
+    if args.upstream_ca_file is not None and not args.upstream_ca_file.is_file():
+        raise UsageError(f"--upstream-ca-file: no such file: {args.upstream_ca_file}")
+    paths = _which_scope(args)
+    _say_which(paths)
     confirm = None
     if not args.yes and not args.dry_run and _isatty(sys.stdin) and _isatty(sys.stdout):
         confirm = _confirm_on_tty
@@ -197,6 +298,9 @@ def _setup(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         confirm=confirm,
         progress=(lambda line: None) if args.dry_run else print,
+        port=args.port,
+        upstream_ca_file=args.upstream_ca_file,
+        secret_ttl=args.secret_ttl,
     )
     _print_setup(outcome)
     return FAIL if outcome.declined else OK
@@ -323,11 +427,13 @@ def build_env_parser(prog: str = "cordon env") -> argparse.ArgumentParser:
 
 
 def scope_env(paths: ScopePaths, token_name: str = "default") -> dict[str, str]:
-    """The env contract of a scope: port and CA from its cordon.toml, the named token from tokens.toml."""
+    """The env contract of a scope: port, CA and routed hosts from its cordon.toml, the named token from
+    tokens.toml (an error naming the fix when it is missing: never a URL without a token)."""
     facts = read_config_facts(paths)
     if facts is None:
-        raise BaseSetupError(f"no cordon config at {paths.config_path}", "run: cordon setup")
-    return env_contract(paths, facts.listen, token_value(paths, token_name), ca_cert=facts.ca_cert)
+        raise BaseSetupError(*missing_config(paths))
+    token = require_token(paths, token_name)
+    return env_contract(paths, facts.listen, token, ca_cert=facts.ca_cert, routed_hosts=facts.routes)
 
 
 def _env(args: argparse.Namespace) -> int:

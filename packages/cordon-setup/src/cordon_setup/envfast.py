@@ -12,8 +12,8 @@ small machine, and argparse, pathlib and dataclasses as much again. So:
   changed less than :data:`RACY_SECONDS` ago is not cached at all: a second edit within the same timestamp
   tick would keep its identity (git's "racily clean" problem);
 - this module, the ``env`` entry point, parses the common arguments by hand, resolves the scope with
-  ``os.path`` only (the same result as :func:`cordon_config.scope.resolve_scope`; a test compares the two on
-  generated inputs) and prints from the cache when the identities still match. On anything else (``--help``,
+  ``os`` only, config discovery included (the same result as :func:`cordon_config.scope.resolve_scope`; tests
+  compare the two on generated inputs and on real directory trees) and prints from the cache when the identities still match. On anything else (``--help``,
   ``--json``, an unusual argument, a missing or stale cache, an error) it hands the same arguments to the full
   command, which is the one that validates, reports errors and refreshes the cache.
 
@@ -95,11 +95,43 @@ def resolve(scope: str | None, config: str | None, environ: Mapping[str, str], c
     elif scope == "user":
         return _pure(os.path.join(base, "cordon.toml")), _pure(os.path.join(base, "user"))
     else:
-        project = _pure(os.path.normpath(cwd))
+        project = _pure(_find_project(os.path.normpath(cwd), environ.get("HOME") or os.path.expanduser("~")))
         path = _pure(os.path.join(project, "cordon.toml"))
     name = project.rstrip("/").rpartition("/")[2] or "root"
     namespace = f"{name}-{_sha256(project.encode('utf-8')).hexdigest()[:8]}"
     return path, _pure(os.path.join(base, "projects", namespace))
+
+
+def _find_project(start: str, home: str) -> str:
+    """:func:`cordon_config.scope.find_project`, copied: importing cordon_config costs ``typing``. A test
+    compares the two on real directory trees."""
+    if os.path.isfile(os.path.join(start, "cordon.toml")):
+        return start
+    try:
+        device = os.stat(start).st_dev
+    except OSError:
+        return start
+    ceiling = os.path.normpath(home) if home else ""
+    uid = os.geteuid()
+    here = start
+    while True:
+        parent = os.path.dirname(here)
+        if parent in (here, ceiling):
+            return start
+        try:
+            info = os.stat(parent)
+        except OSError:
+            return start
+        if info.st_dev != device or info.st_mode & 0o002:
+            return start
+        try:
+            found = os.stat(os.path.join(parent, "cordon.toml"))
+        except OSError:
+            here = parent
+            continue
+        if found.st_mode & 0o170000 == 0o100000 and found.st_uid == uid:
+            return parent
+        return start
 
 
 def identity(path: str) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cordon_config.files import check_writable
 from cordon_config.scope import ScopePaths
 
 from cordon_setup.apply import Applied, apply_changes, backup_path
@@ -14,6 +15,7 @@ from cordon_setup.context import SetupContext, cordon_command, home_dir
 from cordon_setup.envvars import env_contract
 from cordon_setup.integrations import IntegrationPlan, plan_integration, target
 from cordon_setup.plan import FileChange
+from cordon_setup.rotate import rewrite_integrations
 
 DRY_RUN_TOKEN = "cordon-dry-run-token"
 
@@ -43,14 +45,15 @@ def build_context(
     integration: str,
     *,
     port: int,
-    token: str | None,
+    token: str,
     environ: Mapping[str, str],
     cwd: Path,
     cordon_cmd: str | None = None,
 ) -> SetupContext:
     """The context an integration plans from (env contract with that integration's token)."""
     facts = read_config_facts(paths)
-    env = env_contract(paths, port, token, ca_cert=facts.ca_cert if facts else None)
+    env = env_contract(paths, port, token, ca_cert=facts.ca_cert if facts else None,
+                       routed_hosts=facts.routes if facts else ())
     return SetupContext(
         paths=paths,
         port=port,
@@ -73,14 +76,20 @@ def run_setup(
     confirm: Callable[[IntegrationPlan, dict[str, str]], bool] | None = None,
     progress: Callable[[str], object] = print,
     cordon_cmd: str | None = None,
+    port: int | None = None,
+    upstream_ca_file: Path | None = None,
+    secret_ttl: float | None = None,
 ) -> SetupOutcome:
     """Base setup, then (with ``integration``) its client token and files.
 
     The integration is planned once before anything is written, so a broken agent file (invalid JSON or
-    TOML) stops setup before it changes anything. ``confirm`` (TTY without ``--yes``) sees the plan of
-    existing agent files about to change and may decline.
+    TOML) or a directory that cannot be written stops setup before it changes anything. ``confirm`` (TTY
+    without ``--yes``) sees the plan of existing agent files about to change and may decline. ``port``,
+    ``upstream_ca_file`` and ``secret_ttl`` go into cordon.toml; a new port is also written into the files of
+    the scope's other integrations.
     """
     outcome = SetupOutcome(paths, integration, dry_run)
+    before = read_config_facts(paths)
     if integration is not None:
         module = target(integration)
         probe = build_context(
@@ -92,18 +101,28 @@ def run_setup(
             cwd=cwd,
             cordon_cmd=cordon_cmd,
         )
-        plan_integration(integration, probe)  # raises on an unreadable agent file
-    outcome.base = ensure_base_setup(paths, progress=progress, dry_run=dry_run)
+        for change in plan_integration(integration, probe).all_changes:  # raises on an unreadable agent file
+            check_writable(change.path)
+    outcome.base = ensure_base_setup(paths, progress=progress, dry_run=dry_run, port=port,
+                                     upstream_ca_file=upstream_ca_file, secret_ttl=secret_ttl)
+    facts = read_config_facts(paths)
+    if dry_run:
+        listen = _planned_port(outcome.base, facts.listen if facts is not None else DEFAULT_PORT)
+    else:
+        assert facts is not None
+        listen = facts.listen
+        if before is not None and before.listen != listen:
+            for change in rewrite_integrations(paths, None):
+                if not change.summary and change.path:
+                    progress(f"rewrote {change.path} (port {listen})")
     if integration is None:
         return outcome
-    facts = read_config_facts(paths)
-    port = facts.listen if facts is not None else _planned_port(outcome.base)
     token = token_value(paths, integration)
     if token is None:
         token = DRY_RUN_TOKEN if dry_run else ensure_token(paths, integration)
     outcome.masks = {token: f"<token:{integration}>"}
     ctx = build_context(
-        paths, integration, port=port, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
+        paths, integration, port=listen, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
     )
     plan = plan_integration(integration, ctx)
     outcome.plan = plan
@@ -118,14 +137,14 @@ def run_setup(
     return outcome
 
 
-def _planned_port(base: list[FileChange | str]) -> int:
-    """The port of the cordon.toml a dry run would scaffold."""
+def _planned_port(base: list[FileChange | str], current: int) -> int:
+    """The port of the cordon.toml a dry run would write (``current`` when it would not change it)."""
     import tomllib
 
     for item in base:
         if isinstance(item, FileChange) and item.after is not None and item.path.name.endswith(".toml"):
             return int(tomllib.loads(item.after.decode("utf-8")).get("listen", DEFAULT_PORT))
-    return DEFAULT_PORT
+    return current
 
 
 def describe(outcome: SetupOutcome) -> list[str]:
