@@ -40,6 +40,7 @@ KNOWN_COMMANDS: tuple[KnownCommand, ...] = (
     KnownCommand("start", "cordon-proxy", "run the proxy in the foreground"),
     KnownCommand("status", "cordon-proxy", "is a proxy running for this config?"),
     KnownCommand("wait", "cordon-proxy", "wait until the proxy answers /health"),
+    KnownCommand("logs", "cordon-proxy", "show (or follow) this scope's proxy log"),
     KnownCommand("ca", "cordon-ca", "generate, show and bundle the local CA"),
     KnownCommand("trust", "cordon-ca", "add the cordon CA to the OS trust store"),
     KnownCommand("untrust", "cordon-ca", "remove the cordon CA from the OS trust store"),

@@ -139,3 +139,39 @@ def locked(path: Path, *, mode: int = 0o600) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+LOG_ROTATE_BYTES = 10 * 1024 * 1024  # a log larger than this is moved to <name>.1 when it is opened again
+
+
+def open_log_file(path: Path) -> int:
+    """Open ``path`` for appending log lines, 0600, and return the descriptor.
+
+    Refuses a symlink or anything but a regular file owned by this user (a planted link must not redirect the
+    log); tightens a looser mode to 0600; creates missing directories (0700). A file over
+    :data:`LOG_ROTATE_BYTES` is first moved to ``<path>.1`` (one old generation is kept).
+    """
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_writable(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size > LOG_ROTATE_BYTES:
+        os.replace(path, path.with_name(path.name + ".1"))
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "is a symbolic link; cordon does not log through links", str(path)) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise OSError(errno.EPERM, "not a regular file of this user", str(path))
+    os.set_blocking(fd, True)
+    if stat.S_IMODE(info.st_mode) != 0o600:
+        os.fchmod(fd, 0o600)
+    return fd

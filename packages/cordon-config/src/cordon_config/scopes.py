@@ -41,12 +41,18 @@ class KnownScope:
         return self.config_path is not None and not self.config_path.exists()
 
 
-def record_scope(paths: ScopePaths) -> Path:
-    """Write ``<state dir>/scope.json`` naming the scope's cordon.toml (0600; unchanged files are not
-    rewritten). Creates the state directory (0700) when missing."""
+def _read(state_dir: Path) -> dict[str, object]:
+    try:
+        data = json.loads((state_dir / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write(paths: ScopePaths, data: dict[str, object]) -> Path:
     paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = paths.state_dir / RECORD
-    text = json.dumps({"config": str(paths.config_path)}) + "\n"
+    text = json.dumps(data) + "\n"
     try:
         if target.read_text(encoding="utf-8") == text and not target.is_symlink():
             return target
@@ -56,16 +62,37 @@ def record_scope(paths: ScopePaths) -> Path:
     return target
 
 
+def record_scope(paths: ScopePaths) -> Path:
+    """Write ``<state dir>/scope.json`` naming the scope's cordon.toml (0600; unchanged files are not
+    rewritten; other keys kept). Creates the state directory (0700) when missing."""
+    return _write(paths, {**_read(paths.state_dir), "config": str(paths.config_path)})
+
+
 def read_record(state_dir: Path) -> Path | None:
     """The cordon.toml recorded in ``state_dir``, or None (no record, unreadable, or not an absolute path)."""
-    try:
-        data = json.loads((state_dir / RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    config = data.get("config") if isinstance(data, dict) else None
+    config = _read(state_dir).get("config")
     if not isinstance(config, str) or not os.path.isabs(config):
         return None
     return Path(config)
+
+
+LOG_NAME = "proxy.log"
+
+
+def default_log(paths: ScopePaths) -> Path:
+    """``<state dir>/proxy.log``: where the service and ``cordon run``'s proxy log."""
+    return paths.state_dir / LOG_NAME
+
+
+def record_log(paths: ScopePaths, log: Path) -> None:
+    """Remember where this scope's proxy logs (``cordon start --log-file``), for ``cordon logs``."""
+    _write(paths, {**_read(paths.state_dir), "config": str(paths.config_path), "log": str(log)})
+
+
+def scope_log(paths: ScopePaths) -> Path:
+    """The scope's log file: the last one a proxy of this scope was started with, else :func:`default_log`."""
+    log = _read(paths.state_dir).get("log")
+    return Path(log) if isinstance(log, str) and os.path.isabs(log) else default_log(paths)
 
 
 def cordon_home(env: Mapping[str, str]) -> Path:

@@ -21,7 +21,9 @@ def check_config(ctx: DoctorContext) -> list[Finding]:
 
     path = ctx.paths.config_path
     if not path.exists():
-        return [fail("config", f"no cordon.toml at {path}",
+        from cordon_config.scope import missing_config
+
+        return [fail("config", missing_config(ctx.paths)[0],
                      f"{ctx.setup_fix}   (new to cordon? `cordon demo` shows it working, no account needed)")]
     try:
         config = load_config(path)
@@ -29,7 +31,7 @@ def check_config(ctx: DoctorContext) -> list[Finding]:
         problems = exc.problems
         first = problems[0] if problems else None
         lines = str(exc).splitlines()
-        message = lines[0] if len(lines) == 1 else f"{len(problems)} problems in {path}: " + "; ".join(
+        message = lines[0] if len(problems) <= 1 else f"{len(problems)} problems in {path}: " + "; ".join(
             str(p).split("\n", 1)[0] for p in problems
         )
         hint = first.hint if first is not None and first.hint else None

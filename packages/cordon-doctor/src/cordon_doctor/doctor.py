@@ -34,6 +34,11 @@ CHECKS: tuple[tuple[str, Check], ...] = (
 def collect(ctx: DoctorContext) -> list[Finding]:
     """Run every check; a check that crashes becomes one fail line naming it (never a traceback)."""
     findings: list[Finding] = []
+    if not ctx.paths.config_path.exists():  # nothing else can be right yet: one line, not a cascade
+        findings.extend(check_config(ctx))
+        findings.append(skip("scope", "CA, bundle, tokens, secrets, port, service and integrations not checked: "
+                             "no cordon.toml"))
+        return findings
     for name, check in CHECKS:
         if name == "secrets" and ctx.config is None:
             findings.append(skip("routes", "route secrets, port and integration files not checked: cordon.toml "

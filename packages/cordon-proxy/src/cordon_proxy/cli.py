@@ -36,8 +36,9 @@ __all__ = ["build_parser", "main", "start_main", "status_main", "wait_main"]
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 START_EPILOG = """examples:
-  cordon start                          # project scope: ./cordon.toml
+  cordon start                          # project scope: the nearest cordon.toml here or above
   cordon start --scope user --log-format json --log-level debug
+  cordon start --log-file ~/cordon.log  # log there (0600, appended; `cordon logs` finds it)
 """
 STATUS_EPILOG = """examples:
   cordon status
@@ -70,6 +71,10 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="log line format (default: text)"
+    )
+    parser.add_argument(
+        "--log-file", metavar="PATH", type=Path,
+        help="write the log to PATH (0600, appended) instead of stderr; errors go to both",
     )
 
 
@@ -174,6 +179,13 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     from cordon_proxy.logs import Logger
 
     logger = Logger(args.log_level, args.log_format)
+    if args.log_file is not None:
+        try:
+            _log_to_file(logger, args.log_file)
+        except OSError as exc:
+            from cordon_config.files import os_error_message
+
+            return _fail(*os_error_message(exc))
     from cordon_proxy.hardening import harden_process
 
     hardened = harden_process()  # before any secret is loaded: no core dumps, no ptrace by peers
@@ -187,16 +199,22 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     try:
         config = _load(config_path)
     except ConfigError as exc:
+        from cordon_config.errors import ConfigNotFound
+        from cordon_config.scope import missing_config
+
+        if isinstance(exc, ConfigNotFound):
+            return _fail(*missing_config(paths))
         sys.stderr.write("cordon: " + str(exc).rstrip("\n") + "\n")
         return EXIT_FAIL
     except OSError as exc:
         return _fail(f"cannot read {config_path}: {exc.strerror}")
+    _record(paths, args.log_file)
     # 2. secrets
     failures = check_secrets(config)
     if failures:
         for route_name, reason in failures:
             sys.stderr.write(f'cordon: secret for route "{route_name}" unavailable: {reason}\n')
-        sys.stderr.write("hint: store it with: cordon secret set <route>, then check with: cordon secret check <route>\n")
+        sys.stderr.write(f"hint: fix each as its line says, then check with: cordon secret check{paths.flag}\n")
         return EXIT_FAIL
     # 3. CA
     leaves: LeafContexts | None = None
@@ -210,6 +228,15 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         constrained = config.tls.name_constraints
         permitted = sorted({r.host for r in config.routes}) if constrained else None
         existed = cert.exists() and key.exists()
+        if not existed and paths.combined_bundle.exists():
+            from cordon_config.scope import with_scope_flag
+
+            return _fail(  # clients trust the CA in the bundle: a new one would break them without a clue
+                f"the CA of this scope is gone ({cert if not cert.exists() else key} is missing), but its "
+                f"combined bundle still holds the old one that clients trust",
+                with_scope_flag("create a new CA deliberately: cordon ca generate --force, then cordon setup "
+                                "(rewrites the bundle and the agents' files) and restart the agents", paths),
+            )
         try:
             ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
                                           bundle=paths.combined_bundle)
@@ -221,6 +248,8 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         if written and existed:
             what = "name-constrained CA for the routed hosts" if constrained else "CA without name constraints"
             logger.log("warn", f"re-issued the {what} (old files kept as .bak): {cert}")
+        elif written:
+            logger.log("warn", f"created the cordon CA {cert}: clients must trust it (cordon setup writes the bundle)")
         leaves = LeafContexts(ca, [r.host for r in config.routes])
     # 4. tokens
     verify: Verifier | None = None
@@ -241,6 +270,29 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 
 
 Verifier = Callable[[str], "str | None"]
+
+
+def _log_to_file(logger: Logger, path: Path) -> None:
+    """Send the log to ``path`` (and the ``cordon: …`` error lines to stderr as well)."""
+    from cordon_proxy.logfile import Tee, open_log, same_file
+
+    log = open_log(path)
+    logger.stream = log
+    if not same_file(sys.stderr, log):
+        sys.stderr = Tee(sys.stderr, log)  # type: ignore[assignment]
+
+
+def _record(paths: ScopePaths, log_file: Path | None) -> None:
+    """Record the scope (and where it logs) in its state dir, for `cordon scopes`, ports and `cordon logs`."""
+    from cordon_config.scopes import record_log, record_scope
+
+    try:
+        if log_file is not None:
+            record_log(paths, log_file.absolute())
+        else:
+            record_scope(paths)
+    except OSError:
+        pass  # a read-only state dir must not stop the proxy; `cordon doctor` reports it
 
 
 def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]:
@@ -293,20 +345,34 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
                 f"stop what is using it (cordon status), or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
-    stop = asyncio.Event()
+    stop, now = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:  # the first asks to drain; a second one (Ctrl-C again) stops at once
+        (now if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(loop_exception_handler(logger))
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     logger.log(
         "info", f"cordon {__version__} listening on 127.0.0.1:{config.listen}",
         routes=len(config.routes), config=str(config.path),
         loop="uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio",
     )
     await stop.wait()
-    logger.log("info", "stopping: letting in-flight requests finish (up to 10 s)")
-    await proxy.shutdown()
+    logger.log("info", "stopping: letting in-flight requests finish (up to 10 s; Ctrl-C again stops now)")
+    from cordon_proxy._tasks import spawn
+
+    drain, interrupt = spawn(proxy.shutdown()), spawn(now.wait())
+    await asyncio.wait((drain, interrupt), return_when=asyncio.FIRST_COMPLETED)
+    interrupt.cancel()
+    if not drain.done():
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await drain
+        logger.log("warn", "stopped without waiting for in-flight requests (second interrupt)")
+        return EXIT_FAIL
     logger.log("info", "stopped")
     return EXIT_OK
 
@@ -374,9 +440,10 @@ def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -
         sys.stdout.write(json.dumps(data) + "\n")
     elif running:
         assert answer is not None
+        routes = answer.get("routes")
         sys.stdout.write(
             f"cordon is running on 127.0.0.1:{port} (version {answer.get('version')}, "
-            f"{answer.get('routes')} routes)\nconfig: {config_path}\n"
+            f"{routes} route{'' if routes == 1 else 's'})\nconfig: {config_path}\n"
         )
     else:
         sys.stdout.write(f"cordon is not running on 127.0.0.1:{port}\nconfig: {config_path}\nhint: cordon start\n")

@@ -337,7 +337,8 @@ def build_integration_parser(prog: str = "cordon integration") -> argparse.Argum
         description="Remove the keys, hook and skill that setup wrote (values you changed since are left "
         "alone and reported), restore the original bytes where nothing else changed, and revoke the "
         "integration's proxy token.",
-        epilog="example:\n  cordon integration disable claude-code --scope user\n",
+        epilog="examples:\n  cordon integration disable codex\n  cordon integration disable claude-code --scope user\n"
+        "  cordon integration disable codex --dry-run   show what would be removed\n",
         formatter_class=_RAW,
     )
     dis.add_argument("name", metavar="NAME", help=f"one of: {', '.join(INTEGRATIONS)}")
@@ -346,7 +347,8 @@ def build_integration_parser(prog: str = "cordon integration") -> argparse.Argum
     lst = sub.add_parser(
         "list",
         help="integrations set up in this scope",
-        epilog="example:\n  cordon integration list --json\n",
+        description="List the agent integrations `cordon setup` wrote in this scope.",
+        epilog="examples:\n  cordon integration list\n  cordon integration list --scope user --json\n",
         formatter_class=_RAW,
     )
     add_scope_arguments(lst)
@@ -377,6 +379,7 @@ def _integration(args: argparse.Namespace) -> int:
             print(f"would leave alone: {line}")
         print("dry run: nothing was written")
         return OK
+    _say_which(paths)
     report = disable(paths, args.name, revoke=revoke_token)
     for change in report.changes:
         if change.summary or not change.changed:
@@ -515,12 +518,14 @@ def _run(args: argparse.Namespace) -> int:
     env = scope_env(paths, args.token)
     facts = read_config_facts(paths)
     assert facts is not None
+    from cordon_config.scopes import default_log
+
     return run_with_proxy(
         command,
         env_contract=env,
         config_path=paths.config_path,
         port=facts.listen,
-        log_path=paths.state_dir / "run-proxy.log",
+        log_path=default_log(paths),
     )
 
 
@@ -535,7 +540,10 @@ def run_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> i
 SERVICE_EPILOG = """\
 examples:
   cordon service install                      run this project's proxy in the background (systemd/launchd)
+  cordon service install --dry-run            print the unit file and where it would go; change nothing
+  cordon service restart                      after editing cordon.toml
   cordon service status --scope user --json
+  cordon logs -f                              the service's log
 """
 
 
@@ -547,10 +555,28 @@ def build_service_parser(prog: str = "cordon service") -> argparse.ArgumentParse
         epilog=SERVICE_EPILOG,
         formatter_class=_RAW,
     )
-    parser.add_argument("action", choices=("install", "uninstall", "status"))
-    parser.add_argument("name", nargs="?", metavar="NAME", help="service name (default: cordon-<namespace>)")
-    add_scope_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="status as JSON")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    actions = (
+        ("install", "write the unit (or plist) and start the proxy now and at every login",
+         "examples:\n  cordon service install\n  cordon service install --dry-run     print the unit and its path\n"
+         "  cordon service install --scope user\n"),
+        ("uninstall", "stop the service and remove its unit",
+         "examples:\n  cordon service uninstall\n  cordon service uninstall --scope user\n"),
+        ("restart", "restart the service (it re-reads cordon.toml, secrets and the CA)",
+         "examples:\n  cordon service restart\n  cordon service restart --scope user\n"),
+        ("status", "is the service installed and running? (exit 1 when installed but not running)",
+         "examples:\n  cordon service status\n  cordon service status --scope user --json\n"),
+    )
+    for name, summary, epilog in actions:
+        action = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                epilog=epilog, formatter_class=_RAW)
+        action.add_argument("name", nargs="?", metavar="NAME", help="service name (default: cordon-<namespace>)")
+        add_scope_arguments(action)
+        if name == "status":
+            action.add_argument("--json", action="store_true", help="print JSON")
+        if name == "install":
+            action.add_argument("-n", "--dry-run", action="store_true",
+                                help="print the unit file (or plist) and its path; write and start nothing")
     return parser
 
 
@@ -560,13 +586,22 @@ def _service(args: argparse.Namespace) -> int:
 
     paths = _paths(args)
     manager = ServiceManager(paths, cordon=cordon_argv())
+    if args.action == "install" and args.dry_run:
+        if not paths.config_path.exists():
+            raise BaseSetupError(*missing_config(paths))
+        print(f"# {manager.unit_path(args.name)}  (dry run: nothing written or started)")
+        sys.stdout.write(manager.render(args.name).decode("utf-8"))
+        return OK
+    if args.action != "status":
+        _say_which(paths)
     if args.action == "install":
         path = manager.install(args.name)
         print(f"installed and started {manager.unit_name(args.name)} ({path})")
-        if manager.kind == "systemd":
-            print(f"logs: journalctl --user -u {manager.unit_name(args.name)} -f")
-        else:
-            print(f"logs: {manager.log_path(args.name)}")
+        print(f"logs: cordon logs -f{paths.flag}   ({manager.log_path(args.name)})")
+        return OK
+    if args.action == "restart":
+        manager.restart(args.name)
+        print(f"restarted {manager.unit_name(args.name)}")
         return OK
     if args.action == "uninstall":
         if manager.uninstall(args.name):

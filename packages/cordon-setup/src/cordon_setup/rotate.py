@@ -56,6 +56,13 @@ def on_token_rotated(paths: ScopePaths, token_name: str, token: str | None = Non
     return [f"rewrote {c.path}" for c in changes if not c.summary]
 
 
+def on_routes_changed(paths: ScopePaths, config: object) -> list[str]:
+    """Entry point for cordon-config after it wrote cordon.toml (a route or setting changed): rewrite the
+    integrations whose files no longer match (a new port, or a routed host that NO_PROXY must not list)."""
+    changes = rewrite_integrations(paths, None)
+    return [f"rewrote {c.path}" for c in changes if not c.summary and c.changed]
+
+
 def stale_files(
     paths: ScopePaths, name: str, *, environ: Mapping[str, str] | None = None
 ) -> list[FileChange]:
