@@ -98,6 +98,7 @@ examples:
   cordon-proxy start --scope user --log-format json
   cordon-proxy status --json               is it running, on which port, with how many routes
   cordon-proxy wait --timeout 5            exit 0 once /health answers
+  cordon-proxy logs -f                     follow the scope's proxy log
 """
 
 
@@ -113,7 +114,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         ("start", "run the proxy in the foreground", START_EPILOG, _start_arguments),
         ("status", "say whether the proxy is running (via /health)", STATUS_EPILOG, _status_arguments),
         ("wait", "wait until the proxy answers /health", WAIT_EPILOG, _wait_arguments),
+        ("logs", "show (or follow) this scope's proxy log", None, None),
     ):
+        if adder is None:
+            from cordon_proxy.logfile import build_logs_parser
+
+            sub.add_parser(name, parents=[build_logs_parser()], add_help=False, help=helptext)
+            continue
         p = sub.add_parser(
             name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".", epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -136,12 +143,15 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """``cordon-proxy start|status|wait ...``."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
-    if not args_list or args_list[0] not in ("start", "status", "wait"):
+    from cordon_proxy.logfile import logs_main
+
+    commands = {"start": start_main, "status": status_main, "wait": wait_main, "logs": logs_main}
+    if not args_list or args_list[0] not in commands:
         parser.parse_args(args_list)  # --help, --version or a usage error
         return EXIT_USAGE
     command, rest = args_list[0], args_list[1:]
     name = f"{prog or 'cordon-proxy'} {command}"
-    return {"start": start_main, "status": status_main, "wait": wait_main}[command](rest, prog=name)
+    return commands[command](rest, prog=name)
 
 
 # -- shared ----------------------------------------------------------------------------------------------

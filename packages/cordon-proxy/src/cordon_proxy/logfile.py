@@ -154,8 +154,8 @@ def logs_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> 
     try:
         lines, offset = tail_lines(log, args.lines)
     except FileNotFoundError:
-        sys.stderr.write(f"cordon: no proxy log for this scope yet ({log})\n"
-                         "hint: `cordon run`, `cordon service install` and `cordon start --log-file PATH` write "
+        sys.stderr.write(f"cordon: no proxy log for this scope yet ({log})\n")
+        sys.stderr.write("hint: `cordon run`, `cordon service install` and `cordon start --log-file PATH` write "
                          "one; `cordon start` alone logs to its terminal\n")
         return 1
     except OSError as exc:

@@ -241,12 +241,10 @@ def warn_bypass(host: str) -> None:
     from cordon_config.noproxy import bypassing
 
     for name, value, _ in bypassing(os.environ, [host])[:1]:
-        sys.stderr.write(
-            f"cordon: warning: {name}={value} in this shell sends requests for {host} around cordon (the route "
-            "never sees them)\n"
-            f'hint: eval "$(cordon env)" again (its NO_PROXY leaves routed hosts out), or remove {host} from '
-            f"{name}\n"
-        )
+        sys.stderr.write(f"cordon: warning: {name}={value} in this shell sends requests for {host} around cordon "
+                         "(the route never sees them)\n")
+        sys.stderr.write(f'hint: eval "$(cordon env)" again (its NO_PROXY leaves routed hosts out), or remove '
+                         f"{host} from {name}\n")
 
 
 def _route_edit(args: argparse.Namespace) -> int:
