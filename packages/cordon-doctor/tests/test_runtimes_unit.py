@@ -25,3 +25,12 @@ def test_probe_environment_replaces_proxy_vars_with_the_contract() -> None:
     assert env["HTTPS_PROXY"] == "http://127.0.0.1:9" and env["PATH"] == "/bin"
     assert env["NO_PROXY"] == env["no_proxy"] == "127.0.0.1,::1"
     assert "NODE_TLS_REJECT_UNAUTHORIZED" not in env
+
+
+def test_node_without_env_proxy_support_is_not_told_to_set_what_is_set() -> None:
+    from cordon_doctor.runtimes import no_env_proxy_fix
+
+    old = no_env_proxy_fix(node_honours_env_proxy(node_version_tuple("v20.20.2"), https_module=False), "v20.20.2")
+    assert not old.startswith("set NODE_USE_ENV_PROXY=1") and "upgrade Node" in old and "v20.20.2" in old
+    new = no_env_proxy_fix(node_honours_env_proxy(node_version_tuple("v22.21.0"), https_module=False), "v22.21.0")
+    assert new.startswith("set NODE_USE_ENV_PROXY=1")

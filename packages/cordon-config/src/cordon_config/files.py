@@ -109,7 +109,7 @@ def backup_once(path: Path, suffix: str = ".bak") -> Path | None:
     if not path.exists():
         return None
     backup = path.with_name(path.name + suffix)
-    check_writable(backup)
+    check_writable(path)  # the backup goes beside it: name the file the user knows
     try:
         fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, stat.S_IMODE(path.stat().st_mode))
     except FileExistsError:

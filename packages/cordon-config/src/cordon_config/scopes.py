@@ -37,8 +37,9 @@ class KnownScope:
 
     @property
     def gone(self) -> bool:
-        """The recorded cordon.toml no longer exists (its project was moved or deleted)."""
-        return self.config_path is not None and not self.config_path.exists()
+        """A project scope whose recorded cordon.toml no longer exists (its project was moved or deleted). The
+        user scope is never gone: its config lives in a fixed place."""
+        return self.kind == "project" and self.config_path is not None and not self.config_path.exists()
 
 
 def _read(state_dir: Path) -> dict[str, object]:

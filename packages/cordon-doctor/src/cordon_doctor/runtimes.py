@@ -127,6 +127,17 @@ def node_honours_env_proxy(version: tuple[int, int] | None, *, https_module: boo
     return version[0] >= 24
 
 
+def no_env_proxy_fix(honours: bool, version: str) -> str:
+    """The fix for Node's fetch without NODE_USE_ENV_PROXY: set it, when this Node honours it; else setting it
+    (the env contract does already) changes nothing, and only another Node or a proxy agent helps."""
+    if honours:
+        return (f"set NODE_USE_ENV_PROXY=1 (part of `cordon env`): Node's fetch ignores HTTPS_PROXY without it "
+                f"(needs Node {NODE_FETCH_MIN})")
+    return (f"NODE_USE_ENV_PROXY=1 (set by `cordon env`) is not enough: this is Node {version}, and only Node "
+            f"{NODE_FETCH_MIN} honours it; upgrade Node, or route the app through a proxy agent (undici "
+            "EnvHttpProxyAgent / global-agent)")
+
+
 def _python_has(module: str) -> bool:
     try:
         result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, timeout=20,
@@ -170,10 +181,10 @@ def discover(which: Callable[[str], str | None] = shutil.which) -> tuple[list[Pr
         probes.append(Probe("node-fetch", [node, "-e", NODE_FETCH], "NODE_EXTRA_CA_CERTS",
                             expect_proxy=node_honours_env_proxy(vt, https_module=False),
                             proxy_fix=upgrade.format(need=NODE_FETCH_MIN, have=version), version=version))
+        honours = node_honours_env_proxy(vt, https_module=False)
         probes.append(Probe("node-fetch-no-env-proxy", [node, "-e", NODE_FETCH], "NODE_EXTRA_CA_CERTS",
                             env_drop=("NODE_USE_ENV_PROXY",), expect_proxy=False,
-                            proxy_fix="set NODE_USE_ENV_PROXY=1 (part of `cordon env`): Node's fetch ignores "
-                            f"HTTPS_PROXY without it (needs Node {NODE_FETCH_MIN})", version=version))
+                            proxy_fix=no_env_proxy_fix(honours, version), version=version))
         probes.append(Probe("node-https", [node, "-e", NODE_HTTPS], "NODE_EXTRA_CA_CERTS",
                             expect_proxy=node_honours_env_proxy(vt, https_module=True),
                             proxy_fix=upgrade.format(need=NODE_HTTPS_MIN, have=version), version=version))
