@@ -90,6 +90,8 @@ def run_setup(
     """
     outcome = SetupOutcome(paths, integration, dry_run)
     before = read_config_facts(paths)
+    if before is None and not dry_run:
+        check_writable(paths.config_path)  # first the file the user knows, before any agent file
     if integration is not None:
         module = target(integration)
         probe = build_context(
@@ -102,7 +104,8 @@ def run_setup(
             cordon_cmd=cordon_cmd,
         )
         for change in plan_integration(integration, probe).all_changes:  # raises on an unreadable agent file
-            check_writable(change.path)
+            if not dry_run:
+                check_writable(change.path)
     outcome.base = ensure_base_setup(paths, progress=progress, dry_run=dry_run, port=port,
                                      upstream_ca_file=upstream_ca_file, secret_ttl=secret_ttl)
     facts = read_config_facts(paths)
