@@ -98,7 +98,7 @@ def test_config_set_listen_refuses_another_scopes_port(tmp_path: Path, project: 
     assert f"port 6795 is already the port of another cordon scope ({other})" in err
     assert "hint: choose another, e.g. " in err and "e.g. 6790 " not in err  # not its own current port
     assert load_config(project).listen == 6790
-    code, out, _ = run(cli.config_main, ["set", "listen", "6801"], capsys)
+    code, _out, _ = run(cli.config_main, ["set", "listen", "6801"], capsys)
     assert code == 0 and load_config(project).listen == 6801
 
 
@@ -190,7 +190,7 @@ def test_a_keyring_entry_another_route_reads_is_kept(project: Path, fake_keyring
     assert cli.route_main(["add", "--name", "azure", "--host", "azure.test", "--header-name", "api-key",
                            "--account", "openai"]) == 0
     fake_keyring.set_password("cordon", "openai", "sk-test")
-    code, out, _ = run(cli.route_main, ["remove", "openai", "--yes", "--delete-secret"], capsys)
+    _code, out, _ = run(cli.route_main, ["remove", "openai", "--yes", "--delete-secret"], capsys)
     assert "is kept: route azure uses it too" in out and fake_keyring.get_password("cordon", "openai") == "sk-test"
 
 
@@ -199,7 +199,7 @@ def test_route_remove_asks_about_the_secret_on_a_terminal(project: Path, fake_ke
     assert cli.route_main(["add", *OPENAI]) == 0
     fake_keyring.set_password("cordon", "openai", "sk-test")
     prompts = tty(monkeypatch, ["y", "y"])
-    code, out, _ = run(cli.route_main, ["remove", "openai"], capsys)
+    code, _out, _ = run(cli.route_main, ["remove", "openai"], capsys)
     assert code == 0 and prompts[1].startswith("also delete its secret from the keyring")
     assert fake_keyring.get_password("cordon", "openai") is None
 

@@ -157,7 +157,7 @@ def test_known_scopes_lists_projects_and_user_and_sees_gone_projects(tmp_path: P
     unrecorded = a.state_dir.parent / "old-12345678"
     unrecorded.mkdir()
     scopes = known_scopes(env())
-    assert [s.namespace for s in scopes] == sorted([a.namespace, b.namespace, "old-12345678"]) + ["user"]
+    assert [s.namespace for s in scopes] == [*sorted([a.namespace, b.namespace, "old-12345678"]), "user"]
     by_name = {s.namespace: s for s in scopes}
     assert by_name["old-12345678"].config_path is None and not by_name["old-12345678"].gone
     assert by_name["user"].kind == "user" and by_name["user"].config_path == user.config_path

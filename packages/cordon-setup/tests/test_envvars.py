@@ -38,6 +38,7 @@ def test_a_token_is_required_and_the_ca_can_be_overridden(tmp_path):
     ("a@b-1", "a%40b-1"),
     ("a:b-1", "a%253Ab-1"),  # the wire user is 'a%3Ab-1': Basic credentials cannot hold ':' in the user
     ("Projé-1", "Proj%25C3%25A9-1"),  # the wire user is ASCII 'Proj%C3%A9-1' for every client
+    ("100%-1", "100%2525-1"),
 ])
 def test_the_userinfo_is_percent_encoded(namespace: str, userinfo: str) -> None:
     from urllib.parse import unquote, urlsplit
@@ -50,6 +51,7 @@ def test_the_userinfo_is_percent_encoded(namespace: str, userinfo: str) -> None:
     assert (parts.hostname, parts.port) == ("127.0.0.1", 6790)
     assert unquote(parts.username or "") == proxy_user(namespace)
     assert proxy_user(namespace).isascii() and ":" not in proxy_user(namespace)
+    assert unquote(proxy_user(namespace)) == namespace  # git decodes twice: the namespace itself
 
 
 @pytest.mark.parametrize(("routed", "no_proxy"), [
