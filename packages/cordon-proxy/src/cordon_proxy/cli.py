@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 
 from cordon_proxy import __version__
+from cordon_proxy.logfile import LOGS_EPILOG, add_logs_arguments
 
 if TYPE_CHECKING:
     from cordon_config import Config
@@ -114,13 +115,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         ("start", "run the proxy in the foreground", START_EPILOG, _start_arguments),
         ("status", "say whether the proxy is running (via /health)", STATUS_EPILOG, _status_arguments),
         ("wait", "wait until the proxy answers /health", WAIT_EPILOG, _wait_arguments),
-        ("logs", "show (or follow) this scope's proxy log", None, None),
+        ("logs", "show (or follow) this scope's proxy log", LOGS_EPILOG, add_logs_arguments),
     ):
-        if adder is None:
-            from cordon_proxy.logfile import build_logs_parser
-
-            sub.add_parser(name, parents=[build_logs_parser()], add_help=False, help=helptext)
-            continue
         p = sub.add_parser(
             name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".", epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -222,8 +218,10 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     # 2. secrets
     failures = check_secrets(config)
     if failures:
+        from cordon_proxy.core.errors import secret_unavailable
+
         for route_name, reason in failures:
-            sys.stderr.write(f'cordon: secret for route "{route_name}" unavailable: {reason}\n')
+            sys.stderr.write(f"cordon: {secret_unavailable(route_name, reason)}\n")
         sys.stderr.write(f"hint: fix each as its line says, then check with: cordon secret check{paths.flag}\n")
         return EXIT_FAIL
     # 3. CA
@@ -289,7 +287,7 @@ def _log_to_file(logger: Logger, path: Path) -> None:
     log = open_log(path)
     logger.stream = log
     if not same_file(sys.stderr, log):
-        sys.stderr = Tee(sys.stderr, log)  # type: ignore[assignment]
+        sys.stderr = Tee(sys.stderr, log)
 
 
 def _record(paths: ScopePaths, log_file: Path | None) -> None:
@@ -323,7 +321,7 @@ def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None,
 async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
     from cordon_config.secrets import SecretCache
 
-    from cordon_proxy.core.session import Settings
+    from cordon_proxy.core.session import Settings, SettingsRef
     from cordon_proxy.server import Proxy, allow_loopback, loop_exception_handler
     from cordon_proxy.upstream import Resolver, UpstreamPool, client_context, resolve_overrides
 
@@ -331,13 +329,8 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
         ctx = client_context(config.tls.upstream_ca_file)
     except (OSError, ValueError) as exc:
         return _fail(f"cannot load [tls] upstream_ca_file {config.tls.upstream_ca_file}: {exc}")
-    settings = Settings(
-        routes=config.routes,
-        listen_port=config.listen,
-        version=__version__,
-        max_head=config.limits.header_bytes,
-        verify_token=verify,
-        allow_loopback=allow_loopback(os.environ),
+    settings = Settings.from_config(
+        config, version=__version__, verify_token=verify, allow_loopback=allow_loopback(os.environ)
     )
     pool = UpstreamPool(
         ctx,
@@ -345,7 +338,7 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
         connect_timeout=config.limits.connect_timeout,
         idle_timeout=min(30.0, config.limits.idle_timeout),
     )
-    proxy = Proxy(config, settings, leaves=leaves, pool=pool, secrets=SecretCache(config.secret_ttl), logger=logger)
+    proxy = Proxy(SettingsRef(settings), leaves=leaves, pool=pool, secrets=SecretCache(config.secret_ttl), logger=logger)
     try:
         await proxy.listen(config.listen)
     except OSError as exc:
@@ -355,6 +348,9 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
                 f"stop what is using it (cordon status), or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
+    from cordon_proxy.hardening import release_startup_memory
+
+    release_startup_memory()
     stop, now = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:  # the first asks to drain; a second one (Ctrl-C again) stops at once

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 
-__all__ = ["Tee", "logs_main", "open_log", "tail_lines"]
+__all__ = ["LOGS_EPILOG", "Tee", "add_logs_arguments", "logs_main", "open_log", "tail_lines"]
 
 LOGS_EPILOG = """examples:
   cordon logs                           the last 20 lines of this scope's proxy log
@@ -120,16 +120,21 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def build_logs_parser(prog: str = "cordon logs") -> argparse.ArgumentParser:
+def add_logs_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``cordon logs``."""
     from cordon_config.scope import add_scope_arguments
 
-    parser = _Parser(prog=prog, description="Show the scope's proxy log (the service's, `cordon run`'s proxy's, or "
-                     "the file of the last `cordon start --log-file`).", epilog=LOGS_EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scope_arguments(parser)
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
     parser.add_argument("-n", "--lines", type=int, default=20, metavar="N", help="print the last N lines (default 20)")
     parser.add_argument("--path", action="store_true", help="print the log file's path and nothing else")
+
+
+def build_logs_parser(prog: str = "cordon logs") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="Show the scope's proxy log (the service's, `cordon run`'s proxy's, or "
+                     "the file of the last `cordon start --log-file`).", epilog=LOGS_EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_logs_arguments(parser)
     return parser
 
 

@@ -76,7 +76,7 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
         handler(self, seen)
 
     def _read_chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
             if size == 0:
@@ -213,7 +213,7 @@ class _Server(ThreadingHTTPServer):
         try:
             with self.owner.lock:
                 self.owner.connections += 1
-            self.RequestHandlerClass(tls, client_address, self)
+            _UpstreamHandler(tls, client_address, self)
         except OSError:
             pass
         finally:
