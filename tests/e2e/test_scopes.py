@@ -90,7 +90,8 @@ def test_the_env_contract_works_for_any_directory_name(tmp_path: Path, upstream,
             done = run_client(argv, env)
             path = "/" + argv[-1].split("/", 3)[3]
             seen = injected(server, path)
-            assert seen and set(seen) == {f"Bearer {secret}"}, (client, done.stdout, done.stderr)
+            assert seen and set(seen) == {f"Bearer {secret}"}, (client, done.returncode, done.stdout, done.stderr,
+                                                                 [(r.path, r.headers) for r in server.requests])
             if client != "git":  # git gets a JSON echo where it wanted refs: it reached the upstream, that is all
                 assert done.returncode == 0, (client, done.stderr)
     assert DUMMY not in json.dumps([s.headers for s in server.requests])
