@@ -37,12 +37,32 @@ def test_resolve_matches_the_scope_module_on_awkward_paths(home: str, xdg: str) 
                 assert got == (str(want.config_path), str(want.state_dir)), (scope, config, cwd)
 
 
+def test_resolve_matches_the_scope_module_on_real_trees(tmp_path: Path) -> None:
+    """Discovery included: a project found above, nested projects, a directory others may write."""
+    env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    (tmp_path / "home" / "p" / "src" / "deep").mkdir(parents=True)
+    (tmp_path / "home" / "p" / "cordon.toml").write_text("")
+    (tmp_path / "home" / "p" / "src" / "inner").mkdir()
+    (tmp_path / "home" / "p" / "src" / "inner" / "cordon.toml").write_text("")
+    (tmp_path / "home" / "p" / "tmp" / "x").mkdir(parents=True)
+    (tmp_path / "home" / "p" / "tmp").chmod(0o1777)
+    cwds = [tmp_path / "home", tmp_path / "home" / "p", tmp_path / "home" / "p" / "src" / "deep",
+            tmp_path / "home" / "p" / "src" / "inner", tmp_path / "home" / "p" / "tmp" / "x", tmp_path]
+    for cwd in cwds:
+        for config in (None, "cordon.toml"):
+            want = resolve_scope(None, config, env=env, cwd=cwd)
+            assert resolve(None, config, env, str(cwd)) == (str(want.config_path), str(want.state_dir)), cwd
+    assert resolve(None, None, env, str(cwds[2]))[0] == str(tmp_path / "home" / "p" / "cordon.toml")
+
+
 @pytest.mark.parametrize("path", ["", ".", "/", "//", "///", "a", "a/", "./a", "a/./b", "a//b", "/a/../b", "//a/b/",
                                   "///a//b/.", "a/b/..", "..", "/.."])
 def test_pure_and_parent_match_purepath(path: str) -> None:
-    pure = envfast._pure(path)
+    from cordon_config import quickscope
+
+    pure = quickscope._pure(path)
     assert pure == str(PurePosixPath(path))
-    assert envfast._parent(pure) == str(PurePosixPath(path).parent)
+    assert quickscope._parent(pure) == str(PurePosixPath(path).parent)
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -7,7 +7,7 @@ Discovery (no ``--config``, no ``--scope user``): the project is the nearest dir
 directory upwards, holding a ``cordon.toml``. The search stops (without looking there) at the home directory,
 at another filesystem and at a directory other users may write (``/tmp``), and ends at a ``cordon.toml``
 owned by another user (not used: anyone could have planted it). Nothing found: the working directory is the
-project, as before any setup. ``cordon_setup.envfast`` mirrors this with ``os`` alone (a test compares them).
+project, as before any setup. The search itself is :func:`cordon_config.quickscope.find_project`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import hashlib
 import os
 import re
 import shlex
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from cordon_config.quickscope import CONFIG_NAME, find_project, home_of
+
 Scope = Literal["project", "user"]
-CONFIG_NAME = "cordon.toml"
+__all__ = ["CONFIG_NAME", "ScopeError", "ScopePaths", "add_scope_arguments", "config_home", "find_project",
+           "missing_config", "resolve_scope", "scope_from_args", "using_line", "with_scope_flag"]
 
 
 class ScopeError(ValueError):
@@ -93,46 +95,6 @@ def project_namespace(project_dir: Path) -> str:
     digest = hashlib.sha256(absolute.encode("utf-8")).hexdigest()[:8]
     name = project_dir.name or "root"
     return f"{name}-{digest}"
-
-
-def home_of(env: Mapping[str, str]) -> str:
-    """``$HOME`` as discovery's ceiling (the password database's idea of it when unset)."""
-    return env.get("HOME") or os.path.expanduser("~")
-
-
-def find_project(cwd: str, home: str) -> str:
-    """The directory of the nearest ``cordon.toml`` at or above ``cwd`` (normalised), else ``cwd`` itself.
-
-    See the module docstring for where the search stops. Reads only ``stat`` of the directories on the way.
-    """
-    start = os.path.normpath(cwd)
-    if os.path.isfile(os.path.join(start, CONFIG_NAME)):
-        return start
-    try:
-        device = os.stat(start).st_dev
-    except OSError:
-        return start
-    ceiling = os.path.normpath(home) if home else ""
-    uid = os.geteuid()
-    here = start
-    while True:
-        parent = os.path.dirname(here)
-        if parent in (here, ceiling):
-            return start
-        try:
-            info = os.stat(parent)
-        except OSError:
-            return start
-        if info.st_dev != device or info.st_mode & stat.S_IWOTH:
-            return start
-        try:
-            found = os.stat(os.path.join(parent, CONFIG_NAME))
-        except OSError:
-            here = parent
-            continue
-        if stat.S_ISREG(found.st_mode) and found.st_uid == uid:
-            return parent
-        return start
 
 
 def resolve_scope(

@@ -12,18 +12,21 @@ small machine, and argparse, pathlib and dataclasses as much again. So:
   changed less than :data:`RACY_SECONDS` ago is not cached at all: a second edit within the same timestamp
   tick would keep its identity (git's "racily clean" problem);
 - this module, the ``env`` entry point, parses the common arguments by hand, resolves the scope with
-  ``os`` only, config discovery included (the same result as :func:`cordon_config.scope.resolve_scope`; tests
-  compare the two on generated inputs and on real directory trees) and prints from the cache when the identities still match. On anything else (``--help``,
+  :func:`cordon_config.quickscope.resolve` (``os`` only, config discovery included; the same result as
+  :func:`cordon_config.scope.resolve_scope`, which tests check on generated inputs and real directory trees) and prints from the cache when the identities still match. On anything else (``--help``,
   ``--json``, an unusual argument, a missing or stale cache, an error) it hands the same arguments to the full
   command, which is the one that validates, reports errors and refreshes the cache.
 
-It imports ``os`` and ``sys`` (already loaded by every Python start) and :mod:`cordon_setup.render`.
+It imports ``os`` and ``sys`` (already loaded by every Python start), :mod:`cordon_config.quickscope` and
+:mod:`cordon_setup.render`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from cordon_config.quickscope import resolve
 
 TYPE_CHECKING = False  # `typing` costs more than this whole module
 if TYPE_CHECKING:
@@ -79,59 +82,6 @@ def parse_args(args: Sequence[str]) -> dict[str, str] | None:
     if found.get("format", "shell") not in _FAST_FORMATS:
         return None
     return found
-
-
-def resolve(scope: str | None, config: str | None, environ: Mapping[str, str], cwd: str) -> tuple[str, str]:
-    """(config path, state dir) as ``str`` of :func:`cordon_config.scope.resolve_scope`'s paths (POSIX)."""
-    xdg = environ.get("XDG_CONFIG_HOME", "")
-    if xdg and os.path.isabs(xdg):
-        home = xdg
-    else:
-        home = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".config")
-    base = os.path.join(home, "cordon")
-    if config is not None:
-        path = _pure(os.path.normpath(os.path.join(cwd, config)))
-        project = _parent(path)
-    elif scope == "user":
-        return _pure(os.path.join(base, "cordon.toml")), _pure(os.path.join(base, "user"))
-    else:
-        project = _pure(_find_project(os.path.normpath(cwd), environ.get("HOME") or os.path.expanduser("~")))
-        path = _pure(os.path.join(project, "cordon.toml"))
-    name = project.rstrip("/").rpartition("/")[2] or "root"
-    namespace = f"{name}-{_sha256(project.encode('utf-8')).hexdigest()[:8]}"
-    return path, _pure(os.path.join(base, "projects", namespace))
-
-
-def _find_project(start: str, home: str) -> str:
-    """:func:`cordon_config.scope.find_project`, copied: importing cordon_config costs ``typing``. A test
-    compares the two on real directory trees."""
-    if os.path.isfile(os.path.join(start, "cordon.toml")):
-        return start
-    try:
-        device = os.stat(start).st_dev
-    except OSError:
-        return start
-    ceiling = os.path.normpath(home) if home else ""
-    uid = os.geteuid()
-    here = start
-    while True:
-        parent = os.path.dirname(here)
-        if parent in (here, ceiling):
-            return start
-        try:
-            info = os.stat(parent)
-        except OSError:
-            return start
-        if info.st_dev != device or info.st_mode & 0o002:
-            return start
-        try:
-            found = os.stat(os.path.join(parent, "cordon.toml"))
-        except OSError:
-            here = parent
-            continue
-        if found.st_mode & 0o170000 == 0o100000 and found.st_uid == uid:
-            return parent
-        return start
 
 
 def identity(path: str) -> str:
@@ -193,36 +143,3 @@ def cached_env(args: Sequence[str], environ: Mapping[str, str], cwd: str) -> str
     from cordon_setup.render import render_env
 
     return render_env(env, options.get("format", "shell"))
-
-
-def _pure(path: str) -> str:
-    """``str(PurePosixPath(path))``: no empty or ``.`` parts; exactly two leading slashes stay two."""
-    root = ""
-    if path.startswith("/"):
-        root = "//" if path.startswith("//") and not path.startswith("///") else "/"
-    return root + "/".join(part for part in path.split("/") if part and part != ".") or "."
-
-
-def _parent(path: str) -> str:
-    """``str(PurePosixPath(path).parent)`` of a :func:`_pure` path."""
-    head, sep, _ = path.rpartition("/")
-    if not sep:
-        return "."
-    if head.strip("/") == "":
-        return path[: len(head) + 1] if head else "/"
-    return head
-
-
-def _load_sha256():  # type: ignore[no-untyped-def]
-    # the built-in module, not hashlib: hashlib loads OpenSSL (~3 ms)
-    try:
-        from _sha256 import sha256  # Python 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # Python 3.12+
-        except ImportError:
-            from hashlib import sha256
-    return sha256
-
-
-_sha256 = _load_sha256()
