@@ -208,3 +208,14 @@ def test_status_says_one_route(tmp_path: Path) -> None:
     finally:
         stop(proc)
     assert "1 route)" in status.stdout and "1 routes" not in status.stdout
+
+
+def test_no_config_is_the_same_message_for_start_status_and_wait(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for argv in (["start"], ["status"], ["wait", "--timeout", "0"]):
+        done = subprocess.run([str(CORDON), *argv], cwd=bare, capture_output=True, text=True, timeout=TIMEOUT)
+        assert done.returncode == 1, argv
+        assert done.stderr.splitlines() == [
+            f"cordon: no cordon.toml in {bare} or a parent directory",
+            "hint: run `cordon setup` in the project directory (or pass --config PATH, or --scope user)"], argv

@@ -163,7 +163,9 @@ def _scope(args: argparse.Namespace) -> ScopePaths:
 
 
 class _Usage(Exception):
-    pass
+    def __init__(self, message: str, hint: str | None = None, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.hint, self.code = hint, code
 
 
 def _load(config_path: Path) -> Config:
@@ -407,11 +409,15 @@ def health(port: int, timeout: float = 2.0) -> dict[str, object] | None:
 
 def _config_for_status(args: argparse.Namespace) -> tuple[Path, int]:
     from cordon_config import ConfigError
+    from cordon_config.errors import ConfigNotFound
+    from cordon_config.scope import missing_config
 
     paths = _scope(args)
     config_path = paths.config_path
     try:
         config = _load(config_path)
+    except ConfigNotFound:
+        raise _Usage(*missing_config(paths), code=EXIT_FAIL) from None  # the one "no cordon.toml" of every tool
     except ConfigError as exc:
         raise _Usage(str(exc).splitlines()[0] if str(exc) else "invalid config") from None
     except OSError as exc:
@@ -430,7 +436,7 @@ def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -
     except _Usage as exc:
         if args.quiet:
             return EXIT_FAIL
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
     answer = health(port)
     running = answer is not None
     if args.quiet:
@@ -465,7 +471,7 @@ def wait_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> 
     try:
         _, port = _config_for_status(args)
     except _Usage as exc:
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
     deadline = time.monotonic() + args.timeout
     while True:
         if health(port, timeout=1.0) is not None:
