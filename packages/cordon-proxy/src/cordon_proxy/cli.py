@@ -8,7 +8,6 @@ every secret (all failures reported together) → load the CA (created when miss
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import errno
 import json
@@ -307,6 +306,8 @@ def _record(paths: ScopePaths, log_file: Path | None) -> None:
 
 def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]:
     """("uvloop", uvloop.run) when uvloop (the optional ``uvloop`` extra) imports, else the stdlib loop."""
+    import asyncio  # here, not at the top: `cordon status` and `wait` never run a loop (start-up time)
+
     try:
         import uvloop
     except ImportError:
@@ -321,6 +322,8 @@ def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None,
 
 
 async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+    import asyncio
+
     from cordon_config.secrets import SecretCache
 
     from cordon_proxy.core.session import Settings, SettingsRef
