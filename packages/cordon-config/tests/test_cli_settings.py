@@ -322,3 +322,19 @@ def test_ctrl_c_at_the_secret_prompt_says_interrupted(project: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 130, output
     assert b"cordon: interrupted" in output, output
+
+
+def test_a_trust_setting_changed_with_cordon_config_is_approved(project: Path, tmp_path: Path, capsys) -> None:
+    """`cordon config set` is a person at the CLI: the [tls] value it writes counts as approved; the same value
+    written into the file by something else does not."""
+    from cordon_config.approvals import approve, check_approved
+
+    paths = resolve_scope(None, None, env=os.environ, cwd=project.parent)
+    approve(paths, load_config(project))
+    roots = tmp_path / "roots.pem"
+    roots.write_text("x\n")
+    assert cli.config_main(["set", "tls.upstream_ca_file", str(roots)]) == 0
+    assert check_approved(load_config(project), paths) == []
+    project.write_text(project.read_text().replace(str(roots), str(tmp_path / "other.pem")))
+    (tmp_path / "other.pem").write_text("x\n")
+    assert [u.item.kind for u in check_approved(load_config(project), paths)] == ["settings"]

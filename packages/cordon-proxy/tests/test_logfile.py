@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from cordon_config.scope import resolve_scope
 from cordon_proxy.logfile import tail_lines
-from cordon_proxy.testing import TIMEOUT, RecordingUpstream, free_port, health_ok, write_config
+from cordon_proxy.testing import (
+    TIMEOUT,
+    RecordingUpstream,
+    approve_as_user,
+    free_port,
+    health_ok,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +29,9 @@ CORDON = Path(sys.executable).parent / "cordon"
 
 
 def start(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """`python -m cordon_proxy start -c CONFIG ARGS` with the test's HOME; stdout+stderr captured."""
+    """`python -m cordon_proxy start -c CONFIG ARGS` with the test's HOME, the config approved as its user would;
+    stdout+stderr captured."""
+    approve_as_user(config, {**os.environ, **(env or {})})
     return subprocess.Popen([sys.executable, "-m", "cordon_proxy", "start", "-c", str(config), *args],
                             env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -86,7 +95,7 @@ def test_a_log_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
     link.symlink_to(target)
     proc = start(write_config(tmp_path, free_port(), []), "--log-file", str(link))
     code, out = finish(proc)
-    assert code == 1 and "symbolic link" in out and target.read_text() == "keep\n"
+    assert code == 1 and f"is a symlink to {target}" in out and target.read_text() == "keep\n"
 
 
 def test_cordon_logs_follows_new_lines(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
-from cordon_config.files import atomic_write
+from cordon_config.files import SymlinkRefused, atomic_write
 from cordon_config.scope import (
     ScopeError,
     ScopePaths,
@@ -32,6 +32,7 @@ from cordon_setup.render import FORMATS, render_env
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cordon_setup.integrations import IntegrationPlan
+    from cordon_setup.realkeys import Destination, RealKey
     from cordon_setup.setup_flow import SetupOutcome
 
 OK, FAIL, USAGE = 0, 1, 2
@@ -60,6 +61,9 @@ def _guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
         _err(str(exc), getattr(exc, "hint", None))
         return USAGE
     except BaseSetupError as exc:
+        _err(str(exc), exc.hint)
+        return FAIL
+    except SymlinkRefused as exc:
         _err(str(exc), exc.hint)
         return FAIL
     except OSError as exc:
@@ -124,6 +128,7 @@ examples:
   cordon setup --port 6801           move this scope's proxy to port 6801 (integration files follow)
   cordon setup --secret-ttl 60 --upstream-ca-file /etc/ssl/corp-root.pem
   cordon setup codex --new-scope     a second scope in this subdirectory of a project
+  cordon setup codex --move-keys     also move a real OPENAI_API_KEY in .codex/.env into the keyring
 """
 
 
@@ -162,6 +167,13 @@ def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
         "--new-scope", action="store_true",
         help="in a subdirectory of a project that has a cordon.toml, create a second scope here "
         "(asked on a terminal; refused otherwise)",
+    )
+    parser.add_argument(
+        "--move-keys",
+        action="store_true",
+        help="move real provider keys found in the agent files into the keyring (their route's entry, adding "
+        "the provider's usual route when there is none) and write the dummy in their place, without asking "
+        "(asked only on a terminal; otherwise setup prints the commands)",
     )
     return parser
 
@@ -242,12 +254,31 @@ def _confirm_on_tty(plan: IntegrationPlan, masks: dict[str, str]) -> bool:
     return line.strip().lower() in ("", "y", "yes")
 
 
+def _ask_move_key(key: RealKey, where: Destination) -> bool:
+    """On a terminal: move this key into cordon? (default yes; the value is never shown)."""
+    route = f"route {where.route}" + (", which setup adds and approves" if where.new else "")
+    sys.stdout.write(f"{key.path} holds a real {key.variable}, which the agent can read. Move it into the keyring "
+                     f"({where.service}/{where.account}, {route}) and write the dummy in its place? [Y/n] ")
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    if not line:
+        sys.stdout.write("\n")
+        return False
+    return line.strip().lower() in ("", "y", "yes")
+
+
+def _move_without_asking(key: RealKey, where: Destination) -> bool:
+    return True
+
+
 def _print_setup(outcome: SetupOutcome) -> None:
     from cordon_setup.plan import render_plan
     from cordon_setup.setup_flow import describe
 
     paths = outcome.paths
     if outcome.dry_run:
+        for line in outcome.key_warnings:
+            sys.stderr.write(line + "\n")
         for item in outcome.base:
             if isinstance(item, str):
                 print(item)
@@ -261,6 +292,10 @@ def _print_setup(outcome: SetupOutcome) -> None:
         else:
             print("dry run: nothing was written")
         return
+    for line in outcome.key_notes:
+        print(line)
+    for line in outcome.key_warnings:
+        sys.stderr.write(line + "\n")
     if outcome.declined:
         print("nothing written to the agent files")
         return
@@ -269,6 +304,8 @@ def _print_setup(outcome: SetupOutcome) -> None:
     if not outcome.changed:
         what = f"cordon and {outcome.integration} are" if outcome.integration else "cordon is"
         print(f"nothing to change: {what} already set up ({paths.scope} scope, {paths.config_path})")
+    for line in outcome.unapproved:
+        print(f"note: {line}")
     if outcome.next_steps:
         print("\nnext steps:")
         for number, step in enumerate(outcome.next_steps, start=1):
@@ -287,9 +324,11 @@ def _setup(args: argparse.Namespace) -> int:
         raise UsageError(f"--upstream-ca-file: no such file: {args.upstream_ca_file}")
     paths = _which_scope(args)
     _say_which(paths)
-    confirm = None
+    confirm = move_key = None
     if not args.yes and not args.dry_run and _isatty(sys.stdin) and _isatty(sys.stdout):
-        confirm = _confirm_on_tty
+        confirm, move_key = _confirm_on_tty, _ask_move_key
+    if args.move_keys:
+        move_key = _move_without_asking
     outcome = run_setup(
         paths,
         args.integration,
@@ -301,6 +340,7 @@ def _setup(args: argparse.Namespace) -> int:
         port=args.port,
         upstream_ca_file=args.upstream_ca_file,
         secret_ttl=args.secret_ttl,
+        move_key=move_key,
     )
     _print_setup(outcome)
     return FAIL if outcome.declined else OK

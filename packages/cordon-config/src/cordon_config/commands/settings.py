@@ -12,6 +12,7 @@ from typing import Any
 from cordon_config.commands.common import (
     OK,
     RESTART,
+    Failure,
     UsageError,
     after_routes_changed,
     load,
@@ -20,6 +21,7 @@ from cordon_config.commands.common import (
     scope_of,
 )
 from cordon_config.errors import ConfigError
+from cordon_config.scope import ScopePaths
 
 
 def _port(text: str) -> int:
@@ -152,11 +154,26 @@ def run_config(args: argparse.Namespace) -> int:
     if before == after:
         print(f"{setting.name} is already {'unset' if value is UNSET else args.value} in {paths.config_path}")
         return OK
+    if setting.path[0] in ("tls", "secrets"):
+        _approve_change(paths, before, after)  # a person set it with a cordon command: that is its approval
     shown = "removed" if value is UNSET else f"= {str(value).lower() if isinstance(value, bool) else value}"
     print(f"{setting.name} {shown} in {paths.config_path}")
     status = after_routes_changed(paths)
     print(RESTART)
     return status
+
+
+def _approve_change(paths: ScopePaths, before: str, after: str) -> None:
+    """Record the changed [tls]/[secrets] fields as approved (approvals.record_change: only what changed)."""
+    from cordon_config.approvals import ApprovalError, record_change, settings_item
+    from cordon_config.parse import parse_config
+
+    old, new = parse_config(before, paths.config_path), parse_config(after, paths.config_path)
+    try:
+        record_change(paths, paths.config_path, settings_item(old, paths), settings_item(new, paths))
+    except ApprovalError as exc:
+        raise Failure(f"{paths.config_path} was changed, but its approval could not be recorded: {exc}",
+                      exc.hint) from None
 
 
 def _check_port(port: int, config_path: Path) -> None:
