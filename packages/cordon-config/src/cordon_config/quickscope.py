@@ -83,6 +83,35 @@ def resolve(scope: str | None, config: str | None, environ: Mapping[str, str], c
 
 
 
+def file_identity(path: str) -> str:
+    """``device inode size mtime ctime mode uid`` of ``path``, or ``absent``: any replacement, edit or chmod
+    changes it (what a fast path's cache is keyed on)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "absent"
+    return f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_mode:o} {st.st_uid}"
+
+
+def changed_at(identity: str) -> float | None:
+    """When the file of this :func:`file_identity` last changed (seconds since the epoch), None when absent.
+
+    A cache must not trust a file changed very recently: a second edit within the same timestamp tick keeps
+    its identity (git's "racily clean" problem)."""
+    if identity == "absent":
+        return None
+    fields = identity.split()
+    return max(int(fields[3]), int(fields[4])) / 1e9
+
+
+def quote(text: str) -> str:
+    """``shlex.quote`` without importing ``shlex`` (and the ``re`` it loads)."""
+    safe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_"
+    if text and all(ch in safe for ch in text):
+        return text
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
 def _pure(path: str) -> str:
     """``str(PurePosixPath(path))``: no empty or ``.`` parts; exactly two leading slashes stay two."""
     root = ""

@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     parser = build_parser(prog)
     from cordon_proxy.logfile import logs_main
 
-    commands = {"start": start_main, "status": status_main, "wait": wait_main, "logs": logs_main}
+    commands: dict[str, Callable[..., int]] = {"start": start_main, "status": status_main, "wait": wait_main, "logs": logs_main}
     if not args_list or args_list[0] not in commands:
         parser.parse_args(args_list)  # --help, --version or a usage error
         return EXIT_USAGE
@@ -422,10 +422,14 @@ def health(port: int, timeout: float = 2.0) -> dict[str, object] | None:
 def _config_for_status(args: argparse.Namespace) -> tuple[Path, int]:
     from cordon_config import ConfigError
     from cordon_config.errors import ConfigNotFound
+    from cordon_config.quickscope import file_identity
     from cordon_config.scope import missing_config
+
+    from cordon_proxy.statusfast import save_cache
 
     paths = _scope(args)
     config_path = paths.config_path
+    config_id = file_identity(str(config_path))  # before reading: an edit meanwhile leaves a cache that misses
     try:
         config = _load(config_path)
     except ConfigNotFound:
@@ -434,6 +438,7 @@ def _config_for_status(args: argparse.Namespace) -> tuple[Path, int]:
         raise _Usage(str(exc).splitlines()[0] if str(exc) else "invalid config") from None
     except OSError as exc:
         raise _Usage(f"cannot read {config_path}: {exc.strerror}") from None
+    save_cache(str(config_path), str(paths.state_dir), config_id, config.listen, time.time())  # the fast path's
     return config_path, config.listen
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import sys
 
-from cordon_config.quickscope import resolve
+from cordon_config.quickscope import changed_at, file_identity, resolve
 
 TYPE_CHECKING = False  # `typing` costs more than this whole module
 if TYPE_CHECKING:
@@ -84,23 +84,13 @@ def parse_args(args: Sequence[str]) -> dict[str, str] | None:
     return found
 
 
-def identity(path: str) -> str:
-    """``device inode size mtime ctime mode uid`` of ``path``, or ``absent``: any replacement, edit or chmod
-    changes it."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "absent"
-    return f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_mode:o} {st.st_uid}"
+identity = file_identity  # the name the full command and the tests use
 
 
 def settled(identity_text: str, now: float) -> bool:
     """The file of this :func:`identity` last changed at least :data:`RACY_SECONDS` before ``now``."""
-    if identity_text == "absent":
-        return True
-    fields = identity_text.split()
-    changed = max(int(fields[3]), int(fields[4])) / 1e9
-    return now - changed >= RACY_SECONDS
+    changed = changed_at(identity_text)
+    return changed is None or now - changed >= RACY_SECONDS
 
 
 def cache_text(config_path: str, token: str, config_id: str, tokens_id: str, env: Mapping[str, str]) -> str | None:
