@@ -149,11 +149,11 @@ class Scenario:
         self.step("secret", self.cordon("secret", "set", *scope, found.name), stdin="@real-key")
 
     def start(self, config: Path) -> None:
-        """Trust the fake's CA for upstream verification (approved with `cordon route approve`), start cordon and
-        wait for it."""
-        self.step("upstream-ca", [sys.executable, str(HERE / "set_upstream_ca.py"), str(config), "@upstream-ca"])
-        # a trust setting counts only once a human approved it through the CLI
-        self.step("approve", self.cordon("route", "approve", "--all", "--yes", "-c", str(config)))
+        """Trust the fake's CA for upstream verification (`cordon config set tls.upstream_ca_file`), start
+        cordon and wait for it."""
+        # through the CLI, as a person would: a trust setting counts only as a human set or approved it
+        self.step("upstream-ca", self.cordon("config", "set", "tls.upstream_ca_file", "@upstream-ca",
+                                             "-c", str(config)))
         self.step("start", self.cordon("start", "-c", str(config)), background=True)
         self.step("wait", self.cordon("wait", "-c", str(config), "--timeout", "30"))
 

@@ -8,7 +8,7 @@ from cordon_config.commands.common import OK, Failure, print_json, scope_of
 from cordon_config.errors import ConfigError
 
 
-def run_config(args: argparse.Namespace) -> int:
+def run_migrate(args: argparse.Namespace) -> int:
     from cordon_config.migrate import backup_path, migrate_config
 
     paths = scope_of(args)
