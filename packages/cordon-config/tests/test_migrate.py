@@ -175,3 +175,19 @@ def test_cli_on_a_broken_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert err.startswith("cordon: ") and "not valid TOML" in err and "Traceback" not in err
     assert os.path.exists(path) and not backup_path(path).exists()
+
+
+def test_an_approved_legacy_config_stays_approved_after_migration(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from cordon_config.approvals import check_approved
+    from cordon_config.cli import route_main
+    from cordon_config.scope import resolve_scope
+
+    path = tmp_path / "cordon.toml"
+    path.write_text(HEAD + ROUTES.split("# Anthropic")[0])  # the openai route, type = "bearer"
+    paths = resolve_scope(None, path, env=os.environ, cwd=tmp_path)
+    assert route_main(["approve", "--all", "--yes", "-c", str(path)]) == 0
+    assert check_approved(load_config(path), paths) == []
+    assert migrate_config(path)  # rewritten ...
+    assert check_approved(load_config(path), paths) == []  # ... and what it means was approved already
+    capsys.readouterr()
