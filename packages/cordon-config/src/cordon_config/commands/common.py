@@ -10,7 +10,7 @@ import sys
 from typing import Any, TextIO
 
 from cordon_config.errors import ConfigError
-from cordon_config.model import BasicAuth, Config, Route, SecretRef
+from cordon_config.model import BasicAuth, Config, Listener, Route, SecretRef
 from cordon_config.scope import ScopeError, ScopePaths, scope_from_args
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -64,6 +64,14 @@ def config_failure(exc: ConfigError) -> Failure:
     return Failure(str(exc))
 
 
+def write_error(exc: ConfigError) -> UsageError:
+    """A config the command would produce is invalid: one line (the first problem) and its hint."""
+    problem = exc.problems[0]
+    where = f"{problem.kind} {problem.route}: " if problem.route else ""
+    key = f"{problem.key}: " if problem.key else ""
+    return UsageError(f"{where}{key}{problem.message}", problem.hint)
+
+
 def load(args: argparse.Namespace) -> tuple[ScopePaths, Config]:
     from cordon_config.errors import ConfigNotFound
     from cordon_config.parse import load_config
@@ -84,6 +92,37 @@ def find_route(config: Config, name: str) -> Route:
             return route
     names = ", ".join(route.name for route in config.routes) or "none"
     raise UsageError(f"no route named {name!r} in {config.path}", f"routes: {names}")
+
+
+def find_listener(config: Config, name: str) -> Listener:
+    found = config.listener(name)
+    if found is not None:
+        return found
+    names = ", ".join(item.name for item in config.listeners) or "none"
+    hint = f"listeners: {names}"
+    if any(route.name == name for route in config.routes):
+        hint = f"{name} is a route: see `cordon route show {name}`"
+    raise UsageError(f"no listener named {name!r} in {config.path}", hint)
+
+
+def find_secret_owner(config: Config, name: str) -> Route | Listener:
+    """The route or listener called ``name`` (they share one name space)."""
+    for item in (*config.routes, *config.listeners):
+        if item.name == name:
+            return item
+    names = ", ".join(item.name for item in (*config.routes, *config.listeners)) or "none"
+    raise UsageError(f"no route or listener named {name!r} in {config.path}", f"names: {names}")
+
+
+def listener_json(listener: Listener) -> dict[str, Any]:
+    """A listener as JSON-ready data (references to secrets only)."""
+    fields = {key: list(value) if isinstance(value, tuple) else value
+              for key, value in listener.secret.fields.items()}
+    return {"name": listener.name, "address": "127.0.0.1", "port": listener.port, "upstream": listener.upstream,
+            "upstream_host": listener.upstream_host, "upstream_port": listener.upstream_port,
+            "client_tls": listener.client_tls, "upstream_tls": listener.upstream_tls,
+            "auth": {"type": "password", "username": listener.auth.username},
+            "secret": {"source": listener.secret.source, **fields}}
 
 
 def describe_secret(ref: SecretRef) -> str:
