@@ -69,7 +69,8 @@ def _bundle_holds(bundle: Path, cert: Path) -> bool:
 
 def on_routes_changed(paths: Any, config: Any) -> Sequence[str]:
     """The ``cordon.routes_changed`` hook: ``paths`` is the scope's ``ScopePaths``, ``config`` the new
-    ``Config``. Re-issues a name-constrained CA for the new route set; returns the lines to print."""
+    ``Config``. Re-issues a name-constrained CA for the new host set (``Config.tls_hosts``: the routed hosts, and
+    localhost for listeners with client TLS); returns the lines to print."""
     tls = config.tls
     if not tls.enabled:
         return []
@@ -77,7 +78,7 @@ def on_routes_changed(paths: Any, config: Any) -> Sequence[str]:
     key = Path(tls.ca_key_path or paths.ca_key)
     if not (cert.exists() and key.exists()):
         return []  # `cordon setup` and `cordon start` create it as the config says
-    hosts = sorted({route.host for route in config.routes}) if tls.name_constraints else None
+    hosts = config.tls_hosts() if tls.name_constraints else None
     bundle = Path(paths.combined_bundle)
     _, changed = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=hosts, bundle=bundle)
     if not changed:

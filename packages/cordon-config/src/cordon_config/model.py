@@ -114,6 +114,14 @@ class Config:
     op_path: str | None = None
     listeners: tuple[Listener, ...] = ()
 
+    def tls_hosts(self) -> list[str]:
+        """The names cordon presents certificates for, sorted: every route's host, and ``localhost`` when a
+        listener offers TLS to its clients. A name-constrained CA permits exactly these."""
+        hosts = {route.host for route in self.routes}
+        if any(listener.client_tls != "disable" for listener in self.listeners):
+            hosts.add("localhost")
+        return sorted(hosts)
+
     def listener(self, name: str) -> Listener | None:
         """The listener called ``name``, or None."""
         for listener in self.listeners:

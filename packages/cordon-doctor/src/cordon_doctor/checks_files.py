@@ -108,7 +108,7 @@ def _check_constraints(ctx: DoctorContext, ca: object) -> list[Finding]:
         if config.tls.name_constraints:
             return [fail("ca.constraints", "name_constraints is on but the CA has no name constraints", fix)]
         return []
-    uncovered = sorted(r.host for r in config.routes if r.host not in permitted)
+    uncovered = [host for host in config.tls_hosts() if host not in permitted]
     if uncovered:
         return [fail("ca.constraints", f"the CA's name constraints do not cover: {', '.join(uncovered)} "
                      "(clients would reject cordon's certificate for them)", fix)]

@@ -107,6 +107,7 @@ class Session:
         self.client_tls = False
         self.startup: pq.StartupMessage | None = None
         self.token: str | None = None
+        self.token_value: str | None = None  # the proxy token itself, so the edge can re-check it later
         self._startup_reader = pq.StartupReader()
         self._client = pq.MessageReader(HANDSHAKE_LIMIT)
         self._upstream = pq.MessageReader(UPSTREAM_MESSAGE_LIMIT)
@@ -254,7 +255,7 @@ class Session:
                     name = None
                 if name is None:
                     raise bad_token
-                self.token = name
+                self.token, self.token_value = name, password.decode("utf-8")
                 yield from self._connect()
             elif not self._scram_started:
                 mechanism, data = pq.parse_sasl_initial_response(reply.body)
@@ -274,7 +275,7 @@ class Session:
                 confirmed = tokens.verify(password)
                 if confirmed is None:
                     raise bad_token
-                self.token = confirmed
+                self.token, self.token_value = confirmed, password
                 yield SendClient(pq.authentication(pq.AUTH_SASL_FINAL, answer))
                 yield from self._connect()
 

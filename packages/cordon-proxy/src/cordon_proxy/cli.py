@@ -194,13 +194,16 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     # 2. secrets
     failures = check_secrets(config)
     if failures:
+        listeners = {listener.name for listener in config.listeners}
         for route_name, reason in failures:
-            sys.stderr.write(f'cordon: secret for route "{route_name}" unavailable: {reason}\n')
-        sys.stderr.write("hint: store it with: cordon secret set <route>, then check with: cordon secret check <route>\n")
+            kind = "listener" if route_name in listeners else "route"
+            sys.stderr.write(f'cordon: secret for {kind} "{route_name}" unavailable: {reason}\n')
+        sys.stderr.write("hint: store it with: cordon secret set <name>, then check with: cordon secret check <name>\n")
         return EXIT_FAIL
     # 3. CA
     leaves: LeafContexts | None = None
-    if config.tls.enabled and config.routes:
+    ca = None
+    if config.tls.enabled and config.tls_hosts():
         from cordon_ca import CAError, ensure_scope_ca
 
         from cordon_proxy.tls import LeafContexts
@@ -208,7 +211,7 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         cert = config.tls.ca_cert_path or paths.ca_cert
         key = config.tls.ca_key_path or paths.ca_key
         constrained = config.tls.name_constraints
-        permitted = sorted({r.host for r in config.routes}) if constrained else None
+        permitted = config.tls_hosts() if constrained else None
         existed = cert.exists() and key.exists()
         try:
             ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
@@ -221,7 +224,7 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         if written and existed:
             what = "name-constrained CA for the routed hosts" if constrained else "CA without name constraints"
             logger.log("warn", f"re-issued the {what} (old files kept as .bak): {cert}")
-        leaves = LeafContexts(ca, [r.host for r in config.routes])
+        leaves = LeafContexts(ca, [r.host for r in config.routes]) if config.routes else None
     # 4. tokens
     verify: Verifier | None = None
     from cordon_config.tokens import TokenStore
@@ -237,7 +240,7 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 
         verify = TokenGate(paths.tokens_path, paths.namespace, store).verify
 
-    return _serve(config, leaves, verify, logger)
+    return _serve(config, leaves, verify, logger, paths, ca)
 
 
 Verifier = Callable[[str], "str | None"]
@@ -252,13 +255,15 @@ def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]
     return "uvloop", uvloop.run
 
 
-def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger,
+           paths: ScopePaths, ca: object) -> int:
     name, run = _event_loop()
     logger.log("info", f"event loop: {name}")
-    return run(_run(config, leaves, verify, logger))
+    return run(_run(config, leaves, verify, logger, paths, ca))
 
 
-async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger,
+               paths: ScopePaths, ca: object) -> int:
     from cordon_config.secrets import SecretCache
 
     from cordon_proxy.core.session import Settings
@@ -283,7 +288,8 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
         connect_timeout=config.limits.connect_timeout,
         idle_timeout=min(30.0, config.limits.idle_timeout),
     )
-    proxy = Proxy(config, settings, leaves=leaves, pool=pool, secrets=SecretCache(config.secret_ttl), logger=logger)
+    secrets = SecretCache(config.secret_ttl)
+    proxy = Proxy(config, settings, leaves=leaves, pool=pool, secrets=secrets, logger=logger)
     try:
         await proxy.listen(config.listen)
     except OSError as exc:
@@ -293,6 +299,13 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
                 f"stop what is using it (cordon status), or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
+    from cordon_proxy.listeners import ListenerContext, ListenerStartError, start_listeners, stop_listeners
+
+    try:
+        listeners = await start_listeners(ListenerContext(config, paths, logger, secrets, verify, ca))
+    except ListenerStartError as exc:
+        await proxy.shutdown()
+        return _fail(exc.message, exc.hint)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(loop_exception_handler(logger))
@@ -306,6 +319,7 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
     )
     await stop.wait()
     logger.log("info", "stopping: letting in-flight requests finish (up to 10 s)")
+    await stop_listeners(listeners)
     await proxy.shutdown()
     logger.log("info", "stopped")
     return EXIT_OK

@@ -36,6 +36,7 @@ class ConfigFacts:
     ca_key: Path
     routes: dict[str, str] = field(default_factory=dict)
     name_constraints: bool = False  # [tls] name_constraints: the CA must permit exactly the routed hosts
+    listener_tls: bool = False  # a [[listeners]] entry offers TLS to clients: the CA must permit localhost too
 
 
 def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
@@ -75,17 +76,20 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
         match = route.get("match") if isinstance(route, dict) else None
         if isinstance(match, dict) and isinstance(match.get("host"), str):
             routes[match["host"].lower().rstrip(".")] = str(route.get("name", "?"))
+    listeners = doc.get("listeners") if isinstance(doc.get("listeners"), list) else []
+    listener_tls = any(isinstance(item, dict) and item.get("client_tls", "accept") != "disable" for item in listeners)
     return ConfigFacts(
         listen, _path("ca_cert_path", paths.ca_cert), _path("ca_key_path", paths.ca_key), routes,
-        tls.get("name_constraints") is True,
+        tls.get("name_constraints") is True, listener_tls,
     )
 
 
 def _permitted_hosts(facts: ConfigFacts | None) -> list[str] | None:
-    """The routed hosts a name-constrained CA must permit (cordon-ca normalises them), or None."""
+    """The hosts a name-constrained CA must permit (cordon-ca normalises them), or None; the same set as
+    ``cordon_config.Config.tls_hosts``."""
     if facts is None or not facts.name_constraints:
         return None
-    return sorted(facts.routes)
+    return sorted({*facts.routes, *(["localhost"] if facts.listener_tls else [])})
 
 
 def _bundle_is_current(bundle: Path, ca_cert: Path) -> bool:
