@@ -6,12 +6,15 @@
   each test user one method (``scram_user`` scram-sha-256, ``md5_user`` md5, ``plain_user`` password) over TCP,
   the superuser ``trust`` on the private unix socket only. Each password is a random canary.
 * :func:`write_listener_config`: a cordon.toml with ``[[listeners]]`` and the server's CA as upstream_ca_file.
+* the three real clients the listeners are tested with: :func:`psql`, psycopg 3 (libpq) and asyncpg (its own
+  implementation of the protocol), each returning a :class:`Result` (ok, rows, the error a user sees).
 
-Imported only by tests and the benchmark; needs ``trustme`` (a dev dependency).
+Imported only by tests and the benchmark; needs ``trustme``, ``psycopg`` and ``asyncpg`` (dev dependencies).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -208,20 +211,20 @@ class ListenerSpec:
 def write_listener_config(directory: Path, listen: int, listeners: Sequence[ListenerSpec], *,
                           upstream_ca_file: Path | None = None, secret_ttl: float = 10, extra: str = "") -> Path:
     """Write ``directory/cordon.toml`` (CA under ``directory/state/certs``) and return its path."""
-    import tomlkit
+    import json  # a JSON string or array of strings is also valid TOML
 
     certs = directory / "state" / "certs"
     lines = [f"listen = {listen}", f"secret_ttl = {secret_ttl}", "", "[tls]", "enabled = true",
-             f"ca_cert_path = {tomlkit.string(str(certs / 'ca-cert.pem')).as_string()}",
-             f"ca_key_path = {tomlkit.string(str(certs / 'ca-key.pem')).as_string()}"]
+             f"ca_cert_path = {json.dumps(str(certs / 'ca-cert.pem'))}",
+             f"ca_key_path = {json.dumps(str(certs / 'ca-key.pem'))}"]
     if upstream_ca_file is not None:
-        lines.append(f"upstream_ca_file = {tomlkit.string(str(upstream_ca_file)).as_string()}")
+        lines.append(f"upstream_ca_file = {json.dumps(str(upstream_ca_file))}")
     for spec in listeners:
         lines += ["", "[[listeners]]", f'name = "{spec.name}"', f"port = {spec.port}",
                   f'upstream = "{spec.upstream}"', f'client_tls = "{spec.client_tls}"',
                   f'upstream_tls = "{spec.upstream_tls}"', "[listeners.auth]", 'type = "password"',
                   f'username = "{spec.username}"', "[listeners.auth.secret]"]
-        lines += [f"{key} = {tomlkit.item(value).as_string()}" for key, value in spec.secret.items()]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in spec.secret.items()]
     path = directory / "cordon.toml"
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
     return path
@@ -252,3 +255,78 @@ def running_postgres(**kwargs: Any) -> Iterator[PostgresServer]:
     server = PostgresServer(**kwargs)
     with server:
         yield server
+
+
+# -- clients -----------------------------------------------------------------------------------------------
+
+QUERY = "select current_user, coalesce((select ssl from pg_stat_ssl where pid = pg_backend_pid()), false)"
+
+
+@dataclass
+class Result:
+    ok: bool
+    rows: list[tuple[Any, ...]]
+    error: str  # the client's error text (what a user sees)
+
+
+def psql(port: int, user: str, *, sslmode: str = "prefer", password: str | None = None, query: str = QUERY,
+         dbname: str = "app", timeout: float = 30) -> Result:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    if password is not None:
+        env["PGPASSWORD"] = password
+    result = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-w", "-F", "|", f"host=127.0.0.1 port={port} user={user} dbname={dbname} "
+         f"sslmode={sslmode} connect_timeout=10", "-c", query],
+        capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+    )
+    rows = [tuple(line.split("|")) for line in result.stdout.splitlines() if line]
+    return Result(result.returncode == 0, rows, result.stderr + result.stdout if result.returncode else "")
+
+
+def psycopg_connect(port: int, user: str, *, sslmode: str = "prefer", password: str | None = None,
+                    dbname: str = "app") -> Any:
+    import psycopg
+
+    return psycopg.connect(host="127.0.0.1", port=port, user=user, dbname=dbname, sslmode=sslmode,
+                           password=password, connect_timeout=10, autocommit=True)
+
+
+def psycopg_query(port: int, user: str, *, sslmode: str = "prefer", password: str | None = None,
+                  query: str = QUERY) -> Result:
+    import psycopg
+
+    try:
+        with psycopg_connect(port, user, sslmode=sslmode, password=password) as conn:
+            rows = conn.execute(query).fetchall()
+            return Result(True, [tuple("t" if v is True else "f" if v is False else v for v in r) for r in rows], "")
+    except psycopg.Error as exc:
+        return Result(False, [], str(exc))
+
+
+async def asyncpg_connect(port: int, user: str, *, ssl: Any = "prefer", password: str | None = None,
+                          database: str = "app") -> Any:
+    import asyncpg
+
+    return await asyncpg.connect(host="127.0.0.1", port=port, user=user, database=database, ssl=ssl,
+                                 password=password, timeout=10)
+
+
+def asyncpg_query(port: int, user: str, *, sslmode: str = "prefer", password: str | None = None,
+                  query: str = QUERY) -> Result:
+    import asyncpg
+
+    async def run() -> Result:
+        try:
+            conn = await asyncpg_connect(port, user, ssl=sslmode, password=password)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            return Result(False, [], str(exc))
+        try:
+            rows = await conn.fetch(query)
+            return Result(True, [tuple("t" if v is True else "f" if v is False else v for v in r) for r in rows], "")
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+CLIENTS = {"psql": psql, "psycopg": psycopg_query, "asyncpg": asyncpg_query}
