@@ -319,6 +319,9 @@ def asyncpg_query(port: int, user: str, *, sslmode: str = "prefer", password: st
         try:
             conn = await asyncpg_connect(port, user, ssl=sslmode, password=password)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            # asyncpg closes a refused TLS connection without waiting for the TLS shutdown; give the loop a
+            # moment to finish it, or asyncio.run() ends first and the socket is left for the GC to warn about
+            await asyncio.sleep(0.05)
             return Result(False, [], str(exc))
         try:
             rows = await conn.fetch(query)
