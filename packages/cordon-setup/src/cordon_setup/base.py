@@ -37,6 +37,7 @@ class ConfigFacts:
     routes: dict[str, str] = field(default_factory=dict)
     name_constraints: bool = False  # [tls] name_constraints: the CA must permit exactly the routed hosts
     listener_tls: bool = False  # a [[listeners]] entry offers TLS to clients: the CA must permit localhost too
+    listeners: dict[str, tuple[int, str]] = field(default_factory=dict)  # name → (port, username)
 
 
 def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
@@ -78,9 +79,15 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
             routes[match["host"].lower().rstrip(".")] = str(route.get("name", "?"))
     listeners = doc.get("listeners") if isinstance(doc.get("listeners"), list) else []
     listener_tls = any(isinstance(item, dict) and item.get("client_tls", "accept") != "disable" for item in listeners)
+    named: dict[str, tuple[int, str]] = {}
+    for item in listeners:
+        auth = item.get("auth") if isinstance(item, dict) else None
+        port, user = (item.get("port"), auth.get("username")) if isinstance(auth, dict) else (None, None)
+        if isinstance(item.get("name"), str) and isinstance(port, int) and isinstance(user, str):
+            named[item["name"]] = (port, user)
     return ConfigFacts(
         listen, _path("ca_cert_path", paths.ca_cert), _path("ca_key_path", paths.ca_key), routes,
-        tls.get("name_constraints") is True, listener_tls,
+        tls.get("name_constraints") is True, listener_tls, named,
     )
 
 

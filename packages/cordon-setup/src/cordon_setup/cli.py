@@ -17,7 +17,7 @@ from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, sco
 
 from cordon_setup.base import BaseSetupError, read_config_facts, token_value
 from cordon_setup.envfast import CACHE_NAME, cache_text, identity, settled
-from cordon_setup.envvars import env_contract
+from cordon_setup.envvars import env_contract, listener_env
 from cordon_setup.render import FORMATS, render_env
 
 # The modules behind `setup`, `integration`, `run` and `service` (tomlkit, cryptography, subprocess …) are
@@ -301,6 +301,7 @@ examples:
   eval "$(cordon env)"                        send this shell's tools through cordon
   cordon env --format fish | source           the same in fish
   cordon env --format dotenv > .env           for tools that read a dotenv file
+  eval "$(cordon env --listener prod-db)"     PGHOST/PGPORT/PGUSER (+ PGPASSWORD = a proxy token) for psql & co
 """
 
 
@@ -319,6 +320,10 @@ def build_env_parser(prog: str = "cordon env") -> argparse.ArgumentParser:
     parser.add_argument(
         "--token", default="default", metavar="NAME", help="proxy token to embed (default: default)"
     )
+    parser.add_argument(
+        "--listener", metavar="NAME", help="print a PostgreSQL listener's client variables instead: PGHOST, "
+        "PGPORT, PGUSER and, when tokens are on, the proxy token as PGPASSWORD",
+    )
     return parser
 
 
@@ -330,10 +335,27 @@ def scope_env(paths: ScopePaths, token_name: str = "default") -> dict[str, str]:
     return env_contract(paths, facts.listen, token_value(paths, token_name), ca_cert=facts.ca_cert)
 
 
+def listener_scope_env(paths: ScopePaths, name: str, token_name: str = "default") -> dict[str, str]:
+    """The client variables of listener ``name``: its port and user from cordon.toml, the named proxy token."""
+    facts = read_config_facts(paths)
+    if facts is None:
+        raise BaseSetupError(f"no cordon config at {paths.config_path}", "run: cordon setup")
+    if name not in facts.listeners:
+        known = ", ".join(sorted(facts.listeners)) or "none"
+        raise BaseSetupError(f"no listener named {name!r} in {paths.config_path}",
+                             f"listeners: {known} (add one with `cordon listener add`)")
+    port, username = facts.listeners[name]
+    return listener_env(port, username, token_value(paths, token_name))
+
+
 def _env(args: argparse.Namespace) -> int:
     paths = _paths(args)
     # identities first: a file changed while it is being read leaves a cache that no longer matches
     config_id, tokens_id = identity(str(paths.config_path)), identity(str(paths.tokens_path))
+    if args.listener is not None:
+        sys.stdout.write(render_env(listener_scope_env(paths, args.listener, args.token),
+                                    "json" if args.json else args.format))
+        return OK
     env = scope_env(paths, args.token)
     sys.stdout.write(render_env(env, "json" if args.json else args.format))
     save_env_cache(paths, args.token, config_id, tokens_id, env)
