@@ -25,6 +25,7 @@ PAGES: tuple[tuple[str, str, str, Path], ...] = (
     ("cordon-proxy", "cordon-proxy", "cordon_proxy.cli", ROOT / "packages" / "cordon-proxy"),
     ("cordon-setup", "cordon-setup", "cordon_setup.cli", ROOT / "packages" / "cordon-setup"),
     ("cordon-doctor", "cordon-doctor", "cordon_doctor.cli", ROOT / "packages" / "cordon-doctor"),
+    ("cordon-pg", "cordon-pg", "cordon_pg.cli", ROOT / "packages" / "cordon-pg"),
 )
 
 

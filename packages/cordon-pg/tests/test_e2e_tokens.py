@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 import pytest
 from cordon_config.tokens import TokenStore
-from cordon_pg.testing import CLIENTS, ListenerSpec, PostgresServer, free_port, psycopg_connect, write_listener_config
+from cordon_pg.testing import (
+    CLIENTS,
+    ListenerSpec,
+    PostgresServer,
+    free_port,
+    psycopg_connect,
+    write_listener_config,
+)
 from cordon_proxy.testing import ProxyProcess, tokens_for
 
 pytestmark = pytest.mark.e2e

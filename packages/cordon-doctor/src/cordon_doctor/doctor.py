@@ -11,7 +11,13 @@ from cordon_config.scope import ScopePaths
 
 from cordon_doctor.checks_files import check_bundle, check_ca, check_config, check_tokens
 from cordon_doctor.checks_integrations import check_integrations
-from cordon_doctor.checks_runtime import check_codex_home, check_port, check_secrets, check_service
+from cordon_doctor.checks_runtime import (
+    check_codex_home,
+    check_listeners,
+    check_port,
+    check_secrets,
+    check_service,
+)
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, skip
 from cordon_doctor.report import exit_code, render_text, to_json, use_colour
@@ -25,6 +31,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("tokens", check_tokens),
     ("secrets", check_secrets),
     ("port", check_port),
+    ("listeners", check_listeners),
     ("service", check_service),
     ("integrations", check_integrations),
     ("codex.home", check_codex_home),
