@@ -78,7 +78,9 @@ def on_routes_changed(paths: Any, config: Any) -> Sequence[str]:
     key = Path(tls.ca_key_path or paths.ca_key)
     if not (cert.exists() and key.exists()):
         return []  # `cordon setup` and `cordon start` create it as the config says
-    hosts = config.tls_hosts() if tls.name_constraints else None
+    tls_hosts = getattr(config, "tls_hosts", None)  # cordon_config.Config; older callers pass the routes only
+    routed = tls_hosts() if tls_hosts is not None else sorted({route.host for route in config.routes})
+    hosts = routed if tls.name_constraints else None
     bundle = Path(paths.combined_bundle)
     _, changed = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=hosts, bundle=bundle)
     if not changed:

@@ -89,7 +89,7 @@ class Settings:
     random_bytes: Callable[[int], bytes] = field(default=secrets.token_bytes, repr=False)
 
 
-class _Refused(Exception):
+class HandshakeFailure(Exception):
     """Stop the handshake: send the client this error, log it, close."""
 
     def __init__(self, code: str, message: str, hint: str | None = None, *, log: str | None = None,
@@ -133,10 +133,10 @@ class Session:
         out: list[Command] = []
         try:
             out.extend(self._dispatch(event))  # commands yielded before a refusal still happen (InvalidateSecret)
-        except _Refused as refused:
+        except HandshakeFailure as refused:
             out += self._refuse(refused)
         except pq.ProtocolError as exc:
-            out += self._refuse(_Refused(PROTOCOL_VIOLATION, f"protocol violation: {exc}", log=f"protocol: {exc}"))
+            out += self._refuse(HandshakeFailure(PROTOCOL_VIOLATION, f"protocol violation: {exc}", log=f"protocol: {exc}"))
         return out
 
     def _dispatch(self, event: object) -> Iterator[Command]:
@@ -177,7 +177,7 @@ class Session:
     def _client_data(self, data: bytes) -> Iterator[Command]:
         self._client_bytes += len(data)
         if self._client_bytes > HANDSHAKE_LIMIT:
-            raise _Refused(PROTOCOL_VIOLATION, "the client sent too much before the session started")
+            raise HandshakeFailure(PROTOCOL_VIOLATION, "the client sent too much before the session started")
         if self.state == "startup":
             self._startup_reader.feed(data)
             yield from self._startup_packets()
@@ -185,7 +185,7 @@ class Session:
             self._client.feed(data)
             yield from self._client_auth()
         elif self.state == "client-tls":
-            raise _Refused(PROTOCOL_VIOLATION, "unencrypted data during the TLS handshake")
+            raise HandshakeFailure(PROTOCOL_VIOLATION, "unencrypted data during the TLS handshake")
         else:
             self._client.feed(data)  # kept for the relay: clients may pipeline after their startup
 
@@ -196,7 +196,7 @@ class Session:
                 return
             if isinstance(packet, pq.SSLRequest | pq.GSSENCRequest):
                 if self._startup_reader.take_rest():  # CVE-2021-23214: nothing may follow before the answer
-                    raise _Refused(PROTOCOL_VIOLATION, "received unencrypted data after an encryption request")
+                    raise HandshakeFailure(PROTOCOL_VIOLATION, "received unencrypted data after an encryption request")
                 if isinstance(packet, pq.GSSENCRequest) or self.client_tls or self.settings.client_tls == "disable":
                     yield SendClient(b"N")
                     continue
@@ -214,12 +214,12 @@ class Session:
     def _startup_message(self, startup: pq.StartupMessage) -> Iterator[Command]:
         listener = self.settings.listener
         if self.settings.client_tls == "require" and not self.client_tls:
-            raise _Refused(INVALID_AUTHORIZATION, "this listener requires TLS (client_tls = \"require\")",
+            raise HandshakeFailure(INVALID_AUTHORIZATION, "this listener requires TLS (client_tls = \"require\")",
                            "connect with sslmode=require (or verify-full with the cordon CA as sslrootcert)")
         user = startup.get("user")
         if user != self.settings.username:
             given = f'user "{user}"' if user else "no user name"
-            raise _Refused(INVALID_AUTHORIZATION, f"{given} given; listener \"{listener}\" logs in as "
+            raise HandshakeFailure(INVALID_AUTHORIZATION, f"{given} given; listener \"{listener}\" logs in as "
                            f'"{self.settings.username}" only', f"connect with user={self.settings.username}",
                            log=f"refused: {given} (the listener logs in as {self.settings.username})")
         self.startup = startup
@@ -238,7 +238,7 @@ class Session:
     def _client_auth(self) -> Iterator[Command]:
         tokens = self.settings.tokens
         assert tokens is not None
-        bad_token = _Refused(INVALID_PASSWORD, "the password is not a valid proxy token of this cordon",
+        bad_token = HandshakeFailure(INVALID_PASSWORD, "the password is not a valid proxy token of this cordon",
                              "use a token from tokens.toml as the password (`cordon env` prints it as PGPASSWORD)",
                              log="refused: the client's password is not a valid proxy token")
         while self.state == "client-auth":
@@ -246,7 +246,7 @@ class Session:
             if reply is None:
                 return
             if reply.type != b"p":
-                raise _Refused(PROTOCOL_VIOLATION, "expected a password message")
+                raise HandshakeFailure(PROTOCOL_VIOLATION, "expected a password message")
             if self._scram_server is None:
                 password = pq.parse_password(reply.body)
                 try:
@@ -260,11 +260,11 @@ class Session:
             elif not self._scram_started:
                 mechanism, data = pq.parse_sasl_initial_response(reply.body)
                 if mechanism != SCRAM:
-                    raise _Refused(PROTOCOL_VIOLATION, f"SASL mechanism {mechanism[:40]!r} was not offered")
+                    raise HandshakeFailure(PROTOCOL_VIOLATION, f"SASL mechanism {mechanism[:40]!r} was not offered")
                 try:
                     answer = self._scram_server.first(data)
                 except ScramError as exc:
-                    raise _Refused(PROTOCOL_VIOLATION, f"SCRAM: {exc}") from None
+                    raise HandshakeFailure(PROTOCOL_VIOLATION, f"SCRAM: {exc}") from None
                 self._scram_started = True
                 yield SendClient(pq.authentication(pq.AUTH_SASL_CONTINUE, answer))
             else:
@@ -297,19 +297,19 @@ class Session:
             answer, rest = data[:1], data[1:]
             if answer == b"S":
                 if rest:  # CVE-2021-23222: bytes injected before the TLS handshake
-                    raise _Refused(CONNECTION_FAILURE, f"the server at {self.settings.upstream} sent unencrypted "
+                    raise HandshakeFailure(CONNECTION_FAILURE, f"the server at {self.settings.upstream} sent unencrypted "
                                    "data after agreeing to TLS", log="upstream sent data after 'S'")
                 self.state = "upstream-tls"
                 yield StartUpstreamTLS()
                 return
             if answer == b"N":
-                raise _Refused(CANNOT_CONNECT, f"the server at {self.settings.upstream} does not offer TLS, and "
+                raise HandshakeFailure(CANNOT_CONNECT, f"the server at {self.settings.upstream} does not offer TLS, and "
                                'upstream_tls is "verify-full"', 'enable ssl on the server, or set upstream_tls = '
                                '"disable" for this listener (plain TCP, only on a network you trust)')
-            raise _Refused(CANNOT_CONNECT, f"the server at {self.settings.upstream} did not answer the TLS request "
+            raise HandshakeFailure(CANNOT_CONNECT, f"the server at {self.settings.upstream} did not answer the TLS request "
                            "like PostgreSQL", "check that upstream names a PostgreSQL server")
         if self.state not in ("upstream-auth", "upstream-ready"):
-            raise _Refused(CONNECTION_FAILURE, "the server sent data out of turn")
+            raise HandshakeFailure(CONNECTION_FAILURE, "the server sent data out of turn")
         self._upstream.feed(data)
         while self.state in ("upstream-auth", "upstream-ready"):
             message = self._upstream.next()
@@ -325,7 +325,7 @@ class Session:
             request = pq.parse_authentication(message.body)
             if request.code == pq.AUTH_OK:
                 if self._scram_client is not None and not self._scram_verified:
-                    raise _Refused(CONNECTION_FAILURE, f"the server at {self.settings.upstream} ended SCRAM without "
+                    raise HandshakeFailure(CONNECTION_FAILURE, f"the server at {self.settings.upstream} ended SCRAM without "
                                    "proving it knows the password", log="upstream skipped the SCRAM final message")
                 self.state = "upstream-ready"
                 return
@@ -340,14 +340,14 @@ class Session:
         elif message.type == b"N":
             return  # notices before the login are not passed on
         else:
-            raise _Refused(CONNECTION_FAILURE, "the server sent an unexpected message during authentication")
+            raise HandshakeFailure(CONNECTION_FAILURE, "the server sent an unexpected message during authentication")
 
     def _answer(self, request: pq.AuthRequest) -> Iterator[Command]:
         name = self.settings.listener
         password = self._secret.reveal() if self._secret is not None else ""
         if request.code == pq.AUTH_CLEARTEXT:
             if not self.settings.allow_cleartext:
-                raise _Refused(CANNOT_CONNECT, f"the server at {self.settings.upstream} asks for the password in "
+                raise HandshakeFailure(CANNOT_CONNECT, f"the server at {self.settings.upstream} asks for the password in "
                                "cleartext over an unencrypted connection; cordon does not send it",
                                'use upstream_tls = "verify-full", or scram-sha-256 in the server\'s pg_hba.conf')
             yield SendUpstream(pq.password_message(password.encode("utf-8")))
@@ -357,7 +357,7 @@ class Session:
             plus = self._binding is not None and SCRAM_PLUS in request.mechanisms
             if not plus and SCRAM not in request.mechanisms:
                 offered = ", ".join(m[:40] for m in request.mechanisms[:5]) or "none"
-                raise _Refused(CANNOT_CONNECT, f"the server offers SASL mechanisms cordon does not speak ({offered})",
+                raise HandshakeFailure(CANNOT_CONNECT, f"the server offers SASL mechanisms cordon does not speak ({offered})",
                                "use scram-sha-256, md5 or password in the server's pg_hba.conf")
             self._scram_client = ScramClient(password, binding=self._binding if self._upstream_tls else None,
                                              use_plus=plus)
@@ -365,25 +365,25 @@ class Session:
             yield SendUpstream(pq.sasl_initial_response(self._scram_client.mechanism, self._scram_client.first()))
         elif request.code == pq.AUTH_SASL_CONTINUE:
             if self._scram_client is None:
-                raise _Refused(CONNECTION_FAILURE, "the server sent SCRAM data out of turn")
+                raise HandshakeFailure(CONNECTION_FAILURE, "the server sent SCRAM data out of turn")
             try:
                 yield SendUpstream(pq.sasl_response(self._scram_client.final(request.data)))
             except ScramError as exc:
-                raise _Refused(CONNECTION_FAILURE, f"SCRAM with the server failed: {exc}") from None
+                raise HandshakeFailure(CONNECTION_FAILURE, f"SCRAM with the server failed: {exc}") from None
         elif request.code == pq.AUTH_SASL_FINAL:
             if self._scram_client is None:
-                raise _Refused(CONNECTION_FAILURE, "the server sent SCRAM data out of turn")
+                raise HandshakeFailure(CONNECTION_FAILURE, "the server sent SCRAM data out of turn")
             try:
                 self._scram_client.verify(request.data)
             except ScramError as exc:
-                raise _Refused(CONNECTION_FAILURE, f"the server at {self.settings.upstream} failed SCRAM: {exc}",
+                raise HandshakeFailure(CONNECTION_FAILURE, f"the server at {self.settings.upstream} failed SCRAM: {exc}",
                                "the server is not the one holding this password: check upstream and the network",
                                log=f"upstream SCRAM verification failed: {exc}") from None
             self._scram_verified = True
         else:
             method = {pq.AUTH_KERBEROS_V5: "Kerberos", pq.AUTH_GSS: "GSSAPI", pq.AUTH_SSPI: "SSPI"}.get(
                 request.code, f"code {request.code}")
-            raise _Refused(CANNOT_CONNECT, f"the server asks for {method} authentication, which listener "
+            raise HandshakeFailure(CANNOT_CONNECT, f"the server asks for {method} authentication, which listener "
                            f'"{name}" does not speak', "use scram-sha-256, md5 or password for this user in the "
                            "server's pg_hba.conf")
 
@@ -413,14 +413,14 @@ class Session:
         if code.startswith("28") or (during_auth and not code):
             self._pending_auth = None
             yield InvalidateSecret()
-            raise _Refused(INVALID_PASSWORD, f"the server at {upstream} rejected the login as "
+            raise HandshakeFailure(INVALID_PASSWORD, f"the server at {upstream} rejected the login as "
                            f'"{self.settings.username}" (SQLSTATE {code or "none"})',
                            f"update the password of listener \"{self.settings.listener}\" in its secret source "
                            "(e.g. `cordon secret set "
                            f"{self.settings.listener}`), check that the user may connect, then reconnect",
                            log=f"upstream login failed (SQLSTATE {code or 'none'}); the cached password was dropped")
         text = self._scrub_text(fields.get("M", "an error without a message"))[:300]
-        raise _Refused(code or CONNECTION_FAILURE, f"the server at {upstream} refused the session: {text}",
+        raise HandshakeFailure(code or CONNECTION_FAILURE, f"the server at {upstream} refused the session: {text}",
                        log=f"upstream refused the session (SQLSTATE {code or 'none'})", level="info")
 
     def _failed(self, event: Failed) -> Iterator[Command]:
@@ -431,11 +431,11 @@ class Session:
             yield Close("client TLS failed")
             return
         if event.stage == "secret":
-            raise _Refused(CANNOT_CONNECT, f"the password is unavailable: {event.reason}", event.hint
+            raise HandshakeFailure(CANNOT_CONNECT, f"the password is unavailable: {event.reason}", event.hint
                            or f"check it with `cordon secret check {listener}`",
                            log=f"secret unavailable: {event.reason}")
         what = "cannot reach" if event.stage == "upstream-connect" else "cannot verify TLS of"
-        raise _Refused(CANNOT_CONNECT, f"{what} the server at {self.settings.upstream}: {event.reason}", event.hint,
+        raise HandshakeFailure(CANNOT_CONNECT, f"{what} the server at {self.settings.upstream}: {event.reason}", event.hint,
                        log=f"{event.stage}: {event.reason}")
 
     # -- output helpers ------------------------------------------------------------------------------------
@@ -454,7 +454,7 @@ class Session:
             return raw.replace(value, b"*" * len(value))  # same length keeps the framing valid
         return raw
 
-    def _refuse(self, refused: _Refused) -> list[Command]:
+    def _refuse(self, refused: HandshakeFailure) -> list[Command]:
         self.state = "closed"
         fields = {"S": "FATAL", "V": "FATAL", "C": refused.code,
                   "M": f'cordon: listener "{self.settings.listener}": {refused.message}'}
