@@ -42,8 +42,10 @@ KNOWN_COMMANDS: tuple[KnownCommand, ...] = (
     KnownCommand("ca", "cordon-ca", "generate, show and bundle the local CA"),
     KnownCommand("trust", "cordon-ca", "add the cordon CA to the OS trust store"),
     KnownCommand("untrust", "cordon-ca", "remove the cordon CA from the OS trust store"),
+    KnownCommand("pg", "cordon-pg", "check the PostgreSQL listeners' ports and upstream servers"),
     KnownCommand("doctor", "cordon-doctor", "diagnose the setup, each failure with its fix"),
     KnownCommand("demo", "cordon-doctor", "self-contained end-to-end demonstration (no account, no network)"),
 )
 
-TOOL_DISTS: tuple[str, ...] = ("cordon-setup", "cordon-config", "cordon-proxy", "cordon-ca", "cordon-doctor")
+TOOL_DISTS: tuple[str, ...] = ("cordon-setup", "cordon-config", "cordon-proxy", "cordon-pg", "cordon-ca",
+                               "cordon-doctor")

@@ -14,13 +14,13 @@ from cordon_config.argparsing import CordonArgumentParser as _Parser
 
 from cordon_pg import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "pg_main"]
 
 EPILOG = """\
 examples:
-  cordon-pg check                      every listener of ./cordon.toml
-  cordon-pg check prod-db --json       one listener, as JSON
-  cordon-pg check --scope user
+  {prog} check                      every listener of ./cordon.toml
+  {prog} check prod-db --json       one listener, as JSON
+  {prog} check --scope user
 what it checks: the listener's port is free (or held by the running cordon) and its upstream is reachable and,
 under upstream_tls = "verify-full", presents a certificate valid for its name. Secrets: cordon secret check.
 """
@@ -30,17 +30,24 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The ``cordon-pg`` parser."""
     from cordon_config.scope import add_scope_arguments
 
-    parser = _Parser(prog=prog or "cordon-pg", description="cordon's PostgreSQL credential listeners.",
-                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    prog = prog or "cordon-pg"
+    epilog = EPILOG.format(prog=prog)
+    parser = _Parser(prog=prog, description="cordon's PostgreSQL credential listeners.",
+                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check", help="check the listeners' ports and upstream servers",
                            description="Check the listeners' ports and upstream servers (TLS verified).",
-                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scope_arguments(check)
     check.add_argument("names", nargs="*", metavar="NAME", help="listeners to check (default: all)")
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
     return parser
+
+
+def pg_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon pg check ...`` (the same as ``cordon-pg check ...``)."""
+    return main(argv, prog=prog or "cordon pg")
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
