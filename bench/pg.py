@@ -7,7 +7,8 @@ One real PostgreSQL (Debian's package, started here by cordon_pg.testing) serves
 on 127.0.0.1 and all without a client password (cordon with tokens off, PgBouncer with ``auth_type = trust``),
 logging in to the server with SCRAM-SHA-256 as ``scram_user``:
 
-* ``direct``: pgbench to the server itself (SCRAM from pgbench);
+* ``direct``: pgbench to the server itself (SCRAM from pgbench); ``direct-tls`` the same over TLS (the
+  reference for the TLS rows: what a TLS login costs without any proxy);
 * ``cordon`` / ``pgbouncer``: plain TCP on both legs (PgBouncer in session mode, one pool);
 * ``cordon-tls`` / ``pgbouncer-tls``: the same with verify-full TLS to the server (the client leg stays plain).
 
@@ -44,7 +45,7 @@ ROOT = BENCH.parent
 BEGIN = "<!-- bench/pg.py: begin (generated, replaced on every run) -->"
 END = "<!-- bench/pg.py: end -->"
 START = time.monotonic()
-TARGETS = ("direct", "cordon", "pgbouncer", "cordon-tls", "pgbouncer-tls")
+TARGETS = ("direct", "cordon", "pgbouncer", "direct-tls", "cordon-tls", "pgbouncer-tls")
 WORKLOADS = {"select": ["-S"], "tpcb": []}
 
 
@@ -125,7 +126,7 @@ class PgBench:
         if init.returncode != 0:
             raise RuntimeError(f"pgbench -i failed: {init.stderr[-1000:]}")
         pg.sql("VACUUM ANALYZE", database="bench")
-        self.ports["direct"] = pg.port
+        self.ports["direct"] = self.ports["direct-tls"] = pg.port
         self._start_cordon()
         self._start_pgbouncer()
 
@@ -192,9 +193,9 @@ class PgBench:
         return ["-h", "127.0.0.1", "-p", str(self.ports.get(target, self.pg.port)), "-U", "scram_user", "bench"]
 
     def _env(self, target: str) -> dict[str, str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.work), "PGSSLMODE": "disable",
-               "PGCONNECT_TIMEOUT": "10"}
-        if target == "direct":
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.work),
+               "PGSSLMODE": "require" if target == "direct-tls" else "disable", "PGCONNECT_TIMEOUT": "10"}
+        if target.startswith("direct"):
             env["PGPASSWORD"] = self.pg.passwords["scram_user"]  # the others need none: the proxy logs in
         return env
 
@@ -270,11 +271,11 @@ def measure(bench: PgBench, rounds: int) -> Results:
             results.add(f"p50_{workload}", target, p50)
             results.add(f"p99_{workload}", target, p99)
             if target == "direct":
-                direct[workload] = (p50, p99)
+                direct[workload] = (p50, p99)  # every proxy's "added" is against the plain direct run
             if run.cpu_s is not None and run.transactions:
                 results.add(f"cpu_{workload}", target, run.cpu_s / run.transactions * 1e6)
-        for (target, workload), run in runs.items():
-            if target != "direct" and workload in direct:
+        for target, workload in runs:
+            if not target.startswith("direct") and workload in direct:
                 results.add(f"added50_{workload}", target, results.values[(f"p50_{workload}", target)][-1]
                             - direct[workload][0])
                 results.add(f"added99_{workload}", target, results.values[(f"p99_{workload}", target)][-1]

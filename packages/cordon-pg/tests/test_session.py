@@ -10,6 +10,9 @@ from cordon_pg import events as ev
 from cordon_pg import protocol as pq
 from cordon_pg.scram import SCRAM, SCRAM_PLUS, ScramClient, ScramServer, md5_password
 from cordon_pg.session import Session, Settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 PASSWORD = "pg-canary-3f1c"  # the real database password: must never reach the client
 
@@ -389,3 +392,31 @@ def test_token_by_scram_without_tls() -> None:
     assert final.code == pq.AUTH_SASL_FINAL
     client.verify(final.data)
     assert "ConnectUpstream" in kinds(out) and session.token == "codex"
+
+
+# -- hostile input --------------------------------------------------------------------------------------------
+
+KNOWN = (ev.SendClient, ev.SendUpstream, ev.StartClientTLS, ev.ConnectUpstream, ev.StartUpstreamTLS,
+         ev.FetchSecret, ev.InvalidateSecret, ev.ForwardCancel, ev.StartRelay, ev.Close, ev.Log)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(client=st.lists(st.binary(max_size=200), max_size=6), upstream=st.lists(st.binary(max_size=200), max_size=6),
+       tls=st.booleans())
+def test_random_bytes_from_either_side_only_ever_produce_known_commands(client: list[bytes], upstream: list[bytes],
+                                                                         tls: bool) -> None:
+    session = Session(settings(upstream_tls="verify-full" if tls else "disable"))
+    out: list[object] = []
+    out += session.handle(ev.ClientData(startup()))
+    out += session.handle(ev.SecretReady(FakeSecret(PASSWORD)))
+    out += session.handle(ev.UpstreamConnected())
+    for chunk in client:
+        out += session.handle(ev.ClientData(chunk))
+    for chunk in upstream:
+        out += session.handle(ev.UpstreamData(chunk))
+    assert all(isinstance(c, KNOWN) for c in out)
+    assert PASSWORD.encode() not in sent_to_client(out)
+    fresh = Session(settings())
+    for chunk in client:
+        for command in fresh.handle(ev.ClientData(chunk)):
+            assert isinstance(command, KNOWN)
