@@ -354,6 +354,14 @@ def test_close_events() -> None:
     assert session.handle(ev.ClientData(startup())) == []
 
 
+def test_the_server_closing_during_the_login_is_explained_to_the_client() -> None:
+    session = Session(settings(upstream_tls="disable"))
+    to_upstream_auth(session)
+    out = session.handle(ev.UpstreamClosed())
+    fields = error_of(out)
+    assert fields["C"] == "08006" and "closed the connection during the login" in fields["M"]
+
+
 # -- proxy tokens on the client leg -------------------------------------------------------------------------
 
 

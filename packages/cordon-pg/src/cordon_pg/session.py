@@ -166,6 +166,10 @@ class Session:
             yield from self._upstream_data(event.data)
         elif isinstance(event, Failed):
             yield from self._failed(event)
+        elif isinstance(event, UpstreamClosed) and self._connected:
+            raise HandshakeFailure(CONNECTION_FAILURE, f"the server at {self.settings.upstream} closed the "
+                                   "connection during the login", "see the server's log for why",
+                                   log="upstream closed during the handshake")
         elif isinstance(event, ClientClosed | UpstreamClosed):
             side = "client" if isinstance(event, ClientClosed) else "upstream"
             self.state = "closed"
