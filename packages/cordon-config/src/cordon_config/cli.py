@@ -14,6 +14,7 @@ from typing import Any
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.commands.common import FAILED, INTERRUPTED, USAGE, UsageError
 from cordon_config.commands.sources import add_source_arguments
+from cordon_config.files import SymlinkRefused
 from cordon_config.scope import add_scope_arguments
 
 # -- parsers --------------------------------------------------------------------------------------------------
@@ -29,6 +30,8 @@ examples:
   {prog} list --json
   {prog} show openai --json
   {prog} remove github --yes
+  {prog} approve exfil              show what changed in a hand-edited route, ask, record the approval
+  {prog} approve --all --yes        approve everything as cordon.toml says now (after reviewing `list`)
 """
 SECRET_EPILOG = """\
 examples:
@@ -47,6 +50,7 @@ examples:
   {prog} list --json
   {prog} show prod-db
   {prog} remove local-db --yes
+  {prog} approve prod-db            after an edit by hand (shows what changed, asks first)
 then: cordon secret set prod-db (keyring source), cordon start, and
   psql "host=127.0.0.1 port=15432 user=app_user dbname=app"
 """
@@ -100,6 +104,13 @@ def _add_route_commands(parser: argparse.ArgumentParser) -> None:
     remove = _leaf(sub, "remove", "remove a route (asks first on a terminal)", ROUTE_EPILOG, prog)
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    approve = _leaf(sub, "approve", "approve routes as cordon.toml says now: shows what changed since the last "
+                    "approval and asks on a terminal", ROUTE_EPILOG, prog)
+    approve.add_argument("names", nargs="*", metavar="NAME", help="the routes to approve")
+    approve.add_argument("--all", action="store_true",
+                         help="every route and the [tls]/[secrets] settings (approvals of removed routes are dropped)")
+    approve.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    approve.add_argument("--json", action="store_true", help="print what was (or would be) approved as JSON")
 
 
 def _add_listener_commands(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +132,12 @@ def _add_listener_commands(parser: argparse.ArgumentParser) -> None:
     remove = _leaf(sub, "remove", "remove a listener (asks first on a terminal)", LISTENER_EPILOG, prog)
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    approve = _leaf(sub, "approve", "approve listeners as cordon.toml says now: shows what changed since the "
+                    "last approval and asks on a terminal", LISTENER_EPILOG, prog)
+    approve.add_argument("names", nargs="*", metavar="NAME", help="the listeners to approve")
+    approve.add_argument("--all", action="store_true", help="every listener")
+    approve.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    approve.add_argument("--json", action="store_true", help="print what was (or would be) approved as JSON")
 
 
 def _add_secret_commands(parser: argparse.ArgumentParser) -> None:
@@ -149,9 +166,9 @@ def _add_token_commands(parser: argparse.ArgumentParser) -> None:
 
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
-    "route": ("add, edit, list, show or remove routes in cordon.toml", _add_route_commands, ROUTE_EPILOG),
-    "listener": ("add, edit, list, show or remove PostgreSQL listeners in cordon.toml", _add_listener_commands,
-                 LISTENER_EPILOG),
+    "route": ("add, edit, list, show, remove or approve routes in cordon.toml", _add_route_commands, ROUTE_EPILOG),
+    "listener": ("add, edit, list, show, remove or approve PostgreSQL listeners in cordon.toml",
+                 _add_listener_commands, LISTENER_EPILOG),
     "secret": ("store, delete or check route and listener secrets", _add_secret_commands, SECRET_EPILOG),
     "token": ("list, rotate or revoke proxy tokens", _add_token_commands, TOKEN_EPILOG),
 }
@@ -196,6 +213,9 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, handler: C
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else USAGE)
     except BrokenPipeError:
         return FAILED
+    except SymlinkRefused as exc:
+        sys.stderr.write(f"cordon: {exc}\nhint: {exc.hint}\n")
+        return FAILED
     except OSError as exc:  # permission denied, read-only file system, disk full ...
         target = f": {exc.filename}" if exc.filename else ""
         sys.stderr.write(f"cordon: {exc.strerror or exc}{target}\n")
@@ -203,7 +223,7 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, handler: C
 
 
 def route_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon route add|edit|list|show|remove``."""
+    """``cordon route add|edit|list|show|remove|approve``."""
     from cordon_config.commands.route import run_route
 
     return _run(_command_parser("route", prog or "cordon route"), argv, run_route)

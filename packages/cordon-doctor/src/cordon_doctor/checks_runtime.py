@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from cordon_doctor.context import DoctorContext
-from cordon_doctor.finding import Finding, fail, ok, warn
+from cordon_doctor.finding import Finding, fail, ok, skip, warn
 from cordon_doctor.proxyproc import get_health, port_in_use
 
 
@@ -130,8 +130,15 @@ def check_secrets(ctx: DoctorContext) -> list[Finding]:
     if ctx.config is None:
         return []
     found: list[Finding] = []
+    settings = any(entry.item.kind not in ("route", "listener") for entry in ctx.unapproved)
+    unapproved = {(entry.item.kind, entry.item.name) for entry in ctx.unapproved}
     for route in (*ctx.config.routes, *ctx.config.listeners):
-        check = f"{kind_of(route)}.{route.name}.secret"
+        kind = kind_of(route)
+        check = f"{kind}.{route.name}.secret"
+        if settings or (kind, route.name) in unapproved:  # an unapproved `command` would run here: never fetch it
+            found.append(skip(check, "not fetched: " + ("the [tls]/[secrets] settings are" if settings else
+                                                        f"the {kind} is") + " not approved (see approvals)"))
+            continue
         try:
             fetch_secret(route, config=ctx.config, env=ctx.environ)
         except SecretUnavailable as exc:

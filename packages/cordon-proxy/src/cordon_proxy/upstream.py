@@ -173,16 +173,17 @@ class UpstreamPool:
         conn = None if fresh else self._checkout(key)
         if conn is not None:
             return conn
-        addresses = await self._resolve(host, port)
+        addresses = await self.resolve(host, port)
         return await self._open(key, addresses, port, tls_host)
 
     async def connect_plain(self, host: str, port: int, addresses: tuple[IPAddress, ...]) -> Upstream:
         """A new plain TCP connection to the first reachable of ``addresses`` (resolved here when empty)."""
         if not addresses:
-            addresses = tuple(await self._resolve(host, port))
+            addresses = tuple(await self.resolve(host, port))
         return await self._open((host, port, None), addresses, port, None)
 
-    async def _resolve(self, host: str, port: int) -> list[IPAddress]:
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses of ``host`` (within the connect timeout); raises :class:`UpstreamError`."""
         try:
             async with asyncio.timeout(self.connect_timeout):
                 return await self.resolver.resolve(host, port)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cordon_config.approvals import listener_item
+from cordon_config.commands.approve import record
 from cordon_config.commands.common import (
     FAILED,
     OK,
@@ -53,18 +55,23 @@ def add_listener_fields(parser: argparse.ArgumentParser, *, edit: bool) -> None:
 
 def run_listener(args: argparse.Namespace) -> int:
     action = args.action
+    if action == "approve":
+        from cordon_config.commands.approve import run_approve
+
+        return run_approve(args, "listener")
     if action == "add":
         return _add(args)
     if action == "edit":
         return _edit(args)
     if action == "remove":
         return _remove(args)
-    _, config = load(args)
+    paths, config = load(args)
+    unapproved = _unapproved(config, paths)
     if action == "list":
-        return _list(config, args.json)
+        return _list(config, paths, args.json, unapproved)
     listener = find_listener(config, args.name)
     if args.json:
-        print_json(listener_json(listener))
+        print_json({**listener_json(listener), "approved": listener.name not in unapproved})
         return OK
     print(f"listener {listener.name}")
     print(f"  listens:  127.0.0.1:{listener.port} (client TLS: {listener.client_tls})")
@@ -72,13 +79,27 @@ def run_listener(args: argparse.Namespace) -> int:
     print(f"  upstream: {listener.upstream} over {tls}")
     print(f"  logs in:  as {listener.auth.username} with the password from {describe_secret(listener.secret)}")
     print(f'  connect:  psql "host=127.0.0.1 port={listener.port} user={listener.auth.username} dbname=<database>"')
+    if listener.name in unapproved:
+        from cordon_config.approvals import approve_command, scope_flag
+
+        print(f"  approval: not approved as written ({unapproved[listener.name]}); review, then: "
+              f"{approve_command([listener.name], scope_flag(paths), 'listener')}")
     print(f"  config:   {config.path}")
     return OK
 
 
-def _list(config: Config, as_json: bool) -> int:
+def _unapproved(config: Config, paths: ScopePaths) -> dict[str, str]:
+    """Listener name -> why it is not approved (``new``, ``changed``, ...), for the listeners that are not."""
+    from cordon_config.approvals import check_approved
+
+    return {entry.item.name: entry.reason for entry in check_approved(config, paths)
+            if entry.item.kind == "listener"}
+
+
+def _list(config: Config, paths: ScopePaths, as_json: bool, unapproved: dict[str, str]) -> int:
     if as_json:
-        print_json([listener_json(listener) for listener in config.listeners])
+        print_json([{**listener_json(listener), "approved": listener.name not in unapproved}
+                    for listener in config.listeners])
         return OK
     if not config.listeners:
         print(f"no listeners in {config.path} (add one with `cordon listener add`)")
@@ -90,6 +111,12 @@ def _list(config: Config, as_json: bool) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
+    if unapproved:
+        from cordon_config.approvals import approve_command, scope_flag
+
+        names = [item.name for item in config.listeners if item.name in unapproved]
+        print(f"not approved, so cordon will not use them: {', '.join(names)} "
+              f"(review, then: {approve_command(names, scope_flag(paths), 'listener')})")
     return OK
 
 
@@ -121,11 +148,12 @@ def _add(args: argparse.Namespace) -> int:
         raise Failure(f"no cordon.toml at {paths.config_path}", "run `cordon setup` first (or pass --config PATH)")
     listener = _wizard(paths) if wizard else _listener_from_args(args)
     try:
-        add_listener(paths.config_path, listener)
+        config = add_listener(paths.config_path, listener)
     except ListenerExists as exc:
         raise UsageError(str(exc), f"change it with `cordon listener edit {listener.name} ...`") from None
     except ConfigError as exc:
         raise write_error(exc) from None
+    record(paths, config, None, listener_item(find_listener(config, listener.name)))
     print(f"added listener {listener.name}: 127.0.0.1:{listener.port} logs in to {listener.upstream} as "
           f"{listener.auth.username} with the password from {describe_secret(listener.secret)}")
     print(f"  in {paths.config_path}")
@@ -161,6 +189,8 @@ def _edit(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise write_error(exc) from None
     changes = _changes(before, after)
+    if changes:
+        record(paths, config, listener_item(before), listener_item(after))
     print(f"changed listener {before.name}:" if changes else f"listener {before.name}: nothing changed")
     for line in changes:
         print(f"  {line}")
@@ -198,9 +228,10 @@ def _remove(args: argparse.Namespace) -> int:
             print("nothing removed")
             return FAILED
     try:
-        remove_listener(paths.config_path, listener.name)
+        removed = remove_listener(paths.config_path, listener.name)
     except ConfigError as exc:
         raise write_error(exc) from None
+    record(paths, config, listener_item(removed), None)
     print(f"removed listener {listener.name} (127.0.0.1:{listener.port} -> {listener.upstream}) from "
           f"{paths.config_path}")
     if listener.secret.source == "keyring":

@@ -20,19 +20,35 @@ from cordon_config.commands.common import (
     print_json,
 )
 from cordon_config.model import Config, Listener, Route
+from cordon_config.scope import ScopePaths
 
 
 def _keyring_route(args: argparse.Namespace) -> tuple[Config, Route | Listener]:
     from cordon_config.secrets import kind_of
 
-    _, config = load(args)
+    paths, config = load(args)
     route = find_secret_owner(config, args.name)
+    kind = kind_of(route)
     if route.secret.source != "keyring":
-        kind = kind_of(route)
         raise UsageError(f"{kind} {route.name} reads its secret from {describe_secret(route.secret)}; "
                          f"`cordon secret {args.action}` manages keyring secrets only",
                          f"store it in that source, or switch: cordon {kind} edit {route.name} --source keyring")
+    if args.action == "set" and (kind, route.name) in _unapproved(config, paths):
+        from cordon_config.approvals import approve_command, scope_flag
+
+        raise Failure(f"{kind} {route.name} is not approved as {config.path} says, so no secret is stored for it",
+                      f"review it (cordon {kind} show {route.name}), then: "
+                      f"{approve_command([route.name], scope_flag(paths), kind)}")
     return config, route
+
+
+def _unapproved(config: Config, paths: ScopePaths) -> set[tuple[str, str]]:
+    """(kind, name) of the routes and listeners that are not approved as written (their secrets are neither
+    stored nor fetched)."""
+    from cordon_config.approvals import check_approved
+
+    return {(entry.item.kind, entry.item.name) for entry in check_approved(config, paths)
+            if entry.item.kind in ("route", "listener")}
 
 
 def _keyring_failure(exc: Exception, what: str) -> Failure:
@@ -63,12 +79,18 @@ def _read_secret(route: Route | Listener) -> str:
 
 def store_secret(route: Route | Listener) -> int:
     """Read the secret (no echo on a terminal, else stdin), validate it and store it in the keyring."""
+    store_value(route, _read_secret(route))
+    return OK
+
+
+def store_value(route: Route | Listener, value: str) -> None:
+    """Validate ``value`` (a header value for a route, a password for a listener) and store it as the keyring
+    secret of ``route`` (never printed); :class:`UsageError` / :class:`Failure` with one line otherwise."""
     import keyring
 
     from cordon_config.secrets import kind_of, value_problem
 
     service, account = route.secret.fields.get("service", "cordon"), route.secret.fields["account"]
-    value = _read_secret(route)
     problem = value_problem(route, value)
     if problem is not None:
         raise UsageError(f"secret not stored: {problem}")
@@ -78,7 +100,6 @@ def store_secret(route: Route | Listener) -> int:
         raise _keyring_failure(exc, "store the secret") from None
     print(f"stored the secret for {kind_of(route)} {route.name} in the keyring (service {service}, account {account})")
     print("a running proxy picks it up within secret_ttl seconds; `cordon secret check` verifies it")
-    return OK
 
 
 def run_secret(args: argparse.Namespace) -> int:
@@ -106,19 +127,31 @@ def run_secret(args: argparse.Namespace) -> int:
 
 
 def _secret_check(args: argparse.Namespace) -> int:
+    from cordon_config.approvals import approve_command, check_approved, scope_flag
     from cordon_config.secrets import SecretUnavailable, fetch_secret, kind_of
 
-    _, config = load(args)
+    paths, config = load(args)
     routes = [find_secret_owner(config, args.name)] if args.name else [*config.routes, *config.listeners]
+    pending = check_approved(config, paths)
+    settings_pending = any(entry.item.kind not in ("route", "listener") for entry in pending)
+    unapproved = {(entry.item.kind, entry.item.name) for entry in pending}
     results: list[dict[str, Any]] = []
     for route in routes:
+        kind = kind_of(route)
+        if (kind, route.name) in unapproved or settings_pending:
+            names = None if settings_pending else [route.name]
+            results.append({"route": route.name, "kind": kind, "ok": False, "source": route.secret.source,
+                            "reason": "not fetched: " + ("the [tls]/[secrets] settings are" if settings_pending
+                                                         else f"the {kind} is") + " not approved as written",
+                            "hint": f"review it, then: {approve_command(names, scope_flag(paths), kind)}"})
+            continue
         try:
             fetch_secret(route, config=config)
         except SecretUnavailable as exc:
-            results.append({"route": route.name, "kind": kind_of(route), "ok": False, "source": route.secret.source,
+            results.append({"route": route.name, "kind": kind, "ok": False, "source": route.secret.source,
                             "reason": exc.reason, "hint": exc.hint})
         else:
-            results.append({"route": route.name, "kind": kind_of(route), "ok": True, "source": route.secret.source})
+            results.append({"route": route.name, "kind": kind, "ok": True, "source": route.secret.source})
     failed = sum(not result["ok"] for result in results)
     if args.json:
         print_json(results)
@@ -134,5 +167,3 @@ def _secret_check(args: argparse.Namespace) -> int:
                 if result["hint"]:
                     print(f"        hint: {result['hint']}")
     return FAILED if failed else OK
-
-
