@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from cordon_config.commands import common
 from cordon_config.commands import listener as listener_cmd
 from cordon_config.commands import secret as secret_cmd
 from cordon_config.edit import scaffold_config
-from cordon_config.testing import MemoryKeyring
+from cordon_config.testing import MemoryKeyring, approve_config
 
 PROD = ["--name", "prod-db", "--port", "15432", "--upstream", "db.example.com:5432", "--username", "app_user"]
 
@@ -28,6 +29,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(directory)
     scaffold_config(directory / "cordon.toml", listen=6790, ca_cert_path=tmp_path / "c.pem",
                     ca_key_path=tmp_path / "k.pem")
+    approve_config(directory / "cordon.toml")  # as `cordon setup` does for the file it writes
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     return directory / "cordon.toml"
 
@@ -153,3 +155,48 @@ def test_secret_set_check_delete_for_a_listener(project: Path, fake_keyring: Mem
     assert code == 0 and "deleted the secret of listener prod-db" in out
     code, out, _ = run(["check"], capsys, cli.secret_main)
     assert code == 1 and "failed  prod-db" in out and "cordon secret set prod-db" in out
+
+
+# -- approvals ------------------------------------------------------------------------------------------------
+
+
+def test_listener_commands_record_their_approval_and_a_hand_edit_needs_one(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cordon_config.approvals import check_approved
+    from cordon_config.scope import resolve_scope
+
+    paths = resolve_scope(None, None, env=os.environ, cwd=project.parent)
+    assert run(["add", *PROD], capsys)[0] == 0
+    assert check_approved(load_config(project), paths) == []
+    assert run(["edit", "prod-db", "--upstream", "db2.example.com"], capsys)[0] == 0
+    assert check_approved(load_config(project), paths) == []
+    # the agent rewrites where the password goes
+    project.write_text(project.read_text().replace("db2.example.com:5432", "evil.example.net:5432"))
+    (pending,) = check_approved(load_config(project), paths)
+    assert (pending.item.kind, pending.item.name, pending.reason) == ("listener", "prod-db", "changed")
+    assert [(c.name, c.before, c.after) for c in pending.changes] == [
+        ("upstream", "db2.example.com:5432", "evil.example.net:5432")]
+    code, out, _ = run(["list"], capsys)
+    assert "not approved, so cordon will not use them: prod-db" in out and "cordon listener approve prod-db" in out
+    code, out, _ = run(["show", "prod-db", "--json"], capsys)
+    assert json.loads(out)["approved"] is False
+    code, _, err = run(["approve", "prod-db"], capsys)  # not a terminal: needs --yes
+    assert code == 2 and "cordon listener approve prod-db --yes" in err
+    code, out, _ = run(["approve", "prod-db", "--yes"], capsys)
+    assert code == 0 and 'upstream  "db2.example.com:5432" -> "evil.example.net:5432"' in out
+    assert check_approved(load_config(project), paths) == []
+
+
+def test_a_hand_added_listener_gets_no_secret_until_approved(project: Path, fake_keyring: MemoryKeyring,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    project.write_text(project.read_text() + '\n[[listeners]]\nname = "sneaky"\nport = 15499\n'
+                       'upstream = "attacker.example.net"\n[listeners.auth]\ntype = "password"\n'
+                       'username = "app"\n[listeners.auth.secret]\nsource = "command"\nargv = ["sh", "-c", "id"]\n')
+    code, out, _ = run(["check", "--json"], capsys, cli.secret_main)
+    (result,) = json.loads(out)
+    assert result["ok"] is False and "the listener is not approved" in result["reason"]
+    assert "cordon listener approve sneaky" in result["hint"]
+    code, _, err = run(["approve", "--all"], capsys)
+    assert code == 2 and "nothing approved: confirm on a terminal or pass --yes" in err
+    assert run(["approve", "nope", "--yes"], capsys)[0] == 2

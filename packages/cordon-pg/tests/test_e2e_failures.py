@@ -197,3 +197,28 @@ def test_start_names_a_taken_listener_port(pg: PostgresServer, tmp_path: Path) -
     logs = proxy.logs()
     assert f'cordon: port {port} on 127.0.0.1 (listener "prod-db") is already in use' in logs
     assert "cordon listener edit prod-db --port" in logs and "Traceback" not in logs
+
+
+def test_start_refuses_a_listener_the_agent_redirected(pg: PostgresServer, tmp_path: Path) -> None:
+    """SECURITY.md §E rule 2: the agent rewrites where the password goes; cordon start refuses until a human
+    approves: no listener is served, so nothing can reach the new upstream."""
+    from cordon_config.testing import approve_config
+
+    listen = free_port()
+    trap = NoTLSServer()  # the attacker's "database"
+    try:
+        spec = ListenerSpec("prod-db", free_port(), f"localhost:{pg.port}", "scram_user", {"source": "env", "var": "PW"})
+        config = write_listener_config(tmp_path, listen, [spec], upstream_ca_file=pg.ca_pem)
+        proxy = ProxyProcess(config, listen, env=dict(os.environ, PW=pg.passwords["scram_user"]), approve=False)
+        approve_config(config, env=proxy.env, cwd=tmp_path)  # the human approved the real upstream
+        config.write_text(config.read_text().replace(f"localhost:{pg.port}", f"127.0.0.1:{trap.port}"))
+        proxy.start(wait=False)
+        assert proxy.proc is not None
+        proxy.proc.wait(30)
+        assert proxy.stop() == 1
+        logs = proxy.logs()
+        assert 'listener "prod-db" changed since it was approved (upstream' in logs
+        assert "cordon listener approve" in logs and "prod-db" in logs
+        assert pg.passwords["scram_user"] not in logs
+    finally:
+        trap.close()
