@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cordon_config.testing import approve_config
 from cordon_doctor.testing import doctor
 from cordon_pg.testing import ListenerSpec, PostgresServer, free_port, missing_reason, write_listener_config
 
@@ -34,6 +35,7 @@ def test_doctor_checks_each_listener(pg: PostgresServer, tmp_path: Path, capsys:
                      {"source": "env", "var": "PG_GOOD"}),
     ]
     config = write_listener_config(tmp_path, free_port(), specs, upstream_ca_file=pg.ca_pem)
+    approve_config(config, cwd=tmp_path)  # the user approved these listeners
     code, out = doctor(capsys, "--json", "--config", str(config))
     assert code == 1
     findings = {f["check"]: f for f in json.loads(out)["checks"]}

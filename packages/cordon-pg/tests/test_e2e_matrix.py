@@ -122,12 +122,19 @@ def test_client_leg_tls_presents_cordons_certificate_for_localhost(stack: Stack,
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
     import subprocess
 
-    for host in ("localhost", "127.0.0.1"):
+    def connect(host: str, sslmode: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            ["psql", "-X", "-At", f"host={host} port={port} user=scram_user dbname=app sslmode=verify-full "
+            ["psql", "-X", "-At", f"host={host} port={port} user=scram_user dbname=app sslmode={sslmode} "
              f"sslrootcert={ca}", "-c", "select 1"], capture_output=True, text=True, timeout=30, env=env)
         stack.outputs.append(result.stdout + result.stderr)
-        assert result.returncode == 0 and result.stdout.strip() == "1", result.stderr
+        return result
+
+    result = connect("localhost", "verify-full")  # the name-constrained CA permits localhost for listeners
+    assert result.returncode == 0 and result.stdout.strip() == "1", result.stderr
+    result = connect("127.0.0.1", "verify-ca")  # cordon's CA, whatever name was dialled
+    assert result.returncode == 0 and result.stdout.strip() == "1", result.stderr
+    refused = connect("127.0.0.1", "verify-full")  # a name-constrained CA certifies no IP address
+    assert refused.returncode != 0 and 'does not match host name "127.0.0.1"' in refused.stderr
 
 
 def test_the_session_is_really_relayed(stack: Stack) -> None:

@@ -55,6 +55,19 @@ def test_the_salted_password_cache_is_filled_once() -> None:
     assert list(cache) == ["tok"]
 
 
+def test_the_client_caches_salted_passwords_per_password_salt_and_count() -> None:
+    cache: dict[tuple[bytes, bytes, int], bytes] = {}
+    server = ScramServer([("db", "pw-1")], salt=b"role-salt-16byte")
+    for _ in range(3):
+        client = ScramClient("pw-1", binding=None, use_plus=False, salted=cache)
+        assert exchange(client, ScramServer([("db", "pw-1")], salt=b"role-salt-16byte")) == "db"
+    assert len(cache) == 1 and b"pw-1" not in next(iter(cache))[0]
+    rotated = ScramClient("pw-2", binding=None, use_plus=False, salted=cache)
+    with pytest.raises(ScramError):  # a new password is derived afresh, never served from the old entry
+        server.final(rotated.final(server.first(rotated.first())))
+    assert len(cache) == 2
+
+
 def test_gs2_headers() -> None:
     assert ScramClient("p", binding=None, use_plus=False).first().startswith(b"n,,n=,r=")
     assert ScramClient("p", binding=b"h" * 32, use_plus=False).first().startswith(b"y,,n=,r=")

@@ -144,10 +144,12 @@ class ScramClient:
     client could have (``y``: a server that offers PLUS but was sent ``y`` is a downgrade, and refuses).
     """
 
-    def __init__(self, password: str, *, binding: bytes | None, use_plus: bool) -> None:
+    def __init__(self, password: str, *, binding: bytes | None, use_plus: bool,
+                 salted: dict[tuple[bytes, bytes, int], bytes] | None = None) -> None:
         if use_plus and binding is None:
             raise ValueError("SCRAM-SHA-256-PLUS needs the channel binding data")
         self._password = saslprep(password)
+        self._salted = salted
         self._binding = binding
         self.mechanism = SCRAM_PLUS if use_plus else SCRAM
         if use_plus:
@@ -180,7 +182,7 @@ class ScramClient:
         if not iterations_text.isdigit() or not 1 <= int(iterations_text) <= 10_000_000:
             raise ScramError("iteration count is not a sane number")
         salt = _unb64(salt_text, "salt")
-        salted = salted_password(self._password, salt, int(iterations_text))
+        salted = self._salted_password(salt, int(iterations_text))
         client_key = _hmac(salted, b"Client Key")
         stored_key = hashlib.sha256(client_key).digest()
         binding = self._gs2.encode("ascii") + (self._binding or b"" if self._gs2.startswith("p=") else b"")
@@ -189,6 +191,19 @@ class ScramClient:
         proof = _xor(client_key, _hmac(stored_key, auth_message))
         self._server_signature = _hmac(_hmac(salted, b"Server Key"), auth_message)
         return f"{without_proof},p={_b64(proof)}".encode("ascii")
+
+    def _salted_password(self, salt: bytes, iterations: int) -> bytes:
+        """SaltedPassword, from ``salted`` when this password, salt and count were seen before: a server keeps one
+        salt per role, so the PBKDF2 (thousands of HMACs) runs once per password, not once per login."""
+        if self._salted is None:
+            return salted_password(self._password, salt, iterations)
+        key = (hashlib.sha256(self._password).digest(), salt, iterations)
+        found = self._salted.get(key)
+        if found is None:
+            if len(self._salted) >= 64:
+                self._salted.clear()
+            found = self._salted[key] = salted_password(self._password, salt, iterations)
+        return found
 
     def verify(self, server_final: bytes) -> None:
         """Check the server's signature (proves the server knew the password); raises ScramError."""

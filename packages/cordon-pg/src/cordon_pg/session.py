@@ -87,6 +87,8 @@ class Settings:
     allow_cleartext: bool = True  # may the password go to the upstream in cleartext (TLS, or a loopback server)
     tokens: TokenCheck | None = None
     random_bytes: Callable[[int], bytes] = field(default=secrets.token_bytes, repr=False)
+    # SaltedPassword per (password digest, salt, iterations), shared by the listener's sessions
+    scram_cache: dict[tuple[bytes, bytes, int], bytes] = field(default_factory=dict, repr=False)
 
 
 class HandshakeFailure(Exception):
@@ -364,7 +366,7 @@ class Session:
                 raise HandshakeFailure(CANNOT_CONNECT, f"the server offers SASL mechanisms cordon does not speak ({offered})",
                                "use scram-sha-256, md5 or password in the server's pg_hba.conf")
             self._scram_client = ScramClient(password, binding=self._binding if self._upstream_tls else None,
-                                             use_plus=plus)
+                                             use_plus=plus, salted=self.settings.scram_cache)
             yield Log("debug", "upstream SASL", {"mechanism": self._scram_client.mechanism})
             yield SendUpstream(pq.sasl_initial_response(self._scram_client.mechanism, self._scram_client.first()))
         elif request.code == pq.AUTH_SASL_CONTINUE:
