@@ -272,9 +272,15 @@ class _Connection:
         self.queue.put_nowait(ev.ClientTLSReady())
 
     def _fetch_secret(self) -> None:
-        cached = self.shared.secrets.peek(self.listener)
-        if cached is not None:
-            self.queue.put_nowait(ev.SecretReady(cached))
+        from cordon_config.secrets import SecretUnavailable
+
+        try:  # a fresh cache hit, or an env/file source: no thread needed
+            now = self.shared.secrets.get_nowait(self.listener, self.shared.config)
+        except SecretUnavailable as exc:
+            self.queue.put_nowait(ev.Failed("secret", exc.reason, exc.hint))
+            return
+        if now is not None:
+            self.queue.put_nowait(ev.SecretReady(now))
             return
         self.tasks.append(spawn(self._fetch_secret_blocking(), name=f"pg-secret-{self.listener.name}"))
 
