@@ -92,6 +92,7 @@ class _Leg(asyncio.Protocol):
         self.received = 0
         self.write_paused = False
         self.closed = False
+        self.tls_starting = False  # start_tls in progress: the first bytes that arrive follow the handshake
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -107,8 +108,16 @@ class _Leg(asyncio.Protocol):
         peer = self.peer
         if peer is not None:
             peer.transport.write(data)
-        else:
-            self.conn.queue.put_nowait(ev.ClientData(data) if self.side == "client" else ev.UpstreamData(data))
+            return
+        if self.tls_starting:  # decrypted bytes can reach us before start_tls() has returned to its caller
+            self.tls_done()
+        self.conn.queue.put_nowait(ev.ClientData(data) if self.side == "client" else ev.UpstreamData(data))
+
+    def tls_done(self) -> None:
+        """Tell the session the client's TLS handshake is over, once, before any byte that came through it."""
+        if self.tls_starting:
+            self.tls_starting = False
+            self.conn.queue.put_nowait(ev.ClientTLSReady())
 
     def eof_received(self) -> bool:
         return False  # PostgreSQL does not half-close: the transport closes, connection_lost follows
@@ -259,17 +268,20 @@ class _Connection:
     async def _client_tls(self) -> None:
         assert self.shared.client_tls is not None
         loop = asyncio.get_running_loop()
+        self.client.tls_starting = True
         try:
             transport = await loop.start_tls(self.client.transport, self.client, self.shared.client_tls.context(),
                                              server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         except (OSError, ssl.SSLError, ConnectionError) as exc:
+            self.client.tls_starting = False
             self.queue.put_nowait(ev.Failed("client-tls", _one_line(exc)))
             return
         if transport is None:
+            self.client.tls_starting = False
             self.queue.put_nowait(ev.Failed("client-tls", "the client closed the connection"))
             return
         self.client.transport = transport
-        self.queue.put_nowait(ev.ClientTLSReady())
+        self.client.tls_done()
 
     def _fetch_secret(self) -> None:
         from cordon_config.secrets import SecretUnavailable
