@@ -221,13 +221,13 @@ class Session:
         listener = self.settings.listener
         if self.settings.client_tls == "require" and not self.client_tls:
             raise HandshakeFailure(INVALID_AUTHORIZATION, "this listener requires TLS (client_tls = \"require\")",
-                           "connect with sslmode=require (or verify-full with the cordon CA as sslrootcert)")
+                                   "connect with sslmode=require (or verify-full with the cordon CA as sslrootcert)")
         user = startup.get("user")
         if user != self.settings.username:
             given = f'user "{user}"' if user else "no user name"
             raise HandshakeFailure(INVALID_AUTHORIZATION, f"{given} given; listener \"{listener}\" logs in as "
-                           f'"{self.settings.username}" only', f"connect with user={self.settings.username}",
-                           log=f"refused: {given} (the listener logs in as {self.settings.username})")
+                                   f'"{self.settings.username}" only', f"connect with user={self.settings.username}",
+                                   log=f"refused: {given} (the listener logs in as {self.settings.username})")
         self.startup = startup
         tokens = self.settings.tokens
         if tokens is None:
@@ -245,8 +245,8 @@ class Session:
         tokens = self.settings.tokens
         assert tokens is not None
         bad_token = HandshakeFailure(INVALID_PASSWORD, "the password is not a valid proxy token of this cordon",
-                             "use a token from tokens.toml as the password (`cordon env` prints it as PGPASSWORD)",
-                             log="refused: the client's password is not a valid proxy token")
+                                     "use a token from tokens.toml as the password (`cordon env` prints it as PGPASSWORD)",
+                                     log="refused: the client's password is not a valid proxy token")
         while self.state == "client-auth":
             reply = self._client.next()
             if reply is None:
@@ -304,16 +304,16 @@ class Session:
             if answer == b"S":
                 if rest:  # CVE-2021-23222: bytes injected before the TLS handshake
                     raise HandshakeFailure(CONNECTION_FAILURE, f"the server at {self.settings.upstream} sent unencrypted "
-                                   "data after agreeing to TLS", log="upstream sent data after 'S'")
+                                           "data after agreeing to TLS", log="upstream sent data after 'S'")
                 self.state = "upstream-tls"
                 yield StartUpstreamTLS()
                 return
             if answer == b"N":
                 raise HandshakeFailure(CANNOT_CONNECT, f"the server at {self.settings.upstream} does not offer TLS, and "
-                               'upstream_tls is "verify-full"', 'enable ssl on the server, or set upstream_tls = '
-                               '"disable" for this listener (plain TCP, only on a network you trust)')
+                                       'upstream_tls is "verify-full"', 'enable ssl on the server, or set upstream_tls = '
+                                       '"disable" for this listener (plain TCP, only on a network you trust)')
             raise HandshakeFailure(CANNOT_CONNECT, f"the server at {self.settings.upstream} did not answer the TLS request "
-                           "like PostgreSQL", "check that upstream names a PostgreSQL server")
+                                   "like PostgreSQL", "check that upstream names a PostgreSQL server")
         if self.state not in ("upstream-auth", "upstream-ready"):
             raise HandshakeFailure(CONNECTION_FAILURE, "the server sent data out of turn")
         self._upstream.feed(data)
@@ -332,7 +332,7 @@ class Session:
             if request.code == pq.AUTH_OK:
                 if self._scram_client is not None and not self._scram_verified:
                     raise HandshakeFailure(CONNECTION_FAILURE, f"the server at {self.settings.upstream} ended SCRAM without "
-                                   "proving it knows the password", log="upstream skipped the SCRAM final message")
+                                           "proving it knows the password", log="upstream skipped the SCRAM final message")
                 self.state = "upstream-ready"
                 return
             if self._secret is None and request.code != pq.AUTH_SASL_FINAL:
@@ -354,8 +354,8 @@ class Session:
         if request.code == pq.AUTH_CLEARTEXT:
             if not self.settings.allow_cleartext:
                 raise HandshakeFailure(CANNOT_CONNECT, f"the server at {self.settings.upstream} asks for the password in "
-                               "cleartext over an unencrypted connection; cordon does not send it",
-                               'use upstream_tls = "verify-full", or scram-sha-256 in the server\'s pg_hba.conf')
+                                       "cleartext over an unencrypted connection; cordon does not send it",
+                                       'use upstream_tls = "verify-full", or scram-sha-256 in the server\'s pg_hba.conf')
             yield SendUpstream(pq.password_message(password.encode("utf-8")))
         elif request.code == pq.AUTH_MD5:
             yield SendUpstream(pq.password_message(md5_password(self.settings.username, password, request.data)))
@@ -364,7 +364,7 @@ class Session:
             if not plus and SCRAM not in request.mechanisms:
                 offered = ", ".join(m[:40] for m in request.mechanisms[:5]) or "none"
                 raise HandshakeFailure(CANNOT_CONNECT, f"the server offers SASL mechanisms cordon does not speak ({offered})",
-                               "use scram-sha-256, md5 or password in the server's pg_hba.conf")
+                                       "use scram-sha-256, md5 or password in the server's pg_hba.conf")
             self._scram_client = ScramClient(password, binding=self._binding if self._upstream_tls else None,
                                              use_plus=plus, salted=self.settings.scram_cache)
             yield Log("debug", "upstream SASL", {"mechanism": self._scram_client.mechanism})
@@ -383,15 +383,15 @@ class Session:
                 self._scram_client.verify(request.data)
             except ScramError as exc:
                 raise HandshakeFailure(CONNECTION_FAILURE, f"the server at {self.settings.upstream} failed SCRAM: {exc}",
-                               "the server is not the one holding this password: check upstream and the network",
-                               log=f"upstream SCRAM verification failed: {exc}") from None
+                                       "the server is not the one holding this password: check upstream and the network",
+                                       log=f"upstream SCRAM verification failed: {exc}") from None
             self._scram_verified = True
         else:
             method = {pq.AUTH_KERBEROS_V5: "Kerberos", pq.AUTH_GSS: "GSSAPI", pq.AUTH_SSPI: "SSPI"}.get(
                 request.code, f"code {request.code}")
             raise HandshakeFailure(CANNOT_CONNECT, f"the server asks for {method} authentication, which listener "
-                           f'"{name}" does not speak', "use scram-sha-256, md5 or password for this user in the "
-                           "server's pg_hba.conf")
+                                   f'"{name}" does not speak', "use scram-sha-256, md5 or password for this user in the "
+                                   "server's pg_hba.conf")
 
     def _upstream_ready(self, message: pq.Message) -> Iterator[Command]:
         if message.type == b"K":
@@ -420,14 +420,14 @@ class Session:
             self._pending_auth = None
             yield InvalidateSecret()
             raise HandshakeFailure(INVALID_PASSWORD, f"the server at {upstream} rejected the login as "
-                           f'"{self.settings.username}" (SQLSTATE {code or "none"})',
-                           f"update the password of listener \"{self.settings.listener}\" in its secret source "
-                           "(e.g. `cordon secret set "
-                           f"{self.settings.listener}`), check that the user may connect, then reconnect",
-                           log=f"upstream login failed (SQLSTATE {code or 'none'}); the cached password was dropped")
+                                   f'"{self.settings.username}" (SQLSTATE {code or "none"})',
+                                   f"update the password of listener \"{self.settings.listener}\" in its secret source "
+                                   "(e.g. `cordon secret set "
+                                   f"{self.settings.listener}`), check that the user may connect, then reconnect",
+                                   log=f"upstream login failed (SQLSTATE {code or 'none'}); the cached password was dropped")
         text = self._scrub_text(fields.get("M", "an error without a message"))[:300]
         raise HandshakeFailure(code or CONNECTION_FAILURE, f"the server at {upstream} refused the session: {text}",
-                       log=f"upstream refused the session (SQLSTATE {code or 'none'})", level="info")
+                               log=f"upstream refused the session (SQLSTATE {code or 'none'})", level="info")
 
     def _failed(self, event: Failed) -> Iterator[Command]:
         listener = self.settings.listener
@@ -438,11 +438,11 @@ class Session:
             return
         if event.stage == "secret":
             raise HandshakeFailure(CANNOT_CONNECT, f"the password is unavailable: {event.reason}", event.hint
-                           or f"check it with `cordon secret check {listener}`",
-                           log=f"secret unavailable: {event.reason}")
+                                   or f"check it with `cordon secret check {listener}`",
+                                   log=f"secret unavailable: {event.reason}")
         what = "cannot reach" if event.stage == "upstream-connect" else "cannot verify TLS of"
         raise HandshakeFailure(CANNOT_CONNECT, f"{what} the server at {self.settings.upstream}: {event.reason}", event.hint,
-                       log=f"{event.stage}: {event.reason}")
+                               log=f"{event.stage}: {event.reason}")
 
     # -- output helpers ------------------------------------------------------------------------------------
     def _scrub_text(self, text: str) -> str:
