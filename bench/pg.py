@@ -145,6 +145,9 @@ class PgBench:
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         env.update(HOME=str(directory), XDG_CONFIG_HOME=str(directory / ".config"),
                    CORDON_BENCH_PG_PASSWORD=self.pg.passwords["scram_user"])
+        from cordon_config.testing import approve_config
+
+        approve_config(config, env=env, cwd=directory)  # as the person running the bench would: approve --all
         out = open(directory / "cordon.log", "wb")  # noqa: SIM115 - lives as long as the proxy
         proc = subprocess.Popen(procs.pinned([sys.executable, "-m", "cordon_proxy", "start", "-c", str(config)], 0),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)

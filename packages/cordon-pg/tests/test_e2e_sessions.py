@@ -77,6 +77,9 @@ def test_cancel_from_psql(stack: Stack) -> None:
     finally:
         proc.kill()
     assert "canceling statement due to user request" in stderr
+    deadline = time.monotonic() + 10  # the line is written once the server has closed the cancel connection
+    while "pg: cancel request forwarded" not in stack.proxy.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "pg: cancel request forwarded" in stack.proxy.logs()
 
 

@@ -89,6 +89,7 @@ class _Leg(asyncio.Protocol):
         self.side = side
         self.transport: Any = None
         self.peer: _Leg | None = None
+        self.forward: Any = None  # the peer transport's write, once the relay runs (the hot path: one lookup)
         self.received = 0
         self.write_paused = False
         self.closed = False
@@ -105,9 +106,9 @@ class _Leg(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
-        peer = self.peer
-        if peer is not None:
-            peer.transport.write(data)
+        forward = self.forward
+        if forward is not None:
+            forward(data)
             return
         if self.tls_starting:  # decrypted bytes can reach us before start_tls() has returned to its caller
             self.tls_done()
@@ -386,6 +387,7 @@ class _Connection:
                 self.close("closed as the session started")
                 return
         self.client.peer, upstream.peer = upstream, self.client
+        self.client.forward, upstream.forward = upstream.transport.write, self.client.transport.write
         if self.client.write_paused:
             upstream.transport.pause_reading()
         if upstream.write_paused:
