@@ -18,6 +18,7 @@ from cordon_doctor.checks_runtime import (
     check_secrets,
     check_service,
 )
+from cordon_doctor.checks_scopes import check_no_proxy, check_port_owner
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, skip
 from cordon_doctor.report import exit_code, render_text, to_json, use_colour
@@ -32,6 +33,8 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("tokens", check_tokens),
     ("secrets", check_secrets),
     ("port", check_port),
+    ("port.scopes", check_port_owner),
+    ("routes.no_proxy", check_no_proxy),
     ("listeners", check_listeners),
     ("service", check_service),
     ("integrations", check_integrations),
@@ -42,6 +45,11 @@ CHECKS: tuple[tuple[str, Check], ...] = (
 def collect(ctx: DoctorContext) -> list[Finding]:
     """Run every check; a check that crashes becomes one fail line naming it (never a traceback)."""
     findings: list[Finding] = []
+    if not ctx.paths.config_path.exists():  # nothing else can be right yet: one line, not a cascade
+        findings.extend(check_config(ctx))
+        findings.append(skip("scope", "CA, bundle, tokens, secrets, port, service and integrations not checked: "
+                             "no cordon.toml"))
+        return findings
     for name, check in CHECKS:
         if name == "secrets" and ctx.config is None:
             findings.append(skip("routes", "route secrets, port and integration files not checked: cordon.toml "

@@ -11,7 +11,6 @@ from cordon_config.commands.common import (
     FAILED,
     OK,
     RESTART,
-    Failure,
     UsageError,
     after_routes_changed,
     describe_secret,
@@ -19,6 +18,7 @@ from cordon_config.commands.common import (
     is_tty,
     listener_json,
     load,
+    no_config,
     print_json,
     scope_of,
     write_error,
@@ -140,12 +140,12 @@ def _listener_from_args(args: argparse.Namespace) -> Listener:
 def _add(args: argparse.Namespace) -> int:
     from cordon_config.edit import ListenerExists, add_listener
 
-    paths = scope_of(args)
+    paths = scope_of(args, changes=True)
     wizard = not given(args, "name", *_FIELD_FLAGS)
     if wizard and not is_tty(sys.stdin):
         raise UsageError(f"listener add needs flags when stdin is not a terminal: {LISTENER_FLAGS}")
     if not paths.config_path.exists():
-        raise Failure(f"no cordon.toml at {paths.config_path}", "run `cordon setup` first (or pass --config PATH)")
+        raise no_config(paths)
     listener = _wizard(paths) if wizard else _listener_from_args(args)
     try:
         config = add_listener(paths.config_path, listener)
@@ -166,7 +166,7 @@ def _add(args: argparse.Namespace) -> int:
 
             stored = store_secret(listener) == OK
         if not stored:
-            print(f"next: store the password with `cordon secret set {listener.name}`")
+            print(f"next: store the password with `cordon secret set {listener.name}{paths.flag}`")
     status = after_routes_changed(paths)
     print(RESTART)
     return status
@@ -175,7 +175,7 @@ def _add(args: argparse.Namespace) -> int:
 def _edit(args: argparse.Namespace) -> int:
     from cordon_config.edit import ListenerExists, edit_listener
 
-    paths, config = load(args)
+    paths, config = load(args, changes=True)
     before = find_listener(config, args.name)
     if not given(args, "new_name", *_FIELD_FLAGS):
         raise UsageError("nothing to change: give the fields to change", f"flags: {LISTENER_FLAGS}")
@@ -217,7 +217,7 @@ def _changes(before: Listener, after: Listener) -> list[str]:
 def _remove(args: argparse.Namespace) -> int:
     from cordon_config.edit import remove_listener
 
-    paths, config = load(args)
+    paths, config = load(args, changes=True)
     listener = find_listener(config, args.name)
     if not args.yes:
         if not is_tty(sys.stdin):
