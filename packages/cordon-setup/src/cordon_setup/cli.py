@@ -485,16 +485,18 @@ def scope_env(paths: ScopePaths, token_name: str = "default") -> dict[str, str]:
 
 
 def listener_scope_env(paths: ScopePaths, name: str, token_name: str = "default") -> dict[str, str]:
-    """The client variables of listener ``name``: its port and user from cordon.toml, the named proxy token."""
+    """The client variables of listener ``name``: its port and user from cordon.toml, and the named proxy token
+    when tokens are on (with no tokens.toml a listener asks clients for no password, so none is printed)."""
     facts = read_config_facts(paths)
     if facts is None:
-        raise BaseSetupError(f"no cordon config at {paths.config_path}", "run: cordon setup")
+        raise BaseSetupError(*missing_config(paths))
     if name not in facts.listeners:
         known = ", ".join(sorted(facts.listeners)) or "none"
         raise BaseSetupError(f"no listener named {name!r} in {paths.config_path}",
-                             f"listeners: {known} (add one with `cordon listener add`)")
+                             f"listeners: {known} (add one with `cordon listener add{paths.flag}`)")
     port, username = facts.listeners[name]
-    return listener_env(port, username, token_value(paths, token_name))
+    token = require_token(paths, token_name) if paths.tokens_path.exists() else None
+    return listener_env(port, username, token)
 
 
 def _env(args: argparse.Namespace) -> int:

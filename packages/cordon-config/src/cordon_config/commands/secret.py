@@ -129,7 +129,7 @@ def run_secret(args: argparse.Namespace) -> int:
     if args.action == "check":
         return _secret_check(args)
     if args.action == "delete" and (args.name is None) == (args.account is None):
-        raise UsageError("give a route or listener NAME, or --account (for an entry none uses any more), not both",
+        raise UsageError("give a route NAME or --account (for an entry no route uses any more), not both",
                          "e.g. cordon secret delete openai")
     if args.action == "delete" and args.account is not None:
         service = args.service or "cordon"
