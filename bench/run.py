@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cordon_proxy.testnet import UNROUTED_ADDRESS, private_argv
 from cordonbench import clients, loadgen, origins, peers, procs, tools
 from cordonbench.certs import make_ca, make_leaf
 from cordonbench.clients import Target
@@ -35,8 +36,8 @@ WORK = BENCH / ".work"
 ROUTED, UNROUTED = peers.ROUTED, peers.UNROUTED
 SSE_EVENTS, SSE_INTERVAL = 50, 0.02
 IDLE_CONNS = 200
-# Test-only knob letting cordon tunnel an unrouted host to a loopback origin (SSRF policy blocks it otherwise).
-CORDON_LOOPBACK_KNOB = "CORDON_TEST_ALLOW_LOOPBACK"
+# Set in the re-run inside the bench's private network namespace (see `main`).
+INSIDE_ENV = "CORDON_BENCH_INSIDE_NAMESPACE"
 START = time.monotonic()
 
 
@@ -95,8 +96,9 @@ class Bench:
             procs.stop(proc)
 
     # ---------------------------------------------------------------- setup
-    def setup(self) -> None:
-        """Tools, venvs, certificates, origins and the proxies."""
+    def install_tools(self) -> dict[str, Path]:
+        """Tools and venvs (may reach a package registry: run before entering the private namespace, where a
+        second call finds everything installed)."""
         WORK.mkdir(exist_ok=True)
         wanted = set(self.args.only.split(",")) if self.args.only else {"direct", "cordon", "mitmproxy", "proxy.py"}
         self.wanted = wanted
@@ -118,7 +120,12 @@ class Bench:
             except (subprocess.SubprocessError, OSError) as exc:
                 log(f"py-spy unavailable: {exc}")
                 self.pyspy = None
+        return venv_py
 
+    def setup(self) -> None:
+        """Tools, venvs, certificates, origins and the proxies."""
+        venv_py = self.install_tools()
+        wanted = self.wanted
         tools.compile_bytecode([Path(sys.executable), *venv_py.values()],
                                [ROOT / "src", *sorted((ROOT / "packages").glob("*/src"))], log)
 
@@ -127,7 +134,8 @@ class Bench:
         names = [ROUTED, UNROUTED, *peers.unseen_hosts(self.unseen_total())]
         leaf = make_leaf(self.origin_ca, certs_dir, "origin-leaf", names, ["127.0.0.1"])
         self.nginx_port, self.sse_port = procs.free_port(), procs.free_port()
-        self.procs.append(origins.start_nginx(self.bin["nginx"], WORK, self.nginx_port, leaf))
+        self.procs.append(origins.start_nginx(self.bin["nginx"], WORK, self.nginx_port, leaf,
+                                              also=UNROUTED_ADDRESS))
         self.procs.append(origins.start_sse(WORK, self.sse_port, leaf, SSE_EVENTS, SSE_INTERVAL))
         procs.wait_port(self.nginx_port, self.procs[0], 15, "nginx")
         procs.wait_port(self.sse_port, self.procs[1], 15, "SSE origin")
@@ -142,7 +150,7 @@ class Bench:
         starters = {
             "cordon": lambda port: peers.start_cordon(
                 WORK, port, self.origin_ca, self.secret, [ROUTED, *peers.unseen_hosts(self.unseen_total())],
-                self.proxy_core, {CORDON_LOOPBACK_KNOB: "1"}),
+                self.proxy_core, {}),
             "mitmproxy": lambda port: peers.start_mitmproxy(
                 WORK, venv_py["mitmproxy"], port, self.origin_ca, self.secret, self.proxy_core),
             "proxy.py": lambda port: peers.start_proxypy(
@@ -607,9 +615,40 @@ def cli_section(timings: dict[str, tuple[float, float]] | None, notes: list[str]
     return "\n".join(rows + [""] + [f"- {n}" for n in notes]), verdicts
 
 
+def names(args: argparse.Namespace) -> dict[str, str]:
+    """The hosts file of the bench's namespace: the routed names on loopback, the unrouted one on an address
+    cordon's SSRF policy allows (the other proxies resolve .test names themselves, to 127.0.0.1)."""
+    rounds, unseen = (1, min(args.unseen, 2)) if args.quick else (args.rounds, args.unseen)
+    table = {host: "127.0.0.1" for host in [ROUTED, *peers.unseen_hosts(max(1, rounds * unseen))]}
+    table[UNROUTED] = UNROUTED_ADDRESS
+    return table
+
+
+def run_inside_namespace(args: argparse.Namespace, argv: list[str]) -> int:
+    """Install what needs a registry, then run this bench again in a private network namespace of its own:
+    loopback only (plus one address on ``lo`` that is not loopback, where the unrouted host lives), and a
+    hosts file for the .test names. No product switch is involved and nothing can leave the machine."""
+    bench = Bench(args)
+    try:
+        bench.install_tools()
+    except (tools.ToolMissing, OSError, subprocess.SubprocessError) as exc:
+        sys.stderr.write(f"bench: {exc}\n")
+        return 1
+    WORK.mkdir(exist_ok=True)
+    try:
+        inner = private_argv([sys.executable, str(Path(__file__).resolve()), *argv], names(args), WORK / "hosts")
+    except RuntimeError as exc:
+        sys.stderr.write(f"bench: {exc}\n")
+        return 1
+    return subprocess.call(inner, env={**os.environ, INSIDE_ENV: "1"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table; write bench/RESULTS.md unless --quick/--no-write."""
+    raw = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if os.environ.get(INSIDE_ENV) != "1":
+        return run_inside_namespace(args, raw)
     if args.quick:
         args.rounds, args.duration = min(args.rounds, 1), min(args.duration, 2.0)
         args.warm_requests, args.new_conns = min(args.warm_requests, 200), min(args.new_conns, 50)

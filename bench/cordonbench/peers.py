@@ -87,8 +87,7 @@ def start_cordon(work: Path, port: int, origin_ca: CertFiles, secret: str, hosts
         **os.environ,
         "HOME": str(cdir / "home"),
         "XDG_CONFIG_HOME": str(cdir / "home" / ".config"),
-        "CORDON_BENCH_SECRET": secret,
-        "CORDON_TEST_RESOLVE": ",".join(f"{h}=127.0.0.1" for h in [*hosts, UNROUTED]),
+        "CORDON_BENCH_SECRET": secret,  # the names resolve through the bench namespace's hosts file
         **extra_env,
     }
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
