@@ -45,7 +45,8 @@ def check_integrations(ctx: DoctorContext) -> list[Finding]:
             found.append(fail(check, f"its proxy token '{token_name}' is missing from {ctx.paths.tokens_path} "
                               "(revoked?), so its requests get 407", fix))
             continue
-        env = env_contract(ctx.paths, ctx.config.listen, token, ca_cert=ctx.ca_cert_path)
+        env = env_contract(ctx.paths, ctx.config.listen, token, ca_cert=ctx.ca_cert_path,
+                           routed_hosts=[r.host for r in ctx.config.routes])
         setup_ctx = SetupContext(
             paths=ctx.paths,
             port=ctx.config.listen,

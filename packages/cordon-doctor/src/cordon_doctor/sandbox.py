@@ -34,7 +34,6 @@ from cordon_doctor.proxyproc import (
 ROUTE_NAME = "demo"
 ROUTE_HOST = "localhost"
 SECRET_VAR = "CORDON_DEMO_SECRET"
-DUMMY_KEY = "dummy-replaced-by-cordon"
 PORT_ATTEMPTS = 3
 
 
@@ -204,7 +203,7 @@ class Sandbox:
             if attempt:  # the port was taken between picking it and binding it: pick another
                 self.port = free_port()
                 self._write_config()
-            self.proxy = ProxyProcess(self.paths.config_path, self.port, env, self.root / "proxy.log")
+            self.proxy = ProxyProcess(self.paths, self.port, env, self.root / "proxy.log")
             try:
                 health = self.proxy.wait_healthy()
             except ProxyStartError as exc:

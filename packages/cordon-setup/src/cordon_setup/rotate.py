@@ -40,7 +40,7 @@ def rewrite_integrations(
             continue
         tok_name = manifest.get("token", name)
         value = token if token is not None and tok_name == token_name else token_value(paths, tok_name)
-        env = env_contract(paths, facts.listen, value, ca_cert=facts.ca_cert)
+        env = env_contract(paths, facts.listen, value, ca_cert=facts.ca_cert, routed_hosts=facts.routes)
         changes += rewrite(paths, name, port=facts.listen, env=env, environ=env_map, home=home_dir(env_map))
     return changes
 
@@ -65,6 +65,6 @@ def stale_files(
     if facts is None or manifest is None:
         return []
     value = token_value(paths, manifest.get("token", name))
-    env = env_contract(paths, facts.listen, value, ca_cert=facts.ca_cert)
+    env = env_contract(paths, facts.listen, value, ca_cert=facts.ca_cert, routed_hosts=facts.routes)
     plan = replan(paths, name, port=facts.listen, env=env, environ=env_map, home=home_dir(env_map))
     return [] if plan is None else [c for c in plan.changes if c.changed]

@@ -50,7 +50,8 @@ def build_context(
 ) -> SetupContext:
     """The context an integration plans from (env contract with that integration's token)."""
     facts = read_config_facts(paths)
-    env = env_contract(paths, port, token, ca_cert=facts.ca_cert if facts else None)
+    env = env_contract(paths, port, token, ca_cert=facts.ca_cert if facts else None,
+                       routed_hosts=facts.routes if facts else ())
     return SetupContext(
         paths=paths,
         port=port,
