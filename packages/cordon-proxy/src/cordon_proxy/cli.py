@@ -1,8 +1,12 @@
-"""Command line of cordon-proxy: ``cordon start``, ``cordon status``, ``cordon wait``.
+"""Command line of cordon-proxy: ``cordon start|status|wait|stop|restart|reload``.
 
-``start`` runs the proxy in the foreground in the order of spec §3: load and validate the config → check
-every secret (all failures reported together) → load the CA (created when missing) → bind
-127.0.0.1:<listen> → serve. SIGINT/SIGTERM let in-flight requests finish (up to 10 s), then exit 0.
+``start`` runs the proxy in the foreground in the order of spec §3 (:func:`cordon_proxy.runtime.load_runtime`:
+config → approvals → every secret → CA → tokens → upstream trust → identity key), then binds
+127.0.0.1:<listen> and serves. SIGINT/SIGTERM let in-flight requests finish (up to 10 s), then exit 0; SIGHUP
+reloads (the same loading; on any problem the running config stays and the reason is logged).
+
+The other commands look at the port through :func:`cordon_config.identity.probe` and act only on this scope's
+own cordon: another scope's proxy or anything else on the port is named, never trusted or signalled.
 """
 
 from __future__ import annotations
@@ -25,13 +29,22 @@ from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_proxy import __version__
 
 if TYPE_CHECKING:
-    from cordon_config import Config
+    from cordon_config.identity import ProbeResult
     from cordon_config.scope import ScopePaths
 
     from cordon_proxy.logs import Logger
-    from cordon_proxy.tls import LeafContexts
+    from cordon_proxy.runtime import Runtime
 
-__all__ = ["build_parser", "main", "start_main", "status_main", "wait_main"]
+__all__ = [
+    "build_parser",
+    "main",
+    "reload_main",
+    "restart_main",
+    "start_main",
+    "status_main",
+    "stop_main",
+    "wait_main",
+]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -42,6 +55,28 @@ START_EPILOG = """examples:
 STATUS_EPILOG = """examples:
   cordon status
   cordon status --quiet || echo "cordon is not running"
+  cordon status --json
+
+Only this scope's own cordon counts as running: its identity is proven with the scope's key (identity.key in
+the state dir). Another scope's cordon, or anything else on the port, is named and exits 1.
+"""
+STOP_EPILOG = """examples:
+  cordon stop
+  cordon stop --config ~/work/api/cordon.toml
+"""
+RESTART_EPILOG = """examples:
+  cordon restart                        stop this scope's proxy, start it again in the background
+  cordon restart --scope user
+
+The new proxy logs to proxy.log in the scope's state dir. A proxy run by `cordon service` is better
+restarted by its service manager (systemctl --user restart cordon-<namespace>).
+"""
+RELOAD_EPILOG = """examples:
+  cordon route edit openai --header-name x-api-key && cordon reload
+  kill -HUP <pid>                       the same (the pid is in `cordon status`)
+
+Re-reads and validates cordon.toml (and approvals, secrets, tokens.toml, the CA): new requests use it,
+requests in flight finish as they started. On any problem the running config stays and the reason is printed.
 """
 WAIT_EPILOG = """examples:
   cordon wait --timeout 5 && cordon run -- codex     use the proxy once it answers
@@ -87,13 +122,30 @@ def _wait_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _timeout_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_scope(parser)
+    parser.add_argument(
+        "--timeout", type=float, default=15.0, metavar="S", help="give up after S seconds (default: 15)"
+    )
+
+
 TOOL_EPILOG = """\
 examples:
   cordon-proxy start                       the proxy for ./cordon.toml, in the foreground (= cordon start)
   cordon-proxy start --scope user --log-format json
   cordon-proxy status --json               is it running, on which port, with how many routes
-  cordon-proxy wait --timeout 5            exit 0 once /health answers
+  cordon-proxy wait --timeout 5            exit 0 once this scope's proxy answers
+  cordon-proxy reload                      apply an edited cordon.toml without a restart
 """
+
+COMMANDS: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("start", "run the proxy in the foreground", START_EPILOG, _start_arguments),
+    ("status", "say whether this scope's proxy is running", STATUS_EPILOG, _status_arguments),
+    ("wait", "wait until this scope's proxy answers", WAIT_EPILOG, _wait_arguments),
+    ("stop", "stop this scope's running proxy", STOP_EPILOG, _timeout_arguments),
+    ("restart", "stop this scope's proxy and start it in the background", RESTART_EPILOG, _timeout_arguments),
+    ("reload", "make the running proxy re-read its config", RELOAD_EPILOG, _timeout_arguments),
+)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -104,11 +156,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, helptext, epilog, adder in (
-        ("start", "run the proxy in the foreground", START_EPILOG, _start_arguments),
-        ("status", "say whether the proxy is running (via /health)", STATUS_EPILOG, _status_arguments),
-        ("wait", "wait until the proxy answers /health", WAIT_EPILOG, _wait_arguments),
-    ):
+    for name, helptext, epilog, adder in COMMANDS:
         p = sub.add_parser(
             name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".", epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -128,15 +176,17 @@ def _single_parser(
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon-proxy start|status|wait ...``."""
+    """``cordon-proxy start|status|wait|stop|restart|reload ...``."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
-    if not args_list or args_list[0] not in ("start", "status", "wait"):
+    mains = {"start": start_main, "status": status_main, "wait": wait_main, "stop": stop_main,
+             "restart": restart_main, "reload": reload_main}
+    if not args_list or args_list[0] not in mains:
         parser.parse_args(args_list)  # --help, --version or a usage error
         return EXIT_USAGE
     command, rest = args_list[0], args_list[1:]
     name = f"{prog or 'cordon-proxy'} {command}"
-    return {"start": start_main, "status": status_main, "wait": wait_main}[command](rest, prog=name)
+    return mains[command](rest, prog=name)
 
 
 # -- shared ----------------------------------------------------------------------------------------------
@@ -155,92 +205,53 @@ class _Usage(Exception):
     pass
 
 
-def _load(config_path: Path) -> Config:
-    from cordon_config import load_config
+def _parse(prog: str, argv: Sequence[str] | None, command: str) -> argparse.Namespace:
+    _, helptext, epilog, adder = next(c for c in COMMANDS if c[0] == command)
+    parser = _single_parser(prog, helptext[0].upper() + helptext[1:] + ".", epilog, adder)
+    return parser.parse_args(list(sys.argv[1:] if argv is None else argv))
 
-    return load_config(config_path)
+
+def _flag(args: argparse.Namespace) -> str:
+    """The scope flag the user gave, for hints that name a command."""
+    if getattr(args, "config", None):
+        return f" --config {args.config}"
+    if getattr(args, "scope", None):
+        return f" --scope {args.scope}"
+    return ""
 
 
 # -- start -----------------------------------------------------------------------------------------------
 
 
 def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon start``: run the proxy in the foreground until SIGINT/SIGTERM."""
-    parser = _single_parser(prog or "cordon start", "Run the proxy in the foreground.", START_EPILOG, _start_arguments)
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    from cordon_config import ConfigError
-    from cordon_config.secrets import check_secrets
-
+    """``cordon start``: run the proxy in the foreground until SIGINT/SIGTERM (SIGHUP reloads)."""
+    args = _parse(prog or "cordon start", argv, "start")
+    from cordon_proxy.hardening import harden_process
     from cordon_proxy.logs import Logger
+    from cordon_proxy.runtime import LoadFailure, load_runtime
 
     logger = Logger(args.log_level, args.log_format)
-    from cordon_proxy.hardening import harden_process
-
     hardened = harden_process()  # before any secret is loaded: no core dumps, no ptrace by peers
     logger.log("debug", "process hardening", **{k: str(v) for k, v in hardened.items()})
     try:
         paths = _scope(args)
     except _Usage as exc:
         return _fail(str(exc), code=EXIT_USAGE)
-    config_path = paths.config_path
-    # 1. config
     try:
-        config = _load(config_path)
-    except ConfigError as exc:
-        sys.stderr.write("cordon: " + str(exc).rstrip("\n") + "\n")
+        runtime = load_runtime(paths, logger)
+    except LoadFailure as exc:
+        for line in exc.lines:
+            sys.stderr.write(f"cordon: {line}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
         return EXIT_FAIL
-    except OSError as exc:
-        return _fail(f"cannot read {config_path}: {exc.strerror}")
-    # 2. secrets
-    failures = check_secrets(config)
-    if failures:
-        for route_name, reason in failures:
-            sys.stderr.write(f'cordon: secret for route "{route_name}" unavailable: {reason}\n')
-        sys.stderr.write("hint: store it with: cordon secret set <route>, then check with: cordon secret check <route>\n")
-        return EXIT_FAIL
-    # 3. CA
-    leaves: LeafContexts | None = None
-    if config.tls.enabled and config.routes:
-        from cordon_ca import CAError, ensure_scope_ca
-
-        from cordon_proxy.tls import LeafContexts
-
-        cert = config.tls.ca_cert_path or paths.ca_cert
-        key = config.tls.ca_key_path or paths.ca_key
-        constrained = config.tls.name_constraints
-        permitted = sorted({r.host for r in config.routes}) if constrained else None
-        existed = cert.exists() and key.exists()
-        try:
-            ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
-                                          bundle=paths.combined_bundle)
-        except CAError as exc:
-            hint = getattr(exc, "hint", None)
-            return _fail(str(getattr(exc, "message", exc)), hint)
-        except OSError as exc:
-            return _fail(f"cannot prepare the CA: {exc.filename or cert}: {exc.strerror or exc}")
-        if written and existed:
-            what = "name-constrained CA for the routed hosts" if constrained else "CA without name constraints"
-            logger.log("warn", f"re-issued the {what} (old files kept as .bak): {cert}")
-        leaves = LeafContexts(ca, [r.host for r in config.routes])
-    # 4. tokens
-    verify: Verifier | None = None
-    from cordon_config.tokens import TokenStore
-
-    try:
-        store = TokenStore.load(paths.tokens_path)
-    except Exception as exc:  # unreadable or insecure tokens file: refuse to run without the user knowing
-        return _fail(f"cannot load proxy tokens: {exc}")
-    if store is None:
+    if runtime.tokens is None:
         logger.log("warn", f"no proxy tokens ({paths.tokens_path} is absent): any local process may use the routes")
-    else:
-        from cordon_proxy.tokens import TokenGate
+    with contextlib.suppress(OSError):
+        from cordon_config.scopes import record_scope
 
-        verify = TokenGate(paths.tokens_path, paths.namespace, store).verify
-
-    return _serve(config, leaves, verify, logger)
-
-
-Verifier = Callable[[str], "str | None"]
+        record_scope(paths)
+    return _serve(paths, runtime, logger)
 
 
 def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]:
@@ -252,45 +263,38 @@ def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]
     return "uvloop", uvloop.run
 
 
-def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+def _serve(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
     name, run = _event_loop()
     logger.log("info", f"event loop: {name}")
-    return run(_run(config, leaves, verify, logger))
+    return run(_run(paths, runtime, logger))
 
 
-async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
     from cordon_config.secrets import SecretCache
 
     from cordon_proxy.core.session import Settings
-    from cordon_proxy.server import Proxy, allow_loopback, loop_exception_handler
-    from cordon_proxy.upstream import Resolver, UpstreamPool, client_context, resolve_overrides
+    from cordon_proxy.server import Proxy, loop_exception_handler
+    from cordon_proxy.tokens import TokenGate
+    from cordon_proxy.upstream import Resolver, UpstreamPool
 
-    try:
-        ctx = client_context(config.tls.upstream_ca_file)
-    except (OSError, ValueError) as exc:
-        return _fail(f"cannot load [tls] upstream_ca_file {config.tls.upstream_ca_file}: {exc}")
-    settings = Settings(
-        routes=config.routes,
-        listen_port=config.listen,
-        version=__version__,
-        max_head=config.limits.header_bytes,
-        verify_token=verify,
-        allow_loopback=allow_loopback(os.environ),
-    )
-    pool = UpstreamPool(
-        ctx,
-        Resolver(resolve_overrides(os.environ)),
-        connect_timeout=config.limits.connect_timeout,
-        idle_timeout=min(30.0, config.limits.idle_timeout),
-    )
-    proxy = Proxy(config, settings, leaves=leaves, pool=pool, secrets=SecretCache(config.secret_ttl), logger=logger)
+    config = runtime.config
+    verify = None
+    if runtime.tokens is not None:
+        verify = TokenGate(paths.tokens_path, paths.namespace, runtime.tokens,
+                           log=lambda level, message: logger.log(level, message)).verify
+    settings = Settings(routes=config.routes, listen_port=config.listen, version=__version__,
+                        max_head=config.limits.header_bytes, verify_token=verify)
+    pool = UpstreamPool(runtime.trust.context, Resolver(), connect_timeout=config.limits.connect_timeout,
+                        idle_timeout=min(30.0, config.limits.idle_timeout), cordon_context=runtime.trust.cordon)
+    proxy = Proxy(config, settings, leaves=runtime.leaves, pool=pool, secrets=SecretCache(config.secret_ttl),
+                  logger=logger)
     try:
         await proxy.listen(config.listen)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             return _fail(
                 f"port {config.listen} on 127.0.0.1 is already in use",
-                f"stop what is using it (cordon status), or change `listen` in {config.path}",
+                f"see what holds it: cordon status --config {config.path}; or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
     stop = asyncio.Event()
@@ -301,7 +305,7 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
             loop.add_signal_handler(sig, stop.set)
     logger.log(
         "info", f"cordon {__version__} listening on 127.0.0.1:{config.listen}",
-        routes=len(config.routes), config=str(config.path),
+        routes=len(config.routes), config=str(config.path), pid=os.getpid(),
         loop="uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio",
     )
     await stop.wait()
@@ -314,90 +318,192 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
 # -- status / wait -------------------------------------------------------------------------------------
 
 
-def health(port: int, timeout: float = 2.0) -> dict[str, object] | None:
-    """The proxy's /health answer on 127.0.0.1:``port``, or None when nothing healthy answers."""
-    import http.client  # only status/wait need it; the running proxy never does (idle memory)
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/health", headers={"Host": f"127.0.0.1:{port}"})
-        response = conn.getresponse()
-        body = response.read(65536)
-        if response.status != 200:
-            return None
-        data = json.loads(body)
-        return data if isinstance(data, dict) and data.get("status") == "ok" else None
-    except (OSError, ValueError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-def _config_for_status(args: argparse.Namespace) -> tuple[Path, int]:
-    from cordon_config import ConfigError
+def _target(args: argparse.Namespace) -> tuple[ScopePaths, int]:
+    """The scope and the port its cordon.toml names (tomllib only: works while a route is half-edited)."""
+    import tomllib
 
     paths = _scope(args)
-    config_path = paths.config_path
     try:
-        config = _load(config_path)
-    except ConfigError as exc:
-        raise _Usage(str(exc).splitlines()[0] if str(exc) else "invalid config") from None
+        with open(paths.config_path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise _Usage(f"{paths.config_path}: file not found (run `cordon setup` to create it)") from None
     except OSError as exc:
-        raise _Usage(f"cannot read {config_path}: {exc.strerror}") from None
-    return config_path, config.listen
+        raise _Usage(f"cannot read {paths.config_path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _Usage(f"{paths.config_path} is not valid TOML: {exc}") from None
+    port = data.get("listen")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise _Usage(f"{paths.config_path}: listen must be a port number (1-65535)")
+    return paths, port
+
+
+def _file_digest(path: Path) -> str | None:
+    from cordon_config.identity import config_digest
+
+    try:
+        return config_digest(path.read_bytes())
+    except OSError:
+        return None
+
+
+def _probe(paths: ScopePaths, port: int, timeout: float = 2.0) -> ProbeResult:
+    from cordon_config.identity import IdentityError, probe
+
+    try:
+        return probe(paths, port, timeout)
+    except IdentityError as exc:
+        raise _Usage(exc.message) from None
 
 
 def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon status``: running or not (via /health), port, config, routes."""
-    parser = _single_parser(
-        prog or "cordon status", "Say whether the proxy is running (via /health).", STATUS_EPILOG, _status_arguments
-    )
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    """``cordon status``: this scope's proxy running or not; what else holds its port."""
+    args = _parse(prog or "cordon status", argv, "status")
     try:
-        config_path, port = _config_for_status(args)
+        paths, port = _target(args)
+        state = _probe(paths, port)
     except _Usage as exc:
         if args.quiet:
             return EXIT_FAIL
         return _fail(str(exc), code=EXIT_USAGE)
-    answer = health(port)
-    running = answer is not None
     if args.quiet:
-        return EXIT_OK if running else EXIT_FAIL
+        return EXIT_OK if state.ours else EXIT_FAIL
+    config_path = paths.config_path
+    health = state.health
+    running_digest = health.get("config_digest") if state.ours else None
+    current = running_digest == _file_digest(config_path) if state.ours else None
     if args.json:
         data = {
-            "running": running,
+            "running": state.ours,
+            "state": state.kind,
             "port": port,
             "config": str(config_path),
-            "routes": answer.get("routes") if answer else None,
-            "version": answer.get("version") if answer else None,
+            "pid": state.pid,
+            "routes": health.get("routes"),
+            "version": health.get("version"),
+            "config_digest": running_digest,
+            "config_current": current,
+            "held_by": str(state.other_config) if state.kind == "other-scope" else state.owner,
         }
         sys.stdout.write(json.dumps(data) + "\n")
-    elif running:
-        assert answer is not None
+        return EXIT_OK if state.ours else EXIT_FAIL
+    flag = _flag(args)
+    if state.ours:
+        routes = health.get("routes")
+        plural = "route" if routes == 1 else "routes"
         sys.stdout.write(
-            f"cordon is running on 127.0.0.1:{port} (version {answer.get('version')}, "
-            f"{answer.get('routes')} routes)\nconfig: {config_path}\n"
+            f"cordon is running on 127.0.0.1:{port} (pid {state.pid}, version {health.get('version')}, "
+            f"{routes} {plural})\nconfig: {config_path} ({running_digest})\n"
         )
-    else:
-        sys.stdout.write(f"cordon is not running on 127.0.0.1:{port}\nconfig: {config_path}\nhint: cordon start\n")
-    return EXIT_OK if running else EXIT_FAIL
+        if not current:
+            sys.stdout.write(f"the running proxy uses an older version of this config\nhint: cordon reload{flag}\n")
+        return EXIT_OK
+    if state.kind == "none":
+        sys.stdout.write(f"cordon is not running on 127.0.0.1:{port}\nconfig: {config_path}\nhint: cordon start{flag}\n")
+        return EXIT_FAIL
+    return _fail(state.message(), state.hint(config_path, flag))
 
 
 def wait_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon wait``: poll /health until it answers (exit 0) or the timeout passes (exit 1)."""
-    parser = _single_parser(prog or "cordon wait", "Wait until the proxy answers /health.", WAIT_EPILOG, _wait_arguments)
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    """``cordon wait``: poll until this scope's proxy answers (exit 0) or the timeout passes (exit 1)."""
+    args = _parse(prog or "cordon wait", argv, "wait")
     if args.timeout < 0:
         return _fail("--timeout must not be negative", code=EXIT_USAGE)
     try:
-        _, port = _config_for_status(args)
+        paths, port = _target(args)
     except _Usage as exc:
         return _fail(str(exc), code=EXIT_USAGE)
     deadline = time.monotonic() + args.timeout
     while True:
-        if health(port, timeout=1.0) is not None:
+        try:
+            state = _probe(paths, port, timeout=1.0)
+        except _Usage as exc:
+            return _fail(str(exc), code=EXIT_USAGE)
+        if state.ours:
             return EXIT_OK
         if time.monotonic() >= deadline:
-            sys.stderr.write(f"cordon: no proxy answered on 127.0.0.1:{port} within {args.timeout:g} s\n")
-            return EXIT_FAIL
+            if state.kind == "none":
+                sys.stderr.write(f"cordon: no proxy answered on 127.0.0.1:{port} within {args.timeout:g} s\n")
+                return EXIT_FAIL
+            return _fail(state.message(), state.hint(paths.config_path, _flag(args)))
         time.sleep(0.1)
+
+
+# -- stop / restart / reload ---------------------------------------------------------------------------------
+
+
+def stop_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon stop``: SIGTERM this scope's proxy (only after it proved it is) and wait until it is gone."""
+    args = _parse(prog or "cordon stop", argv, "stop")
+    from cordon_config.control import ControlError, stop_proxy
+
+    try:
+        paths, port = _target(args)
+        state = stop_proxy(paths, port, timeout=args.timeout, flag=_flag(args))
+    except _Usage as exc:
+        return _fail(str(exc), code=EXIT_USAGE)
+    except ControlError as exc:
+        if exc.state is not None and exc.state.kind == "none":
+            sys.stdout.write(f"{exc.message}: nothing to stop\n")
+            return EXIT_OK
+        return _fail(exc.message, exc.hint)
+    sys.stdout.write(f"stopped cordon (pid {state.pid}) on 127.0.0.1:{port}\n")
+    return EXIT_OK
+
+
+def restart_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon restart``: stop this scope's proxy if it runs, start it in the background, wait until it answers."""
+    args = _parse(prog or "cordon restart", argv, "restart")
+    from cordon_config.control import ControlError, stop_proxy
+
+    flag = _flag(args)
+    try:
+        paths, port = _target(args)
+        stop_proxy(paths, port, timeout=args.timeout, flag=flag)
+    except _Usage as exc:
+        return _fail(str(exc), code=EXIT_USAGE)
+    except ControlError as exc:
+        if exc.state is None or exc.state.kind != "none":
+            return _fail(exc.message, exc.hint)
+    log_path = paths.state_dir / "proxy.log"
+    paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    argv_ = [sys.executable, "-m", "cordon_proxy", "start", "--config", str(paths.config_path)]
+    import subprocess
+
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        proc = subprocess.Popen(argv_, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
+                                cwd="/")
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return _fail(f"the proxy exited with code {proc.returncode} while starting", f"see {log_path}, or run "
+                         f"it in the foreground: cordon start{flag}")
+        state = _probe(paths, port, timeout=1.0)
+        if state.ours and state.pid == proc.pid:
+            sys.stdout.write(f"cordon is running on 127.0.0.1:{port} (pid {proc.pid}); log: {log_path}\n")
+            return EXIT_OK
+        time.sleep(0.1)
+    return _fail(f"the proxy did not answer on 127.0.0.1:{port} within {args.timeout:g} s", f"see {log_path}")
+
+
+def reload_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon reload``: SIGHUP this scope's proxy and report whether it took the new config."""
+    args = _parse(prog or "cordon reload", argv, "reload")
+    from cordon_config.control import ControlError, reload_proxy
+
+    try:
+        paths, port = _target(args)
+        state = reload_proxy(paths, port, timeout=args.timeout, flag=_flag(args))
+    except _Usage as exc:
+        return _fail(str(exc), code=EXIT_USAGE)
+    except ControlError as exc:
+        return _fail(exc.message, exc.hint)
+    routes = state.health.get("routes")
+    sys.stdout.write(
+        f"reloaded cordon (pid {state.pid}): {routes} {'route' if routes == 1 else 'routes'}, "
+        f"config {state.health.get('config_digest')}\n"
+    )
+    return EXIT_OK

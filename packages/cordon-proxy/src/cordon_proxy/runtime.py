@@ -1,0 +1,153 @@
+"""Everything a proxy runs with, loaded from a scope's files in one place: at start and at every reload.
+
+:func:`load_runtime` follows spec §3: the config (validated) → approvals → every secret (all failures
+together) → the CA (created or re-issued for the routed hosts) → ``tokens.toml`` (refused when group or others
+can read it) → upstream trust → the identity key. Any failure raises :class:`LoadFailure` with the lines to
+print; nothing of a half-loaded runtime is ever used, so a refused reload leaves the running one in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cordon_config import Config
+    from cordon_config.scope import ScopePaths
+    from cordon_config.tokens import TokenStore
+
+    from cordon_proxy.logs import Logger
+    from cordon_proxy.tls import LeafContexts
+    from cordon_proxy.upstream import UpstreamTrust
+
+__all__ = ["LoadFailure", "Runtime", "approval_problems", "load_runtime"]
+
+
+class LoadFailure(Exception):
+    """The scope's files cannot be run: ``lines`` (each printed as ``cordon: …``; a config report is one
+    multi-line item) and an optional ``hint``."""
+
+    def __init__(self, lines: list[str], hint: str | None = None) -> None:
+        super().__init__(lines[0] if lines else "cannot load")
+        self.lines = lines
+        self.hint = hint
+
+    def summary(self) -> str:
+        """One line for a log or ``/health``: every problem, joined (at most 500 characters)."""
+        parts = [" ".join(line.split()) for item in self.lines for line in item.splitlines() if line.strip()]
+        text = "; ".join(parts) or "cannot load"
+        return text if len(text) <= 500 else text[:497] + "..."
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A loaded, validated scope: what a proxy serves with."""
+
+    config: Config
+    digest: str
+    leaves: LeafContexts | None
+    tokens: TokenStore | None
+    trust: UpstreamTrust
+    identity_key: bytes
+
+
+def approval_problems(config: Config, paths: ScopePaths) -> list[str]:
+    """The one place start and reload ask whether a human approved this config's security-relevant content.
+
+    Calls ``cordon_config.approvals.check_approved(config, paths)`` where that module exists; each unapproved
+    or changed item becomes one line. Without it (an installation that predates approvals) nothing is refused.
+    """
+    try:
+        from cordon_config.approvals import check_approved  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return []
+    return [str(item) for item in check_approved(config, paths)]
+
+
+def _read_config(path: Path) -> tuple[Config, str]:
+    """The validated config and the digest of exactly the bytes validated (what ``/health`` reports)."""
+    from cordon_config import ConfigError
+    from cordon_config.errors import ConfigNotFound, ConfigProblem
+    from cordon_config.identity import config_digest
+    from cordon_config.parse import decode_config, parse_config
+
+    try:
+        data = path.read_bytes()
+        config = parse_config(decode_config(data, path), path)
+    except FileNotFoundError:
+        problem = ConfigProblem(path, None, None, None, "file not found", "run `cordon setup` to create it")
+        raise LoadFailure([str(ConfigNotFound(path, [problem])).rstrip("\n")]) from None
+    except OSError as exc:
+        raise LoadFailure([f"cannot read {path}: {exc.strerror}"]) from None
+    except ConfigError as exc:
+        raise LoadFailure([str(exc).rstrip("\n")]) from None
+    return config, config_digest(data)
+
+
+def _load_ca(config: Config, paths: ScopePaths, logger: Logger) -> LeafContexts | None:
+    if not (config.tls.enabled and config.routes):
+        return None
+    from cordon_ca import CAError, ensure_scope_ca
+
+    from cordon_proxy.tls import LeafContexts
+
+    cert = config.tls.ca_cert_path or paths.ca_cert
+    key = config.tls.ca_key_path or paths.ca_key
+    constrained = config.tls.name_constraints
+    permitted = sorted({r.host for r in config.routes}) if constrained else None
+    existed = cert.exists() and key.exists()
+    try:
+        ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
+                                      bundle=paths.combined_bundle)
+    except CAError as exc:
+        raise LoadFailure([str(getattr(exc, "message", exc))], getattr(exc, "hint", None)) from None
+    except OSError as exc:
+        raise LoadFailure([f"cannot prepare the CA: {exc.filename or cert}: {exc.strerror or exc}"]) from None
+    if written and existed:
+        what = "name-constrained CA for the routed hosts" if constrained else "CA without name constraints"
+        logger.log("warn", f"re-issued the {what} (old files kept as .bak): {cert}")
+    return LeafContexts(ca, [r.host for r in config.routes])
+
+
+def load_tokens(paths: ScopePaths) -> TokenStore | None:
+    """``tokens.toml`` (None when absent); LoadFailure when it is invalid or readable by group or others."""
+    from cordon_config.tokens import TokenStore
+
+    try:
+        return TokenStore.load(paths.tokens_path)
+    except Exception as exc:  # unreadable or insecure tokens file: refuse to run without the user knowing
+        raise LoadFailure([f"cannot load proxy tokens: {exc}"], f"chmod 600 {paths.tokens_path}"
+                          if "group or others" in str(exc) else None) from None
+
+
+def load_runtime(paths: ScopePaths, logger: Logger) -> Runtime:
+    """Load and validate everything for ``paths`` (see the module docstring); raises LoadFailure."""
+    from cordon_config.identity import IdentityError, ensure_key
+    from cordon_config.secrets import check_secrets
+
+    from cordon_proxy.upstream import UpstreamTrustError, upstream_trust
+
+    config, digest = _read_config(paths.config_path)
+    unapproved = approval_problems(config, paths)
+    if unapproved:
+        raise LoadFailure([f"not approved: {item}" for item in unapproved], f"cordon route approve --config "
+                          f"{paths.config_path}   (after checking what changed)")
+    failures = check_secrets(config)
+    if failures:
+        raise LoadFailure(
+            [f'secret for route "{name}" unavailable: {reason}' for name, reason in failures],
+            "store it with: cordon secret set <route>, then check with: cordon secret check <route>",
+        )
+    leaves = _load_ca(config, paths, logger)
+    tokens = load_tokens(paths)
+    own_ca = config.tls.ca_cert_path or paths.ca_cert
+    try:
+        trust = upstream_trust(config.tls.upstream_ca_file, cordon_cas=[own_ca])
+    except UpstreamTrustError as exc:
+        raise LoadFailure([exc.message], exc.hint) from None
+    try:
+        key = ensure_key(paths)
+    except IdentityError as exc:
+        raise LoadFailure([exc.message], exc.hint) from None
+    return Runtime(config, digest, leaves, tokens, trust, key)
