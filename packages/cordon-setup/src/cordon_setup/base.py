@@ -164,7 +164,22 @@ def ensure_base_setup(
         if not dry_run:
             ensure_token(paths, DEFAULT_TOKEN)
         note(f"{verb} the proxy token '{DEFAULT_TOKEN}' in {paths.tokens_path}")
+    _ensure_identity_key(paths, dry_run=dry_run, note=note)
     return done
+
+
+def _ensure_identity_key(paths: ScopePaths, *, dry_run: bool, note: Callable[[str], None]) -> None:
+    """The scope's identity key (its proxy proves with it that it is this scope's cordon)."""
+    from cordon_config.identity import IdentityError, ensure_key, key_path, load_key
+
+    try:
+        if load_key(paths) is not None:
+            return
+        if not dry_run:
+            ensure_key(paths)
+    except IdentityError as exc:
+        raise BaseSetupError(exc.message, exc.hint) from None
+    note(f"{'would create' if dry_run else 'created'} the proxy identity key: {key_path(paths)}")
 
 
 def ensure_token(paths: ScopePaths, name: str) -> str:

@@ -53,7 +53,7 @@ def hook_command(ctx: SetupContext) -> str:
     and shows stderr)."""
     target = ctx.scope_flag
     start = f"cordon start {target}"
-    message = f"cordon: this scope's proxy is not running, so API calls would fail. Start it with: {start}"
+    message = f"cordon: the proxy of this scope is not running, so API calls would fail. Start it with: {start}"
     return (
         f"{ctx.cordon_cmd} status --quiet {target} >/dev/null 2>&1 || "
         f"{{ {ctx.cordon_cmd} status {target} >&2; echo {shlex.quote(message)} >&2; exit 2; }}"
