@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from cordon_config.scope import ScopePaths, resolve_scope
+from cordon_config.tokens import TokenStore
+from cordon_proxy.testing import terminate
+from cordon_proxy.testnet import hosts_argv, require
 
 
 @pytest.fixture(scope="module")
@@ -14,3 +24,98 @@ def dead_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+class Project:
+    """A project set up and run with cordon's real commands (``python -m cordon …`` in its directory).
+
+    ``setup`` runs ``cordon setup``, pins ``listen`` and routes ``api.test`` to ``upstream`` (secret from the
+    ``env`` source ``SECRET_VAR``, the upstream's CA as ``upstream_ca_file``). ``start`` runs ``cordon start``
+    in the background, inside a mount namespace whose hosts file maps ``api.test`` to 127.0.0.1
+    (cordon_proxy.testnet: no product switch), and waits until ``cordon wait`` sees this scope's cordon.
+    """
+
+    SECRET_VAR = "CORDON_E2E_SECRET"
+
+    def __init__(self, root: Path, name: str, secret: str) -> None:
+        self.dir = root / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.secret = secret
+        self.env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / f"{name}-proxy.log"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "cordon.toml"
+
+    @property
+    def paths(self) -> ScopePaths:
+        return resolve_scope(None, None, env=self.env, cwd=self.dir)
+
+    def cordon(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
+               input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cordon", *args], cwd=self.dir, env=env or self.env,
+                              capture_output=True, text=True, timeout=timeout, input=input)
+
+    def must(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        result = self.cordon(*args, **kwargs)  # type: ignore[arg-type]
+        assert result.returncode == 0, f"cordon {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def setup(self, port: int, upstream_ca: Path) -> Project:
+        self.must("setup")
+        self.set_listen(port)
+        self.must("route", "add", "--name", "api", "--host", "api.test", "--auth-type", "header",
+                  "--header-name", "Authorization", "--scheme", "Bearer", "--source", "env", "--var",
+                  self.SECRET_VAR)
+        text = self.config.read_text()
+        self.config.write_text(text.replace("[tls]\n", f'[tls]\nupstream_ca_file = "{upstream_ca}"\n', 1))
+        return self
+
+    def set_listen(self, port: int) -> None:
+        self.config.write_text(re.sub(r"(?m)^listen = \d+", f"listen = {port}", self.config.read_text()))
+
+    def start(self, *, wait: bool = True) -> Project:
+        argv = hosts_argv([sys.executable, "-m", "cordon", "start", "--log-level", "debug"],
+                          {"api.test": "127.0.0.1"}, self.dir.parent / f"{self.dir.name}-hosts")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, cwd=self.dir, env={**self.env, self.SECRET_VAR: self.secret},
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            deadline = time.monotonic() + 20
+            while self.cordon("wait", "--timeout", "0.3").returncode != 0:
+                assert self.proc.poll() is None, f"cordon start exited {self.proc.returncode}:\n{self.logs()}"
+                assert time.monotonic() < deadline, f"cordon start not ready:\n{self.logs()}"
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def token(self, name: str = "default") -> str:
+        return TokenStore.open(self.paths.tokens_path).value(name)
+
+    def proxy_url(self, port: int, name: str = "default") -> str:
+        return f"http://{self.paths.namespace}:{self.token(name)}@127.0.0.1:{port}"
+
+
+@pytest.fixture
+def projects(tmp_path: Path) -> Iterator[Callable[[str], Project]]:
+    """A factory of :class:`Project` under ``tmp_path`` (sharing this test's HOME/XDG, so each knows the
+    others' scopes); every proxy started is stopped at the end."""
+    require()  # the proxies' mount namespace (skips with the reason where it cannot be made)
+    made: list[Project] = []
+
+    def make(name: str) -> Project:
+        project = Project(tmp_path, name, secret=f"sk-e2e-{name}-secret-0123456789")
+        made.append(project)
+        return project
+
+    yield make
+    for project in made:
+        project.stop()
