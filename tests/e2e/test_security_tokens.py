@@ -1,9 +1,11 @@
 """End-to-end: proxy tokens (spec §4, SECURITY.md A.5) against the real proxy subprocess.
 
-With tokens.toml present at start: routed CONNECT / absolute-form needs a valid ``Proxy-Authorization``
-(else 407 + ``Proxy-Authenticate``, nothing reaches the upstream); unrouted traffic needs none, but a
-malformed, duplicated or invalid one is refused there too; the token's name (never its value) is logged;
-deleting tokens.toml after start does not reopen routed hosts.
+With tokens.toml present at start, all traffic needs a valid ``Proxy-Authorization`` (SECURITY.md §E rule 4:
+the proxy is no open egress for every local user): routed and unrouted CONNECT, routed and unrouted plain-HTTP
+forwarding (else 407 + ``Proxy-Authenticate``, nothing reaches the upstream); a malformed, duplicated or
+invalid one is refused everywhere; the token's name (never its value) is logged; deleting tokens.toml after
+start does not reopen anything. The stack lives in a private network namespace, where the unrouted host
+resolves to an address the SSRF policy allows.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config.tokens import TokenStore
-from cordon_proxy.testing import Stack, read_head, running_stack, tokens_for
+from cordon_proxy.testing import RecordingUpstream, Stack, read_head, running_stack, tokens_for
 from cordon_proxy.testnet import PrivateNetwork
 from cordon_proxy.tokens import CHECK_EVERY
 
@@ -156,15 +158,26 @@ def test_absolute_form_to_routed_host_needs_a_token(ts: TokenStack) -> None:
         _assert_407(sock.recv(65536))
 
 
-def test_unrouted_without_token_works(ts: TokenStack) -> None:
-    head, sock = _connect(ts.stack, _unrouted(ts), [])
-    with sock:
-        assert head.startswith(b"HTTP/1.1 200 "), head
-        ctx = ssl.create_default_context(cafile=str(ts.stack.upstream_ca))
-        with ctx.wrap_socket(sock, server_hostname="other.test") as tls:  # straight through to the upstream
-            tls.sendall(b"GET /unrouted HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n")
-            assert tls.recv(4096).startswith(b"HTTP/1.1 200 ")
-    assert ts.stack.upstream.requests[-1].header("Authorization") == []  # nothing injected off-route
+def test_unrouted_tunnel_without_token_is_407_and_reaches_nothing(ts: TokenStack) -> None:
+    before = len(ts.stack.upstream.requests), ts.stack.upstream.connections
+    _assert_407(_connect_status(ts.stack, _unrouted(ts), []))
+    assert (len(ts.stack.upstream.requests), ts.stack.upstream.connections) == before
+
+
+def test_unrouted_plain_http_without_token_is_407_and_with_one_is_forwarded(ts: TokenStack) -> None:
+    with RecordingUpstream(tls=False, network=ts.stack.network) as plain:
+        target = f"other.test:{plain.port}"
+        request = f"GET http://{target}/plain HTTP/1.1\r\nHost: {target}\r\n%s\r\n"
+        with ts.stack.connect() as sock:
+            sock.sendall((request % "").encode())
+            _assert_407(read_head(sock))
+        assert plain.requests == []
+        with ts.stack.connect() as sock:
+            sock.sendall((request % f"Proxy-Authorization: {ts.header(ts.default)}\r\nConnection: close\r\n")
+                         .encode())
+            assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+        (seen,) = plain.requests
+    assert seen.header("Proxy-Authorization") == [] and seen.header("Authorization") == []
 
 
 @pytest.mark.parametrize("case", sorted(INVALID))
@@ -181,12 +194,15 @@ def test_duplicate_token_is_407_even_unrouted_and_even_when_both_valid(ts: Token
             _assert_407(_connect_status(ts.stack, target, headers))
 
 
-def test_unrouted_with_valid_token_works(ts: TokenStack) -> None:
-    head, sock = _connect(
-        ts.stack, _unrouted(ts), [f"Proxy-Authorization: {ts.header(ts.default)}"]
-    )
-    sock.close()
-    assert head.startswith(b"HTTP/1.1 200 "), head
+def test_unrouted_with_valid_token_works_untouched(ts: TokenStack) -> None:
+    head, sock = _connect(ts.stack, _unrouted(ts), [f"Proxy-Authorization: {ts.header(ts.default)}"])
+    with sock:
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        ctx = ssl.create_default_context(cafile=str(ts.stack.upstream_ca))
+        with ctx.wrap_socket(sock, server_hostname="other.test") as tls:  # straight through to the upstream
+            tls.sendall(b"GET /unrouted HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n")
+            assert tls.recv(4096).startswith(b"HTTP/1.1 200 ")
+    assert ts.stack.upstream.requests[-1].header("Authorization") == []  # nothing injected off-route
 
 
 def test_deleting_tokens_file_does_not_reopen_routed_hosts(ts: TokenStack) -> None:
@@ -194,5 +210,6 @@ def test_deleting_tokens_file_does_not_reopen_routed_hosts(ts: TokenStack) -> No
     ts.tokens_path.unlink()
     time.sleep(CHECK_EVERY + 0.2)  # let the proxy notice (it re-checks the file at most once per CHECK_EVERY)
     _assert_407(_connect_status(ts.stack, _routed(ts), []))
+    _assert_407(_connect_status(ts.stack, _unrouted(ts), []))
     assert _https_get(ts, None) == 407
     assert _https_get(ts, ts.header(ts.codex)) == 200
