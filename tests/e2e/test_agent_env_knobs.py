@@ -12,7 +12,14 @@ import socket
 from pathlib import Path
 
 import pytest
-from cordon_proxy.testing import ProxyProcess, RecordingUpstream, RouteSpec, free_port, read_head, write_config
+from cordon_proxy.testing import (
+    ProxyProcess,
+    RecordingUpstream,
+    RouteSpec,
+    free_port,
+    read_head,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
