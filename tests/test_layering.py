@@ -28,11 +28,13 @@ ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
     "cordon_setup": {"tomlkit"},
     "cordon_doctor": set(),
 }
-# `<pkg>/testing.py` modules are helpers for tests (keyring.testing style): they may use test-only libraries
+# `<pkg>/testing.py` (and cordon_proxy/testnet.py) are helpers for tests (keyring.testing style): they may use
+# test-only libraries
 TESTING_THIRD_PARTY = {"trustme", "pytest"}
 NETWORK_MODULES = {"socket", "ssl", "asyncio", "http"}
-# the one cordon-config module allowed a socket: probing 127.0.0.1 for a free port (no traffic leaves the host)
-CONFIG_SOCKET_MODULES = {"ports.py"}
+# the cordon-config modules allowed a socket, for 127.0.0.1 only (no traffic leaves the host): probing for a free
+# port, and asking the scope's proxy on its port to prove its identity
+CONFIG_SOCKET_MODULES = {"ports.py", "identity.py"}
 SANS_IO_FORBIDDEN = {"asyncio", "socket", "ssl", "time", "os", "selectors", "subprocess"}
 
 
@@ -87,6 +89,6 @@ def test_imports_respect_the_layering(package: str, path: Path) -> None:
             if package == "cordon_ca":
                 assert path.name == "cli.py", f"{rel}: only cordon_ca/cli.py may import {top}"
             continue
-        if path.name == "testing.py" and top in TESTING_THIRD_PARTY:
+        if path.name in ("testing.py", "testnet.py") and top in TESTING_THIRD_PARTY:
             continue
         assert top in ALLOWED_THIRD_PARTY[package], f"{rel}: {package} may not import third-party {top}"

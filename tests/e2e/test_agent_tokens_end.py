@@ -74,12 +74,19 @@ def _drain(sock: socket.socket, head: bytes) -> None:
 
 
 def _closed(sock: socket.socket) -> bool:
-    """True once the proxy has closed ``sock`` (bounded wait; an error counts as closed)."""
+    """True once the proxy has closed ``sock`` (bounded wait; an error counts as closed). Whatever arrives
+    before the close may only be cordon's refusal (a 407), never an upstream's answer."""
     sock.settimeout(TIMEOUT)
+    data = b""
     try:
-        return sock.recv(65536) == b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        return False
     except (OSError, ssl.SSLError):
-        return True
+        pass
+    assert data == b"" or data.startswith(b"HTTP/1.1 407 "), data[:200]
+    return True
 
 
 def _open_all(s: Setup, token: str) -> tuple[ssl.SSLSocket, socket.socket, socket.socket]:

@@ -110,7 +110,7 @@ def test_stop_and_restart(projects, upstream, tmp_path) -> None:
     a.proc = None
     a.start()
     try:
-        restarted = a.must("restart")
+        restarted = a.must("restart", env={**a.env, a.SECRET_VAR: a.secret})  # the new proxy gets this environment
         new_pid = json.loads(a.must("status", "--json").stdout)["pid"]
         assert new_pid != a.proc.pid and restarted.stdout.startswith(
             f"cordon is running on 127.0.0.1:{port} (pid {new_pid}); log: ")

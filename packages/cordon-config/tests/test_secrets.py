@@ -383,6 +383,33 @@ def test_secret_cache_peek_never_fetches(tmp_path: Path) -> None:
     assert calls == ["r1", "r1"]
 
 
+def test_secret_cache_get_nowait_fetches_only_sources_that_never_block(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def fetch(route: Route, *, config: Config) -> Secret:
+        calls.append(route.secret.source)
+        return Secret("v")
+
+    env_route, config = make(tmp_path, "env", var="X")
+    file_route = Route("r2", "b.test", HeaderAuth("x-api-key"), SecretRef("file", {"path": "/x"}))
+    command_route = Route("r3", "c.test", HeaderAuth("x-api-key"), SecretRef("command", {"argv": ("true",)}))
+    cache = SecretCache(10, fetch=fetch)
+    assert cache.get_nowait(env_route, config).reveal() == "v"  # type: ignore[union-attr]
+    assert cache.get_nowait(file_route, config).reveal() == "v"  # type: ignore[union-attr]
+    assert cache.get_nowait(command_route, config) is None  # would block: the caller uses a thread
+    assert calls == ["env", "file"]
+    cache.get(command_route, config)
+    assert cache.get_nowait(command_route, config).reveal() == "v"  # type: ignore[union-attr]  # a fresh hit
+    assert calls == ["env", "file", "command"]
+
+
+def test_secret_cache_get_nowait_raises_like_get(tmp_path: Path) -> None:
+    route, config = make(tmp_path, "env", var="CORDON_NOWAIT_UNSET")
+    os.environ.pop("CORDON_NOWAIT_UNSET", None)
+    with pytest.raises(SecretUnavailable):
+        SecretCache(10).get_nowait(route, config)
+
+
 def test_secret_cache_does_not_cache_failures(tmp_path: Path) -> None:
     route, config = make(tmp_path, "env", var="CORDON_CACHE_T")
     cache = SecretCache(60)

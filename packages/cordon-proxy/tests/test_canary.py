@@ -61,9 +61,9 @@ _original = _session.Session._on_secret
 
 
 def _on_secret(self, event, out):
-    req = self._request
-    if req is not None and req.path.startswith("/__crash__"):
-        header = _session.injected_header(req.route, event.secret)  # the secret is a live local here
+    exchange = self._exchange
+    if exchange is not None and exchange.path.startswith("/__crash__"):
+        header = _session.injected_header(exchange.route, event.secret)  # the secret is a live local here
         raise RuntimeError("injected fault while handling a request")
     return _original(self, event, out)
 

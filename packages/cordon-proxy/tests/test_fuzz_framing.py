@@ -28,6 +28,7 @@ from cordon_proxy.core.http1 import (
 )
 from cordon_proxy.core.policy import blocked_reason
 from cordon_proxy.core.session import Session, Settings
+from cordon_proxy.core.states import Read, State
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -235,30 +236,30 @@ class Harness:
             elif isinstance(c, cmd.CloseClient):
                 self.closed = True
             elif isinstance(c, cmd.FetchSecret):
-                queue.extend(self.session.handle(ev.SecretReady(_Secret())))
+                queue.extend(self.session.handle(ev.SecretReady(c, _Secret())))
             elif isinstance(c, cmd.OpenUpstream):
                 self.opened.append(("upstream", c.tls_host, *c.addresses))
                 if not self.reuse:
                     self.streams.append(bytearray())
                 self.reuse = False
-                queue.extend(self.session.handle(ev.UpstreamConnected()))
+                queue.extend(self.session.handle(ev.UpstreamConnected(c)))
             elif isinstance(c, cmd.ReleaseUpstream):
                 self.reuse = c.reusable
             elif isinstance(c, cmd.Resolve):
-                queue.extend(self.session.handle(ev.Resolved(list(self.resolved))))
+                queue.extend(self.session.handle(ev.Resolved(c, list(self.resolved))))
             elif isinstance(c, cmd.OpenTunnel):
                 self.opened.append(("tunnel", None, *c.addresses))
-                queue.extend(self.session.handle(ev.TunnelConnected()))
+                queue.extend(self.session.handle(ev.TunnelConnected(c)))
         self._answer_upstream()
 
     def _answer_upstream(self) -> None:
         s = self.session
-        if not s.closed and s.awaiting_response_head and not s.wants_client_data:
+        if s.next_read is Read.RESPONSE:
             self.run(s.handle(ev.UpstreamData(RESPONSE)))
 
     def feed(self, pieces: list[bytes]) -> None:
         for piece in pieces:
-            if self.session.closed or self.session.mode == "tunnel":
+            if self.session.closed or self.session.state is State.SPLICED:
                 break
             self.run(self.session.handle(ev.ClientData(piece)))
         if not self.session.closed:
@@ -270,8 +271,8 @@ def _mitm_session(route: Route) -> Harness:
     h.run(h.session.handle(ev.ClientData(b"CONNECT api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n")))
     assert h.client == b"HTTP/1.1 200 Connection established\r\n\r\n"
     h.client.clear()
-    h.run(h.session.handle(ev.ClientTLSReady("api.test")))
-    assert h.session.mode == "mitm"
+    h.run(h.session.handle(ev.ClientTLSReady(h.session.awaiting, "api.test")))
+    assert h.session.tunnel is not None and h.session.state is State.IDLE
     return h
 
 
@@ -375,7 +376,7 @@ def test_fuzz_plain_listener(
 def test_fuzz_sni_mismatch_forwards_nothing(pieces: list[bytes], sni: str | None) -> None:
     h = Harness(Session(Settings(routes=[ROUTES["bearer"]], listen_port=LISTEN)))
     h.run(h.session.handle(ev.ClientData(b"CONNECT api.test:443 HTTP/1.1\r\n\r\n")))
-    h.run(h.session.handle(ev.ClientTLSReady(sni)))
+    h.run(h.session.handle(ev.ClientTLSReady(h.session.awaiting, sni)))
     h.feed(pieces)
     if sni in (None, "evil.test"):
         assert not h.streams and h.session.closed
@@ -439,12 +440,12 @@ def test_fuzz_upstream_responses(pieces: list[bytes], method: str) -> None:
     assert h.streams, "the request was not forwarded"
     aborted = False
     for piece in pieces:
-        if h.session.closed or (not h.session.awaiting_response_head and h.session.idle):
+        if h.session.closed or h.session.state is State.IDLE:
             break
         commands = h.session.handle(ev.UpstreamData(piece))
         aborted |= any(isinstance(c, cmd.CloseClient) and c.abort for c in commands)
         h.run(commands)
-    if not h.session.closed and not h.session.idle:
+    if not h.session.closed and h.session.state is not State.IDLE:
         commands = h.session.handle(ev.UpstreamClosed())
         aborted |= any(isinstance(c, cmd.CloseClient) and c.abort for c in commands)
         h.run(commands)

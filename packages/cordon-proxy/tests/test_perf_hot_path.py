@@ -32,14 +32,14 @@ class _Secret:
 def _mitm_session() -> Session:
     s = Session(Settings(routes=(API,), listen_port=6790))
     s.handle(ev.ClientData(b"CONNECT api.test:8443 HTTP/1.1\r\nHost: api.test:8443\r\n\r\n"))
-    s.handle(ev.ClientTLSReady("api.test"))
+    s.handle(ev.ClientTLSReady(s.awaiting, "api.test"))
     return s
 
 
 def _exchange(s: Session, response: bytes = RESPONSE) -> tuple[bytes, bytes, list[object]]:
-    s.handle(ev.ClientData(REQUEST))
-    s.handle(ev.SecretReady(_Secret()))
-    up = s.handle(ev.UpstreamConnected(True))
+    (fetch,) = [c for c in s.handle(ev.ClientData(REQUEST)) if isinstance(c, cmd.FetchSecret)]
+    (connect,) = s.handle(ev.SecretReady(fetch, _Secret()))
+    up = s.handle(ev.UpstreamConnected(connect, True))
     out = s.handle(ev.UpstreamData(response))
     upstream = b"".join(c.data for c in up if isinstance(c, cmd.SendUpstream))
     client = b"".join(c.data for c in out if isinstance(c, cmd.SendClient))
@@ -240,7 +240,7 @@ def test_a_new_secret_object_on_the_same_connection_is_injected_not_the_cached_h
     s = _mitm_session()
     _exchange(s)
     s.handle(ev.ClientData(REQUEST))
-    s.handle(ev.SecretReady(Rotated()))
-    up = s.handle(ev.UpstreamConnected(True))
+    s.handle(ev.SecretReady(s.awaiting, Rotated()))
+    up = s.handle(ev.UpstreamConnected(s.awaiting, True))
     sent = b"".join(c.data for c in up if isinstance(c, cmd.SendUpstream))
     assert b"Authorization: Bearer sk-rotated\r\n" in sent and b"sk-real" not in sent

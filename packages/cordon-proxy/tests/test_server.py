@@ -6,6 +6,7 @@ secret fetch/cache/invalidation, aborting a broken stream, SSE pass-through, tok
 
 from __future__ import annotations
 
+import base64
 import datetime
 import http.client
 import json
@@ -314,20 +315,21 @@ def unrouted_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
         yield s, holder["proxy_user"]
 
 
-def test_unrouted_tunnel_rejects_a_bad_token_but_needs_none(unrouted_stack: tuple[Stack, str]) -> None:
-    stack, _ = unrouted_stack
+def test_unrouted_tunnel_needs_a_valid_token(unrouted_stack: tuple[Stack, str]) -> None:
+    stack, user = unrouted_stack
     url = f"https://other.test:{stack.upstream.port}/u"
-    ok = stack.curl("-x", stack.proxy_url, "--cacert", str(stack.upstream_ca), url)
+    ok = stack.curl("-x", stack.proxy_url, "-U", user, "--cacert", str(stack.upstream_ca), url)
     assert ok.returncode == 0, ok.stderr
-    bad = stack.curl("-x", stack.proxy_url, "-U", "x:nope", "--cacert", str(stack.upstream_ca), "-o", "/dev/null",
-                     "-w", "%{http_connect}", url)
-    assert bad.stdout == "407"
+    for proxy_user in (("-U", "x:nope"), ()):
+        refused = stack.curl("-x", stack.proxy_url, *proxy_user, "--cacert", str(stack.upstream_ca), "-o",
+                             "/dev/null", "-w", "%{http_connect}", url)
+        assert refused.stdout == "407"
 
 
 def test_plain_http_unrouted_is_forwarded_without_proxy_headers(unrouted_stack: tuple[Stack, str]) -> None:
-    stack, _ = unrouted_stack
+    stack, user = unrouted_stack
     with RecordingUpstream(tls=False, network=stack.network) as plain:
-        result = stack.curl("-x", stack.proxy_url, "-H", "Proxy-Connection: keep-alive",
+        result = stack.curl("-x", stack.proxy_url, "-U", user, "-H", "Proxy-Connection: keep-alive",
                             f"http://other.test:{plain.port}/p?q=1")
         assert result.returncode == 0, result.stderr
         (seen,) = plain.requests
@@ -394,9 +396,10 @@ def test_chunked_upload_is_forwarded_chunked(stack: Stack) -> None:
 
 
 def test_half_close_through_an_unrouted_tunnel(unrouted_stack: tuple[Stack, str]) -> None:
-    stack, _ = unrouted_stack
+    stack, user = unrouted_stack
+    auth = "Basic " + base64.b64encode(user.encode()).decode()
     with RecordingUpstream(tls=False, network=stack.network) as plain, stack.connect() as raw:
-        raw.sendall(f"CONNECT other.test:{plain.port} HTTP/1.1\r\n\r\n".encode())
+        raw.sendall(f"CONNECT other.test:{plain.port} HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n".encode())
         assert raw.recv(4096).startswith(b"HTTP/1.1 200")
         raw.sendall(f"GET /half HTTP/1.1\r\nHost: other.test:{plain.port}\r\nConnection: close\r\n\r\n".encode())
         raw.shutdown(socket.SHUT_WR)  # EOF towards the upstream; the response must still come back

@@ -10,6 +10,7 @@ from cordon_config.model import BasicAuth, HeaderAuth, Route, SecretRef
 from cordon_proxy.core import commands as cmd
 from cordon_proxy.core import events as ev
 from cordon_proxy.core.session import Session, Settings
+from cordon_proxy.core.states import ProtocolError, Read, State
 
 SECRET = "sk-real-0123456789"
 API = Route("api", "api.test", HeaderAuth("Authorization", "Bearer"), SecretRef("env", {"var": "X"}))
@@ -60,8 +61,8 @@ def mitm(s: Session | None = None, host: str = "api.test", port: int = 443) -> S
     assert out[1].data == b"HTTP/1.1 200 Connection established\r\n\r\n"
     assert out[3] == cmd.StartClientTLS(host)
     route = next(r for r in ROUTES if r.host == host)
-    assert s.handle(ev.ClientTLSReady(host)) == [cmd.MitmStarted(host, route.name)]  # logged once per tunnel
-    assert s.mode == "mitm"
+    assert s.handle(ev.ClientTLSReady(s.awaiting, host)) == [cmd.MitmStarted(host, route.name)]  # logged once per tunnel
+    assert s.tunnel is not None and s.state is State.IDLE
     return s
 
 
@@ -70,9 +71,9 @@ def forward(s: Session, request: bytes, secret: str = SECRET) -> tuple[list[obje
     out = s.handle(ev.ClientData(request))
     assert isinstance(out[-1], cmd.FetchSecret), out
     route = out[-1].route
-    out2 = s.handle(ev.SecretReady(FakeSecret(secret)))
-    assert out2 == [cmd.OpenUpstream(route.host, s.tunnel_port or 80, route.host if s.mode == "mitm" else None)]
-    out3 = s.handle(ev.UpstreamConnected())
+    out2 = s.handle(ev.SecretReady(s.awaiting, FakeSecret(secret)))
+    assert out2 == [cmd.OpenUpstream(route.host, s.tunnel.port if s.tunnel else 80, route.host if s.tunnel else None)]
+    out3 = s.handle(ev.UpstreamConnected(s.awaiting))
     return out + out2 + out3, sent_upstream(out3)
 
 
@@ -84,14 +85,30 @@ def headers_of(head: bytes) -> list[tuple[str, str]]:
 # -- /health and origin form ------------------------------------------------------------------------------
 
 
-def test_health_answers_with_routes_and_version() -> None:
+def test_health_says_only_ok_and_closes_the_connection() -> None:
     s = session()
     out = s.handle(ev.ClientData(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n"))
-    assert kinds(out) == ["RequestStarted", "SendClient", "LogRequest"]
+    assert kinds(out) == ["RequestStarted", "SendClient", "LogRequest", "CloseClient"]
     response = sent_client(out)
-    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert response.endswith(b'{"status": "ok", "version": "9.9", "routes": 4}')
-    assert s.wants_client_data  # keep-alive
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nConnection: close\r\n" in response
+    assert response.endswith(b'\r\n\r\n{"status":"ok"}')  # no version, no route count
+    assert s.next_read is Read.DONE  # one answer per connection, keep-alive or not
+
+
+def test_health_answers_what_settings_health_says_for_the_query_and_400_when_it_refuses() -> None:
+    seen: list[str] = []
+
+    def health(query: str) -> dict[str, object] | None:
+        seen.append(query)
+        return None if query == "bad" else {"status": "ok", "proof": "p"}
+
+    s = session(health=health)
+    out = s.handle(ev.ClientData(b"GET /health?nonce=ab&auth=cd HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n"))
+    assert sent_client(out).endswith(b'{"status":"ok","proof":"p"}') and seen == ["nonce=ab&auth=cd"]
+    bad = session(health=health).handle(ev.ClientData(b"GET /health?bad HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n"))
+    assert status_of(bad) == 400 and b"malformed /health query" in sent_client(bad)
+    assert status_of(session().handle(ev.ClientData(
+        b"GET /health?x=1 HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n"))) == 400  # no health function: no query
 
 
 @pytest.mark.parametrize(
@@ -139,7 +156,7 @@ def test_routed_request_is_injected_and_response_streamed_back() -> None:
     assert (record.route, record.method, record.host, record.path, record.status, record.bytes) == (
         "api", "POST", "api.test", "/v1/chat", 200, 2,
     )
-    assert s.idle and s.wants_client_data
+    assert s.next_read is Read.REQUEST
 
 
 def test_two_requests_on_one_tunnel_then_different_host_gets_421() -> None:
@@ -189,7 +206,7 @@ def test_absolute_form_inside_tunnel_is_rewritten_to_origin_form() -> None:
 def test_sni_missing_or_different_closes_without_forwarding(sni: str | None) -> None:
     s = session()
     s.handle(ev.ClientData(b"CONNECT api.test:443 HTTP/1.1\r\n\r\n"))
-    out = s.handle(ev.ClientTLSReady(sni))
+    out = s.handle(ev.ClientTLSReady(s.awaiting, sni))
     assert kinds(out) == ["LogRequest", "CloseClient"]
     assert s.closed
 
@@ -197,9 +214,10 @@ def test_sni_missing_or_different_closes_without_forwarding(sni: str | None) -> 
 def test_port_is_kept_in_host_and_upstream() -> None:
     s = mitm(port=8443)
     out = s.handle(ev.ClientData(b"GET / HTTP/1.1\r\nHost: api.test:8443\r\n\r\n"))
-    s.handle(ev.SecretReady(FakeSecret(SECRET)))
-    assert s.handle(ev.SecretReady(FakeSecret(SECRET))) == []  # a stale reply is ignored
     assert isinstance(out[-1], cmd.FetchSecret)
+    s.handle(ev.SecretReady(out[-1], FakeSecret(SECRET)))
+    with pytest.raises(ProtocolError):  # a stale reply is refused, never taken for the next one
+        s.handle(ev.SecretReady(out[-1], FakeSecret(SECRET)))
 
 
 # -- header hygiene ---------------------------------------------------------------------------------------
@@ -235,7 +253,7 @@ def test_basic_auth_route_injects_base64_user_and_secret() -> None:
 def test_secret_that_is_not_a_header_value_gives_503(bad: str) -> None:
     s = mitm()
     s.handle(ev.ClientData(b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n"))
-    out = s.handle(ev.SecretReady(FakeSecret(bad)))
+    out = s.handle(ev.SecretReady(s.awaiting, FakeSecret(bad)))
     assert status_of(out) == 503
     assert bad.encode("utf-8") not in sent_client(out)
     assert not any(isinstance(c, cmd.OpenUpstream) for c in out)
@@ -244,7 +262,7 @@ def test_secret_that_is_not_a_header_value_gives_503(bad: str) -> None:
 def test_secret_unavailable_gives_503_naming_the_route() -> None:
     s = mitm()
     s.handle(ev.ClientData(b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n"))
-    out = s.handle(ev.SecretFailed('secret for route "api" unavailable: keyring locked'))
+    out = s.handle(ev.SecretFailed(s.awaiting, 'secret for route "api" unavailable: keyring locked'))
     assert status_of(out) == 503
     body = sent_client(out)
     assert b"X-Cordon-Error: secret-unavailable" in body
@@ -299,18 +317,18 @@ def test_upstream_401_drops_the_cached_secret_and_redirects_are_relayed() -> Non
 
 
 @pytest.mark.parametrize(
-    ("event", "status", "code"),
+    ("failure", "status", "code"),
     [
-        (ev.UpstreamFailed("upstream-tls", "upstream TLS verification failed for api.test: certificate has expired"), 502, b"upstream-tls"),
-        (ev.UpstreamFailed("upstream-failed", "upstream api.test: Connection refused"), 502, b"upstream-failed"),
-        (ev.UpstreamFailed("upstream-timeout", "upstream api.test timed out after 10 s (connecting)"), 504, b"upstream-timeout"),
+        (("upstream-tls", "upstream TLS verification failed for api.test: certificate has expired"), 502, b"upstream-tls"),
+        (("upstream-failed", "upstream api.test: Connection refused"), 502, b"upstream-failed"),
+        (("upstream-timeout", "upstream api.test timed out after 10 s (connecting)"), 504, b"upstream-timeout"),
     ],
 )
-def test_upstream_connect_failures_are_answered(event: object, status: int, code: bytes) -> None:
+def test_upstream_connect_failures_are_answered(failure: tuple[str, str], status: int, code: bytes) -> None:
     s = mitm()
     s.handle(ev.ClientData(b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n"))
-    s.handle(ev.SecretReady(FakeSecret(SECRET)))
-    out = s.handle(event)
+    s.handle(ev.SecretReady(s.awaiting, FakeSecret(SECRET)))
+    out = s.handle(ev.UpstreamFailed(s.awaiting, *failure))
     assert status_of(out) == status
     assert b"X-Cordon-Error: " + code in sent_client(out)
 
@@ -318,7 +336,7 @@ def test_upstream_connect_failures_are_answered(event: object, status: int, code
 def test_response_head_timeout_is_504() -> None:
     s = mitm()
     forward(s, b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n")
-    assert s.awaiting_response_head
+    assert s.next_read is Read.RESPONSE
     out = s.handle(ev.UpstreamTimeout(300))
     assert status_of(out) == 504
     assert b"timed out after 300 s" in sent_client(out)
@@ -357,10 +375,10 @@ def test_request_body_streams_chunk_by_chunk_with_backpressure_flags() -> None:
     s = mitm()
     _, upstream = forward(s, b"PUT / HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
     assert upstream.endswith(b"\r\n\r\n3\r\nabc\r\n")
-    assert s.wants_client_data  # body still coming
+    assert s.next_read is Read.BODY  # body still coming
     out = s.handle(ev.ClientData(b"2\r\nde\r\n0\r\n\r\n"))
     assert sent_upstream(out) == b"2\r\nde\r\n0\r\n\r\n"
-    assert not s.wants_client_data  # request done: wait for the response
+    assert s.next_read is Read.RESPONSE  # request done: wait for the response
 
 
 def test_pipelined_requests_are_served_one_after_the_other() -> None:
@@ -368,11 +386,11 @@ def test_pipelined_requests_are_served_one_after_the_other() -> None:
     both = b"GET /1 HTTP/1.1\r\nHost: api.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: api.test\r\n\r\n"
     _out, upstream = forward(s, both)
     assert upstream.startswith(b"GET /1 ") and b"GET /2" not in upstream
-    assert not s.wants_client_data
+    assert s.next_read is Read.RESPONSE
     done = s.handle(ev.UpstreamData(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
     assert isinstance(done[-1], cmd.FetchSecret)  # the second request starts only now
-    s.handle(ev.SecretReady(FakeSecret(SECRET)))
-    second = s.handle(ev.UpstreamConnected())
+    s.handle(ev.SecretReady(s.awaiting, FakeSecret(SECRET)))
+    second = s.handle(ev.UpstreamConnected(s.awaiting))
     assert sent_upstream(second).startswith(b"GET /2 ")
 
 
@@ -401,11 +419,11 @@ def test_an_answer_after_the_whole_body_closes_without_lingering() -> None:
 def test_an_error_while_the_body_is_still_coming_lingers_but_not_once_it_is_all_in() -> None:
     s = mitm()
     s.handle(ev.ClientData(b"POST /up HTTP/1.1\r\nHost: api.test\r\nContent-Length: 9\r\n\r\nabc"))
-    out = s.handle(ev.SecretFailed("no secret"))
+    out = s.handle(ev.SecretFailed(s.awaiting, "no secret"))
     assert status_of(out) == 503 and out[-1] == cmd.CloseClient(linger=True)
     s = mitm()
     s.handle(ev.ClientData(b"POST /up HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\n\r\nabc"))
-    out = s.handle(ev.SecretFailed("no secret"))
+    out = s.handle(ev.SecretFailed(s.awaiting, "no secret"))
     assert status_of(out) == 503 and out[-1] == cmd.CloseClient()  # the body was all read (and queued)
 
 
@@ -528,28 +546,26 @@ def test_unrouted_connect_resolves_checks_every_address_and_splices() -> None:
     s = session()
     out = s.handle(ev.ClientData(b"CONNECT example.test:443 HTTP/1.1\r\n\r\n"))
     assert out[-1] == cmd.Resolve("example.test", 443)
-    out = s.handle(ev.Resolved([PUBLIC]))
+    out = s.handle(ev.Resolved(s.awaiting, [PUBLIC]))
     assert out == [cmd.OpenTunnel("example.test", 443, (PUBLIC,))]
-    out = s.handle(ev.TunnelConnected())
+    out = s.handle(ev.TunnelConnected(s.awaiting))
     assert out[0] == cmd.SendClient(b"HTTP/1.1 200 Connection established\r\n\r\n")
     assert isinstance(out[1], cmd.Splice) and out[1].leftover == b""
-    assert s.mode == "tunnel" and not s.wants_client_data
+    assert s.state is State.SPLICED and s.next_read is Read.DONE
 
 
 def test_unrouted_connect_with_one_private_address_is_403() -> None:
     s = session()
     s.handle(ev.ClientData(b"CONNECT rebind.test:443 HTTP/1.1\r\n\r\n"))
-    out = s.handle(ev.Resolved([PUBLIC, ip_address("192.168.1.1")]))
+    out = s.handle(ev.Resolved(s.awaiting, [PUBLIC, ip_address("192.168.1.1")]))
     assert status_of(out) == 403
     assert b"destination 192.168.1.1 is not allowed (private address" in sent_client(out)
 
 
-def test_connect_to_the_proxy_itself_is_refused_even_with_loopback_allowed() -> None:
-    s = session(allow_loopback=True)
+def test_connect_to_the_proxy_itself_is_refused() -> None:
+    s = session()
     out = s.handle(ev.ClientData(b"CONNECT 127.0.0.1:6790 HTTP/1.1\r\n\r\n"))
     assert status_of(out) == 403
-    t = session(allow_loopback=True)
-    assert isinstance(t.handle(ev.ClientData(b"CONNECT 127.0.0.1:8443 HTTP/1.1\r\n\r\n"))[-1], cmd.OpenTunnel)
 
 
 @pytest.mark.parametrize("target", ["api.test", "user@api.test:443", "api.test:0", "api.test:99999", "[::1:443"])
@@ -561,7 +577,7 @@ def test_malformed_connect_targets_are_400(target: str) -> None:
 def test_connect_resolution_failure_is_502() -> None:
     s = session()
     s.handle(ev.ClientData(b"CONNECT nowhere.test:443 HTTP/1.1\r\n\r\n"))
-    out = s.handle(ev.ResolveFailed("upstream nowhere.test: name did not resolve"))
+    out = s.handle(ev.ResolveFailed(s.awaiting, "upstream nowhere.test: name did not resolve"))
     assert status_of(out) == 502
 
 
@@ -581,8 +597,8 @@ def verifier(value: str) -> str | None:
         ("api.test:443", "Basic Zm9vOmJhcg==", 407),
         ("api.test:443", "Bearer nonsense", 407),
         ("api.test:443", TOKEN, 200),
-        ("example.test:443", None, None),  # unrouted: no token needed
-        ("example.test:443", "Basic bad", 407),  # ... but a bad one is refused
+        ("example.test:443", None, 407),  # unrouted too: tokens for all traffic
+        ("example.test:443", "Basic bad", 407),
         ("example.test:443", TOKEN, None),
     ],
 )
@@ -600,10 +616,32 @@ def test_proxy_tokens(target: str, header: str | None, expect: int | None) -> No
         assert s.token_name == "codex"
 
 
+def test_plain_http_forwarding_needs_a_token_too() -> None:
+    request = b"GET http://example.test/x HTTP/1.1\r\nHost: example.test\r\n%s\r\n"
+    out = session(verify_token=verifier).handle(ev.ClientData(request % b""))
+    assert status_of(out) == 407
+    ok = session(verify_token=verifier).handle(ev.ClientData(request % f"Proxy-Authorization: {TOKEN}\r\n".encode()))
+    assert isinstance(ok[-1], cmd.Resolve)
+
+
+def test_a_connection_whose_token_ended_is_refused_at_its_next_request_head() -> None:
+    alive = {"codex": True}
+    s = session(verify_token=verifier, token_valid=lambda name: alive[name])
+    s.handle(ev.ClientData(f"CONNECT api.test:443 HTTP/1.1\r\nProxy-Authorization: {TOKEN}\r\n\r\n".encode()))
+    s.handle(ev.ClientTLSReady(s.awaiting, "api.test"))
+    forward(s, b"GET /one HTTP/1.1\r\nHost: api.test\r\nContent-Length: 0\r\n\r\n")
+    s.handle(ev.UpstreamData(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    assert s.state is State.IDLE
+    alive["codex"] = False
+    out = s.handle(ev.ClientData(b"GET /two HTTP/1.1\r\nHost: api.test\r\n\r\n"))
+    assert status_of(out) == 407 and b"the token has ended" in sent_client(out)
+    assert not [c for c in out if isinstance(c, cmd.FetchSecret | cmd.OpenUpstream)] and s.closed
+
+
 def test_token_name_is_logged_for_requests_in_the_tunnel() -> None:
     s = session(verify_token=verifier)
     s.handle(ev.ClientData(f"CONNECT api.test:443 HTTP/1.1\r\nProxy-Authorization: {TOKEN}\r\n\r\n".encode()))
-    s.handle(ev.ClientTLSReady("api.test"))
+    s.handle(ev.ClientTLSReady(s.awaiting, "api.test"))
     forward(s, b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n")
     out = s.handle(ev.UpstreamData(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
     log = next(c for c in out if isinstance(c, cmd.LogRequest))
@@ -635,9 +673,9 @@ def test_plain_http_unrouted_is_ssrf_checked_and_forwarded_without_proxy_headers
         b"Proxy-Connection: keep-alive\r\nAuthorization: Bearer user-own\r\n\r\n"
     ))
     assert out[-1] == cmd.Resolve("example.test", 8080)
-    out = s.handle(ev.Resolved([PUBLIC]))
+    out = s.handle(ev.Resolved(s.awaiting, [PUBLIC]))
     assert out == [cmd.OpenUpstream("example.test", 8080, None, (PUBLIC,))]
-    upstream = sent_upstream(s.handle(ev.UpstreamConnected()))
+    upstream = sent_upstream(s.handle(ev.UpstreamConnected(s.awaiting)))
     assert upstream.startswith(b"GET /p HTTP/1.1\r\nHost: example.test:8080\r\n")
     assert b"Proxy-" not in upstream
     assert b"Authorization: Bearer user-own" in upstream  # not a routed host: the client's own header is kept
@@ -646,7 +684,7 @@ def test_plain_http_unrouted_is_ssrf_checked_and_forwarded_without_proxy_headers
 def test_plain_http_unrouted_to_private_address_is_403() -> None:
     s = session()
     s.handle(ev.ClientData(b"GET http://intranet.test/ HTTP/1.1\r\nHost: intranet.test\r\n\r\n"))
-    assert status_of(s.handle(ev.Resolved([ip_address("10.0.0.5")]))) == 403
+    assert status_of(s.handle(ev.Resolved(s.awaiting, [ip_address("10.0.0.5")]))) == 403
 
 
 # -- WebSocket (spec §3, beyond) --------------------------------------------------------------------------
@@ -663,7 +701,7 @@ def test_websocket_upgrade_is_injected_and_spliced_after_101() -> None:
     hdrs = headers_of(upstream)
     assert ("Upgrade", "websocket") in hdrs and ("Connection", "Upgrade") in hdrs
     assert ("Authorization", f"Bearer {SECRET}") in hdrs
-    assert not s.wants_client_data  # nothing is read from the client until the upstream answers
+    assert s.next_read is Read.RESPONSE  # nothing is read from the client until the upstream answers
     out = s.handle(ev.UpstreamData(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi"
@@ -673,7 +711,7 @@ def test_websocket_upgrade_is_injected_and_spliced_after_101() -> None:
     assert b"Upgrade: websocket" in client and b"Connection: Upgrade" in client
     splice = out[-1]
     assert isinstance(splice, cmd.Splice) and splice.upstream and splice.to_client == b"\x81\x02hi"
-    assert s.mode == "tunnel"
+    assert s.state is State.SPLICED
 
 
 def test_websocket_refused_by_upstream_is_a_normal_response() -> None:
@@ -681,7 +719,7 @@ def test_websocket_refused_by_upstream_is_a_normal_response() -> None:
     forward(s, WS_REQUEST)
     out = s.handle(ev.UpstreamData(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"))
     assert sent_client(out).startswith(b"HTTP/1.1 403 Forbidden\r\n")
-    assert s.mode == "mitm" and s.wants_client_data
+    assert s.tunnel is not None and s.next_read is Read.REQUEST
 
 
 def test_upgrade_other_than_websocket_is_forwarded_without_upgrade() -> None:
@@ -692,8 +730,8 @@ def test_upgrade_other_than_websocket_is_forwarded_without_upgrade() -> None:
 
 def _forward_reused(s: Session, request: bytes) -> bytes:
     s.handle(ev.ClientData(request))
-    s.handle(ev.SecretReady(FakeSecret(SECRET)))
-    return sent_upstream(s.handle(ev.UpstreamConnected(reused=True)))
+    s.handle(ev.SecretReady(s.awaiting, FakeSecret(SECRET)))
+    return sent_upstream(s.handle(ev.UpstreamConnected(s.awaiting, reused=True)))
 
 
 def test_stale_pooled_connection_is_retried_once_for_idempotent_requests() -> None:
@@ -701,7 +739,7 @@ def test_stale_pooled_connection_is_retried_once_for_idempotent_requests() -> No
     first = _forward_reused(s, b"GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n")
     out = s.handle(ev.UpstreamClosed())
     assert out == [cmd.ReleaseUpstream(False), cmd.OpenUpstream("api.test", 443, "api.test", (), fresh=True)]
-    again = sent_upstream(s.handle(ev.UpstreamConnected(reused=False)))
+    again = sent_upstream(s.handle(ev.UpstreamConnected(s.awaiting, reused=False)))
     assert again == first and f"Bearer {SECRET}".encode() in again
     assert status_of(s.handle(ev.UpstreamClosed())) == 502  # only once
 

@@ -6,10 +6,13 @@ a CA is never good enough for an upstream: only the scope's own proxy should hol
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-__all__ = ["CORDON_CA_CN_PREFIX", "CORDON_CA_ORGANIZATION", "is_cordon_ca", "split_cordon_cas"]
+__all__ = ["CORDON_CA_CN_PREFIX", "CORDON_CA_ORGANIZATION", "der_bundle", "is_cordon_ca", "split_cordon_cas"]
 
 CORDON_CA_ORGANIZATION = "cordon"
 CORDON_CA_CN_PREFIX = "cordon local CA"
@@ -36,3 +39,8 @@ def split_cordon_cas(pem: bytes) -> tuple[list[x509.Certificate], list[x509.Cert
     for cert in x509.load_pem_x509_certificates(pem):
         (cordon if is_cordon_ca(cert) else others).append(cert)
     return others, cordon
+
+
+def der_bundle(certs: Iterable[x509.Certificate]) -> bytes:
+    """``certs`` as concatenated DER (what ``ssl.SSLContext.load_verify_locations(cadata=...)`` takes)."""
+    return b"".join(cert.public_bytes(Encoding.DER) for cert in certs)

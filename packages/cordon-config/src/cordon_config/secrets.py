@@ -347,6 +347,10 @@ def check_secrets(config: Config, *, fetch: Callable[..., Secret] | None = None)
     return failures
 
 
+#: Secret sources read without blocking (an environment variable, a small local file).
+NONBLOCKING_SOURCES = frozenset({"env", "file"})
+
+
 class SecretCache:
     """Keep fetched secrets for ``ttl`` seconds (0 = fetch on every call). Failures are never cached."""
 
@@ -371,6 +375,15 @@ class SecretCache:
         with self._lock:
             self._entries[route.name] = (now + self.ttl, route.secret, secret)
         return secret
+
+    def get_nowait(self, route: Route, config: Config) -> Secret | None:
+        """The route's secret when it can be had without blocking: a fresh cache hit, or a source that never
+        blocks (:data:`NONBLOCKING_SOURCES`, fetched now). None when fetching would block (keyring, 1Password,
+        command): then call :meth:`get` off the event loop. Raises :class:`SecretUnavailable` like :meth:`get`.
+        """
+        if route.secret.source in NONBLOCKING_SOURCES:
+            return self.get(route, config)
+        return self.peek(route)
 
     def peek(self, route: Route) -> Secret | None:
         """The route's cached secret when fresh, else None; never fetches (so it never blocks)."""

@@ -68,8 +68,9 @@ RESTART_EPILOG = """examples:
   cordon restart                        stop this scope's proxy, start it again in the background
   cordon restart --scope user
 
-The new proxy logs to proxy.log in the scope's state dir. A proxy run by `cordon service` is better
-restarted by its service manager (systemctl --user restart cordon-<namespace>).
+The new proxy runs with this command's environment (a route's env secret must be in it) and logs to
+proxy.log in the scope's state dir. A proxy run by `cordon service` is better restarted by its service
+manager (systemctl --user restart cordon-<namespace>).
 """
 RELOAD_EPILOG = """examples:
   cordon route edit openai --header-name x-api-key && cordon reload
@@ -270,24 +271,13 @@ def _serve(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
 
 
 async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
-    from cordon_config.secrets import SecretCache
-
-    from cordon_proxy.core.session import Settings
-    from cordon_proxy.server import Proxy, loop_exception_handler
-    from cordon_proxy.tokens import TokenGate
-    from cordon_proxy.upstream import Resolver, UpstreamPool
+    from cordon_proxy.hardening import release_startup_memory
+    from cordon_proxy.lifecycle import Lifecycle
+    from cordon_proxy.server import loop_exception_handler
 
     config = runtime.config
-    verify = None
-    if runtime.tokens is not None:
-        verify = TokenGate(paths.tokens_path, paths.namespace, runtime.tokens,
-                           log=lambda level, message: logger.log(level, message)).verify
-    settings = Settings(routes=config.routes, listen_port=config.listen, version=__version__,
-                        max_head=config.limits.header_bytes, verify_token=verify)
-    pool = UpstreamPool(runtime.trust.context, Resolver(), connect_timeout=config.limits.connect_timeout,
-                        idle_timeout=min(30.0, config.limits.idle_timeout), cordon_context=runtime.trust.cordon)
-    proxy = Proxy(config, settings, leaves=runtime.leaves, pool=pool, secrets=SecretCache(config.secret_ttl),
-                  logger=logger)
+    life = Lifecycle(paths, runtime, logger=logger, version=__version__)
+    proxy = life.proxy()
     try:
         await proxy.listen(config.listen)
     except OSError as exc:
@@ -297,12 +287,16 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
                 f"see what holds it: cordon status --config {config.path}; or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
+    release_startup_memory()
+    life.start_watching()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(loop_exception_handler(logger))
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, life.request_reload)
     logger.log(
         "info", f"cordon {__version__} listening on 127.0.0.1:{config.listen}",
         routes=len(config.routes), config=str(config.path), pid=os.getpid(),
@@ -310,6 +304,7 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
     )
     await stop.wait()
     logger.log("info", "stopping: letting in-flight requests finish (up to 10 s)")
+    life.stop()
     await proxy.shutdown()
     logger.log("info", "stopped")
     return EXIT_OK

@@ -135,8 +135,10 @@ def load_runtime(paths: ScopePaths, logger: Logger) -> Runtime:
                           f"{paths.config_path}   (after checking what changed)")
     failures = check_secrets(config)
     if failures:
+        from cordon_proxy.core.errors import secret_unavailable
+
         raise LoadFailure(
-            [f'secret for route "{name}" unavailable: {reason}' for name, reason in failures],
+            [secret_unavailable(name, reason) for name, reason in failures],
             "store it with: cordon secret set <route>, then check with: cordon secret check <route>",
         )
     leaves = _load_ca(config, paths, logger)

@@ -1,12 +1,14 @@
 """The asyncio edge: listen on 127.0.0.1, run one :class:`Session` per connection, carry out its commands.
 
-This is the only module that performs a session's commands (``Connection._perform_now`` without awaiting,
-``Connection._perform`` for the rest). The client task reads the client and, once a request is all sent, the
-leased upstream connection too (no task per request); only while a request body is still coming in does an
-upstream task read the upstream concurrently. A per-connection lock makes each ``handle`` + its commands
-atomic. A write is followed by ``drain()`` whenever bytes stay buffered (backpressure both ways); consecutive
-writes to one peer are joined into one (one TLS record). Read timeouts use one reusable :class:`Deadline`
-per connection instead of a timer per read (issue 9: CPU per request).
+The edge decides nothing about the protocol. The session says what to read next (:attr:`Session.next_read`)
+and what to do (commands); :meth:`Connection._perform` is the one dispatcher that carries a command out, at
+once when it needs no await (writes, logs, a pooled upstream, a secret the cache has without blocking) and
+otherwise through a coroutine; a reply goes straight back into the session. The client task reads the client
+and, once a request is all sent, the leased upstream connection too (no task per request); only while a
+request body is still coming in (``Read.BODY``) does an upstream task read the upstream concurrently. A
+per-connection lock makes each ``handle`` + its commands atomic. A write is followed by ``drain()`` whenever
+bytes stay buffered (backpressure both ways); consecutive writes to one peer are joined into one (one TLS
+record). Read timeouts use one reusable :class:`Deadline` per connection instead of a timer per read.
 """
 
 from __future__ import annotations
@@ -18,31 +20,27 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from types import CoroutineType
+from typing import Any, TypeAlias, cast
 
 from cordon_ca import CAError
-from cordon_config.model import Config, Route
+from cordon_config.model import Config
 from cordon_config.secrets import SecretCache, SecretUnavailable
 
 from cordon_proxy._deadline import Deadline
 from cordon_proxy._tasks import spawn
 from cordon_proxy.core import commands as cmd
 from cordon_proxy.core import events as ev
-from cordon_proxy.core.errors import error_response
-from cordon_proxy.core.session import Session, Settings
+from cordon_proxy.core.errors import error_response, secret_unavailable
+from cordon_proxy.core.session import Session, SettingsRef
+from cordon_proxy.core.states import Read
 from cordon_proxy.logs import Logger
 from cordon_proxy.tls import LeafContexts, sni_of
 from cordon_proxy.upstream import Upstream, UpstreamError, UpstreamPool
 
-__all__ = ["ALLOW_LOOPBACK_ENV", "DRAIN_SECONDS", "Connection", "Proxy"]
+__all__ = ["DRAIN_SECONDS", "Connection", "Proxy"]
 
-_AWAIT = object()  # _perform_now: this command needs _perform (it awaits)
-_DRAIN_CLIENT = object()  # _perform_now: written to the client, now drain it
-_DRAIN_UPSTREAM = object()  # _perform_now: written upstream, now drain it
-
-#: Test-only (never set in product, not documented for users): lets unrouted traffic reach loopback
-#: addresses through the SSRF check so tests can tunnel to a local upstream. Every other range stays blocked.
-ALLOW_LOOPBACK_ENV = "CORDON_TEST_ALLOW_LOOPBACK"
 DRAIN_SECONDS = 10.0
 HEAD_TIMEOUT = 30.0  # a started request head must complete within min(this, idle_timeout) (slowloris)
 SWEEP_EVERY = 10.0
@@ -51,31 +49,48 @@ READ_SIZE = 2**18
 #: without data, and this long in all, before closing (nginx's lingering_timeout / lingering_time).
 LINGER_IDLE = 2.0
 LINGER_TOTAL = 10.0
-_INLINE_SOURCES = frozenset({"env", "file"})  # fast, non-blocking sources are fetched on the loop
+
+Later: TypeAlias = "CoroutineType[Any, Any, ev.Event | None]"  # a string: not subscriptable at run time
+"""A command still being carried out: awaiting it gives the event to feed back (or None)."""
+Performed: TypeAlias = "ev.Event | Later | None"
+"""What carrying out a command gives: the event to feed back, a coroutine that gives it, or nothing."""
+
+
+def _later(coroutine: Coroutine[Any, Any, ev.Event | None]) -> Later:
+    """``coroutine`` typed as what an ``async def`` call really returns (so ``type(x) is CoroutineType``
+    tells it from an event)."""
+    return cast(Later, coroutine)
 
 
 class Proxy:
-    """Shared state of a running proxy: settings, TLS, upstream pool, secret cache, logger, connections."""
+    """Shared state of a running proxy: settings, TLS, upstream pool, secret cache, logger, connections.
+
+    Fair share: with proxy tokens on (``verify_token`` set), a connection counts as *unauthenticated* until its
+    session reports :class:`~cordon_proxy.core.commands.Authenticated`. Those have a cap of their own
+    (``[limits] max_unauthenticated``: at the cap, the oldest is closed for each new one, so a token holder's
+    new connection is always read) and must send their first request head within
+    ``[limits] first_head_timeout``; ``max_connections`` bounds the authenticated ones.
+    """
 
     def __init__(
         self,
-        config: Config,
-        settings: Settings,
+        settings: SettingsRef,
         *,
         leaves: LeafContexts | None,
         pool: UpstreamPool,
         secrets: SecretCache,
         logger: Logger,
     ) -> None:
-        self.config = config
-        self.settings = settings
+        self.settings = settings  # swapped as a whole; each session reads it at every request head
         self.leaves = leaves
         self.pool = pool
         self.secrets = secrets
         self.logger = logger
         self.connections: set[Connection] = set()
+        self.unauthenticated: dict[Connection, None] = {}  # oldest first (insertion order)
         self.stopping = False
         self.server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def listen(self, port: int) -> asyncio.Server:
         """Bind 127.0.0.1:``port`` (never another address)."""
@@ -91,8 +106,11 @@ class Proxy:
             self.pool.sweep()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        limit = self.config.limits.max_connections
-        if self.stopping or len(self.connections) >= limit:
+        settings = self.settings.current
+        limits = settings.limits
+        tokens_on = settings.verify_token is not None
+        authenticated = len(self.connections) - len(self.unauthenticated)
+        if self.stopping or (authenticated if tokens_on else len(self.connections)) >= limits.max_connections:
             with contextlib.suppress(Exception):
                 writer.write(error_response("too-many-connections", "too many connections"))
                 await writer.drain()
@@ -100,19 +118,39 @@ class Proxy:
             return
         conn = Connection(self, reader, writer)
         self.connections.add(conn)
+        if tokens_on:
+            unauthenticated = self.unauthenticated
+            while len(unauthenticated) >= limits.max_unauthenticated:
+                oldest = next(iter(unauthenticated))
+                del unauthenticated[oldest]
+                oldest.abort()  # its own task removes it from ``connections``
+            unauthenticated[conn] = None
+            conn.first_head_by = asyncio.get_running_loop().time() + limits.first_head_timeout
         try:
             await conn.run()
         finally:
             self.connections.discard(conn)
+            self.unauthenticated.pop(conn, None)
+
+    def authenticated(self, conn: Connection) -> None:
+        """``conn`` showed a valid token: it leaves the unauthenticated share and its first-head deadline."""
+        self.unauthenticated.pop(conn, None)
+        conn.first_head_by = None
+
+    def close_ended(self, still_valid: Callable[[str], bool]) -> int:
+        """Abort every connection whose token no longer holds (tunnels and keep-alive alike); how many."""
+        ended = [c for c in self.connections if c.token_name is not None and not still_valid(c.token_name)]
+        for conn in ended:
+            conn.abort()
+        return len(ended)
 
     async def shutdown(self, grace: float = DRAIN_SECONDS) -> None:
         """Stop accepting, let in-flight requests finish (up to ``grace`` seconds), then close everything."""
         self.stopping = True
         if self.server is not None:
             self.server.close()
-        sweeper = getattr(self, "_sweeper", None)
-        if sweeper is not None:
-            sweeper.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for conn in list(self.connections):
             conn.stop_if_idle()
         loop = asyncio.get_running_loop()
@@ -126,7 +164,7 @@ class Proxy:
 
 
 class Connection:
-    """One client connection: its session, the client loop, the upstream loop, command execution."""
+    """One client connection: its session, the client loop, the upstream loop, the command dispatcher."""
 
     def __init__(self, proxy: Proxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.proxy = proxy
@@ -134,28 +172,32 @@ class Connection:
         self.writer = writer
         self.session = Session(proxy.settings)
         self.lock = asyncio.Lock()
-        self.resume = asyncio.Event()
+        self.resume = asyncio.Event()  # set after every dispatch: a task waiting for its turn to read looks again
         self.upstream: Upstream | None = None
         self.upstream_task: asyncio.Task[None] | None = None
         self.tunnel: Upstream | None = None
         self.splice: cmd.Splice | None = None
+        self.token_name: str | None = None  # the proxy token the session authenticated this connection with
+        self.first_head_by: float | None = None  # loop time by which an unauthenticated connection sends a head
         self.started = 0.0
         self.task: asyncio.Task[None] | None = None
-        self._busy = False
-        self._closed = False
+        self._busy = False  # inside dispatch (shutdown does not cancel mid-command)
+        self._closed = False  # the client transport is closed
         self._reading = False  # the client task awaits a client read (armed on _client_deadline)
-        self._linger = False  # close only after a lingering read: see cmd.CloseClient
-        self._linger_timed_out = False  # the client paused LINGER_IDLE s already during the client loop's read
         self._client_deadline: Deadline | None = None
         self._upstream_deadline: Deadline | None = None
         self._trace = proxy.logger.enabled("trace")
         self._debug = proxy.logger.enabled("debug")
-        # a peer that accepts no byte for this long is gone (no total timeout: only no progress at all)
-        self._write_timeout = max(proxy.config.limits.idle_timeout, proxy.config.limits.response_header_timeout)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @property
+    def _write_timeout(self) -> float:
+        """A peer that accepts no byte for this long is gone (no total timeout: only no progress at all)."""
+        limits = self.session.settings.limits
+        return max(limits.idle_timeout, limits.response_header_timeout)
 
     # -- loops ------------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -168,11 +210,6 @@ class Connection:
             await self._client_loop()
             if self.splice is not None:
                 await self._run_splice(self.splice)
-            elif self._linger and not self._closed:
-                if self._linger_timed_out:
-                    self._close_client(abort=False)
-                else:
-                    await self._linger_then_close()
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # a bug: log where, never the message (it could quote a header)
@@ -182,42 +219,53 @@ class Connection:
             self._cleanup()
 
     async def _client_loop(self) -> None:
+        """Read what the session asks for, until it is done (closed, spliced or lingering)."""
         session = self.session
-        idle_timeout = self.proxy.config.limits.idle_timeout
-        head_limit = min(HEAD_TIMEOUT, idle_timeout)
         head_deadline: float | None = None
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         deadline = self._client_deadline = Deadline(loop)
         read = self.reader.read
-        while not session.closed and self.splice is None:
-            if not session.wants_client_data:
+        while True:
+            what = session.next_read
+            if what is Read.RESPONSE:
                 conn = self.upstream
-                if conn is not None and self.upstream_task is None:
-                    # the request is all sent: this task reads the response itself (no task per request)
+                if self.upstream_task is not None:
+                    await self._wait()  # the upstream task reads this response
+                elif conn is not None:
                     await self._upstream_read(conn, deadline, task)
-                    continue
-                self.resume.clear()
-                if session.closed or self.splice is not None:
-                    break
-                if not session.wants_client_data and not self._inline_upstream:
-                    await self.resume.wait()
+                else:
+                    raise RuntimeError("the session awaits a response but no upstream connection is leased")
                 continue
-            if self.upstream is not None and self.upstream_task is None:
-                # a request body is still coming in: read the upstream concurrently (an early response)
-                self.upstream_task = spawn(self._upstream_loop(self.upstream), name="cordon-upstream")
-            if self.proxy.stopping and session.idle:
-                break
+            if what is Read.REPLY:
+                await self._wait()  # another task is carrying out the command
+                continue
+            if what is Read.DISCARD:
+                if not self._closed:
+                    await self._linger_then_close()
+                return
+            if what is Read.DONE:
+                return
+            if what is Read.BODY:
+                if self.upstream is not None and self.upstream_task is None:
+                    # a request body is still coming in: read the upstream concurrently (an early response)
+                    self.upstream_task = spawn(self._upstream_loop(self.upstream), name="cordon-upstream")
+            elif self.proxy.stopping:
+                return  # between requests at shutdown
             # Reads happen only between requests or while a request body comes in: either way a client that
-            # sends nothing for idle_timeout is gone. A started head must also complete within head_limit.
-            loop_time = loop.time()
-            if session.receiving_head:
-                head_deadline = head_deadline or loop_time + head_limit
-                timeout = max(0.0, head_deadline - loop_time)
+            # sends nothing for idle_timeout is gone. A started head must also complete within the head limit.
+            idle_timeout = session.settings.limits.idle_timeout
+            if what is Read.HEAD:
+                now = loop.time()
+                if head_deadline is None:
+                    head_deadline = now + min(HEAD_TIMEOUT, idle_timeout)
+                timeout = max(0.0, head_deadline - now)
             else:
                 head_deadline = None
                 timeout = idle_timeout
+            if self.first_head_by is not None:  # no valid token shown yet: the short deadline of its own
+                timeout = min(timeout, max(0.0, self.first_head_by - loop.time()))
             deadline.arm(timeout, task)
             self._reading = True
             try:
@@ -225,27 +273,26 @@ class Connection:
             except asyncio.CancelledError:
                 if not deadline.expired(task):
                     raise
-                if self._linger:
-                    self._linger_timed_out = True
-                else:
-                    self.proxy.logger.log("debug", "client connection timed out", head=head_deadline is not None)
+                if session.next_read is Read.DISCARD:  # lingering already, and the client paused LINGER_IDLE
+                    self._close_client(abort=False)
+                    return
+                self.proxy.logger.log("debug", "client connection timed out", head=head_deadline is not None)
                 data = b""
             except (ConnectionError, ssl.SSLError, OSError):
                 data = b""
             finally:
                 self._reading = False
                 deadline.disarm(task)
-            event: object = ev.ClientData(data) if data else ev.ClientClosed()
-            await self.dispatch(event)
+            await self.dispatch(ev.ClientData(data) if data else ev.ClientClosed())
 
-    @property
-    def _inline_upstream(self) -> bool:
-        """An upstream connection is leased and no upstream task reads it: the client task must."""
-        return self.upstream is not None and self.upstream_task is None
+    async def _wait(self) -> None:
+        """Wait until another task's dispatch changes what the session reads next."""
+        self.resume.clear()
+        await self.resume.wait()
 
-    async def _read_upstream_event(self, conn: Upstream, deadline: Deadline, task: asyncio.Task[object]) -> object:
+    async def _read_upstream_event(self, conn: Upstream, deadline: Deadline, task: asyncio.Task[Any]) -> ev.Event:
         """One read of the upstream connection within the response timeout, as the core's event."""
-        timeout = self.proxy.config.limits.response_header_timeout
+        timeout = self.session.settings.limits.response_header_timeout
         deadline.arm(timeout, task)
         try:
             data = await conn.reader.read(READ_SIZE)
@@ -259,13 +306,13 @@ class Connection:
             deadline.disarm(task)
         return ev.UpstreamData(data) if data else ev.UpstreamClosed()
 
-    async def _upstream_read(self, conn: Upstream, deadline: Deadline, task: asyncio.Task[object]) -> None:
+    async def _upstream_read(self, conn: Upstream, deadline: Deadline, task: asyncio.Task[Any]) -> None:
         """One read of the leased upstream connection by the client task, and its dispatch."""
         event = await self._read_upstream_event(conn, deadline, task)
         if self.upstream is not conn or self.upstream_task is not None:
             return
         await self.dispatch(event)
-        ended = isinstance(event, ev.UpstreamClosed | ev.UpstreamTimeout)
+        ended = type(event) is not ev.UpstreamData  # UpstreamClosed or UpstreamTimeout
         if ended and self.upstream is conn and self.upstream_task is None:
             self._drop_upstream(reusable=False)
 
@@ -298,46 +345,42 @@ class Connection:
                     self._drop_upstream(reusable=False)
                 return
 
-    async def dispatch(self, event: object) -> None:
+    async def dispatch(self, event: ev.Event) -> None:
         """Feed one event to the session and carry out the commands (and the events they produce)."""
         if self._trace:
             self.proxy.logger.log("trace", "event", kind=type(event).__name__)
+        session = self.session
         lock = self.lock
         await lock.acquire()  # what ``async with`` does, minus two coroutine objects per event
         try:
             self._busy = True
-            try:
-                pending = deque(self.session.handle(event))
-                while pending:
-                    command = pending.popleft()
-                    follow = self._perform_now(command, pending)  # most commands need no await
-                    if follow is _AWAIT:
-                        follow = await self._perform(command, pending)
-                    elif follow is _DRAIN_CLIENT:
-                        follow = await self._drain_client()
-                    elif follow is _DRAIN_UPSTREAM:
-                        follow = await self._drain_upstream()
-                    if follow is not None:
-                        pending.extend(self.session.handle(follow))
-            finally:
-                self._busy = False
+            pending = deque(session.handle(event))
+            while pending:
+                follow = self._perform(pending.popleft(), pending)
+                if type(follow) is CoroutineType:
+                    follow = await follow
+                if follow is not None:
+                    pending.extend(session.handle(follow))
         finally:
+            self._busy = False
             lock.release()
-        session = self.session
-        if session.wants_client_data or session.closed or self.splice is not None or self._inline_upstream:
-            self.resume.set()
+        self.resume.set()
 
     # -- commands -----------------------------------------------------------------------------------------
-    def _perform_now(self, command: object, pending: deque[object]) -> object | None:
-        """Carry out ``command`` without awaiting when it can be (writes, logs, a pooled upstream, a cached or
-        inline secret); else return ``_AWAIT`` (run :meth:`_perform`) or ``_DRAIN_*`` (the write is done, its
-        peer's buffer is not). Any other return is the follow-up event (or None), as for :meth:`_perform`.
+    def _perform(self, command: cmd.Command, pending: deque[cmd.Command]) -> Performed:
+        """Carry out ``command``: at once when it needs no await, else return the coroutine that does it.
+
+        What comes back is the reply (or follow-up event) for the session, a coroutine giving it, or None.
+        Consecutive writes to one peer still in ``pending`` are joined into one.
         """
-        kind = type(command)
-        if kind is cmd.SendClient:
-            data = command.data  # type: ignore[attr-defined]
-            while pending and type(pending[0]) is cmd.SendClient:
-                data += pending.popleft().data  # type: ignore[attr-defined]
+        if type(command) is cmd.SendClient:
+            data = command.data
+            while pending:
+                queued = pending[0]
+                if type(queued) is not cmd.SendClient:
+                    break
+                data += queued.data
+                pending.popleft()
             if self._closed:
                 return None
             writer = self.writer
@@ -345,11 +388,15 @@ class Connection:
                 writer.write(data)
             except (ConnectionError, ssl.SSLError, OSError):
                 return ev.ClientClosed()
-            return _DRAIN_CLIENT if _must_drain(writer.transport) else None
-        if kind is cmd.SendUpstream:
-            data = command.data  # type: ignore[attr-defined]
-            while pending and type(pending[0]) is cmd.SendUpstream:
-                data += pending.popleft().data  # type: ignore[attr-defined]
+            return _later(self._drain_client()) if _must_drain(writer.transport) else None
+        if type(command) is cmd.SendUpstream:
+            data = command.data
+            while pending:
+                queued = pending[0]
+                if type(queued) is not cmd.SendUpstream:
+                    break
+                data += queued.data
+                pending.popleft()
             conn = self.upstream
             if conn is None or conn.write_failed:
                 return None
@@ -358,36 +405,56 @@ class Connection:
             except (ConnectionError, ssl.SSLError, OSError):
                 conn.write_failed = True  # see _drain_upstream
                 return None
-            return _DRAIN_UPSTREAM if _must_drain(conn.writer.transport) else None
-        if kind is cmd.RequestStarted:
+            return _later(self._drain_upstream()) if _must_drain(conn.writer.transport) else None
+        if type(command) is cmd.RequestStarted:
             self.started = time.perf_counter()
             return None
-        if kind is cmd.LogRequest:
+        if type(command) is cmd.LogRequest:
             duration = time.perf_counter() - self.started if self.started else 0.0
-            self.proxy.logger.request(command.record, duration)  # type: ignore[attr-defined]
+            self.proxy.logger.request(command.record, duration)
             return None
-        if kind is cmd.FetchSecret:
-            route = command.route  # type: ignore[attr-defined]
-            if route.secret.source in _INLINE_SOURCES:
-                return self._secret_result(route)
-            cached = self.proxy.secrets.peek(route)  # a fresh cache hit needs no thread hop
-            if cached is not None:
-                return ev.SecretReady(cached)
-        if kind is cmd.OpenUpstream and command.tls_host is not None and not command.fresh:  # type: ignore[attr-defined]
-            conn = self.proxy.pool.checkout(command.host, command.port, command.tls_host)  # type: ignore[attr-defined]
-            if conn is not None:
-                return self._leased(conn, command)  # type: ignore[arg-type]
-            return _AWAIT
-        if kind is cmd.ReleaseUpstream:
-            self._drop_upstream(command.reusable)  # type: ignore[attr-defined]
+        if type(command) is cmd.FetchSecret:
+            return self._fetch_secret(command)
+        if type(command) is cmd.OpenUpstream:
+            if command.tls_host is not None and not command.fresh:
+                conn = self.proxy.pool.checkout(command.host, command.port, command.tls_host)
+                if conn is not None:
+                    return self._leased(conn, command)
+            return _later(self._open_upstream(command))
+        if type(command) is cmd.ReleaseUpstream:
+            self._drop_upstream(command.reusable)
             return None
-        if kind is cmd.MitmStarted:
-            self.proxy.logger.log("info", "MITM: injecting credentials", route=command.route,  # type: ignore[attr-defined]
-                                  host=command.host)  # type: ignore[attr-defined]
+        if type(command) is cmd.InvalidateSecret:
+            self.proxy.secrets.invalidate(command.route_name)
             return None
-        return _AWAIT
+        if type(command) is cmd.MitmStarted:
+            self.proxy.logger.log("info", "MITM: injecting credentials", route=command.route, host=command.host)
+            return None
+        if type(command) is cmd.Authenticated:
+            self.token_name = command.token_name
+            if self.first_head_by is not None:
+                self.proxy.authenticated(self)
+            return None
+        if type(command) is cmd.StartClientTLS:
+            return _later(self._start_tls(command))
+        if type(command) is cmd.Resolve:
+            return _later(self._resolve(command))
+        if type(command) is cmd.OpenTunnel:
+            return _later(self._open_tunnel(command))
+        if type(command) is cmd.Splice:
+            if command.upstream:
+                self.tunnel, self.upstream, self.upstream_task = self.upstream, None, None
+            self.splice = command
+            return None
+        if type(command) is cmd.CloseClient:
+            if command.linger and not command.abort and not self._closed:
+                self._start_linger()
+            else:
+                self._close_client(abort=command.abort)
+            return None
+        raise RuntimeError(f"unknown command {type(command).__name__}")
 
-    async def _drain_client(self) -> object | None:
+    async def _drain_client(self) -> ev.Event | None:
         try:
             async with asyncio.timeout(self._write_timeout):  # a client that stops reading is dropped
                 await self.writer.drain()
@@ -395,7 +462,7 @@ class Connection:
             return ev.ClientClosed()
         return None
 
-    async def _drain_upstream(self) -> object | None:
+    async def _drain_upstream(self) -> ev.Event | None:
         conn = self.upstream
         if conn is None or conn.write_failed:
             return None
@@ -410,69 +477,41 @@ class Connection:
             conn.write_failed = True
         return None
 
-    async def _perform(self, command: object, pending: deque[object]) -> object | None:
-        """The commands :meth:`_perform_now` leaves: those that await (secrets off the loop, connecting, TLS)."""
-        if isinstance(command, cmd.FetchSecret):
-            return await self._fetch_secret(command)
-        if isinstance(command, cmd.InvalidateSecret):
-            self.proxy.secrets.invalidate(command.route_name)
-            return None
-        if isinstance(command, cmd.OpenUpstream):
-            return await self._open_upstream(command)
-        if isinstance(command, cmd.ReleaseUpstream):
-            self._drop_upstream(command.reusable)
-            return None
-        if isinstance(command, cmd.StartClientTLS):
-            return await self._start_tls(command.host)
-        if isinstance(command, cmd.Resolve):
-            try:
-                addresses = await self.proxy.pool._resolve(command.host, command.port)
-            except UpstreamError as exc:
-                return ev.ResolveFailed(exc.message)
-            return ev.Resolved(addresses)
-        if isinstance(command, cmd.OpenTunnel):
-            try:
-                self.tunnel = await self.proxy.pool.connect_plain(command.host, command.port, command.addresses)
-            except UpstreamError as exc:
-                return ev.UpstreamFailed(exc.code, exc.message)
-            return ev.TunnelConnected()
-        if isinstance(command, cmd.Splice):
-            if command.upstream:
-                self.tunnel, self.upstream, self.upstream_task = self.upstream, None, None
-            self.splice = command
-            return None
-        if isinstance(command, cmd.CloseClient):
-            if command.linger and not command.abort and not self._closed:
-                self._start_linger()
-            else:
-                self._close_client(abort=command.abort)
-            return None
-        raise RuntimeError(f"unknown command {command!r}")
-
-    async def _fetch_secret(self, command: cmd.FetchSecret) -> object:
+    def _fetch_secret(self, command: cmd.FetchSecret) -> Performed:
+        """The secret at once when the cache has it without blocking, else a thread fetches it."""
         route = command.route
-        if route.secret.source in _INLINE_SOURCES:
-            return self._secret_result(route)
-        secrets, config = self.proxy.secrets, self.proxy.config
+        config = self.session.settings.config
+        assert config is not None
         try:
-            secret = await asyncio.to_thread(secrets.get, route, config)
-        except SecretUnavailable as exc:
-            return ev.SecretFailed(f'secret for route "{route.name}" unavailable: {exc.reason}')
-        except Exception as exc:  # a source failing in an unexpected way: its message could hold the value
-            return ev.SecretFailed(f'secret for route "{route.name}" unavailable: {type(exc).__name__}')
-        return ev.SecretReady(secret)
+            secret = self.proxy.secrets.get_nowait(route, config)
+        except Exception as exc:
+            return _secret_failed(command, exc)
+        if secret is None:
+            return _later(self._fetch_secret_in_thread(command, config))
+        return ev.SecretReady(command, secret)
 
-    def _secret_result(self, route: Route) -> object:
-        """The secret of a fast, non-blocking source (env, file), fetched on the loop."""
+    async def _fetch_secret_in_thread(self, command: cmd.FetchSecret, config: Config) -> ev.Event:
         try:
-            secret = self.proxy.secrets.get(route, self.proxy.config)
-        except SecretUnavailable as exc:
-            return ev.SecretFailed(f'secret for route "{route.name}" unavailable: {exc.reason}')
-        except Exception as exc:  # a source failing in an unexpected way: its message could hold the value
-            return ev.SecretFailed(f'secret for route "{route.name}" unavailable: {type(exc).__name__}')
-        return ev.SecretReady(secret)
+            secret = await asyncio.to_thread(self.proxy.secrets.get, command.route, config)
+        except Exception as exc:
+            return _secret_failed(command, exc)
+        return ev.SecretReady(command, secret)
 
-    async def _open_upstream(self, command: cmd.OpenUpstream) -> object:
+    async def _resolve(self, command: cmd.Resolve) -> ev.Event:
+        try:
+            addresses = await self.proxy.pool.resolve(command.host, command.port)
+        except UpstreamError as exc:
+            return ev.ResolveFailed(command, exc.message)
+        return ev.Resolved(command, addresses)
+
+    async def _open_tunnel(self, command: cmd.OpenTunnel) -> ev.Event:
+        try:
+            self.tunnel = await self.proxy.pool.connect_plain(command.host, command.port, command.addresses)
+        except UpstreamError as exc:
+            return ev.UpstreamFailed(command, exc.code, exc.message)
+        return ev.TunnelConnected(command)
+
+    async def _open_upstream(self, command: cmd.OpenUpstream) -> ev.Event:
         pool = self.proxy.pool
         try:
             if command.tls_host is not None:
@@ -480,17 +519,17 @@ class Connection:
             else:
                 conn = await pool.connect_plain(command.host, command.port, command.addresses)
         except UpstreamError as exc:
-            return ev.UpstreamFailed(exc.code, exc.message)
+            return ev.UpstreamFailed(command, exc.code, exc.message)
         return self._leased(conn, command)
 
-    def _leased(self, conn: Upstream, command: cmd.OpenUpstream) -> object:
+    def _leased(self, conn: Upstream, command: cmd.OpenUpstream) -> ev.Event:
         self.upstream = conn  # read by the client task, or by an upstream task while a request body comes in
         self.upstream_task = None
         logger = self.proxy.logger
         if self._debug:
             logger.log("debug", "upstream connection", host=command.host, port=command.port,
                        tls=command.tls_host is not None, reused=conn.reused)
-        return ev.UpstreamConnected(conn.reused)
+        return ev.UpstreamConnected(command, conn.reused)
 
     def _drop_upstream(self, reusable: bool) -> None:
         conn, task = self.upstream, self.upstream_task
@@ -502,7 +541,8 @@ class Connection:
         if conn is not None:
             self.proxy.pool.release(conn, reusable)
 
-    async def _start_tls(self, host: str) -> object:
+    async def _start_tls(self, command: cmd.StartClientTLS) -> ev.Event:
+        host = command.host
         leaves = self.proxy.leaves
         if leaves is None:
             return ev.ClientClosed()
@@ -513,13 +553,13 @@ class Connection:
             return ev.ClientClosed()
         try:
             await self.writer.drain()
-            await self.writer.start_tls(ctx, ssl_handshake_timeout=self.proxy.config.limits.connect_timeout)
+            await self.writer.start_tls(ctx, ssl_handshake_timeout=self.session.settings.limits.connect_timeout)
         except Exception as exc:  # handshake refused (SNI mismatch, untrusted CA, reset): close quietly
             self.proxy.logger.log("debug", "client TLS handshake failed", host=host, error=type(exc).__name__,
                                   reason=getattr(exc, "reason", None))
             return ev.ClientClosed()
         self.proxy.logger.log("debug", "client TLS established", host=host)
-        return ev.ClientTLSReady(sni_of(self.writer.get_extra_info("ssl_object")))
+        return ev.ClientTLSReady(command, sni_of(self.writer.get_extra_info("ssl_object")))
 
     # -- splice (unrouted CONNECT) ----------------------------------------------------------------------------
     async def _run_splice(self, splice: cmd.Splice) -> None:
@@ -561,8 +601,8 @@ class Connection:
 
     # -- teardown ---------------------------------------------------------------------------------------------
     def _start_linger(self) -> None:
-        """The session is done but the client is still sending: the client task lingers, then closes."""
-        self._linger = True
+        """The session is done but the client is still sending: the client task lingers (``Read.DISCARD``),
+        then closes."""
         deadline, task = self._client_deadline, self.task
         if self._reading and deadline is not None and task is not None and task is not asyncio.current_task():
             deadline.arm(LINGER_IDLE, task)  # a client that paused mid-body need not be awaited for idle_timeout
@@ -629,7 +669,8 @@ class Connection:
     def stop_if_idle(self) -> None:
         """At shutdown: end this connection now when it is between requests (or only lingering: its answer
         has gone out)."""
-        if (self.session.idle or self._linger) and not self._busy and self.task is not None:
+        idle = self.session.next_read in (Read.REQUEST, Read.HEAD, Read.DISCARD)
+        if idle and not self._busy and self.task is not None:
             self.task.cancel()
 
     def abort(self) -> None:
@@ -639,13 +680,13 @@ class Connection:
         self._close_client(abort=True)
 
 
-def _must_drain(transport: asyncio.BaseTransport) -> bool:
+def _must_drain(transport: asyncio.WriteTransport) -> bool:
     """Whether a write must be followed by ``drain()``: bytes are still buffered or the transport is closing.
 
     A write that the transport handed on completely (the common case on a warm connection) leaves nothing to
     wait for, so the drain and its timer are skipped; backpressure applies as soon as anything stays buffered.
     """
-    return transport.is_closing() or transport.get_write_buffer_size() > 0  # type: ignore[attr-defined, no-any-return]
+    return transport.is_closing() or transport.get_write_buffer_size() > 0
 
 
 def log_internal_error(logger: Logger, exc: BaseException) -> None:
@@ -666,14 +707,13 @@ def loop_exception_handler(logger: Logger) -> Callable[[asyncio.AbstractEventLoo
         if isinstance(exc, BaseException):
             log_internal_error(logger, exc)
         else:
-            logger.log("error", "event loop error", message=str(context.get("message", ""))[:200])
+            logger.log("error", "event loop error", detail=str(context.get("message", ""))[:200])
 
     return handler
 
 
-def allow_loopback(env: dict[str, str] | os._Environ[str]) -> bool:
-    """Whether the test-only loopback allowance is switched on."""
-    return env.get(ALLOW_LOOPBACK_ENV) == "1"
-
-
-TokenVerifier = Callable[[str], str | None]
+def _secret_failed(command: cmd.FetchSecret, exc: Exception) -> ev.SecretFailed:
+    """The reply for a secret that could not be had (an unexpected exception is named by type only: its
+    message could hold the value)."""
+    reason = exc.reason if isinstance(exc, SecretUnavailable) else type(exc).__name__
+    return ev.SecretFailed(command, secret_unavailable(command.route.name, reason))

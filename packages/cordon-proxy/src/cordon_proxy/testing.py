@@ -79,7 +79,7 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
         handler(self, seen)
 
     def _read_chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
             if size == 0:
@@ -216,7 +216,7 @@ class _Server(ThreadingHTTPServer):
         try:
             with self.owner.lock:
                 self.owner.connections += 1
-            self.RequestHandlerClass(tls, client_address, self)
+            _UpstreamHandler(tls, client_address, self)
         except OSError:
             pass
         finally:

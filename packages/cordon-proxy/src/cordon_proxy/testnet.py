@@ -64,7 +64,7 @@ def _mount_prefix() -> tuple[tuple[str, ...] | None, str]:
     unshare = shutil.which("unshare")
     if unshare is None:
         return None, "unshare (util-linux) is not installed"
-    candidates = [(unshare, "-m", "--propagation", "private")] if os.geteuid() == 0 else []
+    candidates: list[tuple[str, ...]] = [(unshare, "-m", "--propagation", "private")] if os.geteuid() == 0 else []
     candidates.append((unshare, "-r", "-m", "--propagation", "private"))
     for prefix in candidates:
         if _works([*prefix, "sh", "-c", "mount --bind /dev/null /dev/null"]):
@@ -127,7 +127,9 @@ def _private_prefix() -> tuple[tuple[str, ...] | None, str]:
         return None, why
     if shutil.which("ip") is None:
         return None, "ip (iproute2) is not installed"
-    candidates = [("unshare", "-n", "-m", "--propagation", "private")] if os.geteuid() == 0 else []
+    candidates: list[tuple[str, ...]] = (
+        [("unshare", "-n", "-m", "--propagation", "private")] if os.geteuid() == 0 else []
+    )
     candidates.append(("unshare", "-r", "-n", "-m", "--propagation", "private"))
     for candidate in candidates:
         if _works([*candidate, "sh", "-c", f"ip link set lo up && ip addr add {UNROUTED_ADDRESS}/32 dev lo"]):

@@ -18,9 +18,22 @@ from pathlib import Path
 
 from cordon_config.tokens import TokenError, TokenStore
 
-__all__ = ["CHECK_EVERY", "TokenGate"]
+__all__ = ["CHECK_EVERY", "TokenGate", "TokenName"]
 
 CHECK_EVERY = 0.5
+
+
+class TokenName(str):
+    """A token's name as :meth:`TokenGate.verify` found it, carrying which value it had then (a rotation keeps
+    the name and changes the value)."""
+
+    __slots__ = ("fingerprint",)
+    fingerprint: str | None
+
+    def __new__(cls, name: str, fingerprint: str | None) -> TokenName:
+        self = super().__new__(cls, name)
+        self.fingerprint = fingerprint
+        return self
 
 
 def insecure_message(path: Path, mode: int) -> str:
@@ -104,11 +117,28 @@ class TokenGate:
         return True
 
     def verify(self, value: str) -> str | None:
-        """The name of the valid token in ``value`` (a Proxy-Authorization value), or None."""
-        self.refresh()
+        """The name of the valid token in ``value`` (a Proxy-Authorization value; a :class:`TokenName`), or
+        None. The file is re-checked first, so a token revoked a moment ago is refused here."""
+        self.refresh(force=True)
         if self.insecure is not None:
             return None
-        return self.store.verify(value, self.namespace)
+        name = self.store.verify(value, self.namespace)
+        return None if name is None else TokenName(name, self._prints.get(name))
+
+    def replace(self, store: TokenStore) -> None:
+        """Use ``store`` (just loaded, mode checked, by a reload)."""
+        prints = self._fingerprints(store)
+        self.store, self.insecure = store, None
+        self._stamp = self._stat()
+        if prints != self._prints:
+            self._prints = prints
+            self.generation += 1
+
+    def still_valid(self, name: str) -> bool:
+        """A connection authenticated as ``name`` (as :meth:`verify` returned it) may be served further (the file
+        is re-checked first: one ``stat``)."""
+        self.refresh(force=True)
+        return self.valid(name, getattr(name, "fingerprint", None))
 
     def fingerprint(self, name: str) -> str | None:
         """What identifies the value ``name`` has now (None when there is no such token)."""

@@ -23,12 +23,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from cordon_proxy.core.policy import literal_address
-
-if TYPE_CHECKING:
-    from cryptography import x509
 
 __all__ = [
     "Resolver",
@@ -72,7 +69,8 @@ class UpstreamTrust:
     cordon: ssl.SSLContext | None = None
 
 
-def _certificates(path: Path, what: str) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+def _certificates(path: Path, what: str) -> tuple[list[Any], list[Any]]:
+    """The certificates in ``path`` as (others, cordon CAs), parsed by cordon-ca."""
     from cordon_ca.recognise import split_cordon_cas
 
     try:
@@ -87,15 +85,15 @@ def _certificates(path: Path, what: str) -> tuple[list[x509.Certificate], list[x
         raise UpstreamTrustError(f"{what} {path} is not a PEM certificate bundle") from None
 
 
-def _context(certs: Iterable[x509.Certificate], *, check_hostname: bool = True) -> ssl.SSLContext:
-    from cryptography.hazmat.primitives.serialization import Encoding
+def _context(certs: Iterable[Any], *, check_hostname: bool = True) -> ssl.SSLContext:
+    from cordon_ca.recognise import der_bundle
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no default paths: nothing from the environment
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.check_hostname = check_hostname
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])
-    data = b"".join(cert.public_bytes(Encoding.DER) for cert in certs)
+    data = der_bundle(certs)
     if data:
         ctx.load_verify_locations(cadata=data)
     return ctx
@@ -116,8 +114,8 @@ def upstream_trust(
     from cordon_ca import find_system_bundle
 
     system = find_system_bundle() if system_bundle is True else (system_bundle or None)
-    trusted: list[x509.Certificate] = []
-    cordon: list[x509.Certificate] = []
+    trusted: list[Any] = []  # cryptography certificates (cordon-ca's); the proxy never imports cryptography
+    cordon: list[Any] = []
     if isinstance(system, Path):
         others, found = _certificates(system, "the system CA bundle")
         trusted += others
@@ -244,16 +242,17 @@ class UpstreamPool:
         conn = None if fresh else self._checkout(key)
         if conn is not None:
             return conn
-        addresses = await self._resolve(host, port)
+        addresses = await self.resolve(host, port)
         return await self._open(key, addresses, port, tls_host)
 
     async def connect_plain(self, host: str, port: int, addresses: tuple[IPAddress, ...]) -> Upstream:
         """A new plain TCP connection to the first reachable of ``addresses`` (resolved here when empty)."""
         if not addresses:
-            addresses = tuple(await self._resolve(host, port))
+            addresses = tuple(await self.resolve(host, port))
         return await self._open((host, port, None), addresses, port, None)
 
-    async def _resolve(self, host: str, port: int) -> list[IPAddress]:
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses of ``host`` (within the connect timeout); raises :class:`UpstreamError`."""
         try:
             async with asyncio.timeout(self.connect_timeout):
                 return await self.resolver.resolve(host, port)
@@ -287,7 +286,7 @@ class UpstreamPool:
                 continue
             except ssl.SSLCertVerificationError as exc:
                 reason = exc.verify_message or exc.reason or "certificate verify failed"
-                if await self._ends_at_cordon_ca(address, port, tls_host):
+                if tls_host is not None and await self._ends_at_cordon_ca(address, port, tls_host):
                     reason = "its certificate chain ends at a cordon CA, which cordon never trusts upstream"
                 raise UpstreamError("upstream-tls", f"upstream TLS verification failed for {host}: {reason}") from None
             except ssl.SSLError as exc:

@@ -1,4 +1,8 @@
-"""Commands: what a :class:`~cordon_proxy.core.session.Session` asks the asyncio edge to do."""
+"""Commands: what a :class:`~cordon_proxy.core.session.Session` asks the asyncio edge to do.
+
+The edge carries them out in order. Those in :data:`Awaited` are answered by an event that names the command
+(``for_``); the session waits for that reply before it asks for anything else.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from ipaddress import IPv4Address, IPv6Address
 from cordon_config.model import Route
 
 __all__ = [
+    "Authenticated",
+    "Awaited",
     "CloseClient",
     "Command",
     "FetchSecret",
@@ -56,7 +62,8 @@ class CloseClient:
 
 @dataclass(slots=True)
 class StartClientTLS:
-    """Terminate the client's TLS with a leaf for ``host`` (CONNECT answered 200 already)."""
+    """Terminate the client's TLS with a leaf for ``host`` (CONNECT answered 200 already); reply
+    ClientTLSReady, or ClientClosed when the handshake fails."""
 
     host: str
 
@@ -108,7 +115,8 @@ class ReleaseUpstream:
 
 @dataclass(slots=True)
 class OpenTunnel:
-    """Open a raw TCP connection to one of the checked ``addresses`` (unrouted CONNECT)."""
+    """Open a raw TCP connection to one of the checked ``addresses`` (unrouted CONNECT); reply
+    TunnelConnected/UpstreamFailed."""
 
     host: str
     port: int
@@ -161,6 +169,14 @@ class MitmStarted:
 
 
 @dataclass(slots=True)
+class Authenticated:
+    """The client proved a valid proxy token, named ``token_name``, on this connection (a CONNECT, or a request
+    on the plain listener). Every request of a MITM tunnel runs under the token of its CONNECT."""
+
+    token_name: str
+
+
+@dataclass(slots=True)
 class LogRequest:
     """The request is finished: log one line."""
 
@@ -181,5 +197,9 @@ Command = (
     | Splice
     | RequestStarted
     | MitmStarted
+    | Authenticated
     | LogRequest
 )
+
+Awaited = FetchSecret | Resolve | OpenUpstream | OpenTunnel | StartClientTLS
+"""The commands answered by a reply event (:data:`~cordon_proxy.core.events.Reply`)."""

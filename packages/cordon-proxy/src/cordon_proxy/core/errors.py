@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from cordon_proxy.core.http1 import Headers, write_response_head
 
-__all__ = ["CODES", "error_response", "one_line"]
+__all__ = ["CODES", "error_response", "one_line", "secret_unavailable"]
 
 #: X-Cordon-Error code -> HTTP status.
 CODES: dict[str, int] = {
@@ -59,3 +59,8 @@ def error_response(
         *extra_headers,
     ]
     return write_response_head(status, headers, version=version) + body
+
+
+def secret_unavailable(route_name: str, reason: str) -> str:
+    """The one message for a route whose secret could not be had (``reason`` never holds the value)."""
+    return f'secret for route "{route_name}" unavailable: {reason}'

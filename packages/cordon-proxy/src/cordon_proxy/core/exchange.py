@@ -1,26 +1,31 @@
-"""The forwarding half of a session: one routed or forwarded request/response exchange (sans-IO).
+"""One request and its response on the upstream side (sans-IO): :class:`Exchange`.
 
-:class:`Forwarding` is mixed into :class:`~cordon_proxy.core.session.Session`: secret → upstream connection →
-re-serialised head with the injected header → body → response head and body back to the client, 101 →
-WebSocket splice, the one retry of a stale pooled connection, and aborting when the upstream breaks mid-body.
+An :class:`Exchange` knows the framing of one forwarded request in both directions: the re-serialised head
+with the injected header, the request body to the upstream, the response head and body back to the client
+(re-framed for the client), 1xx interim responses, 101 for a WebSocket, and whether the upstream connection
+can be reused. It appends the commands that move bytes to ``out`` and tells the
+:class:`~cordon_proxy.core.session.Session` how the response went (:class:`Outcome`); the session owns every
+state transition, the upstream lease and the log record's fate.
+
+Every response body byte passes through :meth:`Exchange._body_to_client` (the one place for a transform of
+routed response bodies).
 """
 
 from __future__ import annotations
 
-from collections import deque
+from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING
 
 from cordon_config.model import Route
 
 from cordon_proxy.core import commands as cmd
-from cordon_proxy.core import events as ev
 from cordon_proxy.core.http1 import (
     LAST_CHUNK,
     Body,
     FramingError,
     MessageEnd,
     RequestHead,
+    ResponseEvent,
     ResponseHead,
     ResponseParser,
     Upgrade,
@@ -28,348 +33,243 @@ from cordon_proxy.core.http1 import (
     write_request_head,
     write_response_head,
 )
-from cordon_proxy.core.inject import (
-    InjectionError,
-    forward_request_headers,
-    forward_response_headers,
-    injected_header,
-)
+from cordon_proxy.core.inject import forward_request_headers, forward_response_headers
 
-if TYPE_CHECKING:
-    from cordon_proxy.core.session import Settings
-
-__all__ = ["Forwarding", "Request", "host_value", "is_websocket"]
+__all__ = ["IDEMPOTENT", "Exchange", "Outcome", "host_value", "is_websocket"]
 
 IPAddress = IPv4Address | IPv6Address
+WEBSOCKET_KEEP = frozenset({b"upgrade"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class Request:
-    """The request in flight on this connection."""
+class Outcome(Enum):
+    """How a piece of the response left the exchange."""
+
+    MORE = "more"  # keep reading the upstream
+    DONE = "done"  # the response is complete (``reusable`` says whether the connection can be pooled)
+    UPGRADE = "upgrade"  # the upstream switched to WebSocket (``leftover``: its bytes already read)
+    BROKEN = "broken"  # the upstream broke the exchange (``error``: X-Cordon-Error code and message)
+
+
+class Exchange:
+    """The request in flight on a connection and its response (see the module doc)."""
 
     __slots__ = (
         "addresses",
         "body_done",
         "client_framing",
         "close_after",
+        "error",
         "head",
         "host_header",
+        "injected",
+        "keep_alive",
+        "leased",
+        "leftover",
         "path",
         "record",
+        "response",
         "response_started",
         "retried",
+        "reusable",
+        "reused",
         "route",
         "upstream_host",
         "upstream_port",
         "upstream_tls",
     )
 
-    def __init__(self, head: RequestHead, record: cmd.RequestRecord) -> None:
+    def __init__(self, head: RequestHead, record: cmd.RequestRecord, path: str) -> None:
         self.head = head
         self.record = record
-        self.route: Route | None = None
-        self.path = "/"
+        self.path = path
+        self.route: Route | None = None  # set: the route's secret is injected
         self.host_header = b""
         self.upstream_host = ""
         self.upstream_port = 443
-        self.upstream_tls: str | None = None
-        self.addresses: tuple[IPAddress, ...] = ()
+        self.upstream_tls: str | None = None  # the name TLS is verified for (routed HTTPS), else None
+        self.addresses: tuple[IPAddress, ...] = ()  # SSRF-checked addresses (unrouted), else resolved by the edge
+        self.injected: tuple[bytes, bytes] | None = None  # the header carrying the secret (routed only)
         self.body_done = head.body == "none"
-        self.response_started = False
-        self.client_framing = "none"
-        self.close_after = not head.keep_alive
+        self.leased = False  # the session holds an upstream connection for this exchange
+        self.reused = False  # that connection came from the idle pool
         self.retried = False
+        self.response: ResponseParser | None = None
+        self.response_started = False  # a final (or 101) response head was sent to the client
+        self.keep_alive = False  # the upstream's final response head allows keeping the connection
+        self.client_framing = "none"  # none | length | chunked | close: how the body goes to the client
+        self.close_after = not head.keep_alive
+        self.reusable = False
+        self.error: tuple[str, str] = ("", "")
+        self.leftover = b""
 
+    # -- to the upstream -------------------------------------------------------------------------------
+    def open_command(self, *, fresh: bool = False) -> cmd.OpenUpstream:
+        """The command that leases an upstream connection for this exchange."""
+        return cmd.OpenUpstream(self.upstream_host, self.upstream_port, self.upstream_tls, self.addresses, fresh=fresh)
 
-class Forwarding:
-    """Response-side handlers of :class:`~cordon_proxy.core.session.Session` (state lives on the session)."""
-
-    settings: Settings
-    mode: str
-    phase: str
-    _request: Request | None
-    _head: RequestHead | None
-    _response: ResponseParser | None
-    _response_parser: ResponseParser | None
-    _injected_for: tuple[Route, object, tuple[bytes, bytes]] | None
-    _pending: deque[object]
-    _leased: bool
-    _injected: tuple[bytes, bytes] | None
-    _last_injected: tuple[bytes, bytes] | None
-    _response_keep_alive: bool
-    _upstream_reused: bool
-
-    if TYPE_CHECKING:
-
-        def _pump(self, out: list[object]) -> None: ...
-        def _fail(self, out: list[object], code: str, message: str) -> None: ...
-        def _close(self, out: list[object], *, linger: bool = False) -> None: ...
-        def _client_still_sending(self) -> bool: ...
-
-    def _on_secret(self, event: ev.SecretReady, out: list[object]) -> None:
-        req = self._request
-        if self.phase != "secret" or req is None or req.route is None:
-            return
-        cached = self._injected_for
-        if cached is not None and cached[0] is req.route and cached[1] is event.secret:
-            injected = cached[2]  # the same secret object (a secret-cache hit) for the same route: same header
-        else:
-            try:
-                injected = injected_header(req.route, event.secret)
-            except InjectionError as exc:
-                self._fail(out, "secret-unavailable", str(exc))
-                return
-            self._injected_for = (req.route, event.secret, injected)
-        self._injected = injected
-        self.phase = "connect"
-        self._leased = True
-        out.append(cmd.OpenUpstream(req.upstream_host, req.upstream_port, req.upstream_tls))
-
-    def _on_upstream_connected(self, out: list[object]) -> None:
-        req = self._request
-        if self.phase != "connect" or req is None:
-            return
-        head = req.head
-        injected = self._injected if req.route is not None else None
-        self._last_injected = injected
-        self._injected = None
-        websocket = head.upgrade and req.route is not None
+    def request_head(self, parser: ResponseParser, reused: bool) -> bytes:
+        """The head sent upstream (client credentials stripped, the secret injected for a route); from here on
+        ``parser`` (reset by the caller) reads this exchange's response."""
+        head = self.head
+        route = self.route
+        websocket = head.upgrade and route is not None
         headers = forward_request_headers(
             head.headers,
-            host=req.host_header,
+            host=self.host_header,
             body=head.body,
             content_length=head.content_length,
-            route=req.route,
-            injected=injected,
+            route=route,
+            injected=self.injected if route is not None else None,
             keep=WEBSOCKET_KEEP if websocket else frozenset(),
             lowered=head.lowered,
         )
         if websocket:
             headers.insert(-1, (b"Connection", b"Upgrade"))
-        parser = self._response_parser  # one per session, reset per exchange (no garbage cycle per request)
-        if parser is None:
-            parser = self._response_parser = ResponseParser(self.settings.max_head)
-        else:
-            parser.reset()
         parser.expect(head.method)
-        self._response = parser
-        self.phase = "forward"
-        out.append(cmd.SendUpstream(write_request_head(head.method, req.path, headers)))
-        self._pump(out)
+        self.response = parser
+        self.leased = True
+        self.reused = reused
+        return write_request_head(head.method, self.path, headers)
 
-    def _on_upstream_data(self, data: bytes, out: list[object]) -> None:
-        req = self._request
-        parser = self._response
-        if req is None or parser is None or self.phase != "forward":
-            return
+    def body_to_upstream(self, data: bytes, out: list[cmd.Command]) -> None:
+        """A piece of the request body (chunked again when the client sent chunked)."""
+        if self.head.body == "chunked":
+            data = encode_chunk(data)
+        if data:
+            out.append(cmd.SendUpstream(data))
+
+    def request_end(self, out: list[cmd.Command]) -> None:
+        """The client finished the request body."""
+        self.body_done = True
+        if self.head.body == "chunked":
+            out.append(cmd.SendUpstream(LAST_CHUNK))
+
+    def can_retry(self) -> bool:
+        """A pooled connection the upstream had closed: resend on a fresh one, once, only a bodyless idempotent
+        request that saw not one byte of a response."""
+        parser = self.response
+        return (
+            self.reused
+            and not self.retried
+            and not self.response_started
+            and (parser is None or not parser.started)
+            and self.head.method in IDEMPOTENT
+            and self.head.body == "none"
+        )
+
+    # -- from the upstream -----------------------------------------------------------------------------
+    def upstream_data(self, data: bytes, out: list[cmd.Command]) -> Outcome:
+        """Bytes from the upstream."""
+        parser = self.response
+        assert parser is not None
         try:
             events = parser.feed(data)
         except FramingError as exc:
-            self._upstream_broken(out, "bad-upstream-response", f"upstream {req.upstream_host}: {exc.reason}")
-            return
-        self._on_response_events(events, out)
+            return self._broken("bad-upstream-response", f"upstream {self.upstream_host}: {exc.reason}")
+        return self._response_events(events, out)
 
-    def _on_response_events(self, events: list[object], out: list[object]) -> None:
-        req = self._request
-        assert req is not None
-        for item in events:
-            if isinstance(item, ResponseHead):
-                self._on_response_head(req, item, out)
-            elif isinstance(item, Body):
-                if req.client_framing == "chunked":
-                    out.append(cmd.SendClient(encode_chunk(item.data)))
-                elif item.data:
-                    out.append(cmd.SendClient(item.data))
-                req.record.bytes += len(item.data)
-            elif isinstance(item, MessageEnd):
-                if not req.response_started or req.record.status == 101:
-                    continue  # end of an interim (1xx) response, or of the 101 before the Upgrade event
-                if req.client_framing == "chunked":
-                    out.append(cmd.SendClient(LAST_CHUNK))
-                reusable = bool(self._response and self._response.reusable and self._response_keep_alive)
-                self._leased = False
-                out.append(cmd.ReleaseUpstream(reusable and req.body_done))
-                self._response = None
-                if req.body_done:
-                    self._finish_request(out)
-                else:
-                    req.close_after = True
-                    self._finish_request(out)
-                return
-            elif isinstance(item, Upgrade):
-                if req.record.status != 101:
-                    self._upstream_broken(
-                        out, "bad-upstream-response", f"upstream {req.upstream_host}: unexpected upgrade"
-                    )
-                    return
-                self._start_websocket(req, item.leftover, out)
-                return
-
-    def _on_response_head(self, req: Request, head: ResponseHead, out: list[object]) -> None:
-        if head.status < 200:
-            if head.status == 101:
-                if not (req.head.upgrade and req.route is not None):
-                    self._upstream_broken(
-                        out, "bad-upstream-response", f"upstream {req.upstream_host}: unexpected 101"
-                    )
-                    return
-                req.response_started = True
-                req.record.status = 101
-                headers = forward_response_headers(
-                    head.headers, framing=None, keep=WEBSOCKET_KEEP, lowered=head.lowered
-                )
-                headers.insert(-1, (b"Connection", b"Upgrade"))
-                out.append(cmd.SendClient(write_response_head(101, headers, version="1.1")))
-                return
-            headers = forward_response_headers(head.headers, framing=None, lowered=head.lowered)
-            out.append(cmd.SendClient(write_response_head(head.status, headers, version="1.1")))
-            return
-        req.response_started = True
-        req.record.status = head.status
-        self._response_keep_alive = head.keep_alive
-        client_http11 = req.head.version == "1.1"
-        if head.body == "length":
-            framing: tuple[bytes, bytes] | None = (b"Content-Length", str(head.content_length).encode())
-            req.client_framing = "length"
-        elif head.body in ("chunked", "close"):
-            if client_http11:
-                framing = (b"Transfer-Encoding", b"chunked")
-                req.client_framing = "chunked"
-            else:
-                framing = None
-                req.client_framing = "close"
-                req.close_after = True
-        else:
-            req.client_framing = "none"
-            framing = None
-            original = head.values(b"content-length")
-            if head.status not in (204,) and head.status >= 200:
-                value = (
-                    original[0] if original and (req.head.method == "HEAD" or head.status == 304) else b"0"
-                )
-                framing = (b"Content-Length", value)
-        if not req.body_done:
-            req.close_after = True
-        headers = forward_response_headers(head.headers, framing=framing, lowered=head.lowered)
-        if req.close_after:
-            headers.append((b"Connection", b"close"))
-        if head.status == 401 and req.route is not None:
-            out.append(cmd.InvalidateSecret(req.route.name))
-        out.append(cmd.SendClient(write_response_head(head.status, headers, version=req.head.version)))
-
-    def _start_websocket(self, req: Request, upstream_leftover: bytes, out: list[object]) -> None:
-        """After the upstream's 101: hand both connections to the edge to splice until either closes."""
-        client_leftover = b""
-        while self._pending:
-            item = self._pending.popleft()
-            if isinstance(item, Upgrade):
-                client_leftover += item.leftover
-        self._leased = False
-        self._response = None
-        self._request = None
-        self.mode = "tunnel"
-        self.phase = "idle"
-        out.append(cmd.Splice(client_leftover, req.record, to_client=upstream_leftover, upstream=True))
-
-    def _finish_request(self, out: list[object]) -> None:
-        req = self._request
-        assert req is not None
-        out.append(cmd.LogRequest(req.record))
-        linger = self._client_still_sending()
-        self._request = None
-        self._head = None
-        self.phase = "idle"
-        if req.close_after or not req.body_done:
-            self._close(out, linger=linger)
-            return
-        self._pump(out)
-
-    def _on_upstream_closed(self, out: list[object]) -> None:
-        req = self._request
-        parser = self._response
-        if req is None or parser is None or self.phase != "forward":
-            return
-        if self._retry_on_fresh_connection(req, parser, out):
-            return
+    def upstream_eof(self, out: list[cmd.Command]) -> Outcome:
+        """The upstream closed the connection."""
+        parser = self.response
+        assert parser is not None
         try:
             events = parser.feed_eof()
         except FramingError:
-            self._upstream_broken(
-                out,
-                "upstream-failed",
-                f"upstream {req.upstream_host}: connection closed before the response completed",
+            return self._broken(
+                "upstream-failed", f"upstream {self.upstream_host}: connection closed before the response completed"
             )
-            return
         if not events:
-            self._upstream_broken(out, "upstream-failed", f"upstream {req.upstream_host}: connection closed")
-            return
-        self._response_keep_alive = False
-        self._on_response_events(events, out)
+            return self._broken("upstream-failed", f"upstream {self.upstream_host}: connection closed")
+        self.keep_alive = False
+        return self._response_events(events, out)
 
-    def _retry_on_fresh_connection(self, req: Request, parser: ResponseParser, out: list[object]) -> bool:
-        """A pooled connection the upstream had closed: resend a bodyless idempotent request once, fresh.
+    def _broken(self, code: str, message: str) -> Outcome:
+        self.error = (code, message)
+        return Outcome.BROKEN
 
-        Only when not one byte of a response came back; POST and anything with a body are never retried.
-        """
-        if (
-            not self._upstream_reused
-            or req.retried
-            or req.response_started
-            or parser.started
-            or req.head.method not in IDEMPOTENT
-            or req.head.body != "none"
-        ):
-            return False
-        req.retried = True
-        self._response = None
-        out.append(cmd.ReleaseUpstream(False))
-        self.phase = "connect"
-        if req.route is not None:
-            self._injected = self._last_injected
-        out.append(
-            cmd.OpenUpstream(
-                req.upstream_host, req.upstream_port, req.upstream_tls, req.addresses, fresh=True
-            )
-        )
+    def _response_events(self, events: list[ResponseEvent], out: list[cmd.Command]) -> Outcome:
+        record = self.record
+        for item in events:
+            if type(item) is Body:
+                self._body_to_client(item.data, out)
+            elif type(item) is ResponseHead:
+                if not self._response_head(item, out):
+                    return Outcome.BROKEN
+            elif type(item) is MessageEnd:
+                if not self.response_started or record.status == 101:
+                    continue  # end of an interim (1xx) response, or of the 101 before the Upgrade event
+                if self.client_framing == "chunked":
+                    out.append(cmd.SendClient(LAST_CHUNK))
+                parser = self.response
+                self.reusable = bool(parser is not None and parser.reusable and self.keep_alive)
+                self.response = None
+                return Outcome.DONE
+            else:
+                assert type(item) is Upgrade
+                if record.status != 101:
+                    return self._broken("bad-upstream-response", f"upstream {self.upstream_host}: unexpected upgrade")
+                self.leftover = item.leftover
+                self.response = None
+                return Outcome.UPGRADE
+        return Outcome.MORE
+
+    def _body_to_client(self, data: bytes, out: list[cmd.Command]) -> None:
+        """Every response body byte passes here, re-framed for the client."""
+        if self.client_framing == "chunked":
+            out.append(cmd.SendClient(encode_chunk(data)))
+        elif data:
+            out.append(cmd.SendClient(data))
+        self.record.bytes += len(data)
+
+    def _response_head(self, head: ResponseHead, out: list[cmd.Command]) -> bool:
+        """Send the response head to the client, framed for it; False when the upstream broke the exchange."""
+        status = head.status
+        if status < 200:
+            if status == 101:
+                if not (self.head.upgrade and self.route is not None):
+                    self._broken("bad-upstream-response", f"upstream {self.upstream_host}: unexpected 101")
+                    return False
+                self.response_started = True
+                self.record.status = 101
+                headers = forward_response_headers(head.headers, framing=None, keep=WEBSOCKET_KEEP, lowered=head.lowered)
+                headers.insert(-1, (b"Connection", b"Upgrade"))
+                out.append(cmd.SendClient(write_response_head(101, headers, version="1.1")))
+                return True
+            headers = forward_response_headers(head.headers, framing=None, lowered=head.lowered)
+            out.append(cmd.SendClient(write_response_head(status, headers, version="1.1")))
+            return True
+        self.response_started = True
+        self.record.status = status
+        self.keep_alive = head.keep_alive
+        framing: tuple[bytes, bytes] | None
+        if head.body == "length":
+            framing = (b"Content-Length", str(head.content_length).encode())
+            self.client_framing = "length"
+        elif head.body in ("chunked", "close"):
+            if self.head.version == "1.1":
+                framing = (b"Transfer-Encoding", b"chunked")
+                self.client_framing = "chunked"
+            else:
+                framing = None
+                self.client_framing = "close"
+                self.close_after = True
+        else:
+            self.client_framing = "none"
+            framing = None
+            if status != 204:
+                original = head.values(b"content-length")
+                keep = bool(original) and (self.head.method == "HEAD" or status == 304)
+                framing = (b"Content-Length", original[0] if keep else b"0")
+        if not self.body_done:
+            self.close_after = True
+        headers = forward_response_headers(head.headers, framing=framing, lowered=head.lowered)
+        if self.close_after:
+            headers.append((b"Connection", b"close"))
+        if status == 401 and self.route is not None:
+            out.append(cmd.InvalidateSecret(self.route.name))
+        out.append(cmd.SendClient(write_response_head(status, headers, version=self.head.version)))
         return True
-
-    def _on_upstream_timeout(self, seconds: float, out: list[object]) -> None:
-        req = self._request
-        if req is None:
-            return
-        self._upstream_broken(
-            out, "upstream-timeout", f"upstream {req.upstream_host} timed out after {seconds:g} s"
-        )
-
-    def _upstream_broken(self, out: list[object], code: str, message: str) -> None:
-        """The upstream failed mid-exchange: answer with an error if nothing was sent yet, else abort."""
-        req = self._request
-        if self._leased:
-            self._leased = False
-            out.append(cmd.ReleaseUpstream(False))
-        self._response = None
-        if req is not None and req.response_started:
-            req.record.error = code
-            out.append(cmd.LogRequest(req.record))
-            self._request = None
-            self.mode = "closed"
-            out.append(cmd.CloseClient(abort=True))
-            return
-        self._fail(out, code, message)
-
-    def _on_client_closed(self, out: list[object]) -> None:
-        req = self._request
-        if self._leased:
-            self._leased = False
-            out.append(cmd.ReleaseUpstream(False))
-        if req is not None:
-            req.record.error = "client-closed"
-            out.append(cmd.LogRequest(req.record))
-            self._request = None
-        self._close(out)
-
-
-WEBSOCKET_KEEP = frozenset({b"upgrade"})
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def is_websocket(head: RequestHead) -> bool:
@@ -380,5 +280,6 @@ def is_websocket(head: RequestHead) -> bool:
 
 
 def host_value(host: str, port: int, default: int) -> bytes:
+    """The Host header value for ``host:port`` (the port left out when it is the scheme's ``default``)."""
     text = f"[{host}]" if ":" in host else host
     return (text if port == default else f"{text}:{port}").encode("ascii")

@@ -24,8 +24,10 @@ __all__ = [
     "FramingError",
     "Headers",
     "MessageEnd",
+    "RequestEvent",
     "RequestHead",
     "RequestParser",
+    "ResponseEvent",
     "ResponseHead",
     "ResponseParser",
     "Upgrade",
@@ -98,6 +100,12 @@ class Upgrade:
     """The parser stopped after a CONNECT or Upgrade head; ``leftover`` are the bytes that followed it."""
 
     leftover: bytes
+
+
+RequestEvent = RequestHead | Body | MessageEnd | Upgrade
+"""What :meth:`RequestParser.feed` returns, in order."""
+ResponseEvent = ResponseHead | Body | MessageEnd | Upgrade
+"""What :meth:`ResponseParser.feed` returns, in order."""
 
 
 class FramingError(Exception):
@@ -173,7 +181,7 @@ class RequestParser:
 
     def __init__(self, max_head: int = 65536) -> None:
         self._limit = _HeadCounter(max_head, 431)
-        self._events: list[object] = []
+        self._events: list[RequestEvent] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -244,9 +252,10 @@ class RequestParser:
         self._events.append(MessageEnd())
 
     # -- public -------------------------------------------------------------------------------------
-    def feed(self, data: bytes) -> list[object]:
+    def feed(self, data: bytes) -> list[RequestEvent]:
         """Parse ``data``; return the events it completed."""
-        events = self._events = []
+        events: list[RequestEvent] = []
+        self._events = events
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -283,7 +292,7 @@ class ResponseParser:
 
     def __init__(self, max_head: int = 65536) -> None:
         self._limit = _HeadCounter(max_head, 502)
-        self._events: list[object] = []
+        self._events: list[ResponseEvent] = []
         self._head_request = False
         self._reset()
 
@@ -391,9 +400,10 @@ class ResponseParser:
         if self._status >= 200:
             self._final_done = True
 
-    def feed(self, data: bytes) -> list[object]:
+    def feed(self, data: bytes) -> list[ResponseEvent]:
         """Parse ``data`` from the upstream; return the events it completed."""
-        events = self._events = []
+        events: list[ResponseEvent] = []
+        self._events = events
         if data:
             self._started = True
         try:
@@ -425,7 +435,7 @@ class ResponseParser:
                 raise FramingError(502, "upstream header block too large")
         return events
 
-    def feed_eof(self) -> list[object]:
+    def feed_eof(self) -> list[ResponseEvent]:
         """The upstream closed: end a read-until-close body, or raise if a message was cut short."""
         if self._in_body and self._body_kind == "close":
             self._in_body = False

@@ -131,12 +131,13 @@ def forward_request_headers(
     """
     tokens = connection_tokens(headers, lowered)
     header_name = getattr(route.auth, "header_name", None) if route is not None else None
+    drop: set[bytes] | frozenset[bytes]
     if tokens or keep:
-        drop = set((tokens | HOP_BY_HOP) - keep)
+        drop = dropped = set((tokens | HOP_BY_HOP) - keep)
         if route is not None:
-            drop.add(b"authorization")
+            dropped.add(b"authorization")
             if header_name:
-                drop.add(header_name.lower().encode("ascii"))
+                dropped.add(header_name.lower().encode("ascii"))
     else:
         drop = _request_drop(route is not None, header_name)
     if lowered is None:

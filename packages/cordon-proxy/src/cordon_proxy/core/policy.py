@@ -139,9 +139,9 @@ def blocked_reason(address: IPv4Address | IPv6Address) -> str | None:
     if address in METADATA_ADDRESSES:
         return METADATA
     if isinstance(address, IPv4Address):
-        for net, reason in _V4_RULES:
-            if address in net:
-                return reason
+        for net4, reason4 in _V4_RULES:
+            if address in net4:
+                return reason4
         return None
     if address.scope_id:  # a zone index only makes sense for non-global addresses
         address = IPv6Address(int(address))
@@ -152,9 +152,9 @@ def blocked_reason(address: IPv4Address | IPv6Address) -> str | None:
             return reason
     inner = embedded_ipv4(address)
     for candidate in inner:
-        reason = blocked_reason(candidate)
-        if reason is not None:
-            return reason
+        inner_reason = blocked_reason(candidate)
+        if inner_reason is not None:
+            return inner_reason
     if address in _NAT64_LOCAL:
         return RESERVED  # local-use NAT64 translates into the operator's own network
     if inner:

@@ -1,54 +1,68 @@
 """The per-connection state machine: ``Session.handle(event) -> list[Command]`` (sans-IO).
 
-Theory of operation. A client connection starts in *proxy* mode on cordon's plain listener:
+Theory of operation. Each connection is in one :class:`~cordon_proxy.core.states.State`; :data:`TRANSITIONS`
+lists, per state, the events it expects and the handler that runs. Any other event raises
+:class:`~cordon_proxy.core.states.ProtocolError` (``ClientClosed`` is expected everywhere; ``CLOSED`` ignores
+everything, since I/O already in flight may still report). Five commands (:data:`~cordon_proxy.core.commands.
+Awaited`) are answered by a reply that names them; the state that sent one waits for exactly that reply.
+:attr:`Session.next_read` tells the edge what to read next.
 
-* ``CONNECT host:port`` to a routed host → token check → ``200`` → :class:`StartClientTLS` → *mitm* mode,
-  where every request must name the CONNECT host (Host header, absolute-form authority, and the TLS SNI
-  reported by :class:`ClientTLSReady`), else 421 and nothing is forwarded.
-* ``CONNECT`` to any other host → SSRF check of every resolved address → :class:`OpenTunnel` → ``200`` →
-  :class:`Splice` (*tunnel* mode; the edge relays bytes, the session is done).
-* origin-form: only ``GET /health`` with ``Host: 127.0.0.1:<port>`` or ``localhost:<port>``; else 400.
-* absolute-form ``http://``: unrouted → SSRF-checked and forwarded; routed → 403 unless the route sets
-  ``allow_plain_http``.
+A connection starts on cordon's plain listener (``IDLE``, no tunnel):
 
-A routed request is forwarded as: :class:`FetchSecret` → :class:`OpenUpstream` (TLS verified for the route
-host) → re-serialised head with the injected header → body streamed → response streamed back. One request is
-in flight per connection; pipelined requests wait in ``_pending``. ``wants_client_data`` tells the edge when
-to read from the client (backpressure: never more than one read ahead).
+* ``CONNECT host:port`` to a routed host → token check → ``200`` → ``HANDSHAKE`` (:class:`StartClientTLS`) →
+  ``IDLE`` inside the MITM tunnel, where every request must name the CONNECT host (Host header,
+  absolute-form authority, and the TLS SNI of :class:`ClientTLSReady`), else 421 and nothing is forwarded.
+* ``CONNECT`` to any other host → SSRF check of every resolved address (``RESOLVE``) → ``OPEN_TUNNEL`` →
+  ``200`` → ``SPLICED`` (the edge relays bytes).
+* origin-form: only ``GET /health`` with ``Host: 127.0.0.1:<port>`` or ``localhost:<port>``; else 400. The
+  answer is ``Settings.health(query)`` (the identity proof, ``cordon_config.identity``) and the connection is
+  closed after it.
+* With proxy tokens on, every CONNECT and every absolute-form request needs a valid ``Proxy-Authorization``
+  (routed or not); a connection whose token has since ended (``Settings.token_valid``) is refused at its next
+  request head.
+* absolute-form ``http://``: unrouted → SSRF-checked (``RESOLVE``) and forwarded; routed → 403 unless the
+  route sets ``allow_plain_http``.
 
-Also here: a WebSocket upgrade inside a MITM tunnel is injected like any request and, after the upstream's
-``101``, handed to the edge as a :class:`Splice` of both connections; a bodyless GET/HEAD/OPTIONS that meets a
-pooled connection the upstream had already closed (no response byte) is resent once on a fresh connection.
+A routed request, once its head is accepted, is *admitted* (:meth:`Session._admit`, the policy step before any
+secret is fetched) → ``SECRET`` (:class:`FetchSecret`) → ``OPEN_UPSTREAM`` (TLS verified for the route host) →
+``FORWARD``: the :class:`~cordon_proxy.core.exchange.Exchange` sends the re-serialised head with the injected
+header, streams the body and relays the response → ``IDLE``. One request is in flight per connection;
+pipelined requests wait in ``_pending``. A WebSocket upgrade inside a MITM tunnel is injected like any request
+and, after the upstream's ``101``, handed to the edge as a :class:`Splice` of both connections; a bodyless
+GET/HEAD/OPTIONS that meets a pooled connection the upstream had already closed (no response byte) is resent
+once on a fresh connection.
+
+Settings are read from one :class:`SettingsRef` at each request head: a swap applies to the next request of
+every connection, never to one already in flight.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from cordon_config.model import Route
+from cordon_config.model import Config, Limits, Route
 
 from cordon_proxy.core import commands as cmd
 from cordon_proxy.core import events as ev
 from cordon_proxy.core.errors import error_response
-from cordon_proxy.core.exchange import Forwarding, Request, host_value, is_websocket
+from cordon_proxy.core.exchange import Exchange, Outcome, host_value, is_websocket
 from cordon_proxy.core.http1 import (
-    LAST_CHUNK,
     Body,
     FramingError,
     Headers,
     MessageEnd,
+    RequestEvent,
     RequestHead,
     RequestParser,
     ResponseParser,
     Upgrade,
-    encode_chunk,
     write_response_head,
 )
-from cordon_proxy.core.inject import injected_header  # noqa: F401 - kept importable here (fault-injection tests)
+from cordon_proxy.core.inject import InjectionError, injected_header
 from cordon_proxy.core.policy import (
     TargetError,
     blocked_name,
@@ -58,129 +72,159 @@ from cordon_proxy.core.policy import (
     self_connect,
 )
 from cordon_proxy.core.routing import AuthorityError, find_route, parse_absolute, parse_authority, same_host
+from cordon_proxy.core.states import ProtocolError, Read, State
 
-__all__ = ["Session", "Settings"]
+__all__ = ["TRANSITIONS", "Session", "Settings", "SettingsRef", "Tunnel"]
 
 IPAddress = IPv4Address | IPv6Address
-LOOPBACK_REASON = "loopback address"
+CONNECTION_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """What every session of one proxy shares (built once at start)."""
+    """What the sessions of one proxy share; replaced as a whole (:class:`SettingsRef`), never changed."""
 
     routes: Sequence[Route]
     listen_port: int
     version: str = "0"
     max_head: int = 65536
     verify_token: Callable[[str], str | None] | None = None
-    allow_loopback: bool = False  # test-only (CORDON_TEST_ALLOW_LOOPBACK); never set in product
+    limits: Limits = field(default_factory=Limits)  # the edge's timeouts and connection limit
+    config: Config | None = None  # the cordon.toml these came from (secret sources read their settings there)
+    #: GET /health's answer for its query string (None: a malformed query, 400); default: {"status": "ok"}
+    health: Callable[[str], Mapping[str, object] | None] | None = None
+    #: whether the token a connection authenticated with (as ``verify_token`` named it) still holds
+    token_valid: Callable[[str], bool] | None = None
 
-    def health_body(self) -> bytes:
-        return json.dumps({"status": "ok", "version": self.version, "routes": len(self.routes)}).encode()
+    @classmethod
+    def from_config(
+        cls, config: Config, *, version: str, verify_token: Callable[[str], str | None] | None,
+        health: Callable[[str], Mapping[str, object] | None] | None = None,
+        token_valid: Callable[[str], bool] | None = None,
+    ) -> Settings:
+        return cls(
+            routes=config.routes,
+            listen_port=config.listen,
+            version=version,
+            max_head=config.limits.header_bytes,
+            verify_token=verify_token,
+            limits=config.limits,
+            config=config,
+            health=health,
+            token_valid=token_valid,
+        )
+
+    def health_body(self, query: str = "") -> bytes | None:
+        """The JSON body of GET /health?``query``, or None when the query is malformed."""
+        if self.health is not None:
+            answer = self.health(query)
+        else:
+            answer = None if query else {"status": "ok"}
+        return None if answer is None else json.dumps(answer, separators=(",", ":")).encode()
 
 
-class Session(Forwarding):
-    """One client connection's protocol state. Feed events with :meth:`handle`; perform the commands."""
+class SettingsRef:
+    """The one swappable reference to the current :class:`Settings` (a reload calls :meth:`swap`)."""
+
+    __slots__ = ("current",)
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.mode = "proxy"  # proxy | handshake | mitm | tunnel | closed
-        self.phase = "idle"  # idle | secret | resolve | connect | forward
-        self._parser = RequestParser(settings.max_head)
-        self._pending: deque[object] = deque()
-        self._request: Request | None = None
-        self._head: RequestHead | None = None  # the head being handled before it has a Request (or answered)
-        self._response: ResponseParser | None = None  # the exchange in flight (``_response_parser`` or None)
-        self._response_parser: ResponseParser | None = None
+        self.current = settings
+
+    def swap(self, settings: Settings) -> None:
+        """New requests (on new and existing connections) use ``settings``; requests in flight keep theirs."""
+        self.current = settings
+
+
+@dataclass(slots=True)
+class Tunnel:
+    """The MITM tunnel a connection is inside: the CONNECT target and its route."""
+
+    host: str
+    port: int
+    route: Route
+    routes: Sequence[Route] = ()  # the settings' routes it was found in (a reload gives new ones)
+    host_ok: bytes | None = None  # the last Host value checked against this tunnel (the same one is accepted)
+    host_header: bytes = b""  # the Host header sent upstream
+
+    def named_by(self, host: str, port: int | None) -> bool:
+        return same_host(host, self.host) and (port is None or port == self.port)
+
+
+class Session:
+    """One client connection's protocol state. Feed events with :meth:`handle`; carry out the commands."""
+
+    def __init__(self, settings: Settings | SettingsRef) -> None:
+        self._settings_ref = settings if isinstance(settings, SettingsRef) else SettingsRef(settings)
+        self.settings = self._settings_ref.current  # those of the request being handled
+        self.state = State.IDLE
+        self.tunnel: Tunnel | None = None  # set by a CONNECT to a routed host: requests are read inside it
+        self.token_name: str | None = None  # the proxy token this connection authenticated with
+        self._awaiting: cmd.Awaited | None = None  # the command whose reply the state waits for
+        self._parser = RequestParser(self.settings.max_head)
+        self._pending: deque[RequestEvent] = deque()  # parsed client events not yet handled (pipelining)
+        self._head: RequestHead | None = None  # the request being handled (answered or forwarded)
+        self._record: cmd.RequestRecord | None = None  # its log record
+        self._exchange: Exchange | None = None  # its exchange, once it is to be forwarded
+        self._target: tuple[str, int] = ("", 0)  # the unrouted CONNECT target being checked or tunnelled
+        self._leftover = b""  # client bytes that followed a CONNECT head
+        self._linger = False  # closed while the client still sends a body: read it off, then close
+        self._response_parser: ResponseParser | None = None  # one per session, reset per exchange (no gc cycle)
         self._injected_for: tuple[Route, object, tuple[bytes, bytes]] | None = None  # route, secret, header
-        self._leased = False
-        self.tunnel_host = ""
-        self.tunnel_port = 0
-        self.tunnel_route: Route | None = None
-        self.token_name: str | None = None
-        self._connect_record: cmd.RequestRecord | None = None
-        self._connect_leftover = b""
-        self._injected: tuple[bytes, bytes] | None = None
-        self._response_keep_alive = False
-        self._upstream_reused = False
-        self._last_injected: tuple[bytes, bytes] | None = None
-        self._tunnel_host_ok: bytes | None = None  # the last Host value checked against this MITM tunnel
-        self._tunnel_host_header = b""  # the Host header sent upstream for this MITM tunnel
 
     # -- what the edge asks ---------------------------------------------------------------------------
     @property
-    def wants_client_data(self) -> bool:
-        """True when the edge should read from the client now."""
-        if self.mode not in ("proxy", "mitm") or self._pending:
-            return False
-        if self.phase == "idle":
-            return True
-        return self.phase == "forward" and self._request is not None and not self._request.body_done
+    def next_read(self) -> Read:
+        """What the edge reads next (and so which timeout applies)."""
+        state = self.state
+        if state is State.FORWARD:
+            exchange = self._exchange
+            assert exchange is not None
+            return Read.RESPONSE if exchange.body_done else Read.BODY
+        if state is State.IDLE:
+            return Read.HEAD if self._parser.in_head else Read.REQUEST
+        if state is State.CLOSED:
+            return Read.DISCARD if self._linger else Read.DONE
+        if state is State.SPLICED:
+            return Read.DONE
+        return Read.REPLY
 
     @property
-    def idle(self) -> bool:
-        """True between requests (the client idle timeout applies)."""
-        return self.mode in ("proxy", "mitm") and self.phase == "idle" and not self._pending
-
-    @property
-    def receiving_head(self) -> bool:
-        """True while part of a request head has arrived but not all of it (the head timeout applies)."""
-        return self.idle and self._parser.in_head
-
-    @property
-    def awaiting_response_head(self) -> bool:
-        """True while the upstream owes the response head (the response-header timeout applies)."""
-        req = self._request
-        return self.phase == "forward" and req is not None and not req.response_started
+    def awaiting(self) -> cmd.Awaited | None:
+        """The command whose reply the session waits for, if any."""
+        return self._awaiting
 
     @property
     def closed(self) -> bool:
-        return self.mode == "closed"
+        return self.state is State.CLOSED
 
     # -- the entry point ------------------------------------------------------------------------------
-    def handle(self, event: object) -> list[object]:
+    def handle(self, event: ev.Event) -> list[cmd.Command]:
         """Advance the state machine by one event; return the commands to carry out, in order."""
-        out: list[object] = []
-        if self.mode == "closed":
-            return out
-        if isinstance(event, ev.ClientData):
-            self._on_client_data(event.data, out)
-        elif isinstance(event, ev.UpstreamData):
-            self._on_upstream_data(event.data, out)
-        elif isinstance(event, ev.SecretReady):
-            self._on_secret(event, out)
-        elif isinstance(event, ev.UpstreamConnected):
-            self._upstream_reused = event.reused
-            self._on_upstream_connected(out)
-        elif isinstance(event, ev.ClientTLSReady):
-            self._on_client_tls(event, out)
-        elif isinstance(event, ev.SecretFailed):
-            self._fail(out, "secret-unavailable", event.reason)
-        elif isinstance(event, ev.Resolved):
-            self._on_resolved(event.addresses, out)
-        elif isinstance(event, ev.ResolveFailed | ev.UpstreamFailed):
-            self._leased = False
-            code = event.code if isinstance(event, ev.UpstreamFailed) else "upstream-failed"
-            self._fail(out, code, event.message if isinstance(event, ev.UpstreamFailed) else event.reason)
-        elif isinstance(event, ev.TunnelConnected):
-            self._on_tunnel_connected(out)
-        elif isinstance(event, ev.UpstreamClosed):
-            self._on_upstream_closed(out)
-        elif isinstance(event, ev.UpstreamTimeout):
-            self._on_upstream_timeout(event.seconds, out)
-        elif isinstance(event, ev.ClientClosed):
-            self._on_client_closed(out)
-        else:
-            raise TypeError(f"unknown event {event!r}")
+        state = self.state
+        handler = TRANSITIONS[state].get(type(event))
+        if handler is None:
+            if state is State.CLOSED:
+                return []
+            raise ProtocolError(f"{type(event).__name__} is not expected in state {state.name}")
+        out: list[cmd.Command] = []
+        getattr(self, handler)(event, out)
         return out
 
-    # -- client side ----------------------------------------------------------------------------------
-    def _on_client_data(self, data: bytes, out: list[object]) -> None:
-        if self.mode not in ("proxy", "mitm"):
-            return
+    def _await(self, command: cmd.Awaited, state: State, out: list[cmd.Command]) -> None:
+        self._awaiting = command
+        self.state = state
+        out.append(command)
+
+    def _reply(self, event: ev.Reply) -> None:
+        if event.for_ is not self._awaiting:
+            raise ProtocolError(f"{type(event).__name__} answers a command this session is not awaiting")
+        self._awaiting = None
+
+    # -- client bytes (IDLE, FORWARD) -----------------------------------------------------------------
+    def _on_client_data(self, event: ev.ClientData, out: list[cmd.Command]) -> None:
         try:
-            self._parse(data)
+            self._parse(event.data)
         except FramingError as exc:
             self._pending.clear()
             code = "header-too-large" if exc.status == 431 else "bad-request"
@@ -191,79 +235,81 @@ class Session(Forwarding):
 
     def _parse(self, data: bytes) -> None:
         events = self._parser.feed(data)
-        if events and isinstance(events[-1], Upgrade):
+        if events and type(events[-1]) is Upgrade:
             head = next((e for e in events if isinstance(e, RequestHead)), None)
-            if head is not None and self.mode == "mitm" and is_websocket(head):
+            if head is not None and self.tunnel is not None and is_websocket(head):
                 head.upgrade = True
             elif head is None or head.method != "CONNECT":
                 # Non-CONNECT Upgrade (h2c, websocket): treated as an ordinary request; Upgrade is hop-by-hop.
-                leftover = events.pop().leftover
+                last = events.pop()
+                assert isinstance(last, Upgrade)
                 self._pending.extend(events)
-                if leftover:
-                    self._parse(leftover)
+                if last.leftover:
+                    self._parse(last.leftover)
                 return
         self._pending.extend(events)
 
-    def _pump(self, out: list[object]) -> None:
-        """Process queued parser events as far as the current phase allows."""
+    def _pump(self, out: list[cmd.Command]) -> None:
+        """Handle queued parser events as far as the state allows (a pipelined request waits for ``IDLE``)."""
         pending = self._pending
-        while pending and self.mode in ("proxy", "mitm"):
-            event = pending[0]
-            if self.phase == "idle":
-                pending.popleft()
-                if isinstance(event, RequestHead):
-                    event.upgrade = event.upgrade and self.mode == "mitm" and is_websocket(event)
-                    self._on_request_head(event, out)
-                elif isinstance(event, Upgrade) and event.leftover:
+        while pending:
+            state = self.state
+            if state is State.IDLE:
+                item = pending.popleft()
+                if type(item) is RequestHead:
+                    item.upgrade = item.upgrade and self.tunnel is not None and is_websocket(item)
+                    self._on_request_head(item, out)
+                elif isinstance(item, Upgrade) and item.leftover:
                     # a WebSocket upgrade that the upstream declined: its leftover is the next request
                     try:
-                        self._parse(event.leftover)
+                        self._parse(item.leftover)
                     except FramingError:
                         self._fail(out, "bad-request", "malformed request")
                         return
                 continue
-            if self.phase != "forward":
+            if state is not State.FORWARD:
                 return
-            req = self._request
-            if req is None or req.body_done:
+            exchange = self._exchange
+            assert exchange is not None
+            if exchange.body_done:
                 return  # pipelined next request: wait until the response is complete
-            pending.popleft()
-            if isinstance(event, Body):
-                data = encode_chunk(event.data) if req.head.body == "chunked" else event.data
-                if data:
-                    out.append(cmd.SendUpstream(data))
-            elif isinstance(event, MessageEnd):
-                req.body_done = True
-                if req.head.body == "chunked":
-                    out.append(cmd.SendUpstream(LAST_CHUNK))
-                if req.record.status:  # the response finished before the request body did
-                    self._finish_request(out)
+            item = pending.popleft()
+            if type(item) is Body:
+                exchange.body_to_upstream(item.data, out)
+            elif type(item) is MessageEnd:
+                exchange.request_end(out)
+                if exchange.record.status:  # the response finished before the request body did
+                    self._finish(out)
 
-    def _on_request_head(self, head: RequestHead, out: list[object]) -> None:
+    # -- a request head (IDLE) ------------------------------------------------------------------------
+    def _on_request_head(self, head: RequestHead, out: list[cmd.Command]) -> None:
+        settings = self.settings = self._settings_ref.current
         self._head = head
-        record = cmd.RequestRecord(head.method, "", "", token=self.token_name)
+        record = self._record = cmd.RequestRecord(head.method, "", "", token=self.token_name)
         out.append(cmd.RequestStarted())
-        if self.mode == "mitm":
-            self._on_tunnel_request(head, record, out)
+        token = self.token_name
+        if token is not None and settings.token_valid is not None and not settings.token_valid(token):
+            record.host = self.tunnel.host if self.tunnel is not None else "?"
+            self._answer(out, record, "proxy-auth-required", "proxy authentication required (the token has ended)")
             return
-        if head.method == "CONNECT":
+        if self.tunnel is not None:
+            self._on_tunnel_request(self.tunnel, head, record, out)
+        elif head.method == "CONNECT":
             self._on_connect(head, record, out)
-            return
-        target = head.target
-        if target.startswith("/") or target == "*":
+        elif head.target.startswith("/") or head.target == "*":
             self._on_origin_form(head, record, out)
-            return
-        self._on_absolute_form(head, record, out)
+        else:
+            self._on_absolute_form(head, record, out)
 
-    def _skip_body(self, head: RequestHead) -> None:
+    def _skip_body(self) -> None:
         """Drop the queued MessageEnd/Upgrade that belong to a head that is answered locally."""
         while self._pending and isinstance(self._pending[0], MessageEnd | Upgrade):
             item = self._pending.popleft()
             if isinstance(item, Upgrade):
-                self._connect_leftover = item.leftover
+                self._leftover = item.leftover
 
     # origin-form: /health only
-    def _on_origin_form(self, head: RequestHead, record: cmd.RequestRecord, out: list[object]) -> None:
+    def _on_origin_form(self, head: RequestHead, record: cmd.RequestRecord, out: list[cmd.Command]) -> None:
         path = head.target.split("?", 1)[0]
         record.path = path
         record.host = "cordon"
@@ -276,25 +322,27 @@ class Session(Forwarding):
         if len(hosts) != 1 or hosts[0].lower() not in allowed:
             self._answer(out, record, "bad-request", "GET /health needs Host 127.0.0.1:<port> or localhost:<port>")
             return
-        self._skip_body(head)
-        body = self.settings.health_body()
+        body = self.settings.health_body(head.target.partition("?")[2])
+        if body is None:
+            self._answer(out, record, "bad-request", "malformed /health query (expected nonce=<64 hex>&auth=<hex>)")
+            return
+        self._skip_body()
         headers: Headers = [
             (b"Content-Type", b"application/json"),
             (b"Content-Length", str(len(body)).encode()),
             (b"Cache-Control", b"no-store"),
+            (b"Connection", b"close"),  # one answer per connection: a /health loop cannot hold a slot
         ]
-        if not head.keep_alive:
-            headers.append((b"Connection", b"close"))
         out.append(cmd.SendClient(write_response_head(200, headers, version="1.1") + body))
         record.status = 200
         record.bytes = len(body)
         out.append(cmd.LogRequest(record))
-        if not head.keep_alive:
-            self._close(out)
+        self._head = self._record = None
+        self._close(out)
 
     # CONNECT
-    def _on_connect(self, head: RequestHead, record: cmd.RequestRecord, out: list[object]) -> None:
-        self._skip_body(head)
+    def _on_connect(self, head: RequestHead, record: cmd.RequestRecord, out: list[cmd.Command]) -> None:
+        self._skip_body()
         try:
             host, port = parse_connect_target(head.target)
         except TargetError as exc:
@@ -304,97 +352,101 @@ class Session(Forwarding):
         record.host = f"{host}:{port}"
         route = find_route(self.settings.routes, host, port)
         record.route = route.name if route else None
-        if not self._check_token(head, routed=route is not None, record=record, out=out):
+        if not self._check_token(head, record=record, out=out):
             return
-        if route is not None:
-            if self._connect_leftover:
-                self._answer(out, record, "bad-request", "malformed request: data sent before the tunnel opened")
-                return
-            self.tunnel_host, self.tunnel_port, self.tunnel_route = route.host, port, route
-            self.mode = "handshake"
-            out.append(cmd.SendClient(b"HTTP/1.1 200 Connection established\r\n\r\n"))
-            record.status = 200
-            out.append(cmd.LogRequest(record))
-            out.append(cmd.StartClientTLS(route.host))
+        if route is None:
+            self._target = (host, port)
+            self._check_destination(host, port, record, out)
             return
-        self.tunnel_host, self.tunnel_port = host, port
-        self._connect_record = record
-        self._check_destination(host, port, record, out, tunnel=True)
-
-    def _check_destination(
-        self, host: str, port: int, record: cmd.RequestRecord, out: list[object], *, tunnel: bool
-    ) -> None:
-        """Unrouted destination: refuse local names, check literals at once, else ask for resolution."""
-        name_reason = blocked_name(host)
-        if name_reason is not None and not self.settings.allow_loopback:
-            self._answer(out, record, "blocked", f"destination {host} is not allowed ({name_reason})")
+        if self._leftover:
+            self._answer(out, record, "bad-request", "malformed request: data sent before the tunnel opened")
             return
-        address = literal_address(host)
-        if address is not None:
-            self._on_resolved([address], out)
-            return
-        self.phase = "resolve"
-        out.append(cmd.Resolve(host, port))
-
-    def _on_resolved(self, addresses: list[IPAddress], out: list[object]) -> None:
-        record = self._connect_record if self.mode == "proxy" and self._request is None else None
-        req = self._request
-        if record is None and req is not None:
-            record = req.record
-        if record is None:
-            return
-        host, port = (self.tunnel_host, self.tunnel_port) if req is None else (req.upstream_host, req.upstream_port)
-        if not addresses:
-            self._answer(out, record, "upstream-failed", f"upstream {host}: name did not resolve")
-            return
-        for address in addresses:
-            reason = blocked_reason(address)
-            if reason == LOOPBACK_REASON and self.settings.allow_loopback:
-                reason = None
-            if reason is None and self_connect(address, port, self.settings.listen_port):
-                reason = "the proxy itself"
-            if reason is not None:
-                self._answer(out, record, "blocked", f"destination {address} is not allowed ({reason})")
-                return
-        self.phase = "connect"
-        if req is None:
-            out.append(cmd.OpenTunnel(host, port, tuple(addresses)))
-        else:
-            req.addresses = tuple(addresses)
-            self._leased = True
-            out.append(cmd.OpenUpstream(host, port, None, tuple(addresses)))
-
-    def _on_tunnel_connected(self, out: list[object]) -> None:
-        record = self._connect_record or cmd.RequestRecord("CONNECT", self.tunnel_host, "")
+        self.tunnel = Tunnel(route.host, port, route, self.settings.routes)
+        out.append(cmd.SendClient(CONNECTION_ESTABLISHED))
         record.status = 200
-        self.mode = "tunnel"
-        self.phase = "idle"
-        out.append(cmd.SendClient(b"HTTP/1.1 200 Connection established\r\n\r\n"))
-        out.append(cmd.Splice(self._connect_leftover, record))
-        self._connect_leftover = b""
+        out.append(cmd.LogRequest(record))
+        self._head = self._record = None
+        self._await(cmd.StartClientTLS(route.host), State.HANDSHAKE, out)
 
-    def _on_client_tls(self, event: ev.ClientTLSReady, out: list[object]) -> None:
-        if self.mode != "handshake":
-            return
-        if event.sni is None or not same_host(event.sni, self.tunnel_host):
-            record = cmd.RequestRecord("TLS", self.tunnel_host, "", route=self.tunnel_route and self.tunnel_route.name)
+    def _on_client_tls(self, event: ev.ClientTLSReady, out: list[cmd.Command]) -> None:
+        self._reply(event)
+        tunnel = self.tunnel
+        assert tunnel is not None
+        if event.sni is None or not same_host(event.sni, tunnel.host):
+            record = cmd.RequestRecord("TLS", tunnel.host, "", route=tunnel.route.name)
             record.status = 421
             record.error = "host-mismatch"
             out.append(cmd.LogRequest(record))
             self._close(out)
             return
-        self.mode = "mitm"
-        self.phase = "idle"
+        self.state = State.IDLE
         self._parser = RequestParser(self.settings.max_head)
-        if self.tunnel_route is not None:
-            out.append(cmd.MitmStarted(self.tunnel_host, self.tunnel_route.name))
+        out.append(cmd.MitmStarted(tunnel.host, tunnel.route.name))
+
+    # unrouted destinations (CONNECT tunnels and plain http://)
+    def _check_destination(self, host: str, port: int, record: cmd.RequestRecord, out: list[cmd.Command]) -> None:
+        """Refuse local names, check literals at once, else ask for resolution."""
+        name_reason = blocked_name(host)
+        if name_reason is not None:
+            self._answer(out, record, "blocked", f"destination {host} is not allowed ({name_reason})")
+            return
+        address = literal_address(host)
+        if address is not None:
+            self._check_addresses([address], out)
+            return
+        self._await(cmd.Resolve(host, port), State.RESOLVE, out)
+
+    def _on_resolved(self, event: ev.Resolved, out: list[cmd.Command]) -> None:
+        self._reply(event)
+        self._check_addresses(event.addresses, out)
+
+    def _check_addresses(self, addresses: list[IPAddress], out: list[cmd.Command]) -> None:
+        """Every address must pass the SSRF policy; then open the tunnel or the upstream connection."""
+        record = self._record
+        assert record is not None
+        exchange = self._exchange
+        host, port = self._target if exchange is None else (exchange.upstream_host, exchange.upstream_port)
+        if not addresses:
+            self._answer(out, record, "upstream-failed", f"upstream {host}: name did not resolve")
+            return
+        for address in addresses:
+            reason = blocked_reason(address)
+            if reason is None and self_connect(address, port, self.settings.listen_port):
+                reason = "the proxy itself"
+            if reason is not None:
+                self._answer(out, record, "blocked", f"destination {address} is not allowed ({reason})")
+                return
+        if exchange is None:
+            self._await(cmd.OpenTunnel(host, port, tuple(addresses)), State.OPEN_TUNNEL, out)
+        else:
+            exchange.addresses = tuple(addresses)
+            self._await(exchange.open_command(), State.OPEN_UPSTREAM, out)
+
+    def _on_tunnel_connected(self, event: ev.TunnelConnected, out: list[cmd.Command]) -> None:
+        self._reply(event)
+        record = self._record
+        assert record is not None
+        record.status = 200
+        self.state = State.SPLICED
+        out.append(cmd.SendClient(CONNECTION_ESTABLISHED))
+        out.append(cmd.Splice(self._leftover, record))
+        self._leftover = b""
 
     # requests inside a MITM tunnel
-    def _on_tunnel_request(self, head: RequestHead, record: cmd.RequestRecord, out: list[object]) -> None:
-        route = self.tunnel_route
-        assert route is not None
+    def _on_tunnel_request(
+        self, tunnel: Tunnel, head: RequestHead, record: cmd.RequestRecord, out: list[cmd.Command]
+    ) -> None:
+        if tunnel.routes is not self.settings.routes:  # reloaded: this request follows the current route
+            current = find_route(self.settings.routes, tunnel.host, tunnel.port)
+            if current is None:
+                record.host = tunnel.host
+                self._answer(out, record, "host-mismatch",
+                             f"no route for {tunnel.host} since the last reload: open a new connection")
+                return
+            tunnel.route, tunnel.routes, tunnel.host_header = current, self.settings.routes, b""
+        route = tunnel.route
         record.route = route.name
-        record.host = self.tunnel_host
+        record.host = tunnel.host
         target = head.target
         if head.method == "CONNECT":
             record.path = ""
@@ -408,45 +460,37 @@ class Session(Forwarding):
             except AuthorityError as exc:
                 self._answer(out, record, "bad-request", f"malformed request: {exc}")
                 return
-            if scheme != "https" or not self._names_tunnel(host, port):
+            if scheme != "https" or not tunnel.named_by(host, port):
                 record.path = path.split("?", 1)[0]
-                self._answer(
-                    out, record, "host-mismatch", f"request host {host} does not match tunnel host {self.tunnel_host}"
-                )
+                self._answer(out, record, "host-mismatch", f"request host {host} does not match tunnel host {tunnel.host}")
                 return
         record.path = path.split("?", 1)[0]
         hosts = head.values(b"host")
         if len(hosts) != 1 and head.version == "1.1":
             self._answer(out, record, "bad-request", "malformed request: exactly one Host header is required")
             return
-        if hosts and hosts[0] != self._tunnel_host_ok:  # the same value as the last accepted one is accepted
+        if hosts and hosts[0] != tunnel.host_ok:
             try:
                 host, port = parse_authority(hosts[0].decode("ascii"))
             except (AuthorityError, UnicodeDecodeError):
                 self._answer(out, record, "bad-request", "malformed request: invalid Host header")
                 return
-            if not self._names_tunnel(host, port):
-                self._answer(
-                    out, record, "host-mismatch", f"request host {host} does not match tunnel host {self.tunnel_host}"
-                )
+            if not tunnel.named_by(host, port):
+                self._answer(out, record, "host-mismatch", f"request host {host} does not match tunnel host {tunnel.host}")
                 return
-            self._tunnel_host_ok = hosts[0]
-        req = self._start_request(head, record, path)
-        req.route = route
-        req.upstream_host = route.host
-        req.upstream_port = self.tunnel_port
-        req.upstream_tls = route.host
-        if not self._tunnel_host_header:
-            self._tunnel_host_header = host_value(route.host, self.tunnel_port, 443)
-        req.host_header = self._tunnel_host_header
-        self.phase = "secret"
-        out.append(cmd.FetchSecret(route))
-
-    def _names_tunnel(self, host: str, port: int | None) -> bool:
-        return same_host(host, self.tunnel_host) and (port is None or port == self.tunnel_port)
+            tunnel.host_ok = hosts[0]
+        exchange = self._exchange = Exchange(head, record, path)
+        exchange.route = route
+        exchange.upstream_host = route.host
+        exchange.upstream_port = tunnel.port
+        exchange.upstream_tls = route.host
+        if not tunnel.host_header:
+            tunnel.host_header = host_value(route.host, tunnel.port, 443)
+        exchange.host_header = tunnel.host_header
+        self._admit(exchange, out)
 
     # absolute-form on the plain listener
-    def _on_absolute_form(self, head: RequestHead, record: cmd.RequestRecord, out: list[object]) -> None:
+    def _on_absolute_form(self, head: RequestHead, record: cmd.RequestRecord, out: list[cmd.Command]) -> None:
         try:
             scheme, host, port, path = parse_absolute(head.target)
         except AuthorityError as exc:
@@ -461,20 +505,19 @@ class Session(Forwarding):
         port = port or 80
         route = find_route(self.settings.routes, host, port)
         record.route = route.name if route else None
-        if not self._check_token(head, routed=route is not None, record=record, out=out):
+        if not self._check_token(head, record=record, out=out):
             return
-        req = self._start_request(head, record, path)
-        req.upstream_host = host
-        req.upstream_port = port
-        req.host_header = host_value(host, port, 80)
+        exchange = self._exchange = Exchange(head, record, path)
+        exchange.upstream_host = host
+        exchange.upstream_port = port
+        exchange.host_header = host_value(host, port, 80)
         if route is None:
-            self._check_destination(host, port, record, out, tunnel=False)
+            self._check_destination(host, port, record, out)
             return
         if not route.allow_plain_http:
             self._answer(out, record, "https-required", f'route "{route.name}" requires https')
             return
-        hosts = head.values(b"host")
-        for value in hosts:
+        for value in head.values(b"host"):
             try:
                 h, p = parse_authority(value.decode("ascii"))
             except (AuthorityError, UnicodeDecodeError):
@@ -483,26 +526,18 @@ class Session(Forwarding):
             if not same_host(h, host) or (p is not None and p != port):
                 self._answer(out, record, "host-mismatch", f"request host {h} does not match target host {host}")
                 return
-        req.route = route
-        req.upstream_host = route.host
-        req.host_header = host_value(route.host, port, 80)
-        self.phase = "secret"
-        out.append(cmd.FetchSecret(route))
+        exchange.route = route
+        exchange.upstream_host = route.host
+        exchange.host_header = host_value(route.host, port, 80)
+        self._admit(exchange, out)
 
-    def _start_request(self, head: RequestHead, record: cmd.RequestRecord, path: str) -> Request:
-        req = Request(head, record)
-        req.path = path
-        self._request = req
-        return req
-
-    def _check_token(self, head: RequestHead, *, routed: bool, record: cmd.RequestRecord, out: list[object]) -> bool:
+    def _check_token(self, head: RequestHead, *, record: cmd.RequestRecord, out: list[cmd.Command]) -> bool:
+        """With proxy tokens on, every tunnel and every forwarded request needs a valid one, routed or not."""
         verify = self.settings.verify_token
         if verify is None:
             return True
         values = head.values(b"proxy-authorization")
         if not values:
-            if not routed:
-                return True
             self._answer(out, record, "proxy-auth-required", "proxy authentication required")
             return False
         name: str | None = None
@@ -516,21 +551,167 @@ class Session(Forwarding):
             return False
         self.token_name = name
         record.token = name
+        out.append(cmd.Authenticated(name))
         return True
 
+    # -- a routed request: admitted, secret, upstream, forward ----------------------------------------
+    def _admit(self, exchange: Exchange, out: list[cmd.Command]) -> None:
+        """The head is accepted and bound to its route: the policy step before any secret is fetched."""
+        route = exchange.route
+        assert route is not None
+        self._await(cmd.FetchSecret(route), State.SECRET, out)
+
+    def _on_secret(self, event: ev.SecretReady, out: list[cmd.Command]) -> None:
+        self._reply(event)
+        exchange = self._exchange
+        assert exchange is not None and exchange.route is not None
+        route = exchange.route
+        cached = self._injected_for
+        if cached is not None and cached[0] is route and cached[1] is event.secret:
+            injected = cached[2]  # the same secret object (a secret-cache hit) for the same route: same header
+        else:
+            try:
+                injected = injected_header(route, event.secret)
+            except InjectionError as exc:
+                self._fail(out, "secret-unavailable", str(exc))
+                return
+            self._injected_for = (route, event.secret, injected)
+        exchange.injected = injected
+        self._await(exchange.open_command(), State.OPEN_UPSTREAM, out)
+
+    def _on_secret_failed(self, event: ev.SecretFailed, out: list[cmd.Command]) -> None:
+        self._reply(event)
+        self._fail(out, "secret-unavailable", event.reason)
+
+    def _on_resolve_failed(self, event: ev.ResolveFailed, out: list[cmd.Command]) -> None:
+        self._reply(event)
+        self._fail(out, "upstream-failed", event.reason)
+
+    def _on_upstream_failed(self, event: ev.UpstreamFailed, out: list[cmd.Command]) -> None:
+        self._reply(event)
+        self._fail(out, event.code, event.message)
+
+    def _on_upstream_connected(self, event: ev.UpstreamConnected, out: list[cmd.Command]) -> None:
+        self._reply(event)
+        exchange = self._exchange
+        assert exchange is not None
+        parser = self._response_parser
+        if parser is None:
+            parser = self._response_parser = ResponseParser(self.settings.max_head)
+        else:
+            parser.reset()
+        self.state = State.FORWARD
+        out.append(cmd.SendUpstream(exchange.request_head(parser, event.reused)))
+        self._pump(out)
+
+    # -- the response (FORWARD) -----------------------------------------------------------------------
+    def _on_upstream_data(self, event: ev.UpstreamData, out: list[cmd.Command]) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        outcome = exchange.upstream_data(event.data, out)
+        if outcome is not Outcome.MORE:
+            self._response_over(exchange, outcome, out)
+
+    def _on_upstream_closed(self, event: ev.UpstreamClosed, out: list[cmd.Command]) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        if exchange.can_retry():
+            exchange.retried = True
+            exchange.leased = False
+            exchange.response = None
+            out.append(cmd.ReleaseUpstream(False))
+            self._await(exchange.open_command(fresh=True), State.OPEN_UPSTREAM, out)
+            return
+        outcome = exchange.upstream_eof(out)
+        if outcome is not Outcome.MORE:
+            self._response_over(exchange, outcome, out)
+
+    def _on_upstream_timeout(self, event: ev.UpstreamTimeout, out: list[cmd.Command]) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        message = f"upstream {exchange.upstream_host} timed out after {event.seconds:g} s"
+        self._upstream_broken(out, "upstream-timeout", message)
+
+    def _response_over(self, exchange: Exchange, outcome: Outcome, out: list[cmd.Command]) -> None:
+        if outcome is Outcome.DONE:
+            exchange.leased = False
+            out.append(cmd.ReleaseUpstream(exchange.reusable and exchange.body_done))
+            if not exchange.body_done:
+                exchange.close_after = True
+            self._finish(out)
+        elif outcome is Outcome.UPGRADE:
+            self._start_websocket(exchange, out)
+        else:
+            self._upstream_broken(out, *exchange.error)
+
+    def _start_websocket(self, exchange: Exchange, out: list[cmd.Command]) -> None:
+        """After the upstream's 101: hand both connections to the edge to splice until either closes."""
+        client_leftover = b""
+        while self._pending:
+            item = self._pending.popleft()
+            if isinstance(item, Upgrade):
+                client_leftover += item.leftover
+        exchange.leased = False
+        self._exchange = None
+        self._head = self._record = None
+        self.state = State.SPLICED
+        out.append(cmd.Splice(client_leftover, exchange.record, to_client=exchange.leftover, upstream=True))
+
+    def _finish(self, out: list[cmd.Command]) -> None:
+        """The exchange is complete: log it, then the next request (or close)."""
+        exchange = self._exchange
+        assert exchange is not None
+        out.append(cmd.LogRequest(exchange.record))
+        linger = self._client_still_sending()
+        self._exchange = None
+        self._head = self._record = None
+        self.state = State.IDLE
+        if exchange.close_after or not exchange.body_done:
+            self._close(out, linger=linger)
+            return
+        self._pump(out)
+
+    def _upstream_broken(self, out: list[cmd.Command], code: str, message: str) -> None:
+        """The upstream failed mid-exchange: answer with an error if nothing was sent yet, else abort."""
+        exchange = self._exchange
+        if exchange is not None and exchange.leased:
+            exchange.leased = False
+            out.append(cmd.ReleaseUpstream(False))
+        if exchange is not None and exchange.response_started:
+            exchange.record.error = code
+            out.append(cmd.LogRequest(exchange.record))
+            self._exchange = None
+            self.state = State.CLOSED
+            self._pending.clear()
+            out.append(cmd.CloseClient(abort=True))
+            return
+        self._fail(out, code, message)
+
+    def _on_client_closed(self, event: ev.ClientClosed, out: list[cmd.Command]) -> None:
+        exchange = self._exchange
+        if exchange is not None:
+            if exchange.leased:
+                exchange.leased = False
+                out.append(cmd.ReleaseUpstream(False))
+            exchange.record.error = "client-closed"
+            out.append(cmd.LogRequest(exchange.record))
+            self._exchange = None
+        self._close(out)
+
     # -- answers --------------------------------------------------------------------------------------
-    def _fail(self, out: list[object], code: str, message: str) -> None:
-        """Answer the request in flight (or the connection) with an error and close."""
-        req = self._request
-        record = req.record if req is not None else self._connect_record or cmd.RequestRecord("-", "", "")
-        if req is not None and req.response_started:
+    def _fail(self, out: list[cmd.Command], code: str, message: str) -> None:
+        """Answer the request being handled (or the connection) with an error and close."""
+        exchange = self._exchange
+        if exchange is not None and exchange.response_started:
             self._upstream_broken(out, code, message)
             return
-        self._answer(out, record, code, message)
+        self._answer(out, self._record or cmd.RequestRecord("-", "", ""), code, message)
 
-    def _answer(self, out: list[object], record: cmd.RequestRecord, code: str, message: str) -> None:
-        if self._leased:
-            self._leased = False
+    def _answer(self, out: list[cmd.Command], record: cmd.RequestRecord, code: str, message: str) -> None:
+        """cordon's own error answer (it always closes the connection)."""
+        exchange = self._exchange
+        if exchange is not None and exchange.leased:
+            exchange.leased = False
             out.append(cmd.ReleaseUpstream(False))
         extra: list[tuple[bytes, bytes]] = []
         if code == "proxy-auth-required":
@@ -542,22 +723,50 @@ class Session(Forwarding):
         record.error = code
         out.append(cmd.LogRequest(record))
         linger = self._client_still_sending()
-        self._request = None
+        self._exchange = None
         self._close(out, linger=linger)
 
     def _client_still_sending(self) -> bool:
         """The request being answered has a body the client has not finished sending (answered early, or
         refused before it was forwarded: a 407, a 400, a 421 …)."""
-        req = self._request
-        if req is not None:
-            unfinished = not req.body_done
+        exchange = self._exchange
+        if exchange is not None:
+            unfinished = not exchange.body_done
         else:
             head = self._head
             unfinished = head is not None and head.body != "none"
         return unfinished and not any(type(item) is MessageEnd for item in self._pending)
 
-    def _close(self, out: list[object], *, linger: bool = False) -> None:
-        self.mode = "closed"
-        self.phase = "idle"
+    def _close(self, out: list[cmd.Command], *, linger: bool = False) -> None:
+        self.state = State.CLOSED
+        self._linger = linger
+        self._awaiting = None
         self._pending.clear()
         out.append(cmd.CloseClient(linger=linger))
+
+
+_ANYWHERE: dict[type[ev.Event], str] = {ev.ClientClosed: "_on_client_closed"}
+
+TRANSITIONS: dict[State, dict[type[ev.Event], str]] = {
+    State.IDLE: {ev.ClientData: "_on_client_data", **_ANYWHERE},
+    State.HANDSHAKE: {ev.ClientTLSReady: "_on_client_tls", **_ANYWHERE},
+    State.RESOLVE: {ev.Resolved: "_on_resolved", ev.ResolveFailed: "_on_resolve_failed", **_ANYWHERE},
+    State.OPEN_TUNNEL: {ev.TunnelConnected: "_on_tunnel_connected", ev.UpstreamFailed: "_on_upstream_failed", **_ANYWHERE},
+    State.SECRET: {ev.SecretReady: "_on_secret", ev.SecretFailed: "_on_secret_failed", **_ANYWHERE},
+    State.OPEN_UPSTREAM: {
+        ev.UpstreamConnected: "_on_upstream_connected",
+        ev.UpstreamFailed: "_on_upstream_failed",
+        **_ANYWHERE,
+    },
+    State.FORWARD: {
+        ev.ClientData: "_on_client_data",
+        ev.UpstreamData: "_on_upstream_data",
+        ev.UpstreamClosed: "_on_upstream_closed",
+        ev.UpstreamTimeout: "_on_upstream_timeout",
+        **_ANYWHERE,
+    },
+    State.SPLICED: dict(_ANYWHERE),
+    State.CLOSED: {},
+}
+"""Per state, the events it expects and the :class:`Session` method that handles each; any other event raises
+:class:`ProtocolError` (``CLOSED`` ignores every event). Methods are named, not bound, so a test can wrap one."""
