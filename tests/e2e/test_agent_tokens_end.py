@@ -53,11 +53,15 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 def _mitm(s: Setup, token: str) -> ssl.SSLSocket:
     sock = s.stack.connect()
-    sock.sendall(f"CONNECT api.test:{s.stack.upstream.port} HTTP/1.1\r\nHost: api.test\r\n"
-                 f"Proxy-Authorization: {s.header(token)}\r\n\r\n".encode())
-    assert read_head(sock).startswith(b"HTTP/1.1 200 ")
-    ctx = ssl.create_default_context(cafile=str(s.stack.cordon_ca))
-    return ctx.wrap_socket(sock, server_hostname="api.test")
+    try:
+        sock.sendall(f"CONNECT api.test:{s.stack.upstream.port} HTTP/1.1\r\nHost: api.test\r\n"
+                     f"Proxy-Authorization: {s.header(token)}\r\n\r\n".encode())
+        assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+        ctx = ssl.create_default_context(cafile=str(s.stack.cordon_ca))
+        return ctx.wrap_socket(sock, server_hostname="api.test")
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _get(sock: socket.socket, path: str, host: str = "api.test") -> bytes:
@@ -137,9 +141,9 @@ def test_ending_a_token_closes_every_connection_opened_with_it(setup: Setup, how
 
 def test_a_tokens_file_others_can_read_is_refused_until_chmod_600(setup: Setup) -> None:
     s = setup
-    tunnel = _mitm(s, "other")
-    s.store.path.chmod(0o644)
-    assert _closed(tunnel)  # the connections opened with any token are closed too
+    with _mitm(s, "other") as tunnel:
+        s.store.path.chmod(0o644)
+        assert _closed(tunnel)  # the connections opened with any token are closed too
     deadline = time.monotonic() + TIMEOUT
     while True:  # the proxy notices within a second or so
         with s.stack.connect() as sock:

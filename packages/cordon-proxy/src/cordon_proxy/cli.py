@@ -234,6 +234,7 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     logger = Logger(args.log_level, args.log_format)
     hardened = harden_process()  # before any secret is loaded: no core dumps, no ptrace by peers
     logger.log("debug", "process hardening", **{k: str(v) for k, v in hardened.items()})
+    logger.log("debug", "open files limit", nofile=_raise_fd_limit())
     try:
         paths = _scope(args)
     except _Usage as exc:
@@ -253,6 +254,20 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 
         record_scope(paths)
     return _serve(paths, runtime, logger)
+
+
+def _raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (thousands of connections need as many descriptors, and
+    the usual soft limit is 1024); the soft limit now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
 
 
 def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]:
