@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config.scope import ScopePaths, resolve_scope
+from cordon_config.testing import approve_config
 from cordon_config.tokens import TokenStore
 from cordon_proxy.testing import terminate
 from cordon_proxy.testnet import hosts_argv, require
@@ -71,7 +72,12 @@ class Project:
                   self.SECRET_VAR)
         text = self.config.read_text()
         self.config.write_text(text.replace("[tls]\n", f'[tls]\nupstream_ca_file = "{upstream_ca}"\n', 1))
+        self.approve()
         return self
+
+    def approve(self) -> None:
+        """Approve the config as it is now, as its user would after editing it by hand."""
+        approve_config(self.config, env=self.env, cwd=self.dir)
 
     def set_listen(self, port: int) -> None:
         self.config.write_text(re.sub(r"(?m)^listen = \d+", f"listen = {port}", self.config.read_text()))

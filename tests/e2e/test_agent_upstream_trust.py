@@ -20,6 +20,7 @@ from cordon_proxy.testing import (
     ProxyProcess,
     RecordingUpstream,
     RouteSpec,
+    approve_as_user,
     curl,
     free_port,
     write_config,
@@ -80,9 +81,10 @@ def test_a_cordon_ca_in_upstream_ca_file_stops_the_proxy_from_starting(tmp_path:
     load_or_create_ca(certs / "ca-cert.pem", certs / "ca-key.pem", namespace="victim-1234")
     config = write_config(tmp_path, port, [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")],
                           upstream_ca_file=certs / "ca-cert.pem")
+    env = dict(os.environ, CORDON_TEST_SECRET=SECRET)
+    approve_as_user(config, env)  # a human approved it (upstream_ca_file included): the check is cordon's own
     argv = hosts_argv([sys.executable, "-m", "cordon_proxy", "start", "-c", str(config)], {}, tmp_path / "hosts")
-    result = subprocess.run(argv, env=dict(os.environ, CORDON_TEST_SECRET=SECRET), capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.startswith(f"cordon: [tls] upstream_ca_file {certs / 'ca-cert.pem'} contains a cordon CA (")
     assert "hint: remove that certificate from" in result.stderr and "Traceback" not in result.stderr

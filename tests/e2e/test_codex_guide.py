@@ -208,6 +208,7 @@ def test_codex_guide_end_to_end(tmp_path: Path) -> None:
         # and a mount namespace whose hosts file resolves its .test name to 127.0.0.1)
         config = project / "cordon.toml"
         config.write_text(config.read_text().replace("[tls]\n", f'[tls]\nupstream_ca_file = "{upstream_ca}"\n', 1))
+        _cordon(project, env, "route", "approve", "--all", "--yes")  # the user approves the edit
         proxy_env = dict(env, **secret_env)
         log = open(tmp_path / "proxy.log", "wb")  # noqa: SIM115 - closed below
         proxy = subprocess.Popen(

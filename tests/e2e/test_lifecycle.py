@@ -81,6 +81,9 @@ def test_reload_swaps_the_config_for_new_requests_and_keeps_it_on_a_bad_one(proj
 
     # SIGHUP is the same reload
     a.config.write_text(good.replace('header_name = "X-Api-Key"', 'header_name = "X-Other-Key"'))
+    unapproved = a.cordon("reload")  # an edit by hand must be approved first
+    assert unapproved.returncode == 1 and 'route "api" changed since it was approved' in unapproved.stderr
+    a.approve()
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + TIMEOUT
     while not json.loads(a.cordon("status", "--json").stdout)["config_current"]:

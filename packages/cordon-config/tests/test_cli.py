@@ -18,7 +18,7 @@ from cordon_config.commands import secret as secret_cmd
 from cordon_config.commands import token as token_cmd
 from cordon_config.edit import scaffold_config
 from cordon_config.scope import ScopePaths, resolve_scope
-from cordon_config.testing import MemoryKeyring
+from cordon_config.testing import MemoryKeyring, approve_config
 from cordon_config.tokens import TokenStore
 
 Main = Callable[..., int]
@@ -41,6 +41,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(directory)
     scaffold_config(directory / "cordon.toml", listen=6790, ca_cert_path=tmp_path / "c.pem",
                     ca_key_path=tmp_path / "k.pem")
+    approve_config(directory / "cordon.toml")  # as `cordon setup` does for the file it writes
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     return directory / "cordon.toml"
 

@@ -53,16 +53,13 @@ class Runtime:
 
 
 def approval_problems(config: Config, paths: ScopePaths) -> list[str]:
-    """The one place start and reload ask whether a human approved this config's security-relevant content.
+    """The one place start and reload ask whether a human approved this config's security-relevant content:
+    one line per item that is not (``cordon_config.approvals``: new or changed routes and trust settings, with
+    the command that approves each); empty when everything is approved."""
+    from cordon_config.approvals import check_approved, refusal_lines
 
-    Calls ``cordon_config.approvals.check_approved(config, paths)`` where that module exists; each unapproved
-    or changed item becomes one line. Without it (an installation that predates approvals) nothing is refused.
-    """
-    try:
-        from cordon_config.approvals import check_approved  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return []
-    return [str(item) for item in check_approved(config, paths)]
+    unapproved = check_approved(config, paths)
+    return refusal_lines(unapproved, paths) if unapproved else []
 
 
 def _read_config(path: Path) -> tuple[Config, str]:
@@ -88,25 +85,25 @@ def _read_config(path: Path) -> tuple[Config, str]:
 def _load_ca(config: Config, paths: ScopePaths, logger: Logger) -> LeafContexts | None:
     if not (config.tls.enabled and config.routes):
         return None
-    from cordon_ca import CAError, ensure_scope_ca
+    from cordon_ca import CAError, ensure_scope_ca, permitted_for
 
     from cordon_proxy.tls import LeafContexts
 
     cert = config.tls.ca_cert_path or paths.ca_cert
     key = config.tls.ca_key_path or paths.ca_key
-    constrained = config.tls.name_constraints
-    permitted = sorted({r.host for r in config.routes}) if constrained else None
+    permitted = permitted_for(config.tls.name_constraints, (r.host for r in config.routes))
     existed = cert.exists() and key.exists()
     try:
         ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
-                                      bundle=paths.combined_bundle)
+                                      bundle=paths.combined_bundle,
+                                      keep_unconstrained=config.tls.name_constraints is None)
     except CAError as exc:
         raise LoadFailure([str(getattr(exc, "message", exc))], getattr(exc, "hint", None)) from None
     except OSError as exc:
         raise LoadFailure([f"cannot prepare the CA: {exc.filename or cert}: {exc.strerror or exc}"]) from None
     if written and existed:
-        what = "name-constrained CA for the routed hosts" if constrained else "CA without name constraints"
-        logger.log("warn", f"re-issued the {what} (old files kept as .bak): {cert}")
+        what = "name-constrained CA for the routed hosts" if permitted is not None else "CA without name constraints"
+        logger.log("warn", f"re-issued the {what} (the old key is destroyed): {cert}")
     return LeafContexts(ca, [r.host for r in config.routes])
 
 
@@ -130,9 +127,8 @@ def load_runtime(paths: ScopePaths, logger: Logger) -> Runtime:
 
     config, digest = _read_config(paths.config_path)
     unapproved = approval_problems(config, paths)
-    if unapproved:
-        raise LoadFailure([f"not approved: {item}" for item in unapproved], f"cordon route approve --config "
-                          f"{paths.config_path}   (after checking what changed)")
+    if unapproved:  # nothing a human did not approve is fetched, run or routed (docs/security.md)
+        raise LoadFailure(unapproved)
     failures = check_secrets(config)
     if failures:
         from cordon_proxy.core.errors import secret_unavailable

@@ -346,6 +346,18 @@ def write_config(
     return path
 
 
+def approve_as_user(config_path: Path, env: Mapping[str, str]) -> None:
+    """Approve ``config_path`` in the scope a proxy started with ``env`` and ``-c config_path`` uses; a config
+    that does not load is left for the proxy to report."""
+    from cordon_config import ConfigError
+    from cordon_config.testing import approve_config
+
+    try:
+        approve_config(config_path, env=env, cwd=config_path.parent)
+    except ConfigError:
+        pass
+
+
 def health_ok(port: int, timeout: float = 1.0, *, network: PrivateNetwork | None = None) -> bool:
     """True when the proxy on 127.0.0.1:``port`` (inside ``network`` when given) answers /health with 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -378,8 +390,10 @@ class ProxyProcess:
         resolve: Mapping[str, str] | None = None,
         network: PrivateNetwork | None = None,
         args: tuple[str, ...] = ("--log-level", "debug"),
+        approve: bool = True,
     ) -> None:
         self.config_path = config_path
+        self.approve = approve
         self.port = port
         self.log_path = config_path.parent / "proxy.log"
         full = dict(os.environ if env is None else env)
@@ -402,7 +416,13 @@ class ProxyProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, wait: bool = True) -> ProxyProcess:
-        """Start the proxy (and wait for /health unless ``wait`` is False)."""
+        """Start the proxy (and wait for /health unless ``wait`` is False).
+
+        With ``approve`` (the default) the test plays the human first: everything in the config is approved
+        through the real approval record of the proxy's scope (``cordon route approve --all --yes``).
+        """
+        if self.approve:
+            approve_as_user(self.config_path, self.env)
         argv = [sys.executable, "-m", "cordon_proxy", "start", "-c", str(self.config_path), *self.args]
         argv = hosts_argv(argv, self.names, self.config_path.parent / "hosts")
         if self.network is not None:
@@ -498,6 +518,7 @@ def running_stack(
     env: Mapping[str, str] | None = None,
     secret_ttl: float = 0,
     before_start: Callable[[Path], None] | None = None,
+    approve: bool = True,
 ) -> Iterator[Stack]:
     """Start a recording upstream and a proxy routing ``api.test`` to it (secret ``sk-real-...`` from env).
 
@@ -516,7 +537,7 @@ def running_stack(
             before_start(config)
         full_env = dict(os.environ if env is None else env)
         full_env.update(secrets)
-        proxy = ProxyProcess(config, port, env=full_env, network=network)
+        proxy = ProxyProcess(config, port, env=full_env, network=network, approve=approve)
         with proxy:
             yield Stack(upstream, proxy, upstream_ca, directory / "state" / "certs" / "ca-cert.pem", secrets,
                         network)
