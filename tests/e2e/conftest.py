@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +15,8 @@ from cordon_config.testing import approve_config
 from cordon_config.tokens import TokenStore
 from cordon_proxy.testing import terminate
 from cordon_proxy.testnet import hosts_argv, require
+from cordon_setup.testing import CORDON
+from cordon_setup.testing import Project as SetupProject
 
 
 @pytest.fixture(scope="module")
@@ -27,64 +27,55 @@ def dead_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-class Project:
-    """A project set up and run with cordon's real commands (``python -m cordon …`` in its directory).
+class Project(SetupProject):
+    """:class:`cordon_setup.testing.Project` routing ``api.test`` to a recording upstream, its proxy in a mount
+    namespace whose hosts file maps ``api.test`` to 127.0.0.1 (cordon_proxy.testnet: no product switch).
 
-    ``setup`` runs ``cordon setup``, pins ``listen`` and routes ``api.test`` to ``upstream`` (secret from the
-    ``env`` source ``SECRET_VAR``, the upstream's CA as ``upstream_ca_file``). ``start`` runs ``cordon start``
-    in the background, inside a mount namespace whose hosts file maps ``api.test`` to 127.0.0.1
-    (cordon_proxy.testnet: no product switch), and waits until ``cordon wait`` sees this scope's cordon.
+    ``setup`` runs ``cordon setup --port``, routes ``api.test`` (secret from the ``env`` source
+    ``SECRET_VAR``) and trusts the upstream's CA (``cordon config set tls.upstream_ca_file``); ``start`` runs
+    ``cordon start`` in the background and waits until ``cordon wait`` sees this scope's cordon.
     """
 
     SECRET_VAR = "CORDON_E2E_SECRET"
 
     def __init__(self, root: Path, name: str, secret: str) -> None:
-        self.dir = root / name
-        self.dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(root / name)
         self.secret = secret
-        self.env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / f"{name}-proxy.log"
-
-    @property
-    def config(self) -> Path:
-        return self.dir / "cordon.toml"
 
     @property
     def paths(self) -> ScopePaths:
         return resolve_scope(None, None, env=self.env, cwd=self.dir)
 
-    def cordon(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
-               input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cordon", *args], cwd=self.dir, env=env or self.env,
-                              capture_output=True, text=True, timeout=timeout, input=input)
+    def cordon(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """``cordon ARGS`` whatever its exit code (``env`` on top of the project's)."""
+        return self.run(*args, check=False, env=env)
 
-    def must(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        result = self.cordon(*args, **kwargs)  # type: ignore[arg-type]
-        assert result.returncode == 0, f"cordon {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return result
+    def must(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run(*args, env=env)
 
-    def setup(self, port: int, upstream_ca: Path) -> Project:
-        self.must("setup")
-        self.set_listen(port)
-        self.must("route", "add", "--name", "api", "--host", "api.test", "--auth-type", "header",
-                  "--header-name", "Authorization", "--scheme", "Bearer", "--source", "env", "--var",
-                  self.SECRET_VAR)
-        text = self.config.read_text()
-        self.config.write_text(text.replace("[tls]\n", f'[tls]\nupstream_ca_file = "{upstream_ca}"\n', 1))
-        self.approve()
+    def setup(self, port: int, upstream_ca: Path) -> Project:  # type: ignore[override]
+        self.run("setup", "--port", str(port))
+        self.run("route", "add", "--name", "api", "--host", "api.test", "--auth-type", "header",
+                 "--header-name", "Authorization", "--scheme", "Bearer", "--source", "env", "--var",
+                 self.SECRET_VAR)
+        self.run("config", "set", "tls.upstream_ca_file", str(upstream_ca))
         return self
+
+    def share_port(self, port: int) -> None:
+        """Put this scope on ``port`` although another scope uses it (as two scopes set up by cordon 0.1, or a
+        hand edit, can be), and approve that as the user would."""
+        text = self.config.read_text()
+        self.config.write_text(re.sub(r"(?m)^listen = \d+", f"listen = {port}", text))
+        self.approve()
 
     def approve(self) -> None:
         """Approve the config as it is now, as its user would after editing it by hand."""
         approve_config(self.config, env=self.env, cwd=self.dir)
 
-    def set_listen(self, port: int) -> None:
-        self.config.write_text(re.sub(r"(?m)^listen = \d+", f"listen = {port}", self.config.read_text()))
-
-    def start(self, *, wait: bool = True) -> Project:
-        argv = hosts_argv([sys.executable, "-m", "cordon", "start", "--log-level", "debug"],
-                          {"api.test": "127.0.0.1"}, self.dir.parent / f"{self.dir.name}-hosts")
+    def start(self, *, wait: bool = True) -> Project:  # type: ignore[override]
+        argv = hosts_argv([str(CORDON), "start", "--log-level", "debug"], {"api.test": "127.0.0.1"},
+                          self.dir.parent / f"{self.dir.name}-hosts")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, cwd=self.dir, env={**self.env, self.SECRET_VAR: self.secret},
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -95,10 +86,11 @@ class Project:
                 assert time.monotonic() < deadline, f"cordon start not ready:\n{self.logs()}"
         return self
 
-    def stop(self) -> None:
+    def stop(self, sig: int = 15) -> str:
         if self.proc is not None:
             terminate(self.proc)
             self.proc = None
+        return ""
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -14,8 +14,6 @@ named by its process where the OS says. The proxy side (:func:`health_answer`) i
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs
 
+from cordon_config.proofs import client_auth, compare_digest, config_digest, health_target, server_proof
 from cordon_config.scope import ScopePaths
 
 __all__ = [
@@ -49,8 +48,6 @@ __all__ = [
 KEY_NAME = "identity.key"
 KEY_BYTES = 32
 NONCE_RE = re.compile(r"[0-9a-f]{64}")
-_CLIENT = b"cordon-client\0"
-_SERVER = b"cordon-server\0"
 _MAX_ANSWER = 65536
 
 Kind = Literal["ours", "other-scope", "foreign", "none"]
@@ -125,32 +122,12 @@ def ensure_key(paths: ScopePaths) -> bytes:
     return key
 
 
-# -- the MACs and the /health exchange ------------------------------------------------------------------
+# -- the /health exchange (the MACs live in cordon_config.proofs, light enough for fast paths) ------------
 
 
 def new_nonce() -> str:
     """64 random hex digits."""
     return secrets.token_hex(32)
-
-
-def client_auth(key: bytes, nonce: str) -> str:
-    """HMAC-SHA256(key, "cordon-client\\0" + nonce), hex: the client proves it holds the scope's key."""
-    return hmac.new(key, _CLIENT + nonce.encode("ascii"), hashlib.sha256).hexdigest()
-
-
-def server_proof(key: bytes, nonce: str) -> str:
-    """HMAC-SHA256(key, "cordon-server\\0" + nonce), hex: the proxy proves it holds the scope's key."""
-    return hmac.new(key, _SERVER + nonce.encode("ascii"), hashlib.sha256).hexdigest()
-
-
-def health_target(key: bytes, nonce: str) -> str:
-    """The request target a client sends: ``/health?nonce=…&auth=…``."""
-    return f"/health?nonce={nonce}&auth={client_auth(key, nonce)}"
-
-
-def config_digest(data: bytes) -> str:
-    """``sha256:<hex>`` of a cordon.toml's bytes: what ``/health`` reports and ``doctor`` compares."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def health_answer(key: bytes | None, query: str, details: Mapping[str, object]) -> dict[str, object] | None:
@@ -171,7 +148,7 @@ def health_answer(key: bytes | None, query: str, details: Mapping[str, object]) 
     if key is None:
         return {"status": "ok"}
     answer: dict[str, object] = {"status": "ok", "proof": server_proof(key, nonce)}
-    if auths and hmac.compare_digest(auths[0].encode("ascii", "replace"), client_auth(key, nonce).encode("ascii")):
+    if auths and compare_digest(auths[0].encode("ascii", "replace"), client_auth(key, nonce).encode("ascii")):
         answer.update(details)
     return answer
 
@@ -281,7 +258,7 @@ def _other_scope(paths: ScopePaths, nonce: str, proof: str, env: Mapping[str, st
             key = _read_key(scope.state_dir / KEY_NAME)
         except IdentityError:
             continue
-        if key is not None and hmac.compare_digest(proof, server_proof(key, nonce)):
+        if key is not None and compare_digest(proof, server_proof(key, nonce)):
             return ProbeResult("other-scope", 0, other_config=scope.config_path, other_state_dir=scope.state_dir)
     return None
 
@@ -308,7 +285,7 @@ def probe(
     proof = doc.get("proof") if isinstance(doc, dict) else None
     if not isinstance(proof, str) or not re.fullmatch(r"[0-9a-f]{64}", proof):
         return _foreign(port, f"HTTP {status} without an identity proof (an impostor, or a cordon older than 0.2)")
-    if key is not None and hmac.compare_digest(proof, server_proof(key, nonce)):
+    if key is not None and compare_digest(proof, server_proof(key, nonce)):
         assert isinstance(doc, dict)
         if doc.get("port") not in (None, port):  # a relay to this scope's cordon on another port
             return _foreign(port, f"a relay to this scope's cordon on port {doc.get('port')}")

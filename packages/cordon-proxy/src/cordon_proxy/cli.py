@@ -12,10 +12,8 @@ own cordon: another scope's proxy or anything else on the port is named, never t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import errno
-import json
 import os
 import signal
 import sys
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 
 from cordon_proxy import __version__
+from cordon_proxy.logfile import LOGS_EPILOG, add_logs_arguments
 
 if TYPE_CHECKING:
     from cordon_config.identity import ProbeResult
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build_parser",
+    "logs_main",
     "main",
     "reload_main",
     "restart_main",
@@ -49,8 +49,9 @@ __all__ = [
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 START_EPILOG = """examples:
-  cordon start                          # project scope: ./cordon.toml
+  cordon start                          # project scope: the nearest cordon.toml here or above
   cordon start --scope user --log-format json --log-level debug
+  cordon start --log-file ~/cordon.log  # log there (0600, appended; `cordon logs` finds it)
 """
 STATUS_EPILOG = """examples:
   cordon status
@@ -69,7 +70,7 @@ RESTART_EPILOG = """examples:
   cordon restart --scope user
 
 The new proxy runs with this command's environment (a route's env secret must be in it) and logs to
-proxy.log in the scope's state dir. A proxy run by `cordon service` is better restarted by its service
+proxy.log in the scope's state dir (`cordon logs`). A proxy run by `cordon service` is better restarted by its service
 manager (systemctl --user restart cordon-<namespace>).
 """
 RELOAD_EPILOG = """examples:
@@ -107,6 +108,10 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="log line format (default: text)"
     )
+    parser.add_argument(
+        "--log-file", metavar="PATH", type=Path,
+        help="write the log to PATH (0600, appended) instead of stderr; errors go to both",
+    )
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +142,7 @@ examples:
   cordon-proxy status --json               is it running, on which port, with how many routes
   cordon-proxy wait --timeout 5            exit 0 once this scope's proxy answers
   cordon-proxy reload                      apply an edited cordon.toml without a restart
+  cordon-proxy logs -f                     follow the scope's proxy log
 """
 
 COMMANDS: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
@@ -146,6 +152,7 @@ COMMANDS: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], None]],
     ("stop", "stop this scope's running proxy", STOP_EPILOG, _timeout_arguments),
     ("restart", "stop this scope's proxy and start it in the background", RESTART_EPILOG, _timeout_arguments),
     ("reload", "make the running proxy re-read its config", RELOAD_EPILOG, _timeout_arguments),
+    ("logs", "show (or follow) this scope's proxy log", LOGS_EPILOG, add_logs_arguments),
 )
 
 
@@ -181,7 +188,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
     mains = {"start": start_main, "status": status_main, "wait": wait_main, "stop": stop_main,
-             "restart": restart_main, "reload": reload_main}
+             "restart": restart_main, "reload": reload_main, "logs": logs_main}
     if not args_list or args_list[0] not in mains:
         parser.parse_args(args_list)  # --help, --version or a usage error
         return EXIT_USAGE
@@ -203,7 +210,16 @@ def _scope(args: argparse.Namespace) -> ScopePaths:
 
 
 class _Usage(Exception):
-    pass
+    def __init__(self, message: str, hint: str | None = None, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.hint, self.code = hint, code
+
+
+def logs_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon logs``: see :mod:`cordon_proxy.logfile`."""
+    from cordon_proxy.logfile import logs_main as main_
+
+    return main_(argv, prog=prog)
 
 
 def _parse(prog: str, argv: Sequence[str] | None, command: str) -> argparse.Namespace:
@@ -212,13 +228,6 @@ def _parse(prog: str, argv: Sequence[str] | None, command: str) -> argparse.Name
     return parser.parse_args(list(sys.argv[1:] if argv is None else argv))
 
 
-def _flag(args: argparse.Namespace) -> str:
-    """The scope flag the user gave, for hints that name a command."""
-    if getattr(args, "config", None):
-        return f" --config {args.config}"
-    if getattr(args, "scope", None):
-        return f" --scope {args.scope}"
-    return ""
 
 
 # -- start -----------------------------------------------------------------------------------------------
@@ -232,13 +241,22 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     from cordon_proxy.runtime import LoadFailure, load_runtime
 
     logger = Logger(args.log_level, args.log_format)
+    if args.log_file is not None:
+        try:
+            _log_to_file(logger, args.log_file)
+        except OSError as exc:
+            from cordon_config.files import os_error_message
+
+            return _fail(*os_error_message(exc))
     hardened = harden_process()  # before any secret is loaded: no core dumps, no ptrace by peers
     logger.log("debug", "process hardening", **{k: str(v) for k, v in hardened.items()})
     logger.log("debug", "open files limit", nofile=_raise_fd_limit())
     try:
         paths = _scope(args)
     except _Usage as exc:
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
+    if paths.config_path.exists():
+        _record(paths, args.log_file)
     try:
         runtime = load_runtime(paths, logger)
     except LoadFailure as exc:
@@ -249,11 +267,30 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         return EXIT_FAIL
     if runtime.tokens is None:
         logger.log("warn", f"no proxy tokens ({paths.tokens_path} is absent): any local process may use the routes")
-    with contextlib.suppress(OSError):
-        from cordon_config.scopes import record_scope
-
-        record_scope(paths)
     return _serve(paths, runtime, logger)
+
+
+def _log_to_file(logger: Logger, path: Path) -> None:
+    """Send the log to ``path`` (and the ``cordon: …`` error lines to stderr as well)."""
+    from cordon_proxy.logfile import Tee, open_log, same_file
+
+    log = open_log(path)
+    logger.stream = log
+    if not same_file(sys.stderr, log):
+        sys.stderr = Tee(sys.stderr, log)
+
+
+def _record(paths: ScopePaths, log_file: Path | None) -> None:
+    """Record the scope (and where it logs) in its state dir, for `cordon scopes`, ports and `cordon logs`."""
+    from cordon_config.scopes import record_log, record_scope
+
+    try:
+        if log_file is not None:
+            record_log(paths, log_file.absolute())
+        else:
+            record_scope(paths)
+    except OSError:
+        pass  # a read-only state dir must not stop the proxy; `cordon doctor` reports it
 
 
 def _raise_fd_limit() -> int:
@@ -272,6 +309,8 @@ def _raise_fd_limit() -> int:
 
 def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]:
     """("uvloop", uvloop.run) when uvloop (the optional ``uvloop`` extra) imports, else the stdlib loop."""
+    import asyncio  # here, not at the top: `cordon status` and `wait` never run a loop (start-up time)
+
     try:
         import uvloop
     except ImportError:
@@ -286,6 +325,8 @@ def _serve(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
 
 
 async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
+    import asyncio
+
     from cordon_proxy.hardening import release_startup_memory
     from cordon_proxy.lifecycle import Lifecycle
     from cordon_proxy.server import loop_exception_handler
@@ -304,12 +345,16 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
     release_startup_memory()
     life.start_watching()
-    stop = asyncio.Event()
+    stop, now = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:  # the first asks to drain; a second one (Ctrl-C again) stops at once
+        (now if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(loop_exception_handler(logger))
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, life.request_reload)
     logger.log(
@@ -318,9 +363,19 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
         loop="uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio",
     )
     await stop.wait()
-    logger.log("info", "stopping: letting in-flight requests finish (up to 10 s)")
+    logger.log("info", "stopping: letting in-flight requests finish (up to 10 s; Ctrl-C again stops now)")
     life.stop()
-    await proxy.shutdown()
+    from cordon_proxy._tasks import spawn
+
+    drain, interrupt = spawn(proxy.shutdown()), spawn(now.wait())
+    await asyncio.wait((drain, interrupt), return_when=asyncio.FIRST_COMPLETED)
+    interrupt.cancel()
+    if not drain.done():
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await drain
+        logger.log("warn", "stopped without waiting for in-flight requests (second interrupt)")
+        return EXIT_FAIL
     logger.log("info", "stopped")
     return EXIT_OK
 
@@ -332,12 +387,16 @@ def _target(args: argparse.Namespace) -> tuple[ScopePaths, int]:
     """The scope and the port its cordon.toml names (tomllib only: works while a route is half-edited)."""
     import tomllib
 
+    from cordon_config.quickscope import file_identity
+    from cordon_config.scope import missing_config
+
     paths = _scope(args)
+    config_id = file_identity(str(paths.config_path))  # before reading: an edit meanwhile leaves a cache that misses
     try:
         with open(paths.config_path, "rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        raise _Usage(f"{paths.config_path}: file not found (run `cordon setup` to create it)") from None
+        raise _Usage(*missing_config(paths), code=EXIT_FAIL) from None  # the one "no cordon.toml" of every tool
     except OSError as exc:
         raise _Usage(f"cannot read {paths.config_path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -345,6 +404,9 @@ def _target(args: argparse.Namespace) -> tuple[ScopePaths, int]:
     port = data.get("listen")
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise _Usage(f"{paths.config_path}: listen must be a port number (1-65535)")
+    from cordon_proxy.statusfast import save_cache
+
+    save_cache(str(paths.config_path), str(paths.state_dir), config_id, port, time.time())  # the fast path's
     return paths, port
 
 
@@ -375,43 +437,25 @@ def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -
     except _Usage as exc:
         if args.quiet:
             return EXIT_FAIL
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
     if args.quiet:
         return EXIT_OK if state.ours else EXIT_FAIL
-    config_path = paths.config_path
+    from cordon_proxy.statusfast import not_running_text, running_text, status_json
+
+    config_path = str(paths.config_path)
     health = state.health
-    running_digest = health.get("config_digest") if state.ours else None
-    current = running_digest == _file_digest(config_path) if state.ours else None
+    current = health.get("config_digest") == _file_digest(paths.config_path) if state.ours else None
     if args.json:
-        data = {
-            "running": state.ours,
-            "state": state.kind,
-            "port": port,
-            "config": str(config_path),
-            "pid": state.pid,
-            "routes": health.get("routes"),
-            "version": health.get("version"),
-            "config_digest": running_digest,
-            "config_current": current,
-            "held_by": str(state.other_config) if state.kind == "other-scope" else state.owner,
-        }
-        sys.stdout.write(json.dumps(data) + "\n")
+        held_by = str(state.other_config) if state.kind == "other-scope" else state.owner
+        sys.stdout.write(status_json(port, config_path, state.kind, health, current, held_by))
         return EXIT_OK if state.ours else EXIT_FAIL
-    flag = _flag(args)
     if state.ours:
-        routes = health.get("routes")
-        plural = "route" if routes == 1 else "routes"
-        sys.stdout.write(
-            f"cordon is running on 127.0.0.1:{port} (pid {state.pid}, version {health.get('version')}, "
-            f"{routes} {plural})\nconfig: {config_path} ({running_digest})\n"
-        )
-        if not current:
-            sys.stdout.write(f"the running proxy uses an older version of this config\nhint: cordon reload{flag}\n")
+        sys.stdout.write(running_text(port, config_path, health, bool(current), paths.flag))
         return EXIT_OK
     if state.kind == "none":
-        sys.stdout.write(f"cordon is not running on 127.0.0.1:{port}\nconfig: {config_path}\nhint: cordon start{flag}\n")
+        sys.stdout.write(not_running_text(port, config_path, paths.flag))
         return EXIT_FAIL
-    return _fail(state.message(), state.hint(config_path, flag))
+    return _fail(state.message(), state.hint(paths.config_path, paths.flag))
 
 
 def wait_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
@@ -422,20 +466,20 @@ def wait_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> 
     try:
         paths, port = _target(args)
     except _Usage as exc:
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
     deadline = time.monotonic() + args.timeout
     while True:
         try:
             state = _probe(paths, port, timeout=1.0)
         except _Usage as exc:
-            return _fail(str(exc), code=EXIT_USAGE)
+            return _fail(str(exc), exc.hint, code=exc.code)
         if state.ours:
             return EXIT_OK
         if time.monotonic() >= deadline:
             if state.kind == "none":
                 sys.stderr.write(f"cordon: no proxy answered on 127.0.0.1:{port} within {args.timeout:g} s\n")
                 return EXIT_FAIL
-            return _fail(state.message(), state.hint(paths.config_path, _flag(args)))
+            return _fail(state.message(), state.hint(paths.config_path, paths.flag))
         time.sleep(0.1)
 
 
@@ -449,9 +493,9 @@ def stop_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> 
 
     try:
         paths, port = _target(args)
-        state = stop_proxy(paths, port, timeout=args.timeout, flag=_flag(args))
+        state = stop_proxy(paths, port, timeout=args.timeout, flag=paths.flag)
     except _Usage as exc:
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
     except ControlError as exc:
         if exc.state is not None and exc.state.kind == "none":
             sys.stdout.write(f"{exc.message}: nothing to stop\n")
@@ -466,26 +510,24 @@ def restart_main(argv: Sequence[str] | None = None, *, prog: str | None = None) 
     args = _parse(prog or "cordon restart", argv, "restart")
     from cordon_config.control import ControlError, stop_proxy
 
-    flag = _flag(args)
     try:
         paths, port = _target(args)
+        flag = paths.flag
         stop_proxy(paths, port, timeout=args.timeout, flag=flag)
     except _Usage as exc:
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
     except ControlError as exc:
         if exc.state is None or exc.state.kind != "none":
             return _fail(exc.message, exc.hint)
-    log_path = paths.state_dir / "proxy.log"
-    paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    argv_ = [sys.executable, "-m", "cordon_proxy", "start", "--config", str(paths.config_path)]
     import subprocess
 
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        proc = subprocess.Popen(argv_, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
-                                cwd="/")
-    finally:
-        os.close(fd)
+    from cordon_config.scopes import scope_log
+
+    log_path = scope_log(paths)  # where `cordon logs` looks
+    argv_ = [sys.executable, "-m", "cordon_proxy", "start", "--config", str(paths.config_path), "--log-file",
+             str(log_path)]
+    proc = subprocess.Popen(argv_, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, cwd="/")
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -506,9 +548,9 @@ def reload_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -
 
     try:
         paths, port = _target(args)
-        state = reload_proxy(paths, port, timeout=args.timeout, flag=_flag(args))
+        state = reload_proxy(paths, port, timeout=args.timeout, flag=paths.flag)
     except _Usage as exc:
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
     except ControlError as exc:
         return _fail(exc.message, exc.hint)
     routes = state.health.get("routes")

@@ -9,7 +9,6 @@ print; nothing of a half-loaded runtime is ever used, so a refused reload leaves
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,19 +61,20 @@ def approval_problems(config: Config, paths: ScopePaths) -> list[str]:
     return refusal_lines(unapproved, paths) if unapproved else []
 
 
-def _read_config(path: Path) -> tuple[Config, str]:
+def _read_config(paths: ScopePaths) -> tuple[Config, str]:
     """The validated config and the digest of exactly the bytes validated (what ``/health`` reports)."""
     from cordon_config import ConfigError
-    from cordon_config.errors import ConfigNotFound, ConfigProblem
     from cordon_config.identity import config_digest
     from cordon_config.parse import decode_config, parse_config
+    from cordon_config.scope import missing_config
 
+    path = paths.config_path
     try:
         data = path.read_bytes()
         config = parse_config(decode_config(data, path), path)
     except FileNotFoundError:
-        problem = ConfigProblem(path, None, None, None, "file not found", "run `cordon setup` to create it")
-        raise LoadFailure([str(ConfigNotFound(path, [problem])).rstrip("\n")]) from None
+        message, hint = missing_config(paths)  # the one "no cordon.toml" of every tool
+        raise LoadFailure([message], hint) from None
     except OSError as exc:
         raise LoadFailure([f"cannot read {path}: {exc.strerror}"]) from None
     except ConfigError as exc:
@@ -93,6 +93,15 @@ def _load_ca(config: Config, paths: ScopePaths, logger: Logger) -> LeafContexts 
     key = config.tls.ca_key_path or paths.ca_key
     permitted = permitted_for(config.tls.name_constraints, (r.host for r in config.routes))
     existed = cert.exists() and key.exists()
+    if not existed and paths.combined_bundle.exists():
+        from cordon_config.scope import with_scope_flag
+
+        raise LoadFailure(  # clients trust the CA in the bundle: a new one would break them without a clue
+            [f"the CA of this scope is gone ({cert if not cert.exists() else key} is missing), but its "
+             "combined bundle still holds the old one that clients trust"],
+            with_scope_flag("create a new CA deliberately: cordon ca generate --force, then cordon setup "
+                            "(rewrites the bundle and the agents' files) and restart the agents", paths),
+        )
     try:
         ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
                                       bundle=paths.combined_bundle,
@@ -104,6 +113,8 @@ def _load_ca(config: Config, paths: ScopePaths, logger: Logger) -> LeafContexts 
     if written and existed:
         what = "name-constrained CA for the routed hosts" if permitted is not None else "CA without name constraints"
         logger.log("warn", f"re-issued the {what} (the old key is destroyed): {cert}")
+    elif written:
+        logger.log("warn", f"created the cordon CA {cert}: clients must trust it (cordon setup writes the bundle)")
     return LeafContexts(ca, [r.host for r in config.routes])
 
 
@@ -125,7 +136,7 @@ def load_runtime(paths: ScopePaths, logger: Logger) -> Runtime:
 
     from cordon_proxy.upstream import UpstreamTrustError, upstream_trust
 
-    config, digest = _read_config(paths.config_path)
+    config, digest = _read_config(paths)
     unapproved = approval_problems(config, paths)
     if unapproved:  # nothing a human did not approve is fetched, run or routed (docs/security.md)
         raise LoadFailure(unapproved)
@@ -135,7 +146,7 @@ def load_runtime(paths: ScopePaths, logger: Logger) -> Runtime:
 
         raise LoadFailure(
             [secret_unavailable(name, reason) for name, reason in failures],
-            "store it with: cordon secret set <route>, then check with: cordon secret check <route>",
+            f"fix each as its line says, then check with: cordon secret check{paths.flag}",
         )
     leaves = _load_ca(config, paths, logger)
     tokens = load_tokens(paths)
