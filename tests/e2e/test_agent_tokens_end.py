@@ -168,3 +168,22 @@ def test_a_tokens_file_others_can_read_is_refused_until_chmod_600(setup: Setup) 
     head = _get(tunnel, "/after-chmod")
     assert head.startswith(b"HTTP/1.1 200 ")
     tunnel.close()
+
+
+def test_tokens_turned_on_by_a_reload_close_what_was_opened_without_one(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    with running_stack(tmp_path, secrets={"CORDON_TEST_SECRET": SECRET}) as stack:
+        sock = socket.create_connection(("127.0.0.1", stack.proxy.port), timeout=TIMEOUT)
+        sock.sendall(f"CONNECT api.test:{stack.upstream.port} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
+        assert read_head(sock).startswith(b"HTTP/1.1 200 ")  # no tokens.toml yet: no token needed
+        with ssl.create_default_context(cafile=str(stack.cordon_ca)).wrap_socket(sock, server_hostname="api.test") as tls:
+            path, _ = tokens_for(stack.proxy.config_path)
+            TokenStore.open(path).ensure("default")
+            assert stack.proxy.proc is not None
+            os.kill(stack.proxy.proc.pid, signal.SIGHUP)
+            assert _closed(tls)  # the tunnel opened without a token ends with the reload that turned tokens on
+        with socket.create_connection(("127.0.0.1", stack.proxy.port), timeout=TIMEOUT) as again:
+            again.sendall(f"CONNECT api.test:{stack.upstream.port} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
+            assert read_head(again).startswith(b"HTTP/1.1 407 ")

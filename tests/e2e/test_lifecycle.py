@@ -100,6 +100,27 @@ def test_reload_swaps_the_config_for_new_requests_and_keeps_it_on_a_bad_one(proj
     assert a.proc.poll() is None and a.proc.pid == pid
 
 
+def test_reload_and_stop_act_on_their_own_scope_only(projects, upstream, tmp_path) -> None:
+    """Two real projects, each with its proxy: A's reload and stop leave B alone; B's reload reloads B."""
+    ca = upstream.write_ca(tmp_path / "up-ca.pem")
+    port_a, port_b = free_port(), free_port()
+    a = projects("a").setup(port_a, ca).start()
+    b = projects("b").setup(port_b, ca).start()
+    pid_b = b.proc.pid
+    a.must("route", "edit", "api", "--header-name", "X-A-Key", "--scheme", "A")
+    b.must("route", "edit", "api", "--header-name", "X-B-Key", "--scheme", "B")
+    assert a.must("reload").stdout.startswith(f"reloaded cordon (pid {a.proc.pid}): ")
+    assert "older version of this config" in b.cordon("status").stdout  # B not reloaded by A's command
+    assert _curl(b, port_b, upstream, "/b-before").returncode == 0
+    assert _seen(upstream, "/b-before").header("Authorization") == [f"Bearer {b.secret}"]
+    assert b.must("reload").stdout.startswith(f"reloaded cordon (pid {pid_b}): ")
+    assert _curl(a, port_a, upstream, "/a-after").returncode == 0 and _curl(b, port_b, upstream, "/b-after").returncode == 0
+    assert _seen(upstream, "/a-after").header("X-A-Key") == [f"A {a.secret}"]
+    assert _seen(upstream, "/b-after").header("X-B-Key") == [f"B {b.secret}"]
+    assert a.must("stop").stdout == f"stopped cordon (pid {a.proc.pid}) on 127.0.0.1:{port_a}\n"
+    assert json.loads(b.must("status", "--json").stdout)["pid"] == pid_b and b.proc.poll() is None
+
+
 def test_stop_and_restart(projects, upstream, tmp_path) -> None:
     port = free_port()
     a = projects("a").setup(port, upstream.write_ca(tmp_path / "up-ca.pem"))

@@ -142,9 +142,11 @@ class Lifecycle:
     def _apply(self, runtime: Runtime) -> None:
         """Swap everything for new requests (one step on the event loop: no request sees half of it)."""
         proxy = self._proxy
+        tokens_turned_on = False
         if runtime.tokens is not None:
             if self.gate is None:
                 self.gate = TokenGate(self.paths.tokens_path, self.paths.namespace, runtime.tokens, log=self._log)
+                tokens_turned_on = True
             else:
                 self.gate.replace(runtime.tokens)
         self.runtime = runtime
@@ -157,7 +159,9 @@ class Lifecycle:
         secrets: SecretCache = type(proxy.secrets)(runtime.config.secret_ttl)
         proxy.secrets = secrets
         self.settings.swap(self._settings(runtime))
-        if self.gate is not None:
+        if tokens_turned_on:  # what was opened without a token may not go on now that tokens are required
+            proxy.close_ended(lambda name: False, unauthenticated=True)
+        elif self.gate is not None:
             proxy.close_ended(self.gate.still_valid)
 
     # -- tokens ----------------------------------------------------------------------------------------------

@@ -137,9 +137,11 @@ class Proxy:
         self.unauthenticated.pop(conn, None)
         conn.first_head_by = None
 
-    def close_ended(self, still_valid: Callable[[str], bool]) -> int:
-        """Abort every connection whose token no longer holds (tunnels and keep-alive alike); how many."""
-        ended = [c for c in self.connections if c.token_name is not None and not still_valid(c.token_name)]
+    def close_ended(self, still_valid: Callable[[str], bool], *, unauthenticated: bool = False) -> int:
+        """Abort every connection whose token no longer holds (tunnels and keep-alive alike), and with
+        ``unauthenticated`` every one opened without a token; how many."""
+        ended = [c for c in self.connections if (c.token_name is None and unauthenticated)
+                 or (c.token_name is not None and not still_valid(c.token_name))]
         for conn in ended:
             conn.abort()
         return len(ended)
