@@ -343,6 +343,14 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
                 f"see what holds it: cordon status --config {config.path}; or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
+    from cordon_proxy.listeners import ListenerContext, ListenerStartError, start_listeners, stop_listeners
+
+    verify = life.gate.verify if life.gate is not None else None
+    try:
+        listeners = await start_listeners(ListenerContext(config, paths, logger, proxy.secrets, verify, runtime.ca))
+    except ListenerStartError as exc:
+        await proxy.shutdown()
+        return _fail(exc.message, exc.hint)
     release_startup_memory()
     life.start_watching()
     stop, now = asyncio.Event(), asyncio.Event()
@@ -365,6 +373,7 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
     await stop.wait()
     logger.log("info", "stopping: letting in-flight requests finish (up to 10 s; Ctrl-C again stops now)")
     life.stop()
+    await stop_listeners(listeners)
     from cordon_proxy._tasks import spawn
 
     drain, interrupt = spawn(proxy.shutdown()), spawn(now.wait())

@@ -135,6 +135,8 @@ class Lifecycle:
         if before != after:
             raise LoadFailure([f"listen changed from {before} to {after}: a reload cannot move the proxy to "
                                "another port"], "cordon restart")
+        if self.runtime.config.listeners != runtime.config.listeners:
+            raise LoadFailure(["[[listeners]] changed: a reload does not restart listeners"], "cordon restart")
         if self.gate is not None and runtime.tokens is None:
             raise LoadFailure([f"{self.paths.tokens_path} is gone: proxy tokens stay on until a restart"],
                               "cordon setup   (writes it again)")

@@ -49,6 +49,7 @@ class Runtime:
     tokens: TokenStore | None
     trust: UpstreamTrust
     identity_key: bytes
+    ca: object = None  # the scope's CertificateAuthority when anything needs one (routes, listeners' TLS)
 
 
 def approval_problems(config: Config, paths: ScopePaths) -> list[str]:
@@ -82,16 +83,18 @@ def _read_config(paths: ScopePaths) -> tuple[Config, str]:
     return config, config_digest(data)
 
 
-def _load_ca(config: Config, paths: ScopePaths, logger: Logger) -> LeafContexts | None:
-    if not (config.tls.enabled and config.routes):
-        return None
+def _load_ca(config: Config, paths: ScopePaths, logger: Logger) -> tuple[LeafContexts | None, object]:
+    """The leaf contexts for the routed hosts and the CA (the listeners' TLS needs it too); (None, None) when
+    nothing needs a CA."""
+    if not (config.tls.enabled and config.tls_hosts()):
+        return None, None
     from cordon_ca import CAError, ensure_scope_ca, permitted_for
 
     from cordon_proxy.tls import LeafContexts
 
     cert = config.tls.ca_cert_path or paths.ca_cert
     key = config.tls.ca_key_path or paths.ca_key
-    permitted = permitted_for(config.tls.name_constraints, (r.host for r in config.routes))
+    permitted = permitted_for(config.tls.name_constraints, config.tls_hosts())
     existed = cert.exists() and key.exists()
     if not existed and paths.combined_bundle.exists():
         from cordon_config.scope import with_scope_flag
@@ -115,7 +118,7 @@ def _load_ca(config: Config, paths: ScopePaths, logger: Logger) -> LeafContexts 
         logger.log("warn", f"re-issued the {what} (the old key is destroyed): {cert}")
     elif written:
         logger.log("warn", f"created the cordon CA {cert}: clients must trust it (cordon setup writes the bundle)")
-    return LeafContexts(ca, [r.host for r in config.routes])
+    return (LeafContexts(ca, [r.host for r in config.routes]) if config.routes else None), ca
 
 
 def load_tokens(paths: ScopePaths) -> TokenStore | None:
@@ -144,11 +147,13 @@ def load_runtime(paths: ScopePaths, logger: Logger) -> Runtime:
     if failures:
         from cordon_proxy.core.errors import secret_unavailable
 
+        listeners = {listener.name for listener in config.listeners}
         raise LoadFailure(
-            [secret_unavailable(name, reason) for name, reason in failures],
+            [secret_unavailable(name, reason, "listener" if name in listeners else "route")
+             for name, reason in failures],
             f"fix each as its line says, then check with: cordon secret check{paths.flag}",
         )
-    leaves = _load_ca(config, paths, logger)
+    leaves, ca = _load_ca(config, paths, logger)
     tokens = load_tokens(paths)
     own_ca = config.tls.ca_cert_path or paths.ca_cert
     try:
@@ -159,4 +164,4 @@ def load_runtime(paths: ScopePaths, logger: Logger) -> Runtime:
         key = ensure_key(paths)
     except IdentityError as exc:
         raise LoadFailure([exc.message], exc.hint) from None
-    return Runtime(config, digest, leaves, tokens, trust, key)
+    return Runtime(config, digest, leaves, tokens, trust, key, ca)

@@ -70,3 +70,12 @@ def env_contract(
     for name in sorted(key_variables(routed_hosts)):
         env[name] = DUMMY_KEY
     return env
+
+
+def listener_env(port: int, username: str, token: str | None) -> dict[str, str]:
+    """The libpq variables that point a PostgreSQL client at a cordon listener: ``PGHOST``, ``PGPORT``,
+    ``PGUSER``, and the proxy token as ``PGPASSWORD`` when tokens are on (never the database password)."""
+    env = {"PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": username}
+    if token:
+        env["PGPASSWORD"] = token
+    return env
