@@ -125,9 +125,9 @@ def _cached_port(config_path: str, state_dir: str) -> int | None:
     return int(port) if port.isdigit() and 0 < int(port) < 65536 and lines[4] == "" else None
 
 
-def _health(port: int, *, parse: bool) -> dict[str, object] | None:
-    """The proxy's ``/health`` answer (parsed only when ``parse``: json loads ``re``), ``{}`` when nothing
-    listens (refused), None for anything else (the full command then decides)."""
+def _health(port: int) -> dict[str, object] | None:
+    """The proxy's ``/health`` answer, ``{}`` when nothing listens (refused), None for anything else (the full
+    command then decides)."""
     import _socket  # not `socket`: it loads enum, selectors and more than this whole path costs
 
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
@@ -151,15 +151,19 @@ def _health(port: int, *, parse: bool) -> dict[str, object] | None:
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep or not head.startswith((b"HTTP/1.1 200 ", b"HTTP/1.0 200 ")):
         return None
-    if not parse:  # the shape of the proxy's own answer, else let the full command look
-        return {"status": "ok"} if body.startswith(b'{"status": "ok", "version": "') else None
-    import json
+    return _own_answer(body)
 
-    try:
-        answer = json.loads(body)
-    except ValueError:
+
+def _own_answer(body: bytes) -> dict[str, object] | None:
+    """The proxy's own ``{"status": "ok", "version": "V", "routes": N}``, read without ``json`` (which loads
+    ``re``); None for any other body (the full command then looks at it)."""
+    prefix, middle, end = b'{"status": "ok", "version": "', b'", "routes": ', b"}"
+    if not body.startswith(prefix) or not body.endswith(end):
         return None
-    return answer if isinstance(answer, dict) and answer.get("status") == "ok" else None
+    version, sep, routes = body[len(prefix):-len(end)].partition(middle)
+    if not sep or not routes.isdigit() or not version or any(c in version for c in b'"\\') or not version.isascii():
+        return None
+    return {"status": "ok", "version": version.decode("ascii"), "routes": int(routes)}
 
 
 def fast_status(args: Sequence[str], environ: Mapping[str, str], cwd: str) -> tuple[int, str] | None:
@@ -173,7 +177,7 @@ def fast_status(args: Sequence[str], environ: Mapping[str, str], cwd: str) -> tu
     port = _cached_port(config_path, state_dir)
     if port is None:
         return None
-    answer = _health(port, parse="quiet" not in options)
+    answer = _health(port)
     if answer is None:
         return None
     running = bool(answer)
