@@ -33,7 +33,8 @@ KNOWN_COMMANDS: tuple[KnownCommand, ...] = (
     KnownCommand("run", "cordon-setup", "run a command with the env contract (starting a proxy if needed)"),
     KnownCommand("service", "cordon-setup", "install/uninstall/inspect the background service"),
     KnownCommand("route", "cordon-config", "add, edit, list, show and remove routes in cordon.toml"),
-    KnownCommand("secret", "cordon-config", "store, delete and check the secret behind a route"),
+    KnownCommand("listener", "cordon-config", "add, edit, list, show and remove PostgreSQL listeners"),
+    KnownCommand("secret", "cordon-config", "store, delete and check the secret behind a route or listener"),
     KnownCommand("token", "cordon-config", "list, rotate and revoke proxy tokens"),
     KnownCommand("config", "cordon-config", "show or change cordon.toml settings (port, secret_ttl, [tls] ...)"),
     KnownCommand("scopes", "cordon-config", "list cordon's scopes; prune those whose project is gone"),
@@ -44,8 +45,10 @@ KNOWN_COMMANDS: tuple[KnownCommand, ...] = (
     KnownCommand("ca", "cordon-ca", "generate, show and bundle the local CA"),
     KnownCommand("trust", "cordon-ca", "add the cordon CA to the OS trust store"),
     KnownCommand("untrust", "cordon-ca", "remove the cordon CA from the OS trust store"),
+    KnownCommand("pg", "cordon-pg", "check the PostgreSQL listeners' ports and upstream servers"),
     KnownCommand("doctor", "cordon-doctor", "diagnose the setup, each failure with its fix"),
     KnownCommand("demo", "cordon-doctor", "self-contained end-to-end demonstration (no account, no network)"),
 )
 
-TOOL_DISTS: tuple[str, ...] = ("cordon-setup", "cordon-config", "cordon-proxy", "cordon-ca", "cordon-doctor")
+TOOL_DISTS: tuple[str, ...] = ("cordon-setup", "cordon-config", "cordon-proxy", "cordon-pg", "cordon-ca",
+                               "cordon-doctor")

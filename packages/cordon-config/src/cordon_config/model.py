@@ -9,6 +9,9 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 SecretSourceName = Literal["keyring", "1password", "env", "file", "command"]
+ClientTLS = Literal["accept", "require", "disable"]
+UpstreamTLS = Literal["verify-full", "disable"]
+DEFAULT_PG_PORT = 5432
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,33 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class PasswordAuth:
+    """A listener logs in to its upstream as ``username`` with the secret as the password."""
+
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One PostgreSQL credential listener: 127.0.0.1:``port`` relays to ``upstream`` after cordon logs in."""
+
+    name: str
+    port: int
+    upstream_host: str  # canonical DNS name, or an IP literal (IPv6 without brackets)
+    upstream_port: int
+    auth: PasswordAuth
+    secret: SecretRef
+    client_tls: ClientTLS = "accept"
+    upstream_tls: UpstreamTLS = "verify-full"
+
+    @property
+    def upstream(self) -> str:
+        """``host:port`` as written in cordon.toml (IPv6 in brackets)."""
+        host = f"[{self.upstream_host}]" if ":" in self.upstream_host else self.upstream_host
+        return f"{host}:{self.upstream_port}"
+
+
+@dataclass(frozen=True, slots=True)
 class TLSConfig:
     """The ``[tls]`` table; paths are absolute (relative ones resolved against the config's directory)."""
 
@@ -82,6 +112,22 @@ class Config:
     limits: Limits = Limits()
     secret_ttl: float = 10.0
     op_path: str | None = None
+    listeners: tuple[Listener, ...] = ()
+
+    def tls_hosts(self) -> list[str]:
+        """The names cordon presents certificates for, sorted: every route's host, and ``localhost`` when a
+        listener offers TLS to its clients. A name-constrained CA permits exactly these."""
+        hosts = {route.host for route in self.routes}
+        if any(listener.client_tls != "disable" for listener in self.listeners):
+            hosts.add("localhost")
+        return sorted(hosts)
+
+    def listener(self, name: str) -> Listener | None:
+        """The listener called ``name``, or None."""
+        for listener in self.listeners:
+            if listener.name == name:
+                return listener
+        return None
 
     def route_for_host(self, host: str, port: int | None = None) -> Route | None:
         """The route whose host equals ``host`` after canonicalisation (and whose port matches, if set)."""

@@ -1,4 +1,5 @@
-"""Doctor checks on what runs: route secrets, the port, the background service, CODEX_HOME. Read-only."""
+"""Doctor checks on what runs: route and listener secrets, the port, the PostgreSQL listeners, the background
+service, CODEX_HOME. Read-only."""
 
 from __future__ import annotations
 
@@ -87,8 +88,11 @@ def check_codex_home(ctx: DoctorContext) -> list[Finding]:
 
 
 def _secret_fix(ctx: DoctorContext, route: object, exc: object) -> str:
+    from cordon_config.secrets import kind_of
+
     name = getattr(route, "name", "?")
     source = route.secret.source  # type: ignore[attr-defined]
+    kind = kind_of(route)  # type: ignore[arg-type]
     reason = str(getattr(exc, "reason", ""))
     hint = getattr(exc, "hint", None)
     flag = ctx.scope_flag
@@ -96,7 +100,7 @@ def _secret_fix(ctx: DoctorContext, route: object, exc: object) -> str:
         var = name.upper().replace("-", "_").replace(".", "_") + "_API_KEY"
         return (
             "this machine has no keyring (on headless Linux: no Secret Service on D-Bus, e.g. gnome-keyring); "
-            f"switch the route to another source: cordon route edit{flag} {name} --source env --var {var}  "
+            f"switch the {kind} to another source: cordon {kind} edit{flag} {name} --source env --var {var}  "
             f'(or in {ctx.paths.config_path}: source = "file" with path = "/abs/0600-file", or '
             'source = "command" with argv = ["gh", "auth", "token"])'
         )
@@ -121,19 +125,20 @@ def _secret_fix(ctx: DoctorContext, route: object, exc: object) -> str:
 
 
 def check_secrets(ctx: DoctorContext) -> list[Finding]:
-    """Every route's secret can be fetched now (the value is discarded, never shown)."""
-    from cordon_config.secrets import SecretUnavailable, fetch_secret
+    """Every route's and listener's secret can be fetched now (the value is discarded, never shown)."""
+    from cordon_config.secrets import SecretUnavailable, fetch_secret, kind_of
 
     if ctx.config is None:
         return []
     found: list[Finding] = []
-    settings = any(entry.item.kind != "route" for entry in ctx.unapproved)
-    unapproved = {entry.item.name for entry in ctx.unapproved if entry.item.kind == "route"}
-    for route in ctx.config.routes:
-        check = f"route.{route.name}.secret"
-        if settings or route.name in unapproved:  # an unapproved `command` would run here: never fetch it
+    settings = any(entry.item.kind not in ("route", "listener") for entry in ctx.unapproved)
+    unapproved = {(entry.item.kind, entry.item.name) for entry in ctx.unapproved}
+    for route in (*ctx.config.routes, *ctx.config.listeners):
+        kind = kind_of(route)
+        check = f"{kind}.{route.name}.secret"
+        if settings or (kind, route.name) in unapproved:  # an unapproved `command` would run here: never fetch it
             found.append(skip(check, "not fetched: " + ("the [tls]/[secrets] settings are" if settings else
-                                                        "the route is") + " not approved (see approvals)"))
+                                                        f"the {kind} is") + " not approved (see approvals)"))
             continue
         try:
             fetch_secret(route, config=ctx.config, env=ctx.environ)
@@ -144,4 +149,23 @@ def check_secrets(ctx: DoctorContext) -> list[Finding]:
         if route.secret.source == "env":
             where = " (from this shell's environment: the service needs it too)"
         found.append(ok(check, f"resolvable from {route.secret.source}{where}"))
+    return found
+
+
+def check_listeners(ctx: DoctorContext) -> list[Finding]:
+    """Each PostgreSQL listener: its port free or held by the running cordon, its upstream reachable with a valid
+    certificate. The checks come from the listener's package through the ``cordon.doctor_checks`` entry points."""
+    from importlib.metadata import entry_points
+
+    if ctx.config is None or not ctx.config.listeners:
+        return []
+    hooks = list(entry_points(group="cordon.doctor_checks"))
+    if not hooks:
+        return [fail("listeners", "cordon.toml has [[listeners]] but cordon-pg is not installed: cordon start "
+                     "cannot serve them", "pip install cordon-pg")]
+    running = get_health(ctx.config.listen) is not None
+    found: list[Finding] = []
+    for hook in hooks:
+        for item in hook.load()(ctx.config, proxy_running=running, scope_flag=ctx.scope_flag, environ=ctx.environ):
+            found.append(Finding(str(item["check"]), item["status"], str(item["message"]), item.get("fix")))
     return found

@@ -229,20 +229,23 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     if failures:
         from cordon_proxy.core.errors import secret_unavailable
 
+        listeners = {listener.name for listener in config.listeners}
         for route_name, reason in failures:
-            sys.stderr.write(f"cordon: {secret_unavailable(route_name, reason)}\n")
+            kind = "listener" if route_name in listeners else "route"
+            sys.stderr.write(f"cordon: {secret_unavailable(route_name, reason, kind)}\n")
         sys.stderr.write(f"hint: fix each as its line says, then check with: cordon secret check{paths.flag}\n")
         return EXIT_FAIL
     # 4. CA
     leaves: LeafContexts | None = None
-    if config.tls.enabled and config.routes:
+    ca: object = None
+    if config.tls.enabled and config.tls_hosts():
         from cordon_ca import CAError, ensure_scope_ca, permitted_for
 
         from cordon_proxy.tls import LeafContexts
 
         cert = config.tls.ca_cert_path or paths.ca_cert
         key = config.tls.ca_key_path or paths.ca_key
-        permitted = permitted_for(config.tls.name_constraints, (r.host for r in config.routes))
+        permitted = permitted_for(config.tls.name_constraints, config.tls_hosts())
         existed = cert.exists() and key.exists()
         if not existed and paths.combined_bundle.exists():
             from cordon_config.scope import with_scope_flag
@@ -268,7 +271,7 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
             logger.log("warn", f"re-issued the {what} (the old key is destroyed): {cert}")
         elif written:
             logger.log("warn", f"created the cordon CA {cert}: clients must trust it (cordon setup writes the bundle)")
-        leaves = LeafContexts(ca, [r.host for r in config.routes])
+        leaves = LeafContexts(ca, [r.host for r in config.routes]) if config.routes else None
     # 5. tokens
     verify: Verifier | None = None
     from cordon_config.tokens import TokenStore
@@ -284,7 +287,7 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 
         verify = TokenGate(paths.tokens_path, paths.namespace, store).verify
 
-    return _serve(config, leaves, verify, logger)
+    return _serve(config, leaves, verify, logger, paths, ca)
 
 
 Verifier = Callable[[str], "str | None"]
@@ -324,13 +327,15 @@ def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]
     return "uvloop", uvloop.run
 
 
-def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger,
+           paths: ScopePaths, ca: object) -> int:
     name, run = _event_loop()
     logger.log("info", f"event loop: {name}")
-    return run(_run(config, leaves, verify, logger))
+    return run(_run(config, leaves, verify, logger, paths, ca))
 
 
-async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger,
+               paths: ScopePaths, ca: object) -> int:
     import asyncio
 
     from cordon_config.secrets import SecretCache
@@ -352,7 +357,8 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
         connect_timeout=config.limits.connect_timeout,
         idle_timeout=min(30.0, config.limits.idle_timeout),
     )
-    proxy = Proxy(SettingsRef(settings), leaves=leaves, pool=pool, secrets=SecretCache(config.secret_ttl), logger=logger)
+    secrets = SecretCache(config.secret_ttl)
+    proxy = Proxy(SettingsRef(settings), leaves=leaves, pool=pool, secrets=secrets, logger=logger)
     try:
         await proxy.listen(config.listen)
     except OSError as exc:
@@ -362,6 +368,13 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
                 f"stop what is using it (cordon status), or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
+    from cordon_proxy.listeners import ListenerContext, ListenerStartError, start_listeners, stop_listeners
+
+    try:
+        listeners = await start_listeners(ListenerContext(config, paths, logger, secrets, verify, ca))
+    except ListenerStartError as exc:
+        await proxy.shutdown()
+        return _fail(exc.message, exc.hint)
     from cordon_proxy.hardening import release_startup_memory
 
     release_startup_memory()
@@ -382,6 +395,7 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
     )
     await stop.wait()
     logger.log("info", "stopping: letting in-flight requests finish (up to 10 s; Ctrl-C again stops now)")
+    await stop_listeners(listeners)
     from cordon_proxy._tasks import spawn
 
     drain, interrupt = spawn(proxy.shutdown()), spawn(now.wait())

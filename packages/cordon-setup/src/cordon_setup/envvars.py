@@ -64,3 +64,12 @@ def env_contract(
     env["NODE_EXTRA_CA_CERTS"] = str(ca_cert if ca_cert is not None else paths.ca_cert)
     env["NODE_USE_ENV_PROXY"] = "1"
     return env
+
+
+def listener_env(port: int, username: str, token: str | None) -> dict[str, str]:
+    """The libpq variables that point a PostgreSQL client at a cordon listener: ``PGHOST``, ``PGPORT``,
+    ``PGUSER``, and the proxy token as ``PGPASSWORD`` when tokens are on (never the database password)."""
+    env = {"PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": username}
+    if token:
+        env["PGPASSWORD"] = token
+    return env
