@@ -30,11 +30,13 @@ ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
     "cordon_doctor": set(),
     "cordon_pg": {"cryptography"},
 }
-# `<pkg>/testing.py` modules are helpers for tests (keyring.testing style): they may use test-only libraries
+# `<pkg>/testing.py` (and cordon_proxy/testnet.py) are helpers for tests (keyring.testing style): they may use
+# test-only libraries
 TESTING_THIRD_PARTY = {"trustme", "pytest", "psycopg", "asyncpg"}
 NETWORK_MODULES = {"socket", "ssl", "asyncio", "http"}
-# the one cordon-config module allowed a socket: probing 127.0.0.1 for a free port (no traffic leaves the host)
-CONFIG_SOCKET_MODULES = {"ports.py"}
+# the cordon-config modules allowed a socket, for 127.0.0.1 only (no traffic leaves the host): probing for a free
+# port, and asking the scope's proxy on its port to prove its identity
+CONFIG_SOCKET_MODULES = {"ports.py", "identity.py"}
 SANS_IO_FORBIDDEN = {"asyncio", "socket", "ssl", "time", "os", "selectors", "subprocess"}
 # cordon-pg's protocol logic (codec, SCRAM, the handshake state machine) is sans-IO like cordon_proxy.core
 PG_SANS_IO = {"protocol.py", "scram.py", "session.py", "events.py"}
@@ -95,7 +97,7 @@ def test_imports_respect_the_layering(package: str, path: Path) -> None:
             if package == "cordon_pg" and path.name in PG_SANS_IO:
                 assert top != "cordon_proxy", f"{rel}: cordon-pg's sans-IO modules import no proxy code"
             continue
-        if path.name == "testing.py" and top in TESTING_THIRD_PARTY:
+        if path.name in ("testing.py", "testnet.py") and top in TESTING_THIRD_PARTY:
             continue
         assert top in ALLOWED_THIRD_PARTY[package], f"{rel}: {package} may not import third-party {top}"
 

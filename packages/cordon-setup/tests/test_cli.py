@@ -145,12 +145,17 @@ def test_broken_settings_json_is_reported_cleanly(project, capsys):
 def test_run_passes_env_and_exit_code_through_an_already_healthy_proxy(project, capsys, tmp_path):
     assert setup_main([]) == 0
     capsys.readouterr()
-    # a stand-in proxy answering /health on the configured port, so `run` starts none
+    # a stand-in proxy answering /health on the configured port with this scope's identity proof (setup made
+    # the key), so `run` starts none
+    from cordon_config.identity import health_answer, load_key
+    from cordon_config.scope import resolve_scope
+
     port = int(re.search(r"listen = (\d+)", (project / "cordon.toml").read_text()).group(1))
+    key = load_key(resolve_scope(None, None, env=dict(os.environ), cwd=project))
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = b'{"status": "ok"}'
+            body = json.dumps(health_answer(key, self.path.partition("?")[2], {"pid": os.getpid()})).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

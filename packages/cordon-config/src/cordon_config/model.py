@@ -99,6 +99,10 @@ class Limits:
     idle_timeout: float = 120.0
     response_header_timeout: float = 300.0
     max_connections: int = 1024
+    # with proxy tokens on: connections that have not shown a valid token yet have a cap of their own and
+    # must send their first request head within first_head_timeout (a token holder is always served)
+    max_unauthenticated: int = 256
+    first_head_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,8 @@ DEFAULT_LISTEN = 6790
 TOP_KEYS = ("listen", "tls", "routes", "listeners", "secrets", "limits", "secret_ttl")
 TLS_KEYS = ("enabled", "ca_cert_path", "ca_key_path", "upstream_ca_file", "name_constraints")
 SECRETS_KEYS = ("op_path",)
-LIMIT_KEYS = ("header_bytes", "connect_timeout", "idle_timeout", "response_header_timeout", "max_connections")
+LIMIT_KEYS = ("header_bytes", "connect_timeout", "idle_timeout", "response_header_timeout", "max_connections",
+              "max_unauthenticated", "first_head_timeout")
 ROUTE_KEYS = ("name", "match", "auth", "allow_plain_http")
 MATCH_KEYS = ("host", "port")
 HEADER_AUTH_KEYS = ("type", "header_name", "scheme", "secret")
@@ -83,6 +84,8 @@ LIMIT_RULES: Mapping[str, tuple[type, float, float]] = {
     "idle_timeout": (float, 0.001, 86400),
     "response_header_timeout": (float, 0.001, 86400),
     "max_connections": (int, 1, 1_000_000),
+    "max_unauthenticated": (int, 1, 1_000_000),
+    "first_head_timeout": (float, 0.001, 3600),
 }
 
 Key = tuple[str | int, ...]

@@ -8,30 +8,37 @@ from pathlib import Path
 
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, ok, skip, warn
-from cordon_doctor.proxyproc import get_health, port_in_use
 
 
 def check_port(ctx: DoctorContext) -> list[Finding]:
-    """The configured port is free, or a healthy cordon answers on it (and not something else)."""
+    """The configured port is free, or this scope's cordon (proven by its identity key) answers on it, running
+    the config as it is on disk; another scope's cordon or anything else there is named."""
+    from cordon_config.identity import IdentityError, config_digest, probe
+
     if ctx.config is None:
         return []
     port = ctx.config.listen
-    health = get_health(port)
-    if health is not None:
-        routes = health.get("routes")
-        found = [ok("port", f"cordon {health.get('version', '?')} is running on 127.0.0.1:{port} ({routes} "
-                    f"route{'' if routes == 1 else 's'})")]
-        if isinstance(routes, int) and routes != len(ctx.config.routes):
-            found = [warn("port", f"the cordon on 127.0.0.1:{port} serves {routes} routes but {ctx.paths.config_path} "
-                          f"has {len(ctx.config.routes)} (started before the last edit, or another scope's proxy)",
-                          f"restart it: cordon service install{ctx.scope_flag}  (or stop it and run cordon start"
-                          f"{ctx.scope_flag})")]
+    flag = ctx.scope_flag
+    try:
+        state = probe(ctx.paths, port, env=ctx.environ)
+    except IdentityError as exc:
+        return [fail("port", exc.message, exc.hint)]
+    if state.kind == "none":
+        return [ok("port", f"127.0.0.1:{port} is free (cordon is not running; start it with cordon start{flag})")]
+    if not state.ours:
+        return [fail("port", state.message(), state.hint(ctx.paths.config_path, flag))]
+    health = state.health
+    routes = health.get("routes")
+    found = [ok("port", f"cordon {health.get('version', '?')} (pid {state.pid}) is running on 127.0.0.1:{port} "
+                f"({routes} {'route' if routes == 1 else 'routes'})")]
+    try:
+        on_disk = config_digest(ctx.paths.config_path.read_bytes())
+    except OSError:
         return found
-    if port_in_use(port):
-        return [fail("port", f"something that is not cordon listens on 127.0.0.1:{port}",
-                     f"find it with `ss -ltnp 'sport = :{port}'` and stop it, or set another port: "
-                     f"edit listen in {ctx.paths.config_path}, then cordon setup{ctx.scope_flag}")]
-    return [ok("port", f"127.0.0.1:{port} is free (cordon is not running; start it with cordon start{ctx.scope_flag})")]
+    if health.get("config_digest") != on_disk:
+        found.append(warn("proxy.config", f"the running proxy (pid {state.pid}) uses an older version of "
+                          f"{ctx.paths.config_path} (changed since it started or last reloaded)", f"cordon reload{flag}"))
+    return found
 
 
 def check_service(ctx: DoctorContext) -> list[Finding]:
@@ -163,7 +170,12 @@ def check_listeners(ctx: DoctorContext) -> list[Finding]:
     if not hooks:
         return [fail("listeners", "cordon.toml has [[listeners]] but cordon-pg is not installed: cordon start "
                      "cannot serve them", "pip install cordon-pg")]
-    running = get_health(ctx.config.listen) is not None
+    from cordon_config.identity import IdentityError, probe
+
+    try:  # this scope's own proxy, proven by its identity key (never something else on the port)
+        running = probe(ctx.paths, ctx.config.listen, timeout=1.0, env=ctx.environ).ours
+    except IdentityError:
+        running = False
     found: list[Finding] = []
     for hook in hooks:
         for item in hook.load()(ctx.config, proxy_running=running, scope_flag=ctx.scope_flag, environ=ctx.environ):

@@ -53,8 +53,8 @@ def pg_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> in
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """``cordon-pg check [NAME...] [--json]``."""
     from cordon_config import ConfigError, load_config
+    from cordon_config.identity import IdentityError, probe
     from cordon_config.scope import ScopeError, scope_from_args
-    from cordon_proxy.cli import health
 
     from cordon_pg.check import check_listeners
 
@@ -73,8 +73,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         known = ", ".join(item.name for item in config.listeners) or "none"
         sys.stderr.write(f"cordon: no listener named {unknown[0]!r} in {config.path}\nhint: listeners: {known}\n")
         return 2
-    findings = check_listeners(config, proxy_running=health(config.listen, timeout=1.0) is not None,
-                               names=args.names or None)
+    try:  # this scope's own proxy, proven by its identity key (never something else on the port)
+        running = probe(paths, config.listen, timeout=1.0).ours
+    except IdentityError:
+        running = False
+    findings = check_listeners(config, proxy_running=running, names=args.names or None)
     if args.json:
         sys.stdout.write(json.dumps(findings, indent=2) + "\n")
     elif not findings:

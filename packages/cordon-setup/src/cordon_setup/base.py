@@ -269,6 +269,7 @@ def ensure_base_setup(
         note(f"{verb} the proxy token '{DEFAULT_TOKEN}' in {paths.tokens_path}")
     if not dry_run:
         record_scope(paths)
+    _ensure_identity_key(paths, dry_run=dry_run, note=note)
     return done
 
 
@@ -284,6 +285,20 @@ def approve_settings_change(paths: ScopePaths, before: str, after: str) -> None:
         record_change(paths, paths.config_path, settings_item(old, paths), settings_item(new, paths))
     except ApprovalError as exc:
         raise BaseSetupError(str(exc), exc.hint) from None
+
+
+def _ensure_identity_key(paths: ScopePaths, *, dry_run: bool, note: Callable[[str], None]) -> None:
+    """The scope's identity key (its proxy proves with it that it is this scope's cordon)."""
+    from cordon_config.identity import IdentityError, ensure_key, key_path, load_key
+
+    try:
+        if load_key(paths) is not None:
+            return
+        if not dry_run:
+            ensure_key(paths)
+    except IdentityError as exc:
+        raise BaseSetupError(exc.message, exc.hint) from None
+    note(f"{'would create' if dry_run else 'created'} the proxy identity key: {key_path(paths)}")
 
 
 def ensure_token(paths: ScopePaths, name: str) -> str:

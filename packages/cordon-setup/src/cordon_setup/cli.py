@@ -31,6 +31,8 @@ from cordon_setup.render import FORMATS, render_env
 # imported inside the commands that use them, so `cordon env` starts fast.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cordon_config.identity import ProbeResult
+
     from cordon_setup.integrations import IntegrationPlan
     from cordon_setup.realkeys import Destination, RealKey
     from cordon_setup.setup_flow import SetupOutcome
@@ -587,9 +589,10 @@ def _run(args: argparse.Namespace) -> int:
     return run_with_proxy(
         command,
         env_contract=env,
-        config_path=paths.config_path,
+        paths=paths,
         port=facts.listen,
         log_path=default_log(paths),
+        notify=lambda line: sys.stderr.write(line + "\n"),  # names only, never a value
     )
 
 
@@ -674,6 +677,7 @@ def _service(args: argparse.Namespace) -> int:
             print(f"{manager.unit_name(args.name)} is not installed")
         return OK
     status = manager.status(args.name)
+    proxy = _proxy_state(paths)
     if args.json:
         print(
             json.dumps(
@@ -683,6 +687,8 @@ def _service(args: argparse.Namespace) -> int:
                     "path": str(status.path),
                     "installed": status.installed,
                     "running": status.running,
+                    "proxy": proxy.kind if proxy is not None else None,
+                    "pid": proxy.pid if proxy is not None else None,
                 }
             )
         )
@@ -693,7 +699,26 @@ def _service(args: argparse.Namespace) -> int:
             else ("running" if status.running else "installed, not running")
         )
         print(f"{manager.unit_name(args.name)}: {state}")
-    return OK if status.running or not status.installed else FAIL
+        if proxy is not None:
+            print(f"proxy: {proxy.message()}")
+    serving = proxy is None or proxy.ours
+    return OK if (status.running and serving) or not status.installed else FAIL
+
+
+def _proxy_state(paths: ScopePaths) -> ProbeResult | None:
+    """What holds the scope's port, proven by the identity key (None when the config cannot be read)."""
+    from cordon_config.identity import IdentityError, probe
+
+    try:
+        facts = read_config_facts(paths)
+    except BaseSetupError:
+        return None
+    if facts is None:
+        return None
+    try:
+        return probe(paths, facts.listen)
+    except IdentityError:
+        return None
 
 
 def service_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
