@@ -196,7 +196,7 @@ class Report:
             self.weak.append(f"{label}: {detail}")
 
 
-def judge_main(server: dict[str, Any], report: Report) -> None:
+def judge_main(server: dict[str, Any], cordon_ca: bytes, report: Report) -> None:
     result = server["scan_result"]
     accepted_versions = []
     for key, label, _flag in PROTOCOLS:
@@ -229,7 +229,7 @@ def judge_main(server: dict[str, Any], report: Report) -> None:
     if small:
         report.weak.append(f"small curves accepted: {', '.join(small)}")
 
-    _judge_certificate(result["certificate_info"]["result"], report)
+    _judge_certificate(result["certificate_info"]["result"], cordon_ca, report)
 
     report.line("Checks:")
     comp = result["tls_compression"]["result"]["supports_compression"]
@@ -269,7 +269,29 @@ def _host_matches(dns_names: list[str], host: str) -> bool:
     return False
 
 
-def _judge_certificate(info: dict[str, Any], report: Report) -> None:
+LEADING_DOT_EXCLUSION = "malformed DNS name constraint: ."
+
+
+def openssl_verify(chain: list[dict[str, Any]], ca_pem: bytes, host: str) -> tuple[bool, str]:
+    """``openssl verify`` of the received chain against the CA ``ca_pem`` for ``host`` (path, hostname,
+    name constraints)."""
+    with tempfile.TemporaryDirectory(prefix="cordon-tls-verify-") as tmp:
+        leaf, untrusted, ca = Path(tmp) / "leaf.pem", Path(tmp) / "chain.pem", Path(tmp) / "ca.pem"
+        ca.write_bytes(ca_pem)
+        leaf.write_text(chain[0]["as_pem"])
+        untrusted.write_text("".join(c["as_pem"] for c in chain[1:]))
+        args = ["openssl", "verify", "-CAfile", str(ca), "-verify_hostname", host, "-x509_strict"]
+        if len(chain) > 1:
+            args += ["-untrusted", str(untrusted)]
+        try:
+            done = subprocess.run([*args, str(leaf)], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"openssl verify could not run: {exc}"
+    out = (done.stdout + done.stderr).strip().replace("\n", " ")
+    return done.returncode == 0 and out.endswith(": OK"), out
+
+
+def _judge_certificate(info: dict[str, Any], cordon_ca: bytes, report: Report) -> None:
     deployments = info["certificate_deployments"]
     report.line(f"Certificate (SNI {info['hostname_used_for_server_name_indication']}, {len(deployments)} chain(s), "
                 f"chain without SNI: {'none, refused' if info['certificate_deployment_with_sni_disabled'] is None else 'served'}):")
@@ -285,8 +307,13 @@ def _judge_certificate(info: dict[str, Any], report: Report) -> None:
         supplied = [p for p in dep["path_validation_results"] if p["trust_store"]["name"] == "Supplied CA file"]
         trusted = bool(supplied) and supplied[0]["was_validation_successful"]
         error = supplied[0]["validation_error"] if supplied else "no custom CA result"
-        report.check("chain valid (cordon CA)", trusted,
-                     "yes (path + hostname, cryptography's RFC 5280 verifier)" if trusted else f"NO: {error}")
+        how = "path + hostname, cryptography's RFC 5280 verifier"
+        if not trusted and error and LEADING_DOT_EXCLUSION in error:
+            # cryptography's verifier refuses the excluded ".host" subtree that keeps subdomains out of the
+            # CA's reach (docs/tls-and-trust.md); verify path, hostname and name constraints with OpenSSL.
+            trusted, error = openssl_verify(dep["received_certificate_chain"], cordon_ca, ROUTED)
+            how = "path + hostname + name constraints, OpenSSL (cryptography rejects the .host exclusion)"
+        report.check("chain valid (cordon CA)", trusted, f"yes ({how})" if trusted else f"NO: {error}")
         report.check("hostname match (SAN)", _host_matches(dns, ROUTED), f"{ROUTED} in {dns}")
         report.check("SHA-1 in verified chain", not dep["verified_chain_has_sha1_signature"],
                      "yes" if dep["verified_chain_has_sha1_signature"] else "no")
@@ -390,6 +417,7 @@ def scan(keep_json: Path | None) -> int:
             judge_not_routed(other, stack.cordon_ca, stack.upstream_ca, probes)
             probe_tunnel(stack, upstream_port, stack.upstream_ca, probes)
             probe_sni(stack, upstream_port, stack.cordon_ca, probes)
+            cordon_ca_pem = stack.cordon_ca.read_bytes()
         if keep_json is not None:
             keep_json.mkdir(parents=True, exist_ok=True)
             for name in ("main.json", "other.json"):
@@ -398,7 +426,7 @@ def scan(keep_json: Path | None) -> int:
 
     report.line(f"sslyze {version} -> {target} through cordon's CONNECT proxy 127.0.0.1:{proxy_port} "
                 f"(sslyze scan {main_took:.1f} s)")
-    judge_main(main, report)
+    judge_main(main, cordon_ca_pem, report)
     report.line("Tunnel and SNI behaviour:")
     report.lines.extend(probes.lines)
     report.weak.extend(probes.weak)
