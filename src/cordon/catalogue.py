@@ -35,6 +35,8 @@ KNOWN_COMMANDS: tuple[KnownCommand, ...] = (
     KnownCommand("route", "cordon-config", "add, edit, list, show and remove routes in cordon.toml"),
     KnownCommand("secret", "cordon-config", "store, delete and check the secret behind a route"),
     KnownCommand("token", "cordon-config", "list, rotate and revoke proxy tokens"),
+    KnownCommand("egress", "cordon-config", "allow, deny and list hosts without a route ([egress])"),
+    KnownCommand("audit", "cordon-config", "verify, tail and export the tamper-evident audit log"),
     KnownCommand("start", "cordon-proxy", "run the proxy in the foreground"),
     KnownCommand("status", "cordon-proxy", "is a proxy running for this config?"),
     KnownCommand("wait", "cordon-proxy", "wait until the proxy answers /health"),

@@ -10,7 +10,13 @@ from cordon_config import load_config, parse_config
 from cordon_config.edit import add_route, edit_egress, edit_route
 from cordon_config.egress import EgressAllow, canonical_pattern
 from cordon_config.model import AuditConfig, Egress, HeaderAuth, RateLimit, Route, SecretRef
-from cordon_config.pathrules import AmbiguousPath, PathRules, method_problem, normalise_path, path_rule_problem
+from cordon_config.pathrules import (
+    AmbiguousPath,
+    PathRules,
+    method_problem,
+    normalise_path,
+    path_rule_problem,
+)
 
 DATA = Path(__file__).parent / "data"
 HEAD = 'listen = 1\n[tls]\nca_cert_path = "/a"\nca_key_path = "/b"\n'

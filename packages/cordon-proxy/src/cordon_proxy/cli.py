@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cordon_config import Config
     from cordon_config.scope import ScopePaths
 
+    from cordon_proxy.audit import AuditLog
     from cordon_proxy.logs import Logger
     from cordon_proxy.tls import LeafContexts
 
@@ -239,7 +240,21 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 
         verify = TokenGate(paths.tokens_path, paths.namespace, store).verify
 
-    return _serve(config, leaves, verify, logger)
+    # 5. audit log
+    audit: AuditLog | None = None
+    if config.audit.enabled:
+        from cordon_config.audit import AuditError
+
+        from cordon_proxy.audit import AuditLog
+
+        try:
+            audit = AuditLog(paths.state_dir, paths.namespace, config.audit, logger)
+        except AuditError as exc:
+            return _fail(exc.message, exc.hint)
+        except OSError as exc:
+            return _fail(f"cannot open the audit log in {paths.state_dir}: {exc.strerror or exc}",
+                         "run cordon as the user who owns the state dir, or set enabled = false under [audit]")
+    return _serve(config, leaves, verify, logger, audit)
 
 
 Verifier = Callable[[str], "str | None"]
@@ -254,13 +269,15 @@ def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]
     return "uvloop", uvloop.run
 
 
-def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger,
+           audit: AuditLog | None) -> int:
     name, run = _event_loop()
     logger.log("info", f"event loop: {name}")
-    return run(_run(config, leaves, verify, logger))
+    return run(_run(config, leaves, verify, logger, audit))
 
 
-async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger) -> int:
+async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger,
+               audit: AuditLog | None) -> int:
     from cordon_config.secrets import SecretCache
 
     from cordon_proxy.core.session import Settings, SettingsRef
@@ -280,10 +297,15 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
         connect_timeout=config.limits.connect_timeout,
         idle_timeout=min(30.0, config.limits.idle_timeout),
     )
-    proxy = Proxy(SettingsRef(settings), leaves=leaves, pool=pool, secrets=SecretCache(config.secret_ttl), logger=logger)
+    proxy = Proxy(SettingsRef(settings, clock=time.monotonic), leaves=leaves, pool=pool,
+                  secrets=SecretCache(config.secret_ttl), logger=logger, audit=audit)
+    if audit is not None:
+        audit.event("start", version=__version__, pid=os.getpid(), config=str(config.path))
     try:
         await proxy.listen(config.listen)
     except OSError as exc:
+        if audit is not None:
+            audit.close()
         if exc.errno == errno.EADDRINUSE:
             return _fail(
                 f"port {config.listen} on 127.0.0.1 is already in use",
@@ -306,6 +328,8 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
     )
     await stop.wait()
     logger.log("info", "stopping: letting in-flight requests finish (up to 10 s)")
+    if audit is not None:
+        audit.event("stop")
     await proxy.shutdown()
     logger.log("info", "stopped")
     return EXIT_OK

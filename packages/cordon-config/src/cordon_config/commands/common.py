@@ -18,7 +18,7 @@ RESTART = "restart the proxy (cordon start) for the change to take effect"
 TOKEN_RELOAD = "a running proxy re-reads tokens.toml by itself (within a second)"
 SOURCES = ("keyring", "1password", "env", "file", "command")
 ROUTE_FLAGS = "--name --host --auth-type --header-name --scheme --username --source --account --service " \
-              "--vault --item --field --var --path --argv"
+              "--vault --item --field --var --path --argv --methods --paths --requests-per-minute --burst --scrub"
 
 
 class UsageError(Exception):
@@ -111,6 +111,15 @@ def describe_auth(route: Route) -> str:
     return f"{route.auth.header_name}: {scheme}<secret>"
 
 
+def describe_rate_limit(route: Route) -> str:
+    """``120 requests per minute (bursts of 20)`` or ``none``."""
+    limit = route.rate_limit
+    if limit is None:
+        return "none"
+    burst = f" (bursts of {limit.burst})" if limit.burst is not None else ""
+    return f"{limit.requests_per_minute} requests per minute{burst}"
+
+
 def route_json(route: Route) -> dict[str, Any]:
     """A route as JSON-ready data (references to secrets only)."""
     auth: dict[str, Any] = ({"type": "basic", "username": route.auth.username} if isinstance(route.auth, BasicAuth)
@@ -118,7 +127,12 @@ def route_json(route: Route) -> dict[str, Any]:
                                   "scheme": route.auth.scheme})
     fields = {key: list(value) if isinstance(value, tuple) else value for key, value in route.secret.fields.items()}
     return {"name": route.name, "host": route.host, "port": route.port, "auth": auth,
-            "secret": {"source": route.secret.source, **fields}, "allow_plain_http": route.allow_plain_http}
+            "secret": {"source": route.secret.source, **fields}, "allow_plain_http": route.allow_plain_http,
+            "methods": list(route.methods) if route.methods is not None else None,
+            "paths": list(route.paths) if route.paths is not None else None,
+            "rate_limit": ({"requests_per_minute": route.rate_limit.requests_per_minute,
+                            "burst": route.rate_limit.capacity} if route.rate_limit is not None else None),
+            "scrub_responses": route.scrub_responses}
 
 
 def print_json(data: Any) -> None:

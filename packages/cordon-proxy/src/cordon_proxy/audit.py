@@ -1,0 +1,196 @@
+"""The proxy's side of the audit log (format, chain and verification: :mod:`cordon_config.audit`).
+
+:class:`AuditLog` seals one line per routed request and per policy decision (records whose ``decision`` the
+core set). Lines are batched like the request log: those sealed in one event-loop iteration go out in one
+``write`` (``O_APPEND``, the file 0600); the head file is rewritten at most once a second and at close.
+The log is rotated by size with the chain carried across files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+from cordon_config.audit import AuditError, AuditFiles, ensure_key, head_text, last_entry, read_head, seal
+from cordon_config.files import atomic_write
+from cordon_config.model import AuditConfig
+
+from cordon_proxy.core.commands import RequestRecord
+from cordon_proxy.logs import Logger, utc_now
+
+__all__ = ["AuditLog"]
+
+HEAD_EVERY = 1.0
+
+
+class AuditLog:
+    """Appends sealed lines to ``<state_dir>/audit.log`` (see the module doc)."""
+
+    def __init__(self, state_dir: Path, scope: str, config: AuditConfig, logger: Logger) -> None:
+        self.files = AuditFiles(state_dir)
+        self.scope = scope
+        self.config = config
+        self.logger = logger
+        self._key = ensure_key(self.files)
+        self._seq, self._mac = self._resume()
+        self._fd = -1
+        self._size = 0
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._head_due = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._failed = False
+        self._open()
+        if self._size == 0:
+            self._append({"kind": "file", "reason": "new" if self._seq == 0 else "continued"})
+
+    def _resume(self) -> tuple[int, str]:
+        """Where the chain goes on: the later of the head and the last line of the current file."""
+        found = last_entry(self.files.log)
+        try:
+            head = read_head(self.files, self._key)
+        except AuditError as exc:
+            self.logger.log("warn", f"audit: {exc.message}; the chain goes on from the last line of the log")
+            head = None
+        candidates = [entry for entry in (found, head) if entry is not None]
+        return max(candidates) if candidates else (0, "")
+
+    def _open(self) -> None:
+        path = self.files.log
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._fd = os.open(path, flags, 0o600)
+        info = os.fstat(self._fd)
+        if info.st_mode & 0o077:
+            os.fchmod(self._fd, 0o600)
+        self._size = info.st_size
+        if self._size and not self._ends_with_newline(path):
+            os.write(self._fd, b"\n")  # a line cut short by a crash: the next line starts on its own
+
+    @staticmethod
+    def _ends_with_newline(path: Path) -> bool:
+        with open(path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+
+    def configure(self, config: AuditConfig) -> None:
+        """New rotation settings (a reload)."""
+        self.config = config
+
+    def batch_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Lines sealed on ``loop``'s thread are written once per loop iteration; None writes what is pending."""
+        self._loop = loop
+        self._loop_thread = threading.get_ident() if loop is not None else 0
+        self.flush()
+
+    # -- lines ------------------------------------------------------------------------------------------------
+    def request(self, record: RequestRecord, duration: float) -> None:
+        """The line for a finished routed request or policy decision."""
+        self._append({
+            "kind": "request", "route": record.route, "token": record.token, "method": record.method,
+            "host": record.host, "path": record.path, "status": record.status, "bytes_up": record.bytes_up,
+            "bytes_down": record.bytes, "duration_ms": round(duration * 1000, 1), "decision": record.decision,
+            "error": record.error, "scrubbed": record.scrubbed,
+        })
+
+    def event(self, kind: str, **fields: object) -> None:
+        """A lifecycle line (``start``, ``stop``)."""
+        self._append({"kind": kind, **fields})
+
+    def _append(self, fields: dict[str, object]) -> None:
+        if self._size + self._pending_bytes >= self.config.max_file_bytes and self._fd >= 0:
+            self.flush()
+            self._rotate()
+        self._seq += 1
+        entry = {"seq": self._seq, "time": utc_now(), "scope": self.scope, **fields, "prev": self._mac}
+        line, self._mac = seal(self._key, entry)
+        self._pending.append(line)
+        self._pending_bytes += len(line)
+        loop = self._loop
+        if loop is not None and threading.get_ident() == self._loop_thread and not loop.is_closed():
+            if len(self._pending) == 1:
+                loop.call_soon(self.flush)
+            self._head_due = True
+            if self._head_timer is None:
+                self._head_timer = loop.call_later(HEAD_EVERY, self._write_head_later)
+            return
+        self.flush()
+        self._write_head()
+
+    # -- files ------------------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write the pending lines (one write call), rotating first when the file is full."""
+        if not self._pending or self._fd < 0:
+            return
+        data = b"".join(self._pending)
+        self._pending = []
+        self._pending_bytes = 0
+        try:
+            os.write(self._fd, data)
+            self._size += len(data)
+            self._failed = False
+        except OSError as exc:
+            if not self._failed:  # once per failure spell, not per line
+                self.logger.log("error", f"audit: cannot write {self.files.log}: {exc.strerror or exc}")
+            self._failed = True
+
+    def _rotate(self) -> None:
+        """``audit.log`` → ``audit.log.1`` → … (files beyond keep_files are deleted); the new file starts with
+        a ``file`` line chained to the last line of the old one."""
+        try:
+            os.close(self._fd)
+            self._fd = -1
+            files = self.files
+            keep = self.config.keep_files
+            for index in range(keep, keep + 1000):  # those of a larger keep_files before, too
+                try:
+                    os.unlink(files.rotated(index))
+                except FileNotFoundError:
+                    break
+            for index in range(keep - 2, 0, -1):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(files.rotated(index), files.rotated(index + 1))
+            if keep > 1:
+                os.replace(files.log, files.rotated(1))
+            else:
+                os.unlink(files.log)
+            self._open()
+        except OSError as exc:
+            self.logger.log("error", f"audit: cannot rotate {self.files.log}: {exc.strerror or exc}")
+            if self._fd < 0:
+                return
+        self._seq += 1
+        entry = {"seq": self._seq, "time": utc_now(), "scope": self.scope, "kind": "file", "reason": "rotated",
+                 "prev": self._mac}
+        line, self._mac = seal(self._key, entry)
+        self._pending.append(line)
+        self._pending_bytes += len(line)
+
+    def _write_head_later(self) -> None:
+        self._head_timer = None
+        if self._head_due:
+            self.flush()
+            self._write_head()
+
+    def _write_head(self) -> None:
+        self._head_due = False
+        try:
+            atomic_write(self.files.head, head_text(self._key, self._seq, self._mac), mode=0o600)
+        except OSError as exc:
+            self.logger.log("error", f"audit: cannot write {self.files.head}: {exc.strerror or exc}")
+
+    def close(self) -> None:
+        """Write what is pending and the head; close the file."""
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._loop = None
+        self.flush()
+        self._write_head()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
