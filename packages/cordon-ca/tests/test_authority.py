@@ -193,11 +193,19 @@ def test_dangling_symlink_at_key_path_is_replaced_not_followed(tmp_path: Path) -
     CertificateAuthority.load(cert_path, key_path)
 
 
-def test_regenerate_keeps_backups(tmp_path: Path) -> None:
+def test_regenerate_destroys_the_old_key(tmp_path: Path) -> None:
     cert_path, key_path = paths(tmp_path)
     old = load_or_create_ca(cert_path, key_path, namespace="n")
+    old_pem = key_path.read_bytes()
+    elsewhere = tmp_path / "hard-link-to-old-key"
+    os.link(key_path, elsewhere)  # e.g. a copy a backup tool made by hard link: the same bytes on disk
+    key_path.with_name("ca-key.pem.bak").write_bytes(old_pem)  # as cordon 0.1 left one
     new = regenerate_ca(cert_path, key_path, namespace="n")
     assert new.fingerprint_sha256 != old.fingerprint_sha256
-    backup = CertificateAuthority.load(cert_path.with_name("ca-cert.pem.bak"), key_path.with_name("ca-key.pem.bak"))
-    assert backup.fingerprint_sha256 == old.fingerprint_sha256
-    assert stat.S_IMODE(key_path.with_name("ca-key.pem.bak").stat().st_mode) == 0o600
+    assert sorted(p.name for p in key_path.parent.iterdir() if not p.name.startswith(".")) == [
+        "ca-cert.pem", "ca-key.pem"]  # no .bak of either
+    assert elsewhere.read_bytes() == b""  # the old key's bytes were overwritten, not just unlinked
+    assert old_pem not in key_path.read_bytes()
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+
+

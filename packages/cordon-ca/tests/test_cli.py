@@ -40,9 +40,8 @@ def test_generate_idempotent_and_force(project: Path, capsys: pytest.CaptureFixt
     assert code == 0 and json.loads(out)["status"] == "exists"
     assert json.loads(out)["fingerprint_sha256"] == first["fingerprint_sha256"]
     code, out, _ = run(capsys, "generate", "--force")
-    assert code == 0 and "old files kept as .bak" in out
-    old = CertificateAuthority.load(Path(first["cert_path"] + ".bak"), Path(first["key_path"] + ".bak"))
-    assert old.fingerprint_sha256 == first["fingerprint_sha256"]
+    assert code == 0 and "the old key is destroyed" in out
+    assert not Path(first["cert_path"] + ".bak").exists() and not Path(first["key_path"] + ".bak").exists()
     assert CertificateAuthority.load(Path(first["cert_path"]), key).fingerprint_sha256 != first["fingerprint_sha256"]
 
 
@@ -54,7 +53,7 @@ def test_show(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     info = json.loads(out)
     assert code == 0
     assert set(info) >= {"subject", "fingerprint_sha256", "not_after", "key_type", "cert_path", "key_path"}
-    assert info["permitted_hosts"] is None
+    assert info["permitted_hosts"] == []  # name-constrained by default: no route yet, so no host at all
     code, out, _ = run(capsys, "show")
     assert code == 0 and "sha256" in out and info["fingerprint_sha256"] in out and "ECDSA P-256" in out
 
@@ -99,7 +98,7 @@ def test_config_tls_paths_and_name_constraints(project: Path, capsys: pytest.Cap
     config = project / "cordon.toml"
     config.write_text(config.read_text() + '[[routes]]\nname = "c"\n[routes.match]\nhost = "c.test"\n')
     code, out, err = run(capsys, "generate", "--json")
-    assert code == 0 and json.loads(out)["status"] == "exists" and "name constraints differ" in err
+    assert code == 0 and json.loads(out)["status"] == "exists" and "not exactly the routed hosts" in err
     code, out, _ = run(capsys, "generate", "--force", "--json")
     assert json.loads(out)["permitted_hosts"] == ["api.test", "b.test", "c.test"]
 

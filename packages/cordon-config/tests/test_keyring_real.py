@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import route_block, write_config
+from cordon_config.testing import approve_config, route_block, write_config
 
 pytestmark = pytest.mark.keyring
 
@@ -78,6 +78,7 @@ def test_keyring_routes_against_gnome_keyring(tmp_path: Path) -> None:
         "XDG_DATA_HOME": str(home / ".local" / "share"), "XDG_RUNTIME_DIR": str(runtime),
         "LANG": "C.UTF-8",
     }
+    approve_config(config, env=env)
     result = subprocess.run(["dbus-run-session", "--", str(script)], capture_output=True, text=True, env=env,
                             timeout=90, cwd=project)
     output = result.stdout + result.stderr

@@ -181,3 +181,79 @@ def test_edit_egress(tmp_path: Path) -> None:
     assert "# keep me" in path.read_text()
     with pytest.raises(ValueError):
         edit_egress(path, allow=["*.com"])
+
+
+# -- approvals: the policy keys count only as a person approved them -----------------------------------------
+
+
+def _scope(tmp_path: Path) -> tuple[Path, object]:
+    from cordon_config.scope import resolve_scope
+
+    path = _config(tmp_path)
+    add_route(path, Route("openai", "api.openai.com", HeaderAuth("Authorization", "Bearer"),
+                          SecretRef("env", {"var": "K"})))
+    paths = resolve_scope(None, path, env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "x")},
+                          cwd=tmp_path)
+    from cordon_config.approvals import approve
+
+    approve(paths, load_config(path))
+    return path, paths
+
+
+def _pending(path: Path, paths: object) -> dict[str, list[str]]:
+    from cordon_config.approvals import check_approved
+
+    return {entry.item.key: [change.name for change in entry.changes]
+            for entry in check_approved(load_config(path), paths)}  # type: ignore[arg-type]
+
+
+def test_defaults_need_no_approval_and_routes_approved_before_stay_approved(tmp_path: Path) -> None:
+    from cordon_config.approvals import audit_item, egress_item, route_item
+
+    path, paths = _scope(tmp_path)
+    assert _pending(path, paths) == {}
+    route = load_config(path).routes[0]
+    assert not any(name.startswith(("match.", "limits.", "scrub")) for name in route_item(route).fields)
+    assert egress_item(Egress()).fields == {} and audit_item(AuditConfig()).fields == {}
+
+
+@pytest.mark.parametrize(("edit", "item", "fields"), [
+    ('\n[egress]\nunrouted = "deny"\nallow = ["evil.test"]\n', "egress", ["unrouted", "allow"]),
+    ("\n[audit]\nenabled = false\n", "audit", ["enabled"]),
+    ("\n[audit]\nkeep_files = 1\nmax_file_bytes = 65536\n", "audit", ["max_file_bytes", "keep_files"]),
+])
+def test_hand_edits_of_egress_and_audit_need_approval(tmp_path: Path, edit: str, item: str,
+                                                       fields: list[str]) -> None:
+    path, paths = _scope(tmp_path)
+    text = path.read_text()
+    path.write_text(text.replace("\n[[routes]]", edit + "\n[[routes]]", 1))
+    assert _pending(path, paths) == {item: fields}
+
+
+def test_loosening_a_routes_rules_by_hand_needs_approval(tmp_path: Path) -> None:
+    from cordon_config.approvals import record_change, route_item
+
+    path, paths = _scope(tmp_path)
+    before, after = edit_route(path, "openai", paths=("/v1/responses",), scrub_responses=False)
+    record_change(paths, path, route_item(before), route_item(after))  # what `cordon route edit` does
+    assert _pending(path, paths) == {}
+    path.write_text(path.read_text().replace('paths = ["/v1/responses"]', 'paths = ["/*"]'))
+    assert _pending(path, paths) == {"route:openai": ["match.paths"]}
+
+
+def test_cordon_egress_records_the_approval_of_what_it_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from cordon_config import cli
+
+    path, paths = _scope(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "x"))
+    assert cli.egress_main(["mode", "deny", "--config", str(path)]) == 0
+    assert cli.egress_main(["allow", "github.com", "*.npmjs.org", "--config", str(path)]) == 0
+    assert cli.egress_main(["deny", "github.com", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert 'unrouted: "tunnel" -> "deny"' in out and "allowed: github.com, *.npmjs.org" in out
+    assert "no longer allowed: github.com" in out
+    assert load_config(path).egress == Egress("deny", ("*.npmjs.org",))
+    assert _pending(path, paths) == {}
+    assert cli.egress_main(["allow", "*.com", "--config", str(path)]) == 2

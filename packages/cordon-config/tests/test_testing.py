@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from cordon_config.edit import scaffold_config
-from cordon_config.testing import FileKeyring, MemoryKeyring
+from cordon_config.testing import FileKeyring, MemoryKeyring, approve_config
 from keyring.backend import get_all_keyring
 
 
@@ -25,6 +25,7 @@ def test_file_keyring_selected_by_environment_in_a_subprocess(tmp_path: Path) ->
     store = tmp_path / "keyring.json"
     env = {**os.environ, "PYTHON_KEYRING_BACKEND": "cordon_config.testing.FileKeyring",
            "CORDON_TEST_KEYRING_FILE": str(store)}
+    approve_config(config, env=env)
     common = [sys.executable, "-m", "cordon_config"]
     subprocess.run([*common, "route", "add", "-c", str(config), "--name", "a", "--host", "a.test",
                     "--header-name", "x-k"], check=True, env=env, timeout=60, capture_output=True)

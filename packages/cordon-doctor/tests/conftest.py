@@ -38,10 +38,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environ: Path
     return paths
 
 
-def add_route(paths, body: str) -> None:
-    """Append a [[routes]] table to the project's cordon.toml."""
+def add_route(paths, body: str, *, approve: bool = True) -> None:
+    """Append a [[routes]] table to the project's cordon.toml and, as its user would, approve it."""
     with open(paths.config_path, "a") as handle:
         handle.write("\n" + body)
+    if approve:
+        from cordon_config.approvals import approve as record
+        from cordon_config.parse import load_config
+
+        record(paths, load_config(paths.config_path))
 
 
 @pytest.fixture

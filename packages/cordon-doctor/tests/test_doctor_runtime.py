@@ -260,3 +260,27 @@ def test_op_not_signed_in(project, route, capsys, monkeypatch, tmp_path) -> None
     line, fix = line_and_fix(out, "route.api.secret")
     assert code == 1 and "not signed in" in line
     assert fix is not None and fix.startswith("fix: eval $(op signin)")
+
+
+# -- agent files holding the token ----------------------------------------------------------------------------
+@pytest.mark.parametrize("integration,files", [
+    ("codex", [".codex/.env", ".codex/config.toml"]),
+    ("claude-code", [".claude/settings.local.json"]),
+])
+def test_integration_file_readable_by_others_fails_with_the_chmod(project, capsys, integration, files) -> None:
+    from cordon_setup.cli import setup_main
+
+    assert setup_main([integration, "--yes"]) == 0
+    capsys.readouterr()
+    proj = project.config_path.parent
+    for name in files:
+        (proj / name).chmod(0o644)
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, f"integration.{integration}.mode")
+    assert code == 1 and line.startswith(f"FAIL integration.{integration}.mode: {proj / files[0]} (0644)")
+    assert "hold(s) the proxy token but other users may read it" in line
+    assert fix == "fix: chmod 600 " + " ".join(str(proj / name) for name in files)
+    for name in files:
+        (proj / name).chmod(0o600)
+    code, out = doctor(capsys)
+    assert f"integration.{integration}.mode" not in out

@@ -12,13 +12,24 @@ from pathlib import Path
 
 import pytest
 from cordon_proxy.cli import build_parser, main, status_main, wait_main
-from cordon_proxy.testing import ProxyProcess, RouteSpec, curl, free_port, running_stack, write_config
+from cordon_proxy.testing import (
+    ProxyProcess,
+    RouteSpec,
+    approve_as_user,
+    curl,
+    free_port,
+    running_stack,
+    write_config,
+)
 
 
-def run_start(config: Path, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def run_start(config: Path, env: dict[str, str] | None = None, timeout: float = 20, *, approve: bool = True
+              ) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ if env is None else env)
     full.setdefault("HOME", str(config.parent))
     full["XDG_CONFIG_HOME"] = str(config.parent / ".config")
+    if approve:
+        approve_as_user(config, full)
     return subprocess.run(
         [sys.executable, "-m", "cordon_proxy", "start", "-c", str(config)],
         capture_output=True, text=True, env=full, timeout=timeout,

@@ -149,8 +149,9 @@ def _normalise(
 
 
 def _written(project: Path, home: Path, paths) -> list[Path]:
-    """Every file setup wrote, cordon.toml and tokens.toml included, except the CA and the bundle (random
-    keys and the machine's trust store: cordon-ca's tests check their content; here only their modes)."""
+    """Every file setup wrote, cordon.toml, tokens.toml and the approval record included, except the CA, the
+    bundle and the approval key (random keys and the machine's trust store: cordon-ca's tests check their
+    content; here only their modes)."""
     roots = [project, home]
     skip_dirs = {paths.certs_dir}
     out = []
@@ -158,7 +159,7 @@ def _written(project: Path, home: Path, paths) -> list[Path]:
         for path in sorted(root.rglob("*")):
             if not path.is_file() or any(d in path.parents for d in skip_dirs):
                 continue
-            if path.name.endswith(".lock"):
+            if path.name.endswith(".lock") or path.name == "approval.key":  # 32 random bytes
                 continue
             out.append(path)
     return out
@@ -203,13 +204,14 @@ def test_golden_setup_and_lossless_disable(tmp_path: Path, case: str) -> None:
     for path in files:
         if path.name == ".env":
             assert not re.search(r"^\s*(export\s+)?CODEX_", path.read_text(), re.M)
-    # files holding the proxy token and created by cordon are private; existing files keep their mode
+    # files holding the proxy token end 0600, existing (seeded 0640) ones too; backups are 0600
     for change in outcome.plan.changes:
         mode = stat.S_IMODE(change.path.stat().st_mode)
         if change.path in seeded:
-            assert mode == 0o640
-            assert change.path.with_name(change.path.name + ".cordon.bak").read_bytes() == seeded[change.path]
-        elif change.path.suffix != ".md":
+            backup = change.path.with_name(change.path.name + ".cordon.bak")
+            assert backup.read_bytes() == seeded[change.path]
+            assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+        if change.path.suffix != ".md":
             assert mode == 0o600
     assert stat.S_IMODE(manifest_path(paths, integration).stat().st_mode) == 0o600
 
@@ -225,7 +227,8 @@ def test_golden_setup_and_lossless_disable(tmp_path: Path, case: str) -> None:
     for path, original in seeded.items():
         assert path.read_bytes() == original, f"{path} not restored byte for byte"
         assert not path.with_name(path.name + ".cordon.bak").exists()
-    base = (paths.config_path, paths.tokens_path)  # the scope's own files stay (the default token in it)
+    # the scope's own files stay (the default token in tokens.toml; the approvals of cordon.toml)
+    base = (paths.config_path, paths.tokens_path, paths.state_dir / "approvals.json")
     leftovers = [p for p in _written(project, home, paths) if p not in seeded and p not in base]
     assert leftovers == []
     if not seeded:

@@ -18,7 +18,7 @@ from cordon_ca.errors import (
     HostNotAllowed,
     TrustError,
 )
-from cordon_ca.scope_ca import ca_matches, ensure_scope_ca
+from cordon_ca.scope_ca import ca_matches, ensure_scope_ca, permitted_for
 
 __version__ = "0.1.0"
 
@@ -40,6 +40,7 @@ __all__ = [
     "ensure_scope_ca",
     "find_system_bundle",
     "load_or_create_ca",
+    "permitted_for",
     "regenerate_ca",
     "server_context",
     "write_combined_bundle",

@@ -11,6 +11,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,15 +83,42 @@ def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
     fsync_dir(path.parent)
 
 
-def backup(path: Path, suffix: str = ".bak") -> Path | None:
-    """Copy ``path`` to ``path + suffix`` (replacing an older backup), keeping its mode; None if no source."""
-    path = Path(path)
-    if not path.exists():
+def open_for_destroy(path: Path) -> int | None:
+    """An fd on the regular file at ``path`` (never through a symlink) to overwrite it later, or None."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, OSError):
         return None
-    target = path.with_name(path.name + suffix)
-    mode = os.stat(path).st_mode & 0o777
-    atomic_write(target, path.read_bytes(), mode=mode)
-    return target
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def overwrite_and_close(fd: int) -> None:
+    """Overwrite the whole file behind ``fd`` with random bytes, fsync it, close it (its data is gone even when
+    the name was already replaced or unlinked)."""
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, secrets.token_bytes(size))
+        os.fsync(fd)
+        os.ftruncate(fd, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def destroy(path: Path) -> bool:
+    """Overwrite a (key) file with random bytes and unlink it; never follows a symlink. True if one was there."""
+    fd = open_for_destroy(path)
+    if fd is None:
+        return False
+    try:
+        os.unlink(path)
+    finally:
+        overwrite_and_close(fd)
+    return True
 
 
 @contextlib.contextmanager

@@ -17,7 +17,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cordon_ca._files import atomic_write, backup, ensure_private_dir, file_lock, fsync_dir, write_new_file
+from cordon_ca._files import (
+    atomic_write,
+    destroy,
+    ensure_private_dir,
+    file_lock,
+    fsync_dir,
+    open_for_destroy,
+    overwrite_and_close,
+    write_new_file,
+)
 from cordon_ca.errors import CAError, CAInvalid, CAKeyInsecure, CANotFound, HostNotAllowed
 from cordon_ca.hostnames import general_name, is_ip, normalize_host
 
@@ -58,6 +67,7 @@ class CertificateAuthority:
         self._ski = _subject_key_identifier(cert)
         self._aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski)
         self._permitted = _read_permitted_hosts(cert)
+        self._exact = _excludes_subdomains(cert, self._permitted)
         self._not_before = cert.not_valid_before_utc
         self._not_after = cert.not_valid_after_utc
 
@@ -141,6 +151,12 @@ class CertificateAuthority:
     def permitted_hosts(self) -> frozenset[str] | None:
         """The DNS names the CA's NameConstraints permit, or None when the CA is unconstrained."""
         return self._permitted
+
+    @property
+    def exact_constraints(self) -> bool:
+        """True when the constraints permit exactly the permitted hosts: each one's subdomains (``.host``) are
+        excluded too. A CA from cordon 0.1 permitted ``evil.api.example.com`` under ``api.example.com``."""
+        return self._exact
 
     # -- leaves ---------------------------------------------------------------------------------------
     def check_host(self, host: str) -> str:
@@ -237,7 +253,7 @@ _CA_KEY_USAGE = x509.KeyUsage(
 
 
 def _regen_hint() -> str:
-    return "replace it with: cordon-ca generate --force (the old files are kept as .bak)"
+    return "replace it with: cordon-ca generate --force (the old key is destroyed)"
 
 
 def _subject_key_identifier(cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
@@ -255,6 +271,15 @@ def _read_permitted_hosts(cert: x509.Certificate) -> frozenset[str] | None:
         if isinstance(sub, x509.DNSName) and sub.value != _NO_HOST_SENTINEL
     }
     return frozenset(names)
+
+
+def _excludes_subdomains(cert: x509.Certificate, permitted: frozenset[str] | None) -> bool:
+    if permitted is None:
+        return False
+    constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    excluded = {str(sub.value).lower() for sub in constraints.excluded_subtrees or ()
+                if isinstance(sub, x509.DNSName)}
+    return all(f".{host}" in excluded for host in permitted)
 
 
 def _read_private_key_file(key_path: Path) -> bytes:
@@ -332,8 +357,12 @@ def build_ca(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
     )
     if hosts is not None:
-        permitted = [x509.DNSName(h) for h in sorted(hosts)] or [x509.DNSName(_NO_HOST_SENTINEL)]
-        excluded = [
+        # "api.example.com" permits the host and every name below it (RFC 5280); the excluded ".api.example.com"
+        # (OpenSSL: names that end with it) takes the subdomains back out, so exactly the host is left.
+        names = sorted(hosts) or [_NO_HOST_SENTINEL]
+        permitted = [x509.DNSName(h) for h in names]
+        excluded: list[x509.GeneralName] = [x509.DNSName(f".{h}") for h in names]
+        excluded += [
             x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
             x509.IPAddress(ipaddress.ip_network("::/0")),
         ]
@@ -348,17 +377,27 @@ def _lock_path(key_path: Path) -> Path:
 
 
 def _write_ca(cert_path: Path, key_path: Path, namespace: str, permitted: Iterable[str] | None) -> CertificateAuthority:
-    """Generate and write a CA (caller holds the lock). Key: temp file O_CREAT|O_EXCL|O_NOFOLLOW 0600, rename."""
+    """Generate and write a CA (caller holds the lock). Key: temp file O_CREAT|O_EXCL|O_NOFOLLOW 0600, rename.
+
+    A key it replaces is destroyed: its bytes are overwritten through an fd opened before the rename (so the
+    CA is never left without a key), and a ``.bak`` copy left by cordon 0.1 is overwritten and unlinked.
+    """
     cert, key = build_ca(namespace, permitted)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     tmp = write_new_file(key_path.parent, key_pem, mode=0o600, prefix=key_path.name)
+    old_key = open_for_destroy(key_path)
     try:
         os.replace(tmp, key_path)
     except BaseException:
         os.unlink(tmp)
+        if old_key is not None:
+            os.close(old_key)
         raise
+    if old_key is not None:
+        overwrite_and_close(old_key)
+    destroy(key_path.with_name(key_path.name + ".bak"))
     fsync_dir(key_path.parent)
     atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return CertificateAuthority(cert, key, cert_path=cert_path, key_path=key_path)
@@ -409,12 +448,10 @@ def regenerate_ca(
     namespace: str,
     permitted_hosts: Iterable[str] | None = None,
 ) -> CertificateAuthority:
-    """Replace the CA with a new one, keeping the old files as ``.bak`` (key backup stays 0600)."""
+    """Replace the CA with a new one; the old key is destroyed (overwritten and unlinked, never kept)."""
     hosts = _canonical_permitted(permitted_hosts)
     cert_p, key_p = _prepare(cert_path, key_path)
     with file_lock(_lock_path(key_p)):
-        backup(key_p)
-        backup(cert_p)
         return _write_ca(cert_p, key_p, namespace, hosts)
 
 
@@ -427,7 +464,8 @@ def ensure_ca_matches(
 ) -> bool:
     """Make the CA's name constraints equal ``permitted_hosts`` (None: unconstrained); True if it changed.
 
-    Creates the CA when missing; re-issues it (old files kept as ``.bak``) when the host set differs.
+    Creates the CA when missing; re-issues it when the host set differs or a constrained CA still permits
+    subdomains (the old key is destroyed).
     """
     wanted = _canonical_permitted(permitted_hosts)
     cert_p, key_p = _prepare(cert_path, key_path)
@@ -438,9 +476,7 @@ def ensure_ca_matches(
         if not (cert_p.exists() and key_p.exists()):
             raise _half_present(cert_p, key_p)
         current = CertificateAuthority.load(cert_p, key_p)
-        if current.permitted_hosts == wanted:
+        if current.permitted_hosts == wanted and (wanted is None or current.exact_constraints):
             return False
-        backup(key_p)
-        backup(cert_p)
         _write_ca(cert_p, key_p, namespace, wanted)
         return True

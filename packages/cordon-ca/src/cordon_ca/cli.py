@@ -22,6 +22,7 @@ from cordon_ca import trust
 from cordon_ca.authority import CertificateAuthority, load_or_create_ca, regenerate_ca
 from cordon_ca.bundle import write_combined_bundle
 from cordon_ca.errors import CAError, TrustError
+from cordon_ca.scope_ca import ca_matches, permitted_for
 
 
 class UsageError(Exception):
@@ -36,7 +37,7 @@ class CAPaths:
     cert: Path
     key: Path
     bundle: Path
-    permitted_hosts: frozenset[str] | None  # set when [tls] name_constraints = true
+    permitted_hosts: frozenset[str] | None  # the routed hosts; None with [tls] name_constraints = false
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -74,18 +75,18 @@ def ca_paths(args: argparse.Namespace) -> CAPaths:
         raise UsageError(f"{scope.config_path}: [tls] must be a table")
     cert = _config_path(tls.get("ca_cert_path"), "ca_cert_path", scope.config_path) or scope.ca_cert
     key = _config_path(tls.get("ca_key_path"), "ca_key_path", scope.config_path) or scope.ca_key
-    permitted: frozenset[str] | None = None
-    if tls.get("name_constraints") is True:
-        hosts = set()
-        for route in data.get("routes", []) if isinstance(data.get("routes"), list) else []:
-            host = route.get("match", {}).get("host") if isinstance(route, dict) else None
-            if isinstance(host, str):
-                try:
-                    hosts.add(canonical_host(host))
-                except ValueError as exc:
-                    raise UsageError(f"{scope.config_path}: {exc}") from None
-        permitted = frozenset(hosts)
-    return CAPaths(scope, cert, key, scope.combined_bundle, permitted)
+    setting = tls.get("name_constraints")
+    hosts = set()
+    for route in data.get("routes", []) if isinstance(data.get("routes"), list) else []:
+        match = route.get("match") if isinstance(route, dict) else None
+        host = match.get("host") if isinstance(match, dict) else None
+        if isinstance(host, str):
+            try:
+                hosts.add(canonical_host(host))
+            except ValueError as exc:
+                raise UsageError(f"{scope.config_path}: {exc}") from None
+    permitted = permitted_for(setting if isinstance(setting, bool) else None, hosts)
+    return CAPaths(scope, cert, key, scope.combined_bundle, None if permitted is None else frozenset(permitted))
 
 
 def _fail(exc: CAError) -> int:
@@ -128,7 +129,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     rebuilt: Path | None = None
     if args.force and (paths.cert.exists() or paths.key.exists()):
         ca = regenerate_ca(paths.cert, paths.key, namespace=paths.scope.namespace, permitted_hosts=paths.permitted_hosts)
-        state = "replaced (old files kept as .bak)"
+        state = "replaced (the old key is destroyed)"
         if paths.bundle.exists():  # a bundle with the old CA would make every client refuse the new leaves
             rebuilt = write_combined_bundle(paths.cert, paths.bundle)
     else:
@@ -136,10 +137,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             paths.cert, paths.key, namespace=paths.scope.namespace, permitted_hosts=paths.permitted_hosts
         )
         state = "exists (unchanged; --force replaces it)" if existed else "created"
-        if existed and paths.permitted_hosts is not None and ca.permitted_hosts != paths.permitted_hosts:
+        if existed and paths.permitted_hosts is not None and not ca_matches(ca, paths.permitted_hosts):
             sys.stderr.write(
-                "note: the CA's name constraints differ from the routed hosts; "
-                "`generate --force` (or restarting cordon) re-issues it\n"
+                "note: the CA's name constraints are not exactly the routed hosts; "
+                "`generate --force` re-issues it for them (and destroys the old key)\n"
             )
     if args.json:
         print(json.dumps({"status": state.split(" ")[0], **_describe(ca, paths)}, indent=2))
@@ -268,10 +269,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     gen = sub.add_parser(
         "generate", help="create the CA if missing (idempotent)", formatter_class=raw,
-        epilog=f"examples:\n  {prog} generate\n  {prog} generate --force   # new CA; old files kept as .bak\n",
+        epilog=f"examples:\n  {prog} generate\n  {prog} generate --force   # new CA for the routed hosts; the old key is "
+        "destroyed\n",
     )
     _common(gen, json_flag=True)
-    gen.add_argument("--force", action="store_true", help="replace an existing CA (old files kept as .bak)")
+    gen.add_argument("--force", action="store_true",
+                     help="replace an existing CA (name-constrained to the routed hosts; the old key is destroyed)")
     gen.set_defaults(func=_cmd_generate)
 
     show = sub.add_parser(

@@ -13,6 +13,7 @@ from typing import Any
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.commands.common import FAILED, INTERRUPTED, SOURCES, USAGE, UsageError
+from cordon_config.files import SymlinkRefused
 from cordon_config.scope import add_scope_arguments
 
 # -- parsers --------------------------------------------------------------------------------------------------
@@ -31,6 +32,8 @@ examples:
   {prog} list --json
   {prog} show openai --json
   {prog} remove github --yes
+  {prog} approve exfil              show what changed in a hand-edited route, ask, record the approval
+  {prog} approve --all --yes        approve everything as cordon.toml says now (after reviewing `list`)
 """
 SECRET_EPILOG = """\
 examples:
@@ -127,6 +130,13 @@ def _add_route_commands(parser: argparse.ArgumentParser) -> None:
     remove = _leaf(sub, "remove", "remove a route (asks first on a terminal)", ROUTE_EPILOG, prog)
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    approve = _leaf(sub, "approve", "approve routes as cordon.toml says now: shows what changed since the last "
+                    "approval and asks on a terminal", ROUTE_EPILOG, prog)
+    approve.add_argument("names", nargs="*", metavar="NAME", help="the routes to approve")
+    approve.add_argument("--all", action="store_true",
+                         help="every route and the [tls]/[secrets] settings (approvals of removed routes are dropped)")
+    approve.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    approve.add_argument("--json", action="store_true", help="print what was (or would be) approved as JSON")
 
 
 def _add_secret_commands(parser: argparse.ArgumentParser) -> None:
@@ -184,7 +194,7 @@ def _add_audit_commands(parser: argparse.ArgumentParser) -> None:
 
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
-    "route": ("add, edit, list, show or remove routes in cordon.toml", _add_route_commands, ROUTE_EPILOG),
+    "route": ("add, edit, list, show, remove or approve routes in cordon.toml", _add_route_commands, ROUTE_EPILOG),
     "secret": ("store, delete or check route secrets", _add_secret_commands, SECRET_EPILOG),
     "token": ("list, rotate or revoke proxy tokens", _add_token_commands, TOKEN_EPILOG),
     "egress": ("allow, deny or list hosts without a route ([egress])", _add_egress_commands, EGRESS_EPILOG),
@@ -233,6 +243,9 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, handler: C
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else USAGE)
     except BrokenPipeError:
         return FAILED
+    except SymlinkRefused as exc:
+        sys.stderr.write(f"cordon: {exc}\nhint: {exc.hint}\n")
+        return FAILED
     except OSError as exc:  # permission denied, read-only file system, disk full ...
         target = f": {exc.filename}" if exc.filename else ""
         sys.stderr.write(f"cordon: {exc.strerror or exc}{target}\n")
@@ -240,7 +253,7 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, handler: C
 
 
 def route_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon route add|edit|list|show|remove``."""
+    """``cordon route add|edit|list|show|remove|approve``."""
     from cordon_config.commands.route import run_route
 
     return _run(_command_parser("route", prog or "cordon route"), argv, run_route)

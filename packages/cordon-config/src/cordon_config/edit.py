@@ -21,7 +21,7 @@ from tomlkit.items import AoT, InlineTable, Table
 from tomlkit.toml_document import TOMLDocument
 
 from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem, RouteNotFound
-from cordon_config.files import atomic_write, backup_once, locked
+from cordon_config.files import atomic_write, backup_once, locked, read_no_follow
 from cordon_config.locate import key_lines
 from cordon_config.model import BasicAuth, Config, Egress, HeaderAuth, RateLimit, Route, SecretRef
 from cordon_config.parse import DEFAULT_KEYRING_SERVICE, decode_config, parse_config
@@ -98,11 +98,10 @@ def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, 
     """Locked read → ``change(text) -> (new_text, result)`` → validate → .bak once → atomic write."""
     file = Path(os.path.abspath(path))
     with config_lock(file):
-        try:
-            raw = file.read_bytes()
-        except FileNotFoundError:
+        raw = read_no_follow(file)  # a symlinked cordon.toml is refused, never replaced by a copy of its target
+        if raw is None:
             raise ConfigNotFound(file, [ConfigProblem(file, None, None, None, "file not found",
-                                                      "run `cordon setup` to create it")]) from None
+                                                      "run `cordon setup` to create it")])
         text = decode_config(raw, file)  # newlines kept as they are (a CRLF file stays CRLF)
         new_text, result = change(text)
         if "\r\n" in text and "\n" not in text.replace("\r\n", ""):

@@ -74,7 +74,7 @@ class TLSConfig:
     ca_cert_path: Path | None = None
     ca_key_path: Path | None = None
     upstream_ca_file: Path | None = None
-    name_constraints: bool = False
+    name_constraints: bool | None = None  # None: not set (new CAs are constrained; see docs/security.md)
 
 
 @dataclass(frozen=True, slots=True)

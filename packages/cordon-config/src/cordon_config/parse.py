@@ -312,7 +312,7 @@ class _Validator:
         cert = self.path(table, "ca_cert_path", prefix, required=enabled, hint=hint)
         key = self.path(table, "ca_key_path", prefix, required=enabled, hint=hint)
         upstream = self.path(table, "upstream_ca_file", prefix, required=False)
-        constraints = self.boolean(table, "name_constraints", prefix, False)
+        constraints = self.boolean(table, "name_constraints", prefix, False) if "name_constraints" in table else None
         return TLSConfig(enabled, cert, key, upstream, constraints)
 
     def limits(self, data: Mapping[str, Any]) -> Limits:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -112,6 +112,19 @@ def write_config(directory: Path, body: str, *, listen: int = 6790, name: str = 
         encoding="utf-8",
     )
     return path
+
+
+def approve_config(config_path: Path, *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                   scope: str | None = None) -> None:
+    """Approve everything in ``config_path`` as its user would (``cordon route approve --all --yes``), in the
+    scope that ``env`` (default: ``os.environ``) selects for it: the test plays the human."""
+    from cordon_config.approvals import approve
+    from cordon_config.parse import load_config
+    from cordon_config.scope import resolve_scope
+
+    environ = os.environ if env is None else env
+    paths = resolve_scope(scope, None if scope == "user" else config_path, env=environ, cwd=cwd or Path.cwd())
+    approve(paths, load_config(paths.config_path))
 
 
 def route_block(name: str, host: str, secret: str, *, auth: str = 'type = "header"\nheader_name = "x-api-key"'

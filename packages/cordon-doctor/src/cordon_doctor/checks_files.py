@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import os
 import re
+import shlex
 import stat
 from pathlib import Path
 
@@ -40,6 +41,28 @@ def check_config(ctx: DoctorContext) -> list[Finding]:
     ctx.config = config
     n = len(config.routes)
     return [ok("config", f"{path} is valid: listen {config.listen}, {n} route{'s' if n != 1 else ''}")]
+
+
+def check_approvals(ctx: DoctorContext) -> list[Finding]:
+    """Everything in cordon.toml that decides where a secret goes is approved as written (docs/security.md);
+    sets ``ctx.unapproved`` (their secrets are then not fetched by the secrets check)."""
+    from cordon_config.approvals import check_approved, refusal_lines
+
+    if ctx.config is None:
+        return []
+    ctx.unapproved = check_approved(ctx.config, ctx.paths)
+    if not ctx.unapproved:
+        return [ok("approvals", "every route and setting of cordon.toml is approved as written")]
+    lines = refusal_lines(ctx.unapproved, ctx.paths, flag=ctx.scope_flag)
+    if len(lines) == 1 and ctx.unapproved[0].reason in ("unrecorded", "unverified"):
+        message, _, fix = lines[0].partition(": review them with ")
+        return [fail("approvals", message + " (cordon start refuses it)", "review them with " + fix)]
+    found = []
+    for entry, line in zip(ctx.unapproved, lines, strict=True):
+        message, _, fix = line.partition("; review it, then run: ")
+        name = entry.item.name if entry.item.kind == "route" else entry.item.kind
+        found.append(fail(f"approvals.{name}", message + " (cordon start refuses it)", fix))
+    return found
 
 
 def _owner_and_mode(path: Path) -> tuple[int, int]:
@@ -98,21 +121,44 @@ def check_ca(ctx: DoctorContext) -> list[Finding]:
 
 
 def _check_constraints(ctx: DoctorContext, ca: object) -> list[Finding]:
-    """With name constraints on, or on a CA that carries them anyway, every route host must be covered."""
+    """The CA permits exactly the approved routes' hosts (SECURITY.md §E rule 6), unless turned off."""
     config = ctx.config
     if config is None:
         return []
     permitted = getattr(ca, "permitted_hosts", None)
-    fix = f"cordon setup{ctx.scope_flag}   (re-issues the CA for the configured routes)"
+    setting = config.tls.name_constraints
+    reissue = (f"cordon ca generate --force{ctx.scope_flag}   (re-issues it for the routed hosts and destroys the "
+               f"old key; then restart cordon and the agents, and run cordon trust{ctx.scope_flag} again if you "
+               "trusted the old CA)")
+    found = _old_key_copies(ctx)
     if permitted is None:
-        if config.tls.name_constraints:
-            return [fail("ca.constraints", "name_constraints is on but the CA has no name constraints", fix)]
-        return []
-    uncovered = sorted(r.host for r in config.routes if r.host not in permitted)
+        if setting is False:
+            return [*found, ok("ca.constraints", "name constraints are off ([tls] name_constraints = false)")]
+        if setting is True:
+            return [*found, fail("ca.constraints", "name_constraints is on but the CA has no name constraints",
+                                 reissue)]
+        return [*found, warn("ca.constraints", "the CA is not name-constrained (made by cordon 0.1): a copy of its "
+                             "key can mint a certificate for any site that clients trusting it accept", reissue)]
+    unapproved = {e.item.name for e in ctx.unapproved if e.item.kind == "route"}
+    uncovered = sorted(r.host for r in config.routes if r.host not in permitted and r.name not in unapproved)
     if uncovered:
-        return [fail("ca.constraints", f"the CA's name constraints do not cover: {', '.join(uncovered)} "
-                     "(clients would reject cordon's certificate for them)", fix)]
-    return [ok("ca.constraints", f"the CA is limited to {len(permitted)} host(s), covering every route")]
+        return [*found, fail("ca.constraints", f"the CA's name constraints do not cover: {', '.join(uncovered)} "
+                             "(clients would reject cordon's certificate for them)",
+                             f"cordon setup{ctx.scope_flag}   (re-issues the CA for the configured routes)")]
+    if not getattr(ca, "exact_constraints", True):
+        return [*found, warn("ca.constraints", "the CA's name constraints also permit every subdomain of the "
+                             "routed hosts (made by cordon 0.1)", reissue)]
+    return [*found, ok("ca.constraints", f"the CA is limited to exactly {len(permitted)} host(s), covering every "
+                       "approved route")]
+
+
+def _old_key_copies(ctx: DoctorContext) -> list[Finding]:
+    """A ``.bak`` of the CA key (cordon 0.1 kept one on every re-issue) is a CA key all the same."""
+    old = ctx.ca_key_path.with_name(ctx.ca_key_path.name + ".bak")
+    if not os.path.lexists(old):
+        return []
+    return [warn("ca.old_key", f"an old CA key is kept at {old}: whoever copies it can mint certificates its CA "
+                 "was trusted for", f"shred -u {shlex.quote(str(old))}")]
 
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----\s+([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----")

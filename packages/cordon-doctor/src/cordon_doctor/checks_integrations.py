@@ -6,8 +6,11 @@ would write now) and compares; nothing is written.
 
 from __future__ import annotations
 
+import os
 import shlex
+import stat
 from pathlib import Path
+from typing import Any
 
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, ok
@@ -17,6 +20,21 @@ def _setup_fix(ctx: DoctorContext, name: str) -> str:
     if ctx.explicit_config:
         return f"cd {shlex.quote(str(ctx.paths.config_path.parent))} && cordon setup {name}"
     return f"cordon setup {name}{ctx.scope_flag}"
+
+
+def _loose_private_files(changes: list[Any]) -> list[tuple[Path, int]]:
+    """(path, mode) of each file that holds the proxy token and lets group or others read it."""
+    loose = []
+    for change in changes:
+        if not change.private:
+            continue
+        try:
+            mode = stat.S_IMODE(os.lstat(change.path).st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            loose.append((Path(change.path), mode))
+    return loose
 
 
 def check_integrations(ctx: DoctorContext) -> list[Finding]:
@@ -60,6 +78,11 @@ def check_integrations(ctx: DoctorContext) -> list[Finding]:
         except (IntegrationError, KeyError, ValueError) as exc:
             found.append(fail(check, f"cannot re-plan its files: {exc}", fix))
             continue
+        loose = _loose_private_files(plan.changes)
+        if loose:
+            found.append(fail(f"{check}.mode", f"{', '.join(f'{p} ({m:04o})' for p, m in loose)}: "
+                              "hold(s) the proxy token but other users may read it",
+                              "chmod 600 " + " ".join(shlex.quote(str(p)) for p, _ in loose)))
         missing = [str(c.path) for c in plan.changes if c.changed and c.before is None]
         stale = [str(c.path) for c in plan.changes if c.changed and c.before is not None]
         if missing:

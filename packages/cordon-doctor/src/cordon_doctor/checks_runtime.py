@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 
 from cordon_doctor.context import DoctorContext
-from cordon_doctor.finding import Finding, fail, ok, warn
+from cordon_doctor.finding import Finding, fail, ok, skip, warn
 from cordon_doctor.proxyproc import get_health, port_in_use
 
 
@@ -126,8 +126,14 @@ def check_secrets(ctx: DoctorContext) -> list[Finding]:
     if ctx.config is None:
         return []
     found: list[Finding] = []
+    settings = any(entry.item.kind != "route" for entry in ctx.unapproved)
+    unapproved = {entry.item.name for entry in ctx.unapproved if entry.item.kind == "route"}
     for route in ctx.config.routes:
         check = f"route.{route.name}.secret"
+        if settings or route.name in unapproved:  # an unapproved `command` would run here: never fetch it
+            found.append(skip(check, "not fetched: " + ("the [tls]/[secrets] settings are" if settings else
+                                                        "the route is") + " not approved (see approvals)"))
+            continue
         try:
             fetch_secret(route, config=ctx.config, env=ctx.environ)
         except SecretUnavailable as exc:

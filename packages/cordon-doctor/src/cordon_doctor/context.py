@@ -21,6 +21,7 @@ class DoctorContext:
     cwd: Path = field(default_factory=Path.cwd)
     config: Any | None = None
     explicit_config: bool = False
+    unapproved: list[Any] = field(default_factory=list)  # cordon_config.approvals.Unapproved, from "approvals"
 
     @property
     def scope_flag(self) -> str:

@@ -9,7 +9,7 @@ from typing import TextIO
 
 from cordon_config.scope import ScopePaths
 
-from cordon_doctor.checks_files import check_bundle, check_ca, check_config, check_tokens
+from cordon_doctor.checks_files import check_approvals, check_bundle, check_ca, check_config, check_tokens
 from cordon_doctor.checks_integrations import check_integrations
 from cordon_doctor.checks_runtime import check_codex_home, check_port, check_secrets, check_service
 from cordon_doctor.context import DoctorContext
@@ -20,6 +20,7 @@ Check = Callable[[DoctorContext], list[Finding]]
 
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("config", check_config),
+    ("approvals", check_approvals),
     ("ca", check_ca),
     ("bundle", check_bundle),
     ("tokens", check_tokens),

@@ -184,11 +184,13 @@ class Sandbox:
         self.paths.config_path.write_text(render_config(self.port, self.paths, self.upstream_ca))
 
     def _check_config(self) -> None:
-        """Validate with cordon-config's own loader, so a mismatch shows here rather than as a dead proxy."""
+        """Validate with cordon-config's own loader, so a mismatch shows here rather than as a dead proxy, and
+        approve it: cordon wrote this config itself, in a scope of its own (docs/security.md)."""
         from cordon_config import load_config
+        from cordon_config.approvals import approve
 
         assert self.paths is not None
-        load_config(self.paths.config_path)
+        approve(self.paths, load_config(self.paths.config_path))
 
     def _make_token(self) -> str:
         from cordon_setup.base import ensure_token

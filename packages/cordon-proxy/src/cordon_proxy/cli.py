@@ -1,7 +1,7 @@
 """Command line of cordon-proxy: ``cordon start``, ``cordon status``, ``cordon wait``.
 
-``start`` runs the proxy in the foreground in the order of spec §3: load and validate the config → check
-every secret (all failures reported together) → load the CA (created when missing) → bind
+``start`` runs the proxy in the foreground in the order of spec §3: load and validate the config → refuse
+anything not approved (:mod:`cordon_config.approvals`) → check every secret (all failures reported together) → load the CA (created when missing) → bind
 127.0.0.1:<listen> → serve. SIGINT/SIGTERM let in-flight requests finish (up to 10 s), then exit 0.
 """
 
@@ -192,7 +192,15 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         return EXIT_FAIL
     except OSError as exc:
         return _fail(f"cannot read {config_path}: {exc.strerror}")
-    # 2. secrets
+    # 2. approval: nothing a human did not approve is fetched, run or routed (docs/security.md)
+    from cordon_config.approvals import check_approved, refusal_lines
+
+    unapproved = check_approved(config, paths)
+    if unapproved:
+        for line in refusal_lines(unapproved, paths):
+            sys.stderr.write(f"cordon: {line}\n")
+        return EXIT_FAIL
+    # 3. secrets
     failures = check_secrets(config)
     if failures:
         from cordon_proxy.core.errors import secret_unavailable
@@ -201,31 +209,32 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
             sys.stderr.write(f"cordon: {secret_unavailable(route_name, reason)}\n")
         sys.stderr.write("hint: store it with: cordon secret set <route>, then check with: cordon secret check <route>\n")
         return EXIT_FAIL
-    # 3. CA
+    # 4. CA
     leaves: LeafContexts | None = None
     if config.tls.enabled and config.routes:
-        from cordon_ca import CAError, ensure_scope_ca
+        from cordon_ca import CAError, ensure_scope_ca, permitted_for
 
         from cordon_proxy.tls import LeafContexts
 
         cert = config.tls.ca_cert_path or paths.ca_cert
         key = config.tls.ca_key_path or paths.ca_key
-        constrained = config.tls.name_constraints
-        permitted = sorted({r.host for r in config.routes}) if constrained else None
+        permitted = permitted_for(config.tls.name_constraints, (r.host for r in config.routes))
         existed = cert.exists() and key.exists()
         try:
             ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
-                                          bundle=paths.combined_bundle)
+                                          bundle=paths.combined_bundle,
+                                          keep_unconstrained=config.tls.name_constraints is None)
         except CAError as exc:
             hint = getattr(exc, "hint", None)
             return _fail(str(getattr(exc, "message", exc)), hint)
         except OSError as exc:
             return _fail(f"cannot prepare the CA: {exc.filename or cert}: {exc.strerror or exc}")
         if written and existed:
-            what = "name-constrained CA for the routed hosts" if constrained else "CA without name constraints"
-            logger.log("warn", f"re-issued the {what} (old files kept as .bak): {cert}")
+            what = "name-constrained CA for the routed hosts" if permitted is not None else (
+                "CA without name constraints")
+            logger.log("warn", f"re-issued the {what} (the old key is destroyed): {cert}")
         leaves = LeafContexts(ca, [r.host for r in config.routes])
-    # 4. tokens
+    # 5. tokens
     verify: Verifier | None = None
     from cordon_config.tokens import TokenStore
 

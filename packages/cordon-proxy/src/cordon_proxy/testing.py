@@ -395,6 +395,18 @@ def write_config(
     return path
 
 
+def approve_as_user(config_path: Path, env: Mapping[str, str]) -> None:
+    """Approve ``config_path`` in the scope a proxy started with ``env`` and ``-c config_path`` uses; a config
+    that does not load is left for the proxy to report."""
+    from cordon_config import ConfigError
+    from cordon_config.testing import approve_config
+
+    try:
+        approve_config(config_path, env=env, cwd=config_path.parent)
+    except ConfigError:
+        pass
+
+
 def health_ok(port: int, timeout: float = 1.0) -> bool:
     """True when the proxy on 127.0.0.1:``port`` answers /health with 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -419,8 +431,10 @@ class ProxyProcess:
         resolve: Mapping[str, str] | None = None,
         allow_loopback: bool = False,
         args: tuple[str, ...] = ("--log-level", "debug"),
+        approve: bool = True,
     ) -> None:
         self.config_path = config_path
+        self.approve = approve
         self.port = port
         self.log_path = config_path.parent / "proxy.log"
         full = dict(os.environ if env is None else env)
@@ -444,7 +458,13 @@ class ProxyProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, wait: bool = True) -> ProxyProcess:
-        """Start the proxy (and wait for /health unless ``wait`` is False)."""
+        """Start the proxy (and wait for /health unless ``wait`` is False).
+
+        With ``approve`` (the default) the test plays the human first: everything in the config is approved
+        through the real approval record of the proxy's scope (``cordon route approve --all --yes``).
+        """
+        if self.approve:
+            approve_as_user(self.config_path, self.env)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cordon_proxy", "start", "-c", str(self.config_path), *self.args],
@@ -519,6 +539,7 @@ def running_stack(
     env: Mapping[str, str] | None = None,
     secret_ttl: float = 0,
     before_start: Callable[[Path], None] | None = None,
+    approve: bool = True,
 ) -> Iterator[Stack]:
     """Start a recording upstream and a proxy routing ``api.test`` to it (secret ``sk-real-...`` from env)."""
     routes = routes if routes is not None else [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")]
@@ -533,7 +554,7 @@ def running_stack(
             before_start(config)
         full_env = dict(os.environ if env is None else env)
         full_env.update(secrets)
-        proxy = ProxyProcess(config, port, env=full_env, allow_loopback=allow_loopback)
+        proxy = ProxyProcess(config, port, env=full_env, allow_loopback=allow_loopback, approve=approve)
         with proxy:
             yield Stack(upstream, proxy, upstream_ca, directory / "state" / "certs" / "ca-cert.pem", secrets)
 

@@ -35,7 +35,7 @@ class ConfigFacts:
     ca_cert: Path
     ca_key: Path
     routes: dict[str, str] = field(default_factory=dict)
-    name_constraints: bool = False  # [tls] name_constraints: the CA must permit exactly the routed hosts
+    name_constraints: bool | None = None  # [tls] name_constraints (None: unset, constrained by default)
 
 
 def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
@@ -77,15 +77,30 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
             routes[match["host"].lower().rstrip(".")] = str(route.get("name", "?"))
     return ConfigFacts(
         listen, _path("ca_cert_path", paths.ca_cert), _path("ca_key_path", paths.ca_key), routes,
-        tls.get("name_constraints") is True,
+        tls.get("name_constraints") if isinstance(tls.get("name_constraints"), bool) else None,
     )
 
 
-def _permitted_hosts(facts: ConfigFacts | None) -> list[str] | None:
-    """The routed hosts a name-constrained CA must permit (cordon-ca normalises them), or None."""
-    if facts is None or not facts.name_constraints:
+def _approved_ca(paths: ScopePaths, facts: ConfigFacts | None) -> tuple[list[str] | None, bool] | None:
+    """(the hosts the scope's CA must permit, keep an unconstrained CA) as approved: the approved routes' hosts,
+    none yet for a new scope, None (unconstrained) with ``name_constraints = false``. None: the [tls] settings
+    are not approved, so the CA is left as it is (cordon start refuses them)."""
+    from cordon_ca import permitted_for
+    from cordon_config import ConfigError, load_config
+    from cordon_config.approvals import check_approved
+
+    if facts is None:
+        return [], False
+    try:
+        config = load_config(paths.config_path)
+    except (ConfigError, OSError):  # nothing starts from it anyway: the CA follows the file as it did
+        return permitted_for(facts.name_constraints, facts.routes), facts.name_constraints is None
+    pending = check_approved(config, paths)
+    if any(entry.item.kind != "route" for entry in pending):
         return None
-    return sorted(facts.routes)
+    unapproved = {entry.item.name for entry in pending if entry.item.kind == "route"}
+    hosts = {route.host for route in config.routes if route.name not in unapproved}
+    return permitted_for(config.tls.name_constraints, hosts), config.tls.name_constraints is None
 
 
 def _bundle_is_current(bundle: Path, ca_cert: Path) -> bool:
@@ -124,22 +139,29 @@ def ensure_base_setup(
 
     facts = read_config_facts(paths)
     ca_cert, ca_key = (facts.ca_cert, facts.ca_key) if facts else (paths.ca_cert, paths.ca_key)
-    permitted = _permitted_hosts(facts)
+    wanted = _approved_ca(paths, facts)
+    permitted, keep = wanted if wanted is not None else ([], False)  # a CA made now permits no host yet
     existed = ca_cert.exists() and ca_key.exists()
     reissue = False
     try:
-        if not existed:
+        if existed and wanted is None:
+            pass  # unapproved [tls] settings decide nothing
+        elif not existed:
             if not dry_run:
                 ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted)
-            note(f"{verb} the cordon CA: {ca_cert}")
+            what = "permitting no host until the first route" if permitted == [] else (
+                f"name-constrained to {', '.join(permitted)}" if permitted else "without name constraints")
+            note(f"{verb} the cordon CA ({what}): {ca_cert}")
         else:
-            reissue = not ca_matches(CertificateAuthority.load(ca_cert, ca_key), permitted)
+            reissue = not ca_matches(CertificateAuthority.load(ca_cert, ca_key), permitted, keep_unconstrained=keep)
             if reissue and not dry_run:
-                _, reissue = ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted)
+                _, reissue = ensure_scope_ca(ca_cert, ca_key, namespace=paths.namespace, permitted_hosts=permitted,
+                                             keep_unconstrained=keep)
             if reissue:
                 what = "name-constrained CA for the routed hosts" if permitted is not None else (
                     "CA without name constraints")
-                note(f"{'would re-issue' if dry_run else 're-issued'} the {what} (old files kept as .bak): {ca_cert}")
+                note(f"{'would re-issue' if dry_run else 're-issued'} the {what} (the old key is destroyed): "
+                     f"{ca_cert}")
     except CAError as exc:
         raise BaseSetupError(str(exc), exc.hint) from None
     if facts is None:
@@ -149,9 +171,15 @@ def ensure_base_setup(
             done.append(FileChange(paths.config_path, None, text.encode("utf-8")))
             progress(f"would create {paths.config_path} (listen = {port})")
         else:
-            scaffold_config(paths.config_path, listen=port, ca_cert_path=ca_cert, ca_key_path=ca_key)
+            from cordon_config.approvals import ApprovalError, approve
+
+            config = scaffold_config(paths.config_path, listen=port, ca_cert_path=ca_cert, ca_key_path=ca_key)
             done.append(FileChange(paths.config_path, None, read_bytes(paths.config_path)))
             progress(f"created {paths.config_path} (listen = {port})")
+            try:
+                approve(paths, config)  # the file cordon just wrote: its settings, no route yet
+            except ApprovalError as exc:
+                raise BaseSetupError(str(exc), exc.hint) from None
     if (dry_run and reissue) or not _bundle_is_current(paths.combined_bundle, ca_cert):
         if not dry_run:
             try:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
-from cordon_config.files import atomic_write
+from cordon_config.files import SymlinkRefused, atomic_write
 from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
 
 from cordon_setup.base import BaseSetupError, read_config_facts, token_value
@@ -25,6 +25,7 @@ from cordon_setup.render import FORMATS, render_env
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cordon_setup.integrations import IntegrationPlan
+    from cordon_setup.realkeys import Destination, RealKey
     from cordon_setup.setup_flow import SetupOutcome
 
 OK, FAIL, USAGE = 0, 1, 2
@@ -49,6 +50,9 @@ def _guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
         _err(str(exc))
         return USAGE
     except BaseSetupError as exc:
+        _err(str(exc), exc.hint)
+        return FAIL
+    except SymlinkRefused as exc:
         _err(str(exc), exc.hint)
         return FAIL
     except OSError as exc:
@@ -102,6 +106,7 @@ examples:
   cordon setup claude-code --scope user --dry-run
                                      show the diff of ~/.claude/settings.json etc. without writing
   cordon setup                       only the CA, cordon.toml, the combined bundle and tokens.toml
+  cordon setup codex --move-keys     also move a real OPENAI_API_KEY in .codex/.env into the keyring
 """
 
 
@@ -128,6 +133,13 @@ def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
     parser.add_argument(
         "-n", "--dry-run", action="store_true", help="print the diff of every file; write nothing"
     )
+    parser.add_argument(
+        "--move-keys",
+        action="store_true",
+        help="move real provider keys found in the agent files into the keyring (their route's entry, adding "
+        "the provider's usual route when there is none) and write the dummy in their place, without asking "
+        "(asked only on a terminal; otherwise setup prints the commands)",
+    )
     return parser
 
 
@@ -144,12 +156,31 @@ def _confirm_on_tty(plan: IntegrationPlan, masks: dict[str, str]) -> bool:
     return line.strip().lower() in ("", "y", "yes")
 
 
+def _ask_move_key(key: RealKey, where: Destination) -> bool:
+    """On a terminal: move this key into cordon? (default yes; the value is never shown)."""
+    route = f"route {where.route}" + (", which setup adds and approves" if where.new else "")
+    sys.stdout.write(f"{key.path} holds a real {key.variable}, which the agent can read. Move it into the keyring "
+                     f"({where.service}/{where.account}, {route}) and write the dummy in its place? [Y/n] ")
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    if not line:
+        sys.stdout.write("\n")
+        return False
+    return line.strip().lower() in ("", "y", "yes")
+
+
+def _move_without_asking(key: RealKey, where: Destination) -> bool:
+    return True
+
+
 def _print_setup(outcome: SetupOutcome) -> None:
     from cordon_setup.plan import render_plan
     from cordon_setup.setup_flow import describe
 
     paths = outcome.paths
     if outcome.dry_run:
+        for line in outcome.key_warnings:
+            sys.stderr.write(line + "\n")
         for item in outcome.base:
             if isinstance(item, str):
                 print(item)
@@ -163,6 +194,10 @@ def _print_setup(outcome: SetupOutcome) -> None:
         else:
             print("dry run: nothing was written")
         return
+    for line in outcome.key_notes:
+        print(line)
+    for line in outcome.key_warnings:
+        sys.stderr.write(line + "\n")
     if outcome.declined:
         print("nothing written to the agent files")
         return
@@ -171,6 +206,8 @@ def _print_setup(outcome: SetupOutcome) -> None:
     if not outcome.changed:
         what = f"cordon and {outcome.integration} are" if outcome.integration else "cordon is"
         print(f"nothing to change: {what} already set up ({paths.scope} scope, {paths.config_path})")
+    for line in outcome.unapproved:
+        print(f"note: {line}")
     if outcome.next_steps:
         print("\nnext steps:")
         for number, step in enumerate(outcome.next_steps, start=1):
@@ -186,9 +223,11 @@ def _setup(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown integration {args.integration!r}; choose one of: {', '.join(INTEGRATIONS)}"
         )
-    confirm = None
+    confirm = move_key = None
     if not args.yes and not args.dry_run and _isatty(sys.stdin) and _isatty(sys.stdout):
-        confirm = _confirm_on_tty
+        confirm, move_key = _confirm_on_tty, _ask_move_key
+    if args.move_keys:
+        move_key = _move_without_asking
     outcome = run_setup(
         paths,
         args.integration,
@@ -197,6 +236,7 @@ def _setup(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         confirm=confirm,
         progress=(lambda line: None) if args.dry_run else print,
+        move_key=move_key,
     )
     _print_setup(outcome)
     return FAIL if outcome.declined else OK

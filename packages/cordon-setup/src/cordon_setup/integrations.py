@@ -6,8 +6,10 @@ and is what ``cordon integration disable`` and token rotation work from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -17,8 +19,9 @@ from cordon_config.scope import ScopePaths
 
 from cordon_setup.apply import apply_changes, remove_empty_dirs
 from cordon_setup.context import SetupContext
-from cordon_setup.plan import FileChange, read_bytes
-from cordon_setup.records import undo_record
+from cordon_setup.plan import FileChange, read_agent_file, read_bytes
+from cordon_setup.realkeys import RealKey, dummies_of, keys_in, planned_keys, private_backup
+from cordon_setup.records import Planned, undo_record
 from cordon_setup.targets import claude_code, codex
 
 INTEGRATIONS: dict[str, ModuleType] = {codex.NAME: codex, claude_code.NAME: claude_code}
@@ -68,26 +71,45 @@ def installed(paths: ScopePaths) -> list[str]:
 
 @dataclass(slots=True)
 class IntegrationPlan:
-    """The agent-file changes, then the manifest change (applied last)."""
+    """The agent-file changes, then the manifest change (applied last).
+
+    ``backup_moves``: an earlier run's backup beside a file that holds a real key moves into the state dir
+    (applied first). ``real_keys``: provider keys found in the files as they are now (never printed).
+    """
 
     name: str
     agent_dir: Path
     changes: list[FileChange]
     manifest: dict[str, Any]
     manifest_change: FileChange
+    backup_moves: list[FileChange] = field(default_factory=list)
+    real_keys: list[RealKey] = field(default_factory=list)
 
     @property
     def all_changes(self) -> list[FileChange]:
-        return [*self.changes, self.manifest_change]
+        return [*self.backup_moves, *self.changes, self.manifest_change]
 
 
-def plan_integration(name: str, ctx: SetupContext, *, agent_dir: Path | None = None) -> IntegrationPlan:
-    """Plan integration ``name`` for ``ctx``; a re-run keeps what the first run recorded."""
+def plan_integration(name: str, ctx: SetupContext, *, agent_dir: Path | None = None,
+                     dummies: Iterable[str] = ()) -> IntegrationPlan:
+    """Plan integration ``name`` for ``ctx``; a re-run keeps what the first run recorded.
+
+    ``dummies``: provider key variables to write as the dummy (their real value moved into cordon); an earlier
+    run's are kept. The backup of a file that holds a real key goes to the state dir, never beside the file.
+    """
     module = target(name)
     old = load_manifest(ctx.paths, name)
     old_records = {r["path"]: r for r in (old or {}).get("files", [])}
     directory = agent_dir or module.agent_dir(ctx)
+    replaced = sorted(set(dummies_of(old)) | set(dummies))
+    if replaced:
+        from cordon_config.providers import DUMMY_KEY
+
+        ctx = dataclasses.replace(ctx, env={**ctx.env, **dict.fromkeys(replaced, DUMMY_KEY)})
     planned = module.plan(ctx, directory, old_records)
+    real_keys = planned_keys(planned)
+    moves: list[FileChange] = []
+    planned = [_keep_keys_out_of_backups(ctx.paths, name, item, moves) for item in planned]
     records = [p.record for p in planned]
     new_paths = {r["path"] for r in records}
     records += [r for path, r in old_records.items() if path not in new_paths]
@@ -102,10 +124,32 @@ def plan_integration(name: str, ctx: SetupContext, *, agent_dir: Path | None = N
         "cordon_cmd": ctx.cordon_cmd,
         "files": records,
     }
+    if replaced:
+        manifest["dummies"] = replaced
     path = manifest_path(ctx.paths, name)
     after = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
     change = FileChange(path, read_bytes(path), after, mode=0o600, summary=True)
-    return IntegrationPlan(name, directory, [p.change for p in planned], manifest, change)
+    return IntegrationPlan(name, directory, [p.change for p in planned], manifest, change, moves, real_keys)
+
+
+def _keep_keys_out_of_backups(paths: ScopePaths, name: str, item: Planned, moves: list[FileChange]) -> Planned:
+    """A file that holds a real key is backed up into the state dir; an earlier run's backup beside it that
+    holds one is moved there (``moves``). Everything else keeps its backup beside the file."""
+    change, record = item.change, item.record
+    path, fmt, table = Path(record["path"]), record["format"], record.get("table")
+    private = private_backup(paths, name, path)
+    if change.backup and change.before is not None and keys_in(path, fmt, change.before, table):
+        record["backup"] = str(private)
+        record["backup_created"] = not os.path.lexists(private)
+        return Planned(dataclasses.replace(change, backup_path=private), record)
+    beside = Path(record["backup"]) if record.get("backup") else None
+    if beside is not None and beside.parent == path.parent:
+        data = read_agent_file(beside)
+        if data is not None and keys_in(beside, fmt, data, table):
+            moves.append(FileChange(private, read_agent_file(private), data, mode=0o600, summary=True))
+            moves.append(FileChange(beside, data, None, summary=True))
+            record["backup"] = str(private)
+    return item
 
 
 @dataclass(slots=True)

@@ -17,8 +17,10 @@ class FileChange:
     """Replace ``before`` with ``after`` at ``path``.
 
     ``before`` None: the file does not exist yet; ``after`` None: delete it. ``mode`` applies to a new file
-    (an existing file keeps its mode). ``backup``: copy an existing file once to ``<name>.cordon.bak``
-    before the first change. ``summary``: a diff would be noise (a CA bundle): render one line instead.
+    (an existing file keeps its mode). ``private``: the file holds the proxy token, so it ends 0600 whatever
+    mode it had. ``backup``: copy an existing file once (0600) to ``backup_path``, by default
+    ``<name>.cordon.bak`` beside it, before the first change. ``summary``: a diff would be noise (a CA bundle)
+    or must not be shown (a backup holding a key): render one line instead.
     """
 
     path: Path
@@ -27,6 +29,8 @@ class FileChange:
     mode: int | None = None
     backup: bool = False
     summary: bool = False
+    private: bool = False
+    backup_path: Path | None = None
 
     @property
     def changed(self) -> bool:
@@ -50,6 +54,14 @@ def read_bytes(path: Path) -> bytes | None:
         return Path(path).read_bytes()
     except FileNotFoundError:
         return None
+
+
+def read_agent_file(path: Path) -> bytes | None:
+    """An agent file's (or its backup's) bytes, None when absent; never through a symlink: one planted there
+    raises :class:`~cordon_config.files.SymlinkRefused` (it names the link and its target)."""
+    from cordon_config.files import read_no_follow
+
+    return read_no_follow(Path(path))
 
 
 def _lines(data: bytes | None) -> list[str]:

@@ -10,14 +10,17 @@ the ``previous`` value or raw line it replaced), ``created_containers``, ``hooks
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cordon_config.files import refuse_symlink
+
 from cordon_setup.apply import backup_path
 from cordon_setup.edits import dotenv_file, json_file, toml_file
-from cordon_setup.plan import FileChange, read_bytes, sha256
+from cordon_setup.plan import FileChange, read_agent_file, sha256
 
 Record = dict[str, Any]
 
@@ -42,6 +45,7 @@ def _missing_dirs(path: Path) -> list[str]:
 
 
 def _base_record(path: Path, fmt: str, before: bytes | None, old: Record | None) -> Record:
+    refuse_symlink(backup_path(path))  # a link planted where the backup goes: stop before anything is written
     if old is not None:
         record = {k: v for k, v in old.items() if k not in ("keys", "written_sha256")}
         record.setdefault("created_containers", [])
@@ -74,18 +78,20 @@ def _text(data: bytes | None) -> str:
     return "" if data is None else data.decode("utf-8")
 
 
-def _finish(path: Path, before: bytes | None, after: str, record: Record, mode: int, first: bool) -> Planned:
-    """``first``: no earlier run recorded this file, so an existing file is the user's original: back it up."""
+def _finish(path: Path, before: bytes | None, after: str, record: Record, mode: int, first: bool,
+            *, private: bool = True) -> Planned:
+    """``first``: no earlier run recorded this file, so an existing file is the user's original: back it up.
+    ``private``: the file holds the proxy token (the env contract's proxy URL), so it ends 0600."""
     data = after.encode("utf-8")
     record["written_sha256"] = sha256(data)
-    return Planned(FileChange(path, before, data, mode=mode, backup=first), record)
+    return Planned(FileChange(path, before, data, mode=mode, backup=first, private=private), record)
 
 
 def plan_dotenv(
     path: Path, env: Mapping[str, str], *, marker: str, old: Record | None, mode: int = 0o600
 ) -> Planned:
     """Set every variable of ``env`` in a dotenv file."""
-    before = read_bytes(path)
+    before = read_agent_file(path)
     record = _base_record(path, "dotenv", before, old)
     text, previous = dotenv_file.set_values(_text(before), env, marker=marker)
     record["marker"] = marker
@@ -99,7 +105,7 @@ def plan_toml_table(
     path: Path, table: Sequence[str], env: Mapping[str, str], *, old: Record | None, mode: int = 0o600
 ) -> Planned:
     """Set every variable of ``env`` as a string key of the TOML table ``table``."""
-    before = read_bytes(path)
+    before = read_agent_file(path)
     record = _base_record(path, "toml", before, old)
     original = _text(before)
     text, previous, created = toml_file.set_values(original, tuple(table), env, where=str(path))
@@ -138,7 +144,7 @@ def plan_json_settings(
     mode: int = 0o600,
 ) -> Planned:
     """Set ``env`` keys in the ``env`` object and add one command hook per event (``hooks``: event → command)."""
-    before = read_bytes(path)
+    before = read_agent_file(path)
     record = _base_record(path, "json", before, old)
     data, style = json_file.load(_text(before), where=str(path))
     env_obj, created = json_file.ensure_object(data, ["env"], where=str(path))
@@ -177,12 +183,13 @@ def plan_json_settings(
     return _finish(path, before, json_file.dump(data, style), record, mode, old is None)
 
 
-def plan_text(path: Path, content: str, *, old: Record | None, mode: int = 0o644) -> Planned:
-    """A whole file cordon owns (the Claude Code skill)."""
-    before = read_bytes(path)
+def plan_text(path: Path, content: str, *, old: Record | None, mode: int = 0o644, private: bool = False
+              ) -> Planned:
+    """A whole file cordon owns (the Claude Code skill); ``private`` when ``content`` holds the proxy token."""
+    before = read_agent_file(path)
     record = _base_record(path, "text", before, old)
     record["keys"] = []
-    return _finish(path, before, content, record, mode, old is None)
+    return _finish(path, before, content, record, mode, old is None, private=private)
 
 
 # --- undo ------------------------------------------------------------------------------------------
@@ -205,7 +212,7 @@ def _restore_or_delete(record: Record, path: Path, current: bytes, undo: Undo) -
         undo.dirs.extend(record.get("created_dirs", []))
         return True
     backup = Path(record["backup"]) if record.get("backup") else None
-    original = read_bytes(backup) if backup is not None else None
+    original = read_agent_file(backup) if backup is not None else None
     if original is None or sha256(original) != record["original_sha256"]:
         return False
     undo.changes.append(FileChange(path, current, original))
@@ -227,7 +234,7 @@ def undo_record(record: Record) -> Undo:
     """Plan the removal of exactly what ``record`` says cordon wrote; values changed since are left alone."""
     undo = Undo()
     path = Path(record["path"])
-    current = read_bytes(path)
+    current = read_agent_file(path)
     if current is None:
         undo.notes.append(f"{path}: already removed")
         return undo
@@ -260,7 +267,7 @@ def undo_record(record: Record) -> Undo:
         undo.dirs.extend(record.get("created_dirs", []))
     elif new != text:
         undo.changes.append(FileChange(path, current, new.encode("utf-8")))
-    if record.get("backup_created") and record.get("backup") and Path(record["backup"]).exists():
+    if record.get("backup_created") and record.get("backup") and os.path.lexists(record["backup"]):
         undo.notes.append(f"kept the backup {record['backup']} (the file was edited since setup)")
     return undo
 

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from cordon_config.scope import ScopePaths
 
+from cordon_setup import realkeys
 from cordon_setup.apply import Applied, apply_changes, backup_path
 from cordon_setup.base import DEFAULT_PORT, ensure_base_setup, ensure_token, read_config_facts, token_value
 from cordon_setup.context import SetupContext, cordon_command, home_dir
 from cordon_setup.envvars import env_contract
 from cordon_setup.integrations import IntegrationPlan, plan_integration, target
 from cordon_setup.plan import FileChange
+from cordon_setup.realkeys import Destination, RealKey
 
 DRY_RUN_TOKEN = "cordon-dry-run-token"
 
@@ -31,11 +33,15 @@ class SetupOutcome:
     next_steps: list[str] = field(default_factory=list)
     masks: dict[str, str] = field(default_factory=dict)
     declined: bool = False
+    unapproved: list[str] = field(default_factory=list)  # refusal lines: what `cordon start` would refuse
+    key_notes: list[str] = field(default_factory=list)  # real keys moved into cordon (stdout)
+    key_warnings: list[str] = field(default_factory=list)  # real keys left where the agent reads them (stderr)
 
     @property
     def changed(self) -> bool:
         agent = self.plan is not None and any(c.changed for c in self.plan.changes)
-        return bool(self.base) or agent
+        tightened = any(a.tightened_from is not None for a in self.applied)
+        return bool(self.base) or agent or tightened
 
 
 def build_context(
@@ -73,12 +79,15 @@ def run_setup(
     confirm: Callable[[IntegrationPlan, dict[str, str]], bool] | None = None,
     progress: Callable[[str], object] = print,
     cordon_cmd: str | None = None,
+    move_key: Callable[[RealKey, Destination], bool] | None = None,
 ) -> SetupOutcome:
     """Base setup, then (with ``integration``) its client token and files.
 
     The integration is planned once before anything is written, so a broken agent file (invalid JSON or
-    TOML) stops setup before it changes anything. ``confirm`` (TTY without ``--yes``) sees the plan of
-    existing agent files about to change and may decline.
+    TOML) or a symlink at one stops setup before it changes anything. ``confirm`` (TTY without ``--yes``)
+    sees the plan of existing agent files about to change and may decline. ``move_key`` (TTY, or
+    ``--move-keys``) is asked about each real provider key in those files: yes moves it into the keyring of
+    its route and writes the dummy in its place; without it (or on no) setup warns with the commands.
     """
     outcome = SetupOutcome(paths, integration, dry_run)
     if integration is not None:
@@ -94,6 +103,7 @@ def run_setup(
         )
         plan_integration(integration, probe)  # raises on an unreadable agent file
     outcome.base = ensure_base_setup(paths, progress=progress, dry_run=dry_run)
+    outcome.unapproved = unapproved_lines(paths, cwd)
     if integration is None:
         return outcome
     facts = read_config_facts(paths)
@@ -106,6 +116,16 @@ def run_setup(
         paths, integration, port=port, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
     )
     plan = plan_integration(integration, ctx)
+    outcome.masks.update(realkeys.masks(plan.real_keys))
+    moved: list[str] = []
+    if plan.real_keys and not dry_run and move_key is not None:
+        moved = _move_keys(paths, plan.real_keys, move_key, outcome)
+        if moved:
+            ctx = build_context(  # the route may be new: next steps say so
+                paths, integration, port=port, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
+            )
+            plan = plan_integration(integration, ctx, dummies=moved)
+    outcome.key_warnings += _key_warnings(paths, integration, plan, cwd, moved)
     outcome.plan = plan
     outcome.next_steps = module.next_steps(ctx, plan.agent_dir)
     if dry_run:
@@ -116,6 +136,62 @@ def run_setup(
         return outcome
     outcome.applied = apply_changes(plan.all_changes)
     return outcome
+
+
+def _move_keys(paths: ScopePaths, keys: list[RealKey], ask: Callable[[RealKey, Destination], bool],
+               outcome: SetupOutcome) -> list[str]:
+    """Offer each key (once per variable and value); returns the variables moved into cordon."""
+    moved: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for key in keys:
+        if (key.variable, key.value) in seen:
+            continue
+        seen.add((key.variable, key.value))
+        where = realkeys.destination(paths, key)
+        if where.other_source is not None or not ask(key, where):
+            continue
+        try:
+            outcome.key_notes += realkeys.move(paths, key, where)
+        except realkeys.MoveError as exc:
+            outcome.key_warnings.append(f"cordon: {exc}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
+            continue
+        moved.append(key.variable)
+    return moved
+
+
+def _key_warnings(paths: ScopePaths, integration: str, plan: IntegrationPlan, cwd: Path, moved: list[str]
+                  ) -> list[str]:
+    """The exact commands for every real key the planned files still hold, or held before setup replaced it
+    (not for those just ``moved`` into cordon)."""
+    from cordon_config.approvals import scope_flag
+
+    flag = scope_flag(paths, cwd)
+    planned = {change.path: change for change in plan.changes}
+    records = {Path(r["path"]): r for r in plan.manifest["files"]}
+    lines: list[str] = []
+    for key in plan.real_keys:
+        if key.variable in moved:
+            continue
+        change, record = planned.get(key.path), records.get(key.path, {})
+        after = change.after if change is not None else None
+        still = any(k.variable == key.variable for k in realkeys.keys_in(
+            key.path, record.get("format", ""), after, record.get("table")))
+        backup = Path(record["backup"]) if record.get("backup") else None
+        where = realkeys.destination(paths, key)
+        lines += realkeys.warning(key, where, integration, flag, still_there=still, backup=backup)
+    return lines
+
+
+def unapproved_lines(paths: ScopePaths, cwd: Path) -> list[str]:
+    """What ``cordon start`` would refuse in the scope's cordon.toml (setup approves only what it writes)."""
+    from cordon_config import ConfigError, load_config
+    from cordon_config.approvals import check_approved, refusal_lines, scope_flag
+
+    try:
+        config = load_config(paths.config_path)
+    except (ConfigError, OSError):
+        return []
+    return refusal_lines(check_approved(config, paths), paths, flag=scope_flag(paths, cwd))
 
 
 def _planned_port(base: list[FileChange | str]) -> int:
@@ -129,16 +205,27 @@ def _planned_port(base: list[FileChange | str]) -> int:
 
 
 def describe(outcome: SetupOutcome) -> list[str]:
-    """One line per agent file written, naming the backup when one was made."""
+    """One line per agent file written, naming the backup when one was made and a mode made private."""
     lines = []
     for applied in outcome.applied:
         change = applied.change
         if change.summary:
             continue
-        line = f"{'created' if change.before is None else 'updated'} {change.path}"
+        private = (f" (mode {applied.tightened_from:04o} -> 0600: it holds the proxy token)"
+                   if applied.tightened_from is not None else "")
+        if not change.changed:
+            lines.append(f"made {change.path} private{private}")
+            continue
+        line = f"{'created' if change.before is None else 'updated'} {change.path}" + private
+        kept = change.backup_path or backup_path(change.path)
         if applied.backup is not None:
-            line += f" (original saved as {applied.backup.name})"
-        elif change.before is not None and change.backup and backup_path(change.path).exists():
-            line += f" (original kept in {backup_path(change.path).name})"
+            line += f" (original saved as {_shown(applied.backup, change.path)})"
+        elif change.before is not None and change.backup and kept.exists():
+            line += f" (original kept in {_shown(kept, change.path)})"
         lines.append(line)
     return lines
+
+
+def _shown(backup: Path, beside: Path) -> str:
+    """The backup's name when it sits beside the file, its full path when it lives elsewhere (the state dir)."""
+    return backup.name if backup.parent == beside.parent else str(backup)

@@ -153,14 +153,24 @@ def entry_point_hooks(group: str) -> list[Any]:
 
 
 def after_routes_changed(paths: ScopePaths) -> int:
-    """Run the ``cordon.routes_changed`` hooks (cordon-ca re-issues a name-constrained CA) with the new config;
-    print their lines; FAILED when one failed (the route change itself is already written)."""
+    """Run the ``cordon.routes_changed`` hooks (cordon-ca re-issues the name-constrained CA) with the new config
+    as approved (routes that are not approved get no say in what the CA permits, nor do [tls] settings that are
+    not: then nothing runs); print their lines; FAILED when one failed (the route change is already written)."""
     hooks = entry_point_hooks("cordon.routes_changed")
     if not hooks:
         return OK
+    import dataclasses
+
+    from cordon_config.approvals import check_approved
     from cordon_config.parse import load_config
 
-    failed = run_hooks(hooks, (paths, load_config(paths.config_path)),
+    config = load_config(paths.config_path)
+    pending = check_approved(config, paths)
+    if any(entry.item.kind == "settings" for entry in pending):
+        return OK  # the [tls] settings are not approved: the CA stays as it is (cordon start refuses them)
+    unapproved = {entry.item.name for entry in pending if entry.item.kind == "route"}
+    config = dataclasses.replace(config, routes=tuple(r for r in config.routes if r.name not in unapproved))
+    failed = run_hooks(hooks, (paths, config),
                        failure="could not update the CA for the new routes",
                        hint="run `cordon ca generate --force` (or restart cordon, which re-issues it)")
     return FAILED if failed else OK

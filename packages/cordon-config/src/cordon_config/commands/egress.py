@@ -53,6 +53,10 @@ def run_egress(args: argparse.Namespace) -> int:
         for line in describe_egress(after):
             print(f"  {line}")
         return OK
+    from cordon_config.approvals import egress_item
+    from cordon_config.commands.approve import record
+
+    record(paths, config, egress_item(before), egress_item(after))  # a person ran this: the change is approved
     added = [entry for entry in after.allow if entry not in before.allow]
     removed = [entry for entry in before.allow if entry not in after.allow]
     if added:

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from cordon_config.approvals import route_item
+from cordon_config.commands.approve import record
 from cordon_config.commands.common import (
     FAILED,
     OK,
@@ -30,7 +32,7 @@ from cordon_config.commands.common import (
     scope_of,
 )
 from cordon_config.errors import ConfigError, RouteNotFound
-from cordon_config.model import BasicAuth, HeaderAuth, RateLimit, Route, SecretRef
+from cordon_config.model import BasicAuth, Config, HeaderAuth, RateLimit, Route, SecretRef
 from cordon_config.pathrules import describe_rules
 from cordon_config.scope import ScopePaths
 
@@ -216,16 +218,21 @@ def _write_error(exc: ConfigError) -> UsageError:
 
 def run_route(args: argparse.Namespace) -> int:
     action = args.action
+    if action == "approve":
+        from cordon_config.commands.approve import run_approve
+
+        return run_approve(args)
     if action == "add":
         return _route_add(args)
     if action == "edit":
         return _route_edit(args)
     if action == "remove":
         return _route_remove(args)
-    _, config = load(args)
+    paths, config = load(args)
+    unapproved = _unapproved_routes(config, paths)
     if action == "list":
         if args.json:
-            print_json([route_json(route) for route in config.routes])
+            print_json([{**route_json(route), "approved": route.name not in unapproved} for route in config.routes])
             return OK
         if not config.routes:
             print(f"no routes in {config.path} (add one with `cordon route add`)")
@@ -237,10 +244,16 @@ def run_route(args: argparse.Namespace) -> int:
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
             print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+        if unapproved:
+            from cordon_config.approvals import approve_command, scope_flag
+
+            names = [route.name for route in config.routes if route.name in unapproved]
+            print(f"not approved, so cordon will not use them: {', '.join(names)} "
+                  f"(review, then: {approve_command(names, scope_flag(paths))})")
         return OK
     route = find_route(config, args.name)
     if args.json:
-        print_json(route_json(route))
+        print_json({**route_json(route), "approved": route.name not in unapproved})
         return OK
     print(f"route {route.name}")
     print(f"  host:    {route.host}" + (f" (port {route.port} only)" if route.port else " (any port)"))
@@ -257,8 +270,20 @@ def run_route(args: argparse.Namespace) -> int:
     provider = by_host(route.host)
     if route.methods is None and route.paths is None and provider is not None and provider.rule_flags():
         print(f"  suggested rules: cordon route edit {route.name} {provider.rule_flags()}")
+    if route.name in unapproved:
+        from cordon_config.approvals import approve_command, scope_flag
+
+        print(f"  approval: not approved as written ({unapproved[route.name]}); review, then: "
+              f"{approve_command([route.name], scope_flag(paths))}")
     print(f"  config:  {config.path}")
     return OK
+
+
+def _unapproved_routes(config: Config, paths: ScopePaths) -> dict[str, str]:
+    """Route name -> why it is not approved (``new``, ``changed``, ...), for the routes that are not."""
+    from cordon_config.approvals import check_approved
+
+    return {entry.item.name: entry.reason for entry in check_approved(config, paths) if entry.item.kind == "route"}
 
 
 def _route_add(args: argparse.Namespace) -> int:
@@ -272,11 +297,12 @@ def _route_add(args: argparse.Namespace) -> int:
         raise Failure(f"no cordon.toml at {paths.config_path}", "run `cordon setup` first (or pass --config PATH)")
     route = _wizard(paths) if wizard else _route_from_args(args)
     try:
-        add_route(paths.config_path, route)
+        config = add_route(paths.config_path, route)
     except RouteExists as exc:
         raise UsageError(str(exc), f"change it with `cordon route edit {route.name} ...`") from None
     except ConfigError as exc:
         raise _write_error(exc) from None
+    record(paths, config, None, route_item(find_route(config, route.name)))
     print(f"added route {route.name}: {route.host} gets {describe_auth(route)} "
           f"from {describe_secret(route.secret)}")
     print(f"  in {paths.config_path}")
@@ -317,6 +343,8 @@ def _route_edit(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise _write_error(exc) from None
     changes = _route_changes(before, after)
+    if changes:
+        record(paths, config, route_item(before), route_item(after))
     print(f"changed route {before.name}:" if changes else f"route {before.name}: nothing changed")
     for line in changes:
         print(f"  {line}")
@@ -355,9 +383,10 @@ def _route_remove(args: argparse.Namespace) -> int:
             print("nothing removed")
             return FAILED
     try:
-        remove_route(paths.config_path, route.name)
+        removed = remove_route(paths.config_path, route.name)
     except ConfigError as exc:
         raise _write_error(exc) from None
+    record(paths, config, route_item(removed), None)
     print(f"removed route {route.name} ({route.host}) from {paths.config_path}")
     if route.secret.source == "keyring":
         print(f"its keyring secret is kept; delete it with `cordon secret delete {route.name}` before removing, "

@@ -19,16 +19,30 @@ from cordon_config.commands.common import (
     print_json,
 )
 from cordon_config.model import Config, Route
+from cordon_config.scope import ScopePaths
 
 
 def _keyring_route(args: argparse.Namespace) -> tuple[Config, Route]:
-    _, config = load(args)
+    paths, config = load(args)
     route = find_route(config, args.name)
     if route.secret.source != "keyring":
         raise UsageError(f"route {route.name} reads its secret from {describe_secret(route.secret)}; "
                          f"`cordon secret {args.action}` manages keyring secrets only",
                          f"store it in that source, or switch: cordon route edit {route.name} --source keyring")
+    if args.action == "set" and route.name in _unapproved(config, paths):
+        from cordon_config.approvals import approve_command, scope_flag
+
+        raise Failure(f"route {route.name} is not approved as {config.path} says, so no secret is stored for it",
+                      f"review it (cordon route show {route.name}), then: "
+                      f"{approve_command([route.name], scope_flag(paths))}")
     return config, route
+
+
+def _unapproved(config: Config, paths: ScopePaths) -> set[str]:
+    """Names of the routes that are not approved as written (their secrets are neither stored nor fetched)."""
+    from cordon_config.approvals import check_approved
+
+    return {entry.item.name for entry in check_approved(config, paths) if entry.item.kind == "route"}
 
 
 def _keyring_failure(exc: Exception, what: str) -> Failure:
@@ -56,12 +70,18 @@ def _read_secret(route: Route) -> str:
 
 def store_secret(route: Route) -> int:
     """Read the secret (no echo on a terminal, else stdin), validate it and store it in the keyring."""
+    store_value(route, _read_secret(route))
+    return OK
+
+
+def store_value(route: Route, value: str) -> None:
+    """Validate ``value`` as a header value and store it as the keyring secret of ``route`` (never printed);
+    :class:`UsageError` / :class:`Failure` with one line otherwise."""
     import keyring
 
     from cordon_config.secrets import header_value_problem
 
     service, account = route.secret.fields.get("service", "cordon"), route.secret.fields["account"]
-    value = _read_secret(route)
     problem = header_value_problem(value)
     if problem is not None:
         raise UsageError(f"secret not stored: {problem}")
@@ -71,7 +91,6 @@ def store_secret(route: Route) -> int:
         raise _keyring_failure(exc, "store the secret") from None
     print(f"stored the secret for route {route.name} in the keyring (service {service}, account {account})")
     print("a running proxy picks it up within secret_ttl seconds; `cordon secret check` verifies it")
-    return OK
 
 
 def run_secret(args: argparse.Namespace) -> int:
@@ -95,12 +114,23 @@ def run_secret(args: argparse.Namespace) -> int:
 
 
 def _secret_check(args: argparse.Namespace) -> int:
+    from cordon_config.approvals import approve_command, check_approved, scope_flag
     from cordon_config.secrets import SecretUnavailable, fetch_secret
 
-    _, config = load(args)
+    paths, config = load(args)
     routes = [find_route(config, args.name)] if args.name else list(config.routes)
+    pending = check_approved(config, paths)
+    settings_pending = any(entry.item.kind == "settings" for entry in pending)  # [egress]/[audit]: no secret
+    unapproved = {entry.item.name for entry in pending if entry.item.kind == "route"}
     results: list[dict[str, Any]] = []
     for route in routes:
+        if route.name in unapproved or settings_pending:
+            names = None if settings_pending else [route.name]
+            results.append({"route": route.name, "ok": False, "source": route.secret.source,
+                            "reason": "not fetched: " + ("the [tls]/[secrets] settings are" if settings_pending
+                                                         else "the route is") + " not approved as written",
+                            "hint": f"review it, then: {approve_command(names, scope_flag(paths))}"})
+            continue
         try:
             fetch_secret(route, config=config)
         except SecretUnavailable as exc:
