@@ -370,7 +370,10 @@ def approve(paths: ScopePaths, config: Config, keys: Iterable[str] | None = None
     (``route:<name>``, ``settings``), or every item when ``keys`` is None (then approvals of items no longer in
     ``config`` are dropped too). ``forget_missing``: item keys to drop. Records exactly ``config`` as parsed
     (what the user was shown), never the file as it is now."""
-    items = {item.key: dict(item.fields) for item in security_items(config, paths)}
+    every = security_items(config, paths)
+    items = {item.key: dict(item.fields) for item in every}
+    # a section at cordon's defaults ([egress], [audit] untouched) is approved without a record: none is kept
+    defaults = {item.key for item in every if item.implicit is not None and dict(item.implicit) == item.fields}
     wanted = set(items) if keys is None else set(keys)
     unknown = wanted - set(items)
     if unknown:
@@ -383,7 +386,10 @@ def approve(paths: ScopePaths, config: Config, keys: Iterable[str] | None = None
         for key in forget_missing:
             record.pop(key, None)
         for key in wanted:
-            record[key] = items[key]
+            if key in defaults and key != SETTINGS:
+                record.pop(key, None)
+            else:
+                record[key] = items[key]
 
     _update(paths, config.path, change)
 

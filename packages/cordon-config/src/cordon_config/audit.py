@@ -308,7 +308,12 @@ def _mac_ok(key: bytes, raw: bytes) -> str | None:
 
 
 def verify(files: AuditFiles, key: bytes | None = None) -> Report:
-    """Check every line of every log file and the head; the report lists each problem found."""
+    """Check every line of every log file and the head; the report lists each problem found.
+
+    A line whose MAC does not verify was edited (or, when a genuine line with its ``seq`` follows, inserted);
+    a ``seq`` that goes back is a moved or copied line; ``seq`` numbers missing from every file are deleted
+    lines (at the end too, by the head); a line that is not an audit line at all is damaged.
+    """
     report = Report(files=log_files(files))
     if key is None:
         key = load_key(files)
@@ -317,29 +322,38 @@ def verify(files: AuditFiles, key: bytes | None = None) -> Report:
             report.problems.append(Problem("damaged", str(files.key), f"the audit key {files.key} is missing, so "
                                            "no line can be verified"))
         return report
+    lines = [line for path in report.files for line in _lines(path)]
+    macs = [_mac_ok(key, line.raw) if line.entry is not None else None for line in lines]
+    genuine = {line.entry["seq"] for line, mac in zip(lines, macs, strict=True)
+               if mac is not None and line.entry is not None and isinstance(line.entry.get("seq"), int)}
     last_seq: int | None = None
     last_mac = ""
     first_line = True
-    for line in (line for path in report.files for line in _lines(path)):
+    damaged = 0  # damaged lines since the last good one (a line cut short by a crash takes a seq with it)
+    suspect: tuple[int, int, str] | None = None  # the last line with a bad MAC: (problem index, seq, its MAC)
+    for line, mac in zip(lines, macs, strict=True):
         report.lines += 1
         entry = line.entry
         seq = entry.get("seq") if entry is not None else None
         if entry is None or not isinstance(seq, int) or not isinstance(entry.get("prev"), str):
             report.problems.append(Problem("damaged", _where(line), f"{_where(line)} is not an audit line "
                                            "(edited, or cut short)"))
+            damaged += 1
             continue
-        mac = _mac_ok(key, line.raw)
         if mac is None:
             claimed = _MAC_TAIL.search(line.raw)
-            in_place = last_seq is None or seq == last_seq + 1
+            in_place = (last_seq is None or seq == last_seq + 1) and seq not in genuine
             report.problems.append(Problem(
                 "edited" if in_place else "inserted", _where(line),
                 f"{_where(line)} was " + ("edited after cordon wrote it" if in_place else
                                           "not written by cordon (inserted)") + ": its MAC does not verify"))
             if in_place and claimed is not None:
-                last_seq, last_mac = seq, claimed.group(1).decode("ascii")
+                suspect = (len(report.problems) - 1, seq, claimed.group(1).decode("ascii"))
             first_line = False
             continue
+        if suspect is not None and suspect[1] == seq - 1 and (last_seq is None or suspect[1] == last_seq + 1):
+            last_seq, last_mac = suspect[1], suspect[2]  # an edited line keeps its place in the chain
+        suspect = None
         if first_line:
             first_line = False
             report.first_seq = seq
@@ -353,12 +367,15 @@ def verify(files: AuditFiles, key: bytes | None = None) -> Report:
                                            f"after seq {last_seq} (moved or copied there)"))
             continue
         elif last_seq is not None and seq > last_seq + 1:
-            missing = f"seq {last_seq + 1}" if seq == last_seq + 2 else f"seq {last_seq + 1}–{seq - 1}"
-            report.problems.append(Problem("deleted", _where(line), f"{seq - last_seq - 1} line(s) ({missing}) "
-                                           f"were deleted before {_where(line)}"))
+            missing = [n for n in range(last_seq + 1, seq) if n not in genuine]  # the others come later: moved
+            if len(missing) > damaged:
+                span = f"seq {missing[0]}" if len(missing) == 1 else f"seq {missing[0]}–{missing[-1]}"
+                report.problems.append(Problem("deleted", _where(line), f"{len(missing)} line(s) ({span}) "
+                                               f"were deleted before {_where(line)}"))
         elif entry["prev"] != last_mac:
             report.problems.append(Problem("inserted", _where(line), f"{_where(line)} does not follow the line "
                                            "before it (a line before it was replaced)"))
+        damaged = 0
         last_seq, last_mac = seq, mac
     report.last_seq = last_seq
     try:
