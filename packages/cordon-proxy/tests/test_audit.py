@@ -8,6 +8,7 @@ import io
 import json
 import os
 import stat
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_lines_are_sealed_chained_private_and_hold_no_secret(tmp_path: Path) -> 
     entries = list(read_entries(files))
     assert [e["kind"] for e in entries] == ["file", "request", "request", "request"]
     assert [e["seq"] for e in entries] == [1, 2, 3, 4]
-    assert entries[0]["prev"] == "" and all(e["prev"] == p["mac"] for p, e in zip(entries, entries[1:], strict=False))
+    assert entries[0]["prev"] == "" and all(e["prev"] == p["mac"] for p, e in pairwise(entries))
     first = entries[1]
     assert {k: first[k] for k in ("route", "token", "method", "host", "path", "status", "bytes_up", "bytes_down",
                                   "duration_ms", "decision", "scope")} == {
