@@ -43,7 +43,7 @@ def test_routes_egress_decoders_and_audit_are_shown(project, route, capsys, monk
     monkeypatch.setenv("INTERNAL_KEY", "k")
     route(project, OPENAI)
     route(project, RULED.format(scrub="true"))
-    code, out = doctor(capsys)
+    _, out = doctor(capsys)
     line, _ = line_and_fix(out, "policy.openai")
     assert line.startswith("ok") and "allows any method to any path" in line
     assert "suggested rules: cordon route edit openai --methods POST,GET --paths" in line
@@ -100,6 +100,7 @@ def test_the_audit_chain_is_verified(project, capsys) -> None:
     files = _write_log(project, 5)
     code, out = doctor(capsys)
     line, _ = line_and_fix(out, "policy.audit")
+    assert code == 0
     assert line.startswith("ok") and "5 lines in 1 file(s), chain intact" in line
     lines = files.log.read_bytes().splitlines(keepends=True)
     entry = json.loads(lines[2])
