@@ -27,7 +27,7 @@ from cordonbench import clients, loadgen, origins, peers, procs, tools
 from cordonbench.certs import make_ca, make_leaf
 from cordonbench.clients import Target
 from cordonbench.report import Metric, detail_table, replace_section, summary_table
-from cordonbench.stats import median, percentile
+from cordonbench.stats import fmt_num, median, percentile
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -37,6 +37,12 @@ SSE_EVENTS, SSE_INTERVAL = 50, 0.02
 IDLE_CONNS = 200
 # Test-only knob letting cordon tunnel an unrouted host to a loopback origin (SSRF policy blocks it otherwise).
 CORDON_LOOPBACK_KNOB = "CORDON_TEST_ALLOW_LOOPBACK"
+BARE = "cordon-bare"  # cordon with response scrubbing and the audit log off: what those two cost
+TARGETS = ("cordon", BARE, "mitmproxy", "proxy.py")
+#: the goal for scrubbing + audit (issue 19): CPU per request at most this much above cordon-bare, and
+#: streamed MB/s within this much of it
+POLICY_CPU_GOAL = 0.10
+POLICY_STREAM_GOAL = 0.10
 START = time.monotonic()
 
 
@@ -61,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--downloads", type=int, default=3, help="downloads of /big per host, round and target")
     p.add_argument("--sse-runs", type=int, default=2, help="SSE streams per round and target")
     p.add_argument("--quick", action="store_true", help="short development run; does not write RESULTS.md")
-    p.add_argument("--only", default="", help="comma-separated targets (direct,cordon,mitmproxy,proxy.py)")
+    p.add_argument("--only", default="", help="comma-separated targets (direct,cordon,cordon-bare,mitmproxy,"
+                   "proxy.py); cordon-bare is cordon with scrubbing and the audit log off")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the py-spy profile of cordon under hey (after the timed rounds; bench/.work/profile)")
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
@@ -98,7 +105,7 @@ class Bench:
     def setup(self) -> None:
         """Tools, venvs, certificates, origins and the proxies."""
         WORK.mkdir(exist_ok=True)
-        wanted = set(self.args.only.split(",")) if self.args.only else {"direct", "cordon", "mitmproxy", "proxy.py"}
+        wanted = set(self.args.only.split(",")) if self.args.only else {"direct", *TARGETS}
         self.wanted = wanted
         self.bin = tools.ensure_apt(["nginx", "hey", "curl"], log)
         try:
@@ -127,14 +134,14 @@ class Bench:
         names = [ROUTED, UNROUTED, *peers.unseen_hosts(self.unseen_total())]
         leaf = make_leaf(self.origin_ca, certs_dir, "origin-leaf", names, ["127.0.0.1"])
         self.nginx_port, self.sse_port = procs.free_port(), procs.free_port()
-        self.procs.append(origins.start_nginx(self.bin["nginx"], WORK, self.nginx_port, leaf))
+        self.procs.append(origins.start_nginx(self.bin["nginx"], WORK, self.nginx_port, leaf, self.secret))
         self.procs.append(origins.start_sse(WORK, self.sse_port, leaf, SSE_EVENTS, SSE_INTERVAL))
         procs.wait_port(self.nginx_port, self.procs[0], 15, "nginx")
         procs.wait_port(self.sse_port, self.procs[1], 15, "SSE origin")
         self.direct = Target("direct", None, str(self.origin_ca.cert))
-        bad = clients.check_injection(self.direct, ROUTED, self.nginx_port, "dummy-key")
-        if bad:
-            raise RuntimeError(f"the nginx origin does not echo the Authorization header: {bad}")
+        seen = clients.injection_seen(self.direct, ROUTED, self.nginx_port)
+        if seen != "dummy":
+            raise RuntimeError(f"the nginx origin does not check the Authorization header: {seen}")
         self.versions["nginx"] = tools.command_version([self.bin["nginx"], "-v"])
         self.versions["hey"] = "hey (Debian " + tools.command_version(
             ["dpkg-query", "-W", "-f=${Version}", "hey"]) + ")"
@@ -143,6 +150,9 @@ class Bench:
             "cordon": lambda port: peers.start_cordon(
                 WORK, port, self.origin_ca, self.secret, [ROUTED, *peers.unseen_hosts(self.unseen_total())],
                 self.proxy_core, {CORDON_LOOPBACK_KNOB: "1"}),
+            BARE: lambda port: peers.start_cordon(
+                WORK, port, self.origin_ca, self.secret, [ROUTED, *peers.unseen_hosts(self.unseen_total())],
+                self.proxy_core, {CORDON_LOOPBACK_KNOB: "1"}, name=BARE, policy=False),
             "mitmproxy": lambda port: peers.start_mitmproxy(
                 WORK, venv_py["mitmproxy"], port, self.origin_ca, self.secret, self.proxy_core),
             "proxy.py": lambda port: peers.start_proxypy(
@@ -169,14 +179,14 @@ class Bench:
         """Rule 7: a proxy that does not inject the real secret is not timed."""
         time.sleep(1.0)
         for name, peer in list(self.peers.items()):
-            problem = clients.check_injection(peer.target(), ROUTED, self.nginx_port, self.secret)
+            problem = clients.check_injection(peer.target(), ROUTED, self.nginx_port)
             if problem:
                 log(f"{name}: NOT timed: {problem}")
                 self.skipped[name] = f"not timed: {problem}"
                 procs.stop(peer.proc)
                 del self.peers[name]
             else:
-                log(f"{name}: injects the real secret (checked with GET /echo)")
+                log(f"{name}: injects the real secret (checked with GET /injected)")
 
     # ---------------------------------------------------------------- measurements
     def targets(self) -> list[Target]:
@@ -573,6 +583,31 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def policy_section(metrics: list[Metric]) -> str:
+    """What response scrubbing and the audit log cost: cordon (both on, the default) against cordon-bare
+    (both off), measured in the same interleaved rounds, with the goal of issue 19."""
+    by_key = {m.key: m for m in metrics}
+    rows = ["Cost of response scrubbing and the audit log (cordon, both on by default, against cordon-bare, "
+            "both off; same rounds):", "",
+            "| figure | cordon | cordon-bare | on vs off | goal | met |", "|---|---|---|---|---|---|"]
+    measured = False
+    for key, goal, limit in (("cpu", f"≤ +{POLICY_CPU_GOAL:.0%} CPU per request", POLICY_CPU_GOAL),
+                             ("mb_routed", f"within {POLICY_STREAM_GOAL:.0%}", POLICY_STREAM_GOAL)):
+        metric = by_key.get(key)
+        on, off = (metric.med("cordon"), metric.med(BARE)) if metric else (None, None)
+        if metric is None or on is None or off is None or not off:
+            continue
+        measured = True
+        change = on / off - 1  # CPU: more is worse; MB/s: less is worse
+        cost = change if key == "cpu" else -change
+        met = "yes" if cost <= limit else "**no**"
+        rows.append(f"| {metric.label} ({metric.unit}) | {fmt_num(on)} | {fmt_num(off)} | {change:+.1%} | {goal} "
+                    f"| {met} |")
+    if not measured:
+        return "Cost of response scrubbing and the audit log: not measured (run with cordon and cordon-bare)."
+    return "\n".join(rows)
+
+
 def memory_rows(memory: dict[str, dict[str, float]]) -> list[Metric]:
     """RSS rows as metrics (one round each), so they share the table."""
     idle = Metric("rss_idle", "RSS idle", "MiB", False, target="≤ 40", check=lambda d: d["cordon"] <= 40)
@@ -636,13 +671,15 @@ def main(argv: list[str] | None = None) -> int:
         timings = None if args.no_cli else bench.cli_timings()
     finally:
         bench.close()
-    names = [t for t in ("direct", "cordon", "mitmproxy", "proxy.py") if (t == "direct" and "direct" in bench.wanted)
-             or t in bench.peers]
+    names = [t for t in ("direct", *TARGETS) if (t == "direct" and "direct" in bench.wanted) or t in bench.peers]
     summary = summary_table(metrics, names)
     detail = detail_table(metrics, names)
     cli_md, _ = cli_section(timings, getattr(bench, "cli_notes", []))
+    policy_md = policy_section(metrics)
     elapsed = time.monotonic() - START
     print(summary)
+    print()
+    print(policy_md)
     print()
     print(cli_md)
     for name, why in bench.skipped.items():
@@ -666,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         "meaningless, e.g. an added latency ≤ 0). Proxy on core 0, origins + clients + load tools on core 1.",
         "",
         summary,
+        "",
+        policy_md,
         "",
         "Median [min–max] over rounds:",
         "",

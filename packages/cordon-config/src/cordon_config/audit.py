@@ -8,8 +8,8 @@ Files, all in the scope's state dir (outside the project the agent writes), mode
   a second and when the proxy stops), so lines deleted at the end are found too.
 
 Each line carries ``seq`` (1, 2, 3 … across files and restarts), ``prev`` (the MAC of the line before; empty
-for the very first) and ``mac`` = hex HMAC-SHA256(key, ``"cordon-audit\\0"`` + the line's JSON text without
-its ``mac`` member). :func:`verify` re-computes every MAC and follows the chain, and names each line that was
+for the very first) and ``mac``: the keyed BLAKE2b-256 (RFC 7693's MAC mode; a quarter of HMAC-SHA256's cost per
+line) of ``"cordon-audit\\0"`` and the line's JSON text without its ``mac`` member. :func:`verify` re-computes every MAC and follows the chain, and names each line that was
 edited, deleted, inserted or moved. The first line of each file is a ``file`` record chained to the last line
 of the previous file, so rotation keeps the chain; the oldest kept file starts where rotation cut.
 
@@ -25,6 +25,7 @@ the log (or of ``audit.head``) was taken elsewhere. Stdlib only.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import os
@@ -52,6 +53,7 @@ __all__ = [
     "read_entries",
     "read_head",
     "seal",
+    "seal_text",
     "verify",
 ]
 
@@ -159,10 +161,19 @@ def ensure_key(files: AuditFiles) -> bytes:
 # -- writing ----------------------------------------------------------------------------------------------------
 
 
+def _mac(key: bytes, body: bytes) -> str:
+    return hashlib.blake2b(_CONTEXT + body, key=key, digest_size=32).hexdigest()
+
+
 def seal(key: bytes, entry: Mapping[str, Any]) -> tuple[bytes, str]:
     """``entry`` (which holds ``seq`` and ``prev``) as one sealed line (with its newline), and its MAC."""
-    body = json.dumps(entry, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-    mac = hmac.digest(key, _CONTEXT + body, "sha256").hex()
+    return seal_text(key, json.dumps(entry, separators=(",", ":"), ensure_ascii=True).encode("ascii"))
+
+
+def seal_text(key: bytes, body: bytes) -> tuple[bytes, str]:
+    """A JSON object's text (ASCII, ending in ``}``, holding ``seq`` and ``prev``) as one sealed line (with its
+    newline), and its MAC: the writer's fast path, which formats request lines itself."""
+    mac = _mac(key, body)
     return body[:-1] + b',"mac":"' + mac.encode("ascii") + b'"}\n', mac
 
 
@@ -302,7 +313,7 @@ def _mac_ok(key: bytes, raw: bytes) -> str | None:
     if match is None:
         return None
     body = raw[: match.start()] + b"}"
-    expected = hmac.digest(key, _CONTEXT + body, "sha256").hex()
+    expected = _mac(key, body)
     claimed = match.group(1).decode("ascii")
     return claimed if hmac.compare_digest(claimed, expected) else None
 

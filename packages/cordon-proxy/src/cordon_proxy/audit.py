@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import threading
 from pathlib import Path
 
-from cordon_config.audit import AuditError, AuditFiles, ensure_key, head_text, last_entry, read_head, seal
+from cordon_config.audit import (
+    AuditError,
+    AuditFiles,
+    ensure_key,
+    head_text,
+    last_entry,
+    read_head,
+    seal,
+    seal_text,
+)
 from cordon_config.files import atomic_write
 from cordon_config.model import AuditConfig
 
@@ -89,25 +99,39 @@ class AuditLog:
 
     # -- lines ------------------------------------------------------------------------------------------------
     def request(self, record: RequestRecord, duration: float) -> None:
-        """The line for a finished routed request or policy decision."""
-        self._append({
-            "kind": "request", "route": record.route, "token": record.token, "method": record.method,
-            "host": record.host, "path": record.path, "status": record.status, "bytes_up": record.bytes_up,
-            "bytes_down": record.bytes, "duration_ms": round(duration * 1000, 1), "decision": record.decision,
-            "error": record.error, "scrubbed": record.scrubbed,
-        })
+        """The line for a finished routed request or policy decision (formatted here, not by ``json.dumps``:
+        a third of the cost; every string goes through :func:`_js`)."""
+        self._rotate_if_full()
+        self._seq += 1
+        body = (
+            f'{{"seq":{self._seq},"time":"{utc_now()}","scope":{_js(self.scope)},"kind":"request",'
+            f'"route":{_js(record.route)},"token":{_js(record.token)},"method":{_js(record.method)},'
+            f'"host":{_js(record.host)},"path":{_js(record.path)},"status":{int(record.status)},'
+            f'"bytes_up":{int(record.bytes_up)},"bytes_down":{int(record.bytes)},'
+            f'"duration_ms":{round(duration * 1000, 1)},"decision":{_js(record.decision)},'
+            f'"error":{_js(record.error)},"scrubbed":{int(record.scrubbed)},"prev":"{self._mac}"}}'
+        )
+        line, self._mac = seal_text(self._key, body.encode("ascii"))
+        self._queue(line)
 
     def event(self, kind: str, **fields: object) -> None:
         """A lifecycle line (``start``, ``stop``)."""
         self._append({"kind": kind, **fields})
 
     def _append(self, fields: dict[str, object]) -> None:
-        if self._size + self._pending_bytes >= self.config.max_file_bytes and self._fd >= 0:
-            self.flush()
-            self._rotate()
+        self._rotate_if_full()
         self._seq += 1
         entry = {"seq": self._seq, "time": utc_now(), "scope": self.scope, **fields, "prev": self._mac}
         line, self._mac = seal(self._key, entry)
+        self._queue(line)
+
+    def _rotate_if_full(self) -> None:
+        if self._size + self._pending_bytes >= self.config.max_file_bytes and self._fd >= 0:
+            self.flush()
+            self._rotate()
+
+    def _queue(self, line: bytes) -> None:
+        """Write ``line`` with the others of this loop iteration (at once when there is no loop)."""
         self._pending.append(line)
         self._pending_bytes += len(line)
         loop = self._loop
@@ -194,3 +218,13 @@ class AuditLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _js(value: str | None) -> str:
+    """``value`` as a JSON string (or null): as it is when it needs no escape (the common case), else through
+    ``json.dumps``."""
+    if value is None:
+        return "null"
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return json.dumps(value)

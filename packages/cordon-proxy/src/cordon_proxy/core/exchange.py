@@ -36,7 +36,7 @@ from cordon_proxy.core.http1 import (
     write_response_head,
 )
 from cordon_proxy.core.inject import forward_request_headers, forward_response_headers
-from cordon_proxy.core.scrub import Scrubber, content_codings, narrow_accept_encoding, scrub_headers
+from cordon_proxy.core.scrub import KeyForms, Scrubber, content_codings, narrow_accept_encoding, scrub_headers
 
 __all__ = ["IDEMPOTENT", "Exchange", "Outcome", "host_value", "is_websocket"]
 
@@ -107,7 +107,7 @@ class Exchange:
         self.reusable = False
         self.error: tuple[str, str] = ("", "")
         self.leftover = b""
-        self.patterns: tuple[bytes, ...] = ()  # the forms of the key to scrub from the response (none: no scrub)
+        self.patterns: KeyForms | None = None  # the forms of the key to scrub from the response (None: no scrub)
         self.scrubber: Scrubber | None = None  # the response body's scrubber
 
     # -- to the upstream -------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class Exchange:
         )
         if websocket:
             headers.insert(-1, (b"Connection", b"Upgrade"))
-        if self.patterns and head.lowered is not None and b"accept-encoding" in head.lowered:
+        if self.patterns is not None and head.lowered is not None and b"accept-encoding" in head.lowered:
             values = [value for name, value in headers if name.lower() == b"accept-encoding"]
             headers = [pair for pair in headers if pair[0].lower() != b"accept-encoding"]
             headers.insert(-1, (b"Accept-Encoding", narrow_accept_encoding(values)))
@@ -285,7 +285,7 @@ class Exchange:
             self._scrub_head(headers)
             out.append(cmd.SendClient(write_response_head(status, headers, version="1.1")))
             return True
-        if self.patterns and head.body != "none":
+        if self.patterns is not None and head.body != "none":
             scrubber = self.scrubber = Scrubber(self.patterns)
             unknown = scrubber.start(content_codings(head.values(b"content-encoding")))
             if unknown is not None:
@@ -328,7 +328,7 @@ class Exchange:
 
     def _scrub_head(self, headers: list[tuple[bytes, bytes]]) -> None:
         """Mask the key in the response head's values (routed exchanges that scrub)."""
-        if self.patterns:
+        if self.patterns is not None:
             found = scrub_headers(headers, self.patterns)
             if found:
                 self.record.scrubbed += found

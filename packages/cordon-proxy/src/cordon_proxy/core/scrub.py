@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 from cordon_config.model import BasicAuth, Route
@@ -36,6 +36,7 @@ from cordon_proxy.core.http1 import Headers
 
 __all__ = [
     "MASK",
+    "KeyForms",
     "MIN_DERIVED",
     "Masker",
     "Scrubber",
@@ -57,7 +58,28 @@ def _b64_prefix(raw: bytes, altchars: bytes | None) -> bytes:
     return encoded[: len(raw) * 8 // 6]
 
 
-def key_patterns(route: Route, value: str) -> tuple[bytes, ...]:
+class KeyForms:
+    """The forms of one key that give it away (longest first), with what :class:`Masker` needs of each:
+    the pattern, its first byte, and how far back from the end of a piece a prefix of it can start. Made once
+    per route and secret by the session, shared by every response of that connection."""
+
+    __slots__ = ("patterns", "starts")
+
+    def __init__(self, patterns: tuple[bytes, ...]) -> None:
+        self.patterns = patterns
+        self.starts = tuple((pattern, pattern[:1], len(pattern) - 1) for pattern in patterns)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.patterns)
+
+    def __contains__(self, pattern: object) -> bool:
+        return pattern in self.patterns
+
+    def __repr__(self) -> str:
+        return f"KeyForms({len(self.patterns)} forms)"  # never the forms: they are the key
+
+
+def key_patterns(route: Route, value: str) -> KeyForms:
     """Every form of the secret ``value`` that :class:`Masker` looks for, longest first."""
     raw = value.encode("utf-8")
     forms = {raw}
@@ -72,7 +94,7 @@ def key_patterns(route: Route, value: str) -> tuple[bytes, ...]:
     derived.add(escaped.encode("ascii"))
     derived.add(escaped.replace("/", "\\/").encode("ascii"))
     forms.update(form for form in derived if len(form) >= MIN_DERIVED)
-    return tuple(sorted(forms, key=lambda form: (-len(form), form)))
+    return KeyForms(tuple(sorted(forms, key=lambda form: (-len(form), form))))
 
 
 def _lower_hex(text: str) -> str:
@@ -91,12 +113,14 @@ def _lower_hex(text: str) -> str:
 class Masker:
     """Masks every occurrence of ``patterns`` in a stream of pieces (see the module doc)."""
 
-    __slots__ = ("count", "patterns", "tail")
+    __slots__ = ("_starts", "count", "forms", "patterns", "tail")
 
-    def __init__(self, patterns: tuple[bytes, ...]) -> None:
-        self.patterns = patterns
+    def __init__(self, forms: KeyForms) -> None:
+        self.forms = forms
+        self.patterns = forms.patterns
         self.tail = b""  # held back: could begin a pattern that the next piece completes
         self.count = 0  # occurrences masked so far
+        self._starts = forms.starts
 
     def feed(self, data: bytes) -> bytes:
         """The bytes that may go out now (masked); the rest is held for the next piece."""
@@ -131,9 +155,9 @@ class Masker:
         """The length of the longest end of ``buf`` that is a proper prefix of a pattern."""
         n = len(buf)
         best = 0
-        for pattern in self.patterns:
-            first = pattern[:1]
-            i = buf.find(first, max(n - len(pattern) + 1, 0))
+        for pattern, first, reach in self._starts:
+            start = n - reach
+            i = buf.find(first, start if start > 0 else 0)
             while i != -1 and n - i > best:
                 if pattern.startswith(buf[i:]):
                     best = n - i
@@ -147,8 +171,8 @@ class _Detector:
 
     __slots__ = ("masker",)
 
-    def __init__(self, patterns: tuple[bytes, ...]) -> None:
-        self.masker = Masker(patterns)
+    def __init__(self, forms: KeyForms) -> None:
+        self.masker = Masker(forms)
 
     def __call__(self, piece: bytes) -> None:
         if not self.masker.count:
@@ -162,8 +186,8 @@ class Scrubber:
 
     __slots__ = ("_decoders", "_detector", "cut", "held", "masker", "reason")
 
-    def __init__(self, patterns: tuple[bytes, ...]) -> None:
-        self.masker = Masker(patterns)
+    def __init__(self, forms: KeyForms) -> None:
+        self.masker = Masker(forms)
         self.cut = False
         self.reason = ""
         self.held = b""  # compressed bytes held while the decoded text could be starting the key
@@ -187,7 +211,7 @@ class Scrubber:
             decoders.append(decoder)
         self._decoders = decoders[::-1]  # undo the last coding applied first
         if decoders:
-            self._detector = _Detector(self.masker.patterns)
+            self._detector = _Detector(self.masker.forms)
         return None
 
     def feed(self, data: bytes) -> bytes:
@@ -248,14 +272,17 @@ class Scrubber:
         self.held = b""
 
 
-def scrub_headers(headers: Headers, patterns: tuple[bytes, ...]) -> int:
-    """Mask every pattern in the header values, in place; returns the number of occurrences masked."""
-    joined = b"\n".join(value for _, value in headers)
-    if not any(pattern in joined for pattern in patterns):
+def scrub_headers(headers: Headers, forms: KeyForms) -> int:
+    """Mask every form of the key in the header values, in place; returns the number of occurrences masked."""
+    joined = b"\n".join([value for _, value in headers])
+    for pattern in forms.patterns:
+        if pattern in joined:
+            break
+    else:
         return 0
     count = 0
     for index, (name, value) in enumerate(headers):
-        masker = Masker(patterns)
+        masker = Masker(forms)
         masked = masker.feed(value) + masker.finish()
         if masker.count:
             headers[index] = (name, masked)

@@ -68,7 +68,7 @@ from cordon_proxy.core.policy import (
     self_connect,
 )
 from cordon_proxy.core.routing import AuthorityError, find_route, parse_absolute, parse_authority, same_host
-from cordon_proxy.core.scrub import key_patterns
+from cordon_proxy.core.scrub import KeyForms, key_patterns
 from cordon_proxy.core.states import ProtocolError, Read, State
 
 __all__ = ["TRANSITIONS", "Session", "Settings", "SettingsRef", "Tunnel"]
@@ -168,7 +168,7 @@ class Session:
         self._linger = False  # closed while the client still sends a body: read it off, then close
         self._response_parser: ResponseParser | None = None  # one per session, reset per exchange (no gc cycle)
         # the last route and secret seen, the header that injects it and the patterns that scrub it
-        self._injected_for: tuple[Route, object, tuple[bytes, bytes], tuple[bytes, ...]] | None = None
+        self._injected_for: tuple[Route, object, tuple[bytes, bytes], KeyForms] | None = None
 
     # -- what the edge asks ---------------------------------------------------------------------------
     @property
