@@ -36,8 +36,8 @@ from cordon_proxy.core.http1 import Headers
 
 __all__ = [
     "MASK",
-    "KeyForms",
     "MIN_DERIVED",
+    "KeyForms",
     "Masker",
     "Scrubber",
     "key_patterns",
