@@ -186,3 +186,35 @@ def test_help_in_an_environment_missing_tools(tmp_path, original_environ) -> Non
     )
     assert start.returncode == 3
     assert "install it with: pip install cordon-proxy" in start.stderr
+
+
+def test_help_about_help_and_help_for_a_subcommand() -> None:
+    result = _run("help", "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: cordon help [COMMAND [SUBCOMMAND...]]")
+    assert "cordon help route add" in result.stdout
+    sub = _run("help", "route", "add")
+    assert sub.returncode == 0 and sub.stdout.startswith("usage: cordon route add ")
+    assert "--header-name" in sub.stdout  # the subcommand's options, not `cordon route`'s list of actions
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["rout"], "cordon: unknown command 'rout'. Did you mean 'cordon route'?"),
+    (["stop"], "cordon: unknown command 'stop'. Run 'cordon --help' for the list."),  # not a typo of setup
+    (["--hepl"], "cordon: unknown option '--hepl'. Did you mean '--help'? Run 'cordon --help'."),
+    (["route", "lst"], "did you mean 'list'?"),
+    (["route", "add", "--nmae", "x"], "did you mean --name?"),
+])
+def test_suggestions_for_typos_only(argv: list[str], expected: str) -> None:
+    result = _run(*argv)
+    assert result.returncode == 2 and expected in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_command(tmp_path) -> None:
+    """stdout closed early: the writes stop, the command goes on and exits 0 (no `Broken pipe`)."""
+    import os
+
+    code = ("import os, sys\nfrom cordon.cli import main\nr, w = os.pipe()\nos.close(r)\nos.dup2(w, 1)\n"
+            "sys.exit(main(['--help']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 0 and done.stderr == ""

@@ -30,7 +30,7 @@ examples:
       --header-name Authorization --scheme Bearer --source keyring --account openai
   cordon secret set openai             store the real key (read without echo)
   cordon start                         run the proxy in the foreground
-  cordon help route                    help for one command
+  cordon help route add                help for one command
 """
 
 
@@ -85,7 +85,7 @@ def render_help(
         out.write("\nother installed commands:\n")
         for name in extra:
             out.write(f"  {name:<12} (from {commands[name].dist})\n")
-    out.write("\nbuilt-in:\n  help CMD      show the help of one command\n")
+    out.write("\nbuilt-in:\n  help CMD...   show the help of one command (`cordon help route add`)\n")
     out.write("\n" + EXAMPLES)
 
 
@@ -124,20 +124,54 @@ def run_command(name: str, argv: list[str], commands: dict[str, Command]) -> int
         external = _run_external(name, argv)
         if external is not None:
             return external
-        import difflib
-
-        names = sorted(set(commands) | {c.name for c in KNOWN_COMMANDS} | {"help"})
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean 'cordon {close[0]}'?" if close else " Run 'cordon --help' for the list."
-        sys.stderr.write(f"cordon: unknown command '{name}'.{hint}\n")
+        sys.stderr.write(f"cordon: unknown command '{name}'.{_suggest(name, commands)}\n")
         return USAGE
     fn = cmd.load()
     return int(fn(argv, prog=f"cordon {name}") or 0)
 
 
+def _suggest(name: str, commands: dict[str, Command]) -> str:
+    """`` Did you mean 'cordon start' or 'cordon status'?`` (the close commands that exist), else where the
+    list is."""
+    import difflib
+
+    names = sorted(set(commands) | {c.name for c in KNOWN_COMMANDS} | {"help"})
+    scores = {c: difflib.SequenceMatcher(None, name, c).ratio() for c in names}
+    best = max(scores.values(), default=0.0)
+    close = [c for c in names if scores[c] >= max(0.7, best - 0.05)]  # a typo, not another word
+    if not close:
+        return " Run 'cordon --help' for the list."
+    quoted = [f"'cordon {c}'" for c in close]
+    return f" Did you mean {quoted[0] if len(quoted) == 1 else ', '.join(quoted[:-1]) + ' or ' + quoted[-1]}?"
+
+
+HELP_USAGE = """\
+usage: cordon help [COMMAND [SUBCOMMAND...]]
+
+Show the help of a command (`cordon help route add` is `cordon route add --help`), or of cordon itself.
+
+examples:
+  cordon help                 every command, grouped by tool
+  cordon help route add       the options of `cordon route add`
+"""
+
+
+def run_help(words: list[str], commands: dict[str, Command]) -> int:
+    """``cordon help [COMMAND [SUBCOMMAND...]]``."""
+    if not words:
+        render_help(commands, sys.stdout)
+        return OK
+    if words[0] in ("-h", "--help"):
+        sys.stdout.write(HELP_USAGE)
+        return OK
+    return run_command(words[0], [*words[1:], "--help"], commands)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cordon`` script."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if not isinstance(sys.stdout, _Tolerant):
+        sys.stdout = _Tolerant(sys.stdout)  # type: ignore[assignment]
     try:
         commands = discover()
     except DuplicateCommand as exc:
@@ -151,12 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             render_version(sys.stdout)
             return OK
         if args[0] == "help":
-            if len(args) == 1:
-                render_help(commands, sys.stdout)
-                return OK
-            return run_command(args[1], ["--help"], commands)
+            return run_help(args[1:], commands)
         if args[0].startswith("-"):
-            sys.stderr.write(f"cordon: unknown option '{args[0]}'. Run 'cordon --help'.\n")
+            import difflib
+
+            close = difflib.get_close_matches(args[0], ["--help", "--version"], n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            sys.stderr.write(f"cordon: unknown option '{args[0]}'.{hint} Run 'cordon --help'.\n")
             return USAGE
         return run_command(args[0], args[1:], commands)
     except KeyboardInterrupt:
@@ -166,3 +201,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout closed early (`cordon --help | head`): not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return OK
+    finally:
+        if isinstance(sys.stdout, _Tolerant) and sys.stdout.closed_early:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at interpreter exit
+
+
+class _Tolerant:
+    """stdout that a reader may close early (`cordon setup codex | head -1`): the output stops, the command
+    does not. Without it the first print after the close raises and the command stops half done."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_early = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_early:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self.closed_early = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_early:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.closed_early = True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)

@@ -125,7 +125,7 @@ def test_missing_files(tmp_path: Path) -> None:
     cert_path, key_path = paths(tmp_path)
     with pytest.raises(CANotFound) as info:
         CertificateAuthority.load(cert_path, key_path)
-    assert "cordon-ca generate" in (info.value.hint or "")
+    assert "cordon ca generate" in (info.value.hint or "")
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660, 0o610])

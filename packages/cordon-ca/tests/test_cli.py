@@ -47,7 +47,11 @@ def test_generate_idempotent_and_force(project: Path, capsys: pytest.CaptureFixt
 
 def test_show(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "show")
-    assert code == 1 and err.startswith("cordon: no CA certificate at ") and "hint: create one with: cordon-ca generate" in err
+    assert code == 1 and err.startswith("cordon: no CA certificate at ") and "hint: create one with: cordon ca generate" in err
+    code, _, err = run(capsys, "show", "--scope", "user")  # the hint keeps the scope the user chose
+    assert code == 1 and err.endswith("hint: create one with: cordon ca generate --scope user\n")
+    code, _, err = run(capsys, "show", "--config", str(project / "other dir" / "cordon.toml"))
+    assert f"hint: create one with: cordon ca generate --config '{project / 'other dir' / 'cordon.toml'}'\n" in err
     run(capsys, "generate")
     code, out, _ = run(capsys, "show", "--json")
     info = json.loads(out)

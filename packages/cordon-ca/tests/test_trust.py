@@ -164,7 +164,7 @@ def test_cli_trust_missing_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.setattr(cli_mod, "_detect_store", lambda: TrustStore("debian", str(tool), anchor_dir=tmp_path, euid=0))
     assert cli_mod.trust_main([]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("cordon: no CA certificate at ") and "cordon-ca generate" in err
+    assert err.startswith("cordon: no CA certificate at ") and "cordon ca generate" in err
 
 
 SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")

@@ -97,3 +97,25 @@ def test_group_readable_file_is_refused_until_rewritten(tmp_path: Path) -> None:
     TokenStore.open(path).rotate("default")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert TokenStore.load(path).names() == ["default"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("namespace", ["proj-1a2b3c4d", "My Project-c8ff1ac8", "Projé-1", "a@b:c-1", "100%-1"])
+def test_the_namespace_is_accepted_as_every_client_sends_it(tmp_path, namespace: str) -> None:
+    """curl, Python and Node send the user part of the proxy URL decoded once (the encoded form for awkward
+    names), git decodes twice (the namespace itself); a ':' in the user is fine (tokens never hold one)."""
+    import base64
+    from urllib.parse import quote
+
+    from cordon_config.tokens import proxy_user
+
+    store = TokenStore.open(tmp_path / "tokens.toml")
+    token = store.ensure("default")
+
+    def header(user: str, password: str = token) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    assert store.verify(header(namespace), namespace) == "default"
+    assert store.verify(header(proxy_user(namespace)), namespace) == "default"
+    assert store.verify(header(namespace + "x"), namespace) is None
+    assert store.verify(header(quote(namespace + "x", safe="")), namespace) is None
+    assert store.verify(header(namespace, token + "x"), namespace) is None

@@ -222,7 +222,7 @@ def test_integration_stale_bundle_path(project, capsys) -> None:
     dotenv.write_text(text.replace(str(project.combined_bundle), "/gone/cordon/certs/combined-ca.pem"))
     code, out = doctor(capsys)
     line, fix = line_and_fix(out, "integration.codex")
-    assert code == 1 and line == f"FAIL integration.codex: stale (port, token or CA bundle changed since setup): {dotenv}"
+    assert code == 1 and line == f"FAIL integration.codex: stale (port, token, CA bundle or routed hosts changed since setup): {dotenv}"
     assert fix == "fix: cordon setup codex"
 
 

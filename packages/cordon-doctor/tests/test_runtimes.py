@@ -19,7 +19,7 @@ from cordon_doctor.runtimes import (
     probe_runtimes,
     run_probe,
 )
-from cordon_doctor.sandbox import Sandbox
+from cordon_doctor.sandbox import ROUTE_HOST, Sandbox
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +77,7 @@ def test_curl_rejecting_the_ca_and_ignoring_the_proxy(tmp_path: Path) -> None:
         box.start()
         assert box.paths is not None
         write_combined_bundle(box.paths.ca_cert, box.paths.combined_bundle)
-        env = probe_environment(os.environ, env_contract(box.paths, box.port, box.token))
+        env = probe_environment(os.environ, env_contract(box.paths, box.port, box.token, routed_hosts=[ROUTE_HOST]))
         wrong = tmp_path / "wrong.pem"
         shutil.copy(box.upstream_ca, wrong)  # trusts the upstream's CA, not cordon's
         finding, detail = run_probe(box, curl, {**env, "CURL_CA_BUNDLE": str(wrong)})

@@ -18,6 +18,7 @@ from cordon_proxy.testing import (
     approve_as_user,
     curl,
     free_port,
+    health_ok,
     running_stack,
     write_config,
 )
@@ -148,12 +149,23 @@ def test_status_and_wait_when_running(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_json_log_format(tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path, port, [])
-    proxy = ProxyProcess(config, port, args=("--log-format", "json")).start()
+    proxy = ProxyProcess(config, port, args=("--log-format", "json", "--log-level", "debug")).start()
     proxy.stop()
     lines = [json.loads(line) for line in proxy.logs().splitlines() if line.strip()]
     health = [x for x in lines if x.get("path") == "/health"]
     assert health and health[0]["status"] == 200 and {"time", "level", "route", "token", "method", "host",
                                                        "bytes", "duration_ms"} <= set(health[0])
+    assert health[0]["level"] == "debug"  # every status/wait/hook asks: not an INFO line each
+
+
+def test_health_checks_are_not_logged_at_info(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, [])
+    proxy = ProxyProcess(config, port, args=("--log-level", "info")).start()  # start() polls /health
+    for _ in range(3):
+        assert health_ok(port)
+    proxy.stop()
+    assert "listening on" in proxy.logs() and "/health" not in proxy.logs()
 
 
 def test_trace_logging_shows_connection_events_but_no_secret_or_query(tmp_path: Path) -> None:

@@ -83,12 +83,12 @@ def test_setup_user_scope_claude_code_next_steps(project, capsys):
 
 def test_env_formats(project, capsys):
     assert env_main([]) == 1
-    assert "no cordon config" in capsys.readouterr().err
+    assert "no cordon.toml in " in capsys.readouterr().err
     assert setup_main([]) == 0
     capsys.readouterr()
     assert env_main(["--format", "json"]) == 0
     env = json.loads(capsys.readouterr().out)
-    assert env["HTTPS_PROXY"].startswith("http://my proj-") and "@127.0.0.1:" in env["HTTPS_PROXY"]
+    assert env["HTTPS_PROXY"].startswith("http://my%20proj-") and "@127.0.0.1:" in env["HTTPS_PROXY"]
     assert env_main([]) == 0
     shell = capsys.readouterr().out
     printed = subprocess.run(

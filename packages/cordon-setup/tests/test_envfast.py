@@ -37,12 +37,32 @@ def test_resolve_matches_the_scope_module_on_awkward_paths(home: str, xdg: str) 
                 assert got == (str(want.config_path), str(want.state_dir)), (scope, config, cwd)
 
 
+def test_resolve_matches_the_scope_module_on_real_trees(tmp_path: Path) -> None:
+    """Discovery included: a project found above, nested projects, a directory others may write."""
+    env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    (tmp_path / "home" / "p" / "src" / "deep").mkdir(parents=True)
+    (tmp_path / "home" / "p" / "cordon.toml").write_text("")
+    (tmp_path / "home" / "p" / "src" / "inner").mkdir()
+    (tmp_path / "home" / "p" / "src" / "inner" / "cordon.toml").write_text("")
+    (tmp_path / "home" / "p" / "tmp" / "x").mkdir(parents=True)
+    (tmp_path / "home" / "p" / "tmp").chmod(0o1777)
+    cwds = [tmp_path / "home", tmp_path / "home" / "p", tmp_path / "home" / "p" / "src" / "deep",
+            tmp_path / "home" / "p" / "src" / "inner", tmp_path / "home" / "p" / "tmp" / "x", tmp_path]
+    for cwd in cwds:
+        for config in (None, "cordon.toml"):
+            want = resolve_scope(None, config, env=env, cwd=cwd)
+            assert resolve(None, config, env, str(cwd)) == (str(want.config_path), str(want.state_dir)), cwd
+    assert resolve(None, None, env, str(cwds[2]))[0] == str(tmp_path / "home" / "p" / "cordon.toml")
+
+
 @pytest.mark.parametrize("path", ["", ".", "/", "//", "///", "a", "a/", "./a", "a/./b", "a//b", "/a/../b", "//a/b/",
                                   "///a//b/.", "a/b/..", "..", "/.."])
 def test_pure_and_parent_match_purepath(path: str) -> None:
-    pure = envfast._pure(path)
+    from cordon_config import quickscope
+
+    pure = quickscope._pure(path)
     assert pure == str(PurePosixPath(path))
-    assert envfast._parent(pure) == str(PurePosixPath(path).parent)
+    assert quickscope._parent(pure) == str(PurePosixPath(path).parent)
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -117,7 +137,9 @@ def test_an_edit_of_cordon_toml_or_tokens_toml_makes_the_cache_stale(project: Pa
     assert rotated != again and fast([]) == rotated
     paths.tokens_path.unlink()
     assert fast([]) is None
-    assert "@" not in full(capsys, [])  # no token: the plain proxy URL
+    capsys.readouterr()
+    assert env_main([]) == 1  # no token: an error naming the fix, never a URL without one
+    assert "no proxy tokens for this scope" in capsys.readouterr().err
 
 
 def test_the_cache_is_per_token_and_per_config_file(project: Path, capsys) -> None:
@@ -133,7 +155,7 @@ def test_a_missing_config_is_never_answered_from_the_cache(project: Path, capsys
     assert fast([]) is None
     capsys.readouterr()
     assert env_main([]) == 1
-    assert "no cordon config" in capsys.readouterr().err
+    assert "no cordon.toml in " in capsys.readouterr().err
 
 
 def test_a_tampered_cache_is_ignored(project: Path, capsys) -> None:
@@ -218,7 +240,8 @@ def test_no_state_dir_no_cache_and_nothing_created(tmp_path: Path, monkeypatch, 
     bare.mkdir()
     (bare / "cordon.toml").write_text("listen = 6999\n")
     monkeypatch.chdir(bare)
-    assert ":6999" in full(capsys, [])
+    assert env_main([]) == 1  # not set up: no tokens
+    assert "no proxy tokens" in capsys.readouterr().err
     assert not (tmp_path / "home" / ".config" / "cordon").exists()  # a read command creates nothing
     assert fast([]) is None
 

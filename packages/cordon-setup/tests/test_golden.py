@@ -227,8 +227,9 @@ def test_golden_setup_and_lossless_disable(tmp_path: Path, case: str) -> None:
     for path, original in seeded.items():
         assert path.read_bytes() == original, f"{path} not restored byte for byte"
         assert not path.with_name(path.name + ".cordon.bak").exists()
-    # the scope's own files stay (the default token in tokens.toml; the approvals of cordon.toml)
-    base = (paths.config_path, paths.tokens_path, paths.state_dir / "approvals.json")
+    # the scope's own files stay (the default token in tokens.toml; the approvals of cordon.toml; the record
+    # of the scope)
+    base = (paths.config_path, paths.tokens_path, paths.state_dir / "approvals.json", paths.state_dir / "scope.json")
     leftovers = [p for p in _written(project, home, paths) if p not in seeded and p not in base]
     assert leftovers == []
     if not seeded:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import stat
 import sys
 import textwrap
 from pathlib import Path
@@ -95,8 +96,23 @@ def test_proxy_that_never_gets_healthy_is_a_clear_error(tmp_path):
             start_argv=[sys.executable, "-c", "import sys; print('cordon: bad config'); sys.exit(1)"],
             start_timeout=20,
         )
-    assert "did not become healthy" in str(info.value) and "cordon: bad config" in str(info.value)
+    assert "did not become healthy" in str(info.value) and str(info.value).endswith(": bad config")
     assert info.value.hint and str(tmp_path / "log") in info.value.hint
+
+
+def test_a_failed_start_shows_the_cause_and_the_proxys_own_hint(tmp_path):
+    """The cause is the proxy's `cordon:` line, not the last line of the log (its hint); the hint is its own."""
+    script = ("import sys; print('earlier run: cordon: old line'); print('cordon: secret for route \"a\" unavailable: "
+              "environment variable A_KEY is not set'); print('hint: check them with: cordon secret check'); "
+              "sys.exit(1)")
+    (tmp_path / "log").write_text("cordon: from a previous start\n")
+    with pytest.raises(RunError) as info:
+        run_with_proxy([sys.executable, "-c", "pass"], env_contract={}, config_path=tmp_path / "cordon.toml",
+                       port=_free_port(), log_path=tmp_path / "log", start_argv=[sys.executable, "-c", script],
+                       start_timeout=20)
+    assert str(info.value).endswith('secret for route "a" unavailable: environment variable A_KEY is not set')
+    assert info.value.hint == "check them with: cordon secret check"
+    assert stat.S_IMODE((tmp_path / "log").stat().st_mode) == 0o600
 
 
 def test_health_check_of_a_closed_port_is_false():

@@ -70,12 +70,16 @@ def test_systemd_install_status_uninstall_command_sequence(tmp_path, paths, monk
     unit = f"cordon-{paths.namespace.replace(' ', '-')}.service"
     path = manager.install()
     assert path == Path(os.environ["XDG_CONFIG_HOME"]) / "systemd" / "user" / unit
-    assert f'ExecStart={CORDON[0]} start --config "{paths.config_path}"' in path.read_text()
+    log_file = paths.state_dir / "proxy.log"  # `cordon logs` shows it
+    assert f'ExecStart={CORDON[0]} start --config "{paths.config_path}" --log-file "{log_file}"' in path.read_text()
     assert _calls(log) == [
         "systemctl --user show-environment",
         "systemctl --user daemon-reload",
         f"systemctl --user enable --now {unit}",
     ]
+    log.unlink()
+    manager.restart()
+    assert _calls(log) == ["systemctl --user show-environment", f"systemctl --user restart {unit}"]
     status = manager.status()
     assert status.installed and status.running
     assert _calls(log)[-1] == f"systemctl --user is-active {unit}"
@@ -100,14 +104,18 @@ def test_launchd_plist_and_command_sequence(tmp_path, paths, monkeypatch):
     assert path == home / "Library" / "LaunchAgents" / f"{label}.plist"
     plist = plistlib.loads(path.read_bytes())
     assert plist["Label"] == label
-    assert plist["ProgramArguments"] == [*CORDON, "start", "--config", str(paths.config_path)]
+    log_file = paths.state_dir / "proxy.log"
+    assert plist["ProgramArguments"] == [*CORDON, "start", "--config", str(paths.config_path), "--log-file",
+                                         str(log_file)]
     assert plist["KeepAlive"] == {"SuccessfulExit": False} and plist["RunAtLoad"] is True
-    log_file = home / "Library" / "Logs" / "cordon" / f"cordon-{paths.namespace.replace(' ', '-')}.log"
     assert (
         plist["StandardErrorPath"] == plist["StandardOutPath"] == str(log_file) and log_file.parent.is_dir()
     )
     assert _calls(log) == ["launchctl print gui/501", f"launchctl bootstrap gui/501 {path}"]
     assert manager.status().running
+    log.unlink()
+    manager.restart()
+    assert _calls(log) == ["launchctl print gui/501", f"launchctl kickstart -k gui/501/{label}"]
     log.unlink()
     manager.uninstall()
     assert (

@@ -79,7 +79,7 @@ class CertificateAuthority:
         try:
             cert_pem = cert_path.read_bytes()
         except FileNotFoundError:
-            raise CANotFound(f"no CA certificate at {cert_path}", "create one with: cordon-ca generate") from None
+            raise CANotFound(f"no CA certificate at {cert_path}", "create one with: cordon ca generate") from None
         except OSError as exc:
             raise CAInvalid(f"cannot read CA certificate {cert_path}: {exc.strerror}") from None
         key_pem = _read_private_key_file(key_path)
@@ -253,7 +253,7 @@ _CA_KEY_USAGE = x509.KeyUsage(
 
 
 def _regen_hint() -> str:
-    return "replace it with: cordon-ca generate --force (the old key is destroyed)"
+    return "replace it with: cordon ca generate --force (the old key is destroyed)"
 
 
 def _subject_key_identifier(cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
@@ -288,7 +288,7 @@ def _read_private_key_file(key_path: Path) -> bytes:
     try:
         fd = os.open(key_path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise CANotFound(f"no CA key at {key_path}", "create one with: cordon-ca generate") from None
+        raise CANotFound(f"no CA key at {key_path}", "create one with: cordon ca generate") from None
     except OSError as exc:
         if os.path.islink(key_path):
             raise CAKeyInsecure(
@@ -414,7 +414,7 @@ def _half_present(cert_path: Path, key_path: Path) -> CAInvalid:
     present, absent = (cert_path, key_path) if cert_path.exists() else (key_path, cert_path)
     return CAInvalid(
         f"{present} exists but {absent} does not; refusing to overwrite half a CA",
-        "move the leftover file away, or run: cordon-ca generate --force",
+        "move the leftover file away, or run: cordon ca generate --force",
     )
 
 

@@ -66,7 +66,7 @@ def write_combined_bundle(
         ca_pem = ca_path.read_bytes()
         cert = x509.load_pem_x509_certificate(ca_pem)
     except FileNotFoundError:
-        raise BundleError(f"no CA certificate at {ca_path}", "create one with: cordon-ca generate") from None
+        raise BundleError(f"no CA certificate at {ca_path}", "create one with: cordon ca generate") from None
     except (OSError, ValueError):
         raise BundleError(f"{ca_path} is not a readable PEM certificate") from None
     source = Path(system_bundle) if system_bundle is not None else find_system_bundle(candidates)

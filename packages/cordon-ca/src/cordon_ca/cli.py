@@ -16,7 +16,7 @@ from typing import Any
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.hosts import canonical_host
-from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
+from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args, with_scope_flag
 
 from cordon_ca import trust
 from cordon_ca.authority import CertificateAuthority, load_or_create_ca, regenerate_ca
@@ -310,6 +310,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    args = None
     try:
         try:
             args = parser.parse_args(argv)
@@ -320,6 +321,11 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         sys.stderr.write(f"cordon: {exc}\n")
         return 2
     except CAError as exc:
+        if exc.hint and args is not None:
+            try:
+                exc.hint = with_scope_flag(exc.hint, scope_from_args(args))
+            except ScopeError:
+                pass
         return _fail(exc)
     except KeyboardInterrupt:
         return 130

@@ -85,7 +85,7 @@ def _load_cert(ca_cert_path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(Path(ca_cert_path).read_bytes())
     except FileNotFoundError:
-        raise TrustError(f"no CA certificate at {ca_cert_path}", "create one with: cordon-ca generate") from None
+        raise TrustError(f"no CA certificate at {ca_cert_path}", "create one with: cordon ca generate") from None
     except (OSError, ValueError):
         raise TrustError(f"{ca_cert_path} is not a readable PEM certificate") from None
 

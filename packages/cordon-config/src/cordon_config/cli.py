@@ -31,7 +31,7 @@ examples:
   {prog} edit openai --methods "" --paths ""          any method and path again
   {prog} list --json
   {prog} show openai --json
-  {prog} remove github --yes
+  {prog} remove github --yes --delete-secret
   {prog} approve exfil              show what changed in a hand-edited route, ask, record the approval
   {prog} approve --all --yes        approve everything as cordon.toml says now (after reviewing `list`)
 """
@@ -41,6 +41,7 @@ examples:
   printf %s "$KEY" | {prog} set openai
   {prog} check                      fetch every route's secret and report ok/failed (never the value)
   {prog} delete openai              remove the stored secret from the keyring
+  {prog} delete --account openai    the entry of a route that no longer exists
 """
 EGRESS_EPILOG = """\
 examples:
@@ -63,6 +64,21 @@ examples:
   {prog} list                       names and creation times (values are never printed)
   {prog} rotate codex               new value; the codex integration's files are rewritten
   {prog} revoke claude-code
+"""
+CONFIG_EPILOG = """\
+examples:
+  {prog} path                      which cordon.toml this directory uses (found upwards, like git)
+  {prog} set listen 6801           move this scope's proxy to another port
+  {prog} set secret_ttl 60
+  {prog} get listen --json
+  {prog} unset tls.upstream_ca_file
+"""
+SCOPES_EPILOG = """\
+examples:
+  {prog} list                      every scope: namespace, port, state, cordon.toml
+  {prog} list --json
+  {prog} prune --dry-run           what prune would remove
+  {prog} prune --yes               remove the state of projects whose cordon.toml is gone
 """
 
 
@@ -130,6 +146,8 @@ def _add_route_commands(parser: argparse.ArgumentParser) -> None:
     remove = _leaf(sub, "remove", "remove a route (asks first on a terminal)", ROUTE_EPILOG, prog)
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    remove.add_argument("--delete-secret", action=argparse.BooleanOptionalAction, default=None,
+                        help="also delete the route's keyring secret (asked on a terminal; kept otherwise)")
     approve = _leaf(sub, "approve", "approve routes as cordon.toml says now: shows what changed since the last "
                     "approval and asks on a terminal", ROUTE_EPILOG, prog)
     approve.add_argument("names", nargs="*", metavar="NAME", help="the routes to approve")
@@ -145,8 +163,12 @@ def _add_secret_commands(parser: argparse.ArgumentParser) -> None:
     setter = _leaf(sub, "set", "store a keyring route's secret (no echo; stdin when not a terminal)",
                    SECRET_EPILOG, prog)
     setter.add_argument("name", metavar="NAME")
-    delete = _leaf(sub, "delete", "delete a keyring route's secret", SECRET_EPILOG, prog)
-    delete.add_argument("name", metavar="NAME")
+    delete = _leaf(sub, "delete", "delete a keyring route's secret (or, with --account, any cordon keyring entry)",
+                   SECRET_EPILOG, prog)
+    delete.add_argument("name", metavar="NAME", nargs="?", help="the route")
+    delete.add_argument("--account", metavar="NAME", help="delete this keyring account's entry instead (e.g. the "
+                        "secret of a route already removed)")
+    delete.add_argument("--service", metavar="NAME", help='with --account: the keyring service (default "cordon")')
     check = _leaf(sub, "check", "fetch secrets and report ok/failed (values never shown)", SECRET_EPILOG, prog)
     check.add_argument("name", metavar="NAME", nargs="?", help="one route (default: all)")
     check.add_argument("--json", action="store_true", help="print JSON")
@@ -162,6 +184,39 @@ def _add_token_commands(parser: argparse.ArgumentParser) -> None:
     rotate.add_argument("--all", action="store_true", help="rotate every token")
     revoke = _leaf(sub, "revoke", "delete a token", TOKEN_EPILOG, prog)
     revoke.add_argument("name", metavar="NAME")
+
+
+def _add_config_commands(parser: argparse.ArgumentParser) -> None:
+    from cordon_config.commands.settings import settings_help
+
+    prog = parser.prog
+    epilog = settings_help() + "\n" + CONFIG_EPILOG
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    path = _leaf(sub, "path", "print the cordon.toml this directory uses", CONFIG_EPILOG, prog)
+    path.add_argument("--json", action="store_true", help="print JSON (scope, namespace, state dir too)")
+    get = _leaf(sub, "get", "print a setting (its default when unset)", epilog, prog)
+    get.add_argument("key", metavar="KEY")
+    get.add_argument("--json", action="store_true", help="print JSON")
+    setter = _leaf(sub, "set", "change a setting (validated first; the file keeps its comments)", epilog, prog)
+    setter.add_argument("key", metavar="KEY")
+    setter.add_argument("value", metavar="VALUE")
+    unset = _leaf(sub, "unset", "remove a setting (back to its default)", epilog, prog)
+    unset.add_argument("key", metavar="KEY")
+
+
+def _add_scopes_commands(parser: argparse.ArgumentParser) -> None:
+    prog = parser.prog
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    lister = sub.add_parser("list", help="every cordon scope of this user", description="List every cordon scope "
+                            "(state directory under $XDG_CONFIG_HOME/cordon) with its port and cordon.toml.",
+                            epilog=SCOPES_EPILOG.format(prog=prog), formatter_class=argparse.RawDescriptionHelpFormatter)
+    lister.add_argument("--json", action="store_true", help="print JSON")
+    prune = sub.add_parser("prune", help="remove the state of scopes whose cordon.toml is gone",
+                           description="Remove the state directories (CA, tokens, logs) of project scopes whose "
+                           "recorded cordon.toml no longer exists. Asks first on a terminal.",
+                           epilog=SCOPES_EPILOG.format(prog=prog), formatter_class=argparse.RawDescriptionHelpFormatter)
+    prune.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    prune.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed; remove nothing")
 
 
 def _add_egress_commands(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +252,9 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]]
     "route": ("add, edit, list, show, remove or approve routes in cordon.toml", _add_route_commands, ROUTE_EPILOG),
     "secret": ("store, delete or check route secrets", _add_secret_commands, SECRET_EPILOG),
     "token": ("list, rotate or revoke proxy tokens", _add_token_commands, TOKEN_EPILOG),
+    "config": ("show or change cordon.toml settings (port, secret_ttl, [tls], [limits])", _add_config_commands,
+               CONFIG_EPILOG),
+    "scopes": ("list cordon's scopes; prune those whose project is gone", _add_scopes_commands, SCOPES_EPILOG),
     "egress": ("allow, deny or list hosts without a route ([egress])", _add_egress_commands, EGRESS_EPILOG),
     "audit": ("verify, tail or export the audit log", _add_audit_commands, AUDIT_EPILOG),
 }
@@ -211,11 +269,13 @@ def _command_parser(command: str, prog: str) -> argparse.ArgumentParser:
 
 
 def build_parser(prog: str = "cordon-config") -> argparse.ArgumentParser:
-    """The ``cordon-config`` parser: ``route``, ``secret`` and ``token`` commands."""
-    parser = _Parser(prog=prog, description="cordon-config: cordon.toml routes, route secrets, proxy tokens, "
-                     "the egress policy and the audit log.",
+    """The ``cordon-config`` parser: ``route``, ``secret``, ``token``, ``config``, ``scopes``, ``egress`` and
+    ``audit`` commands."""
+    parser = _Parser(prog=prog, description="cordon-config: cordon.toml routes and settings, route secrets, proxy "
+                     "tokens, the list of scopes, the egress policy and the audit log.",
                      epilog=f"examples:\n  {prog} route list\n  {prog} secret check\n  {prog} token list\n"
-                     f"  {prog} egress list\n  {prog} audit verify\n",
+                     f"  {prog} config set listen 6801\n  {prog} scopes list\n  {prog} egress list\n"
+                     f"  {prog} audit verify\n",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name, (summary, fill, epilog) in _COMMANDS.items():
@@ -236,8 +296,8 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, handler: C
     except UsageError as exc:
         sys.stderr.write(f"cordon: {exc}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
         return exc.code
-    except KeyboardInterrupt:
-        sys.stderr.write("\n")
+    except KeyboardInterrupt:  # a prompt may have left the cursor mid-line
+        sys.stderr.write("\ncordon: interrupted\n")
         return INTERRUPTED
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else USAGE)
@@ -247,8 +307,10 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, handler: C
         sys.stderr.write(f"cordon: {exc}\nhint: {exc.hint}\n")
         return FAILED
     except OSError as exc:  # permission denied, read-only file system, disk full ...
-        target = f": {exc.filename}" if exc.filename else ""
-        sys.stderr.write(f"cordon: {exc.strerror or exc}{target}\n")
+        from cordon_config.files import os_error_message
+
+        message, hint = os_error_message(exc)
+        sys.stderr.write(f"cordon: {message}\n" + (f"hint: {hint}\n" if hint else ""))
         return FAILED
 
 
@@ -273,6 +335,20 @@ def token_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     return _run(_command_parser("token", prog or "cordon token"), argv, run_token)
 
 
+def config_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon config path|get|set|unset``."""
+    from cordon_config.commands.settings import run_config
+
+    return _run(_command_parser("config", prog or "cordon config"), argv, run_config)
+
+
+def scopes_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon scopes list|prune``."""
+    from cordon_config.commands.scopes import run_scopes
+
+    return _run(_command_parser("scopes", prog or "cordon scopes"), argv, run_scopes)
+
+
 def egress_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """``cordon egress allow|deny|mode|list``."""
     from cordon_config.commands.egress import run_egress
@@ -288,15 +364,17 @@ def audit_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon-config route|secret|token|egress|audit ...``."""
+    """``cordon-config route|secret|token|config|scopes|egress|audit ...``."""
     from cordon_config.commands.audit import run_audit
     from cordon_config.commands.egress import run_egress
     from cordon_config.commands.route import run_route
+    from cordon_config.commands.scopes import run_scopes
     from cordon_config.commands.secret import run_secret
+    from cordon_config.commands.settings import run_config
     from cordon_config.commands.token import run_token
 
-    handlers = {"route": run_route, "secret": run_secret, "token": run_token, "egress": run_egress,
-                "audit": run_audit}
+    handlers = {"route": run_route, "secret": run_secret, "token": run_token, "config": run_config,
+                "scopes": run_scopes, "egress": run_egress, "audit": run_audit}
     return _run(build_parser(prog or "cordon-config"), argv, lambda args: handlers[args.command](args))
 
 

@@ -30,9 +30,10 @@ from cordon_config.ports import free_port
 _UNSET: Any = object()
 
 __all__ = [
-    "RouteExists", "add_route", "config_lock", "edit_egress", "edit_route", "free_port", "remove_route", "route_to_dict",
-    "route_to_toml", "scaffold_config", "scaffold_text", "set_listen",
+    "UNSET", "RouteExists", "add_route", "config_lock", "edit_egress", "edit_route", "free_port", "remove_route",
+    "route_to_dict", "route_to_toml", "scaffold_config", "scaffold_text", "set_listen", "set_values",
 ]
+UNSET: Any = _UNSET  # for set_values: remove the key
 
 
 class RouteExists(ValueError):
@@ -94,8 +95,9 @@ def scaffold_config(path: str | os.PathLike[str], *, listen: int, ca_cert_path: 
     return config
 
 
-def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, Any]]) -> Any:
-    """Locked read → ``change(text) -> (new_text, result)`` → validate → .bak once → atomic write."""
+def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, Any]], *, write: bool = True
+               ) -> Any:
+    """Locked read → ``change(text) -> (new_text, result)`` → validate → .bak once → atomic write (``write``)."""
     file = Path(os.path.abspath(path))
     with config_lock(file):
         raw = read_no_follow(file)  # a symlinked cordon.toml is refused, never replaced by a copy of its target
@@ -107,13 +109,13 @@ def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, 
         if "\r\n" in text and "\n" not in text.replace("\r\n", ""):
             new_text = new_text.replace("\r\n", "\n").replace("\n", "\r\n")  # keep a CRLF file CRLF
         config = parse_config(new_text, file)
-        if new_text != text:
+        if new_text != text and write:
             backup_once(file)
             atomic_write(file, new_text)
     return result if result is not None else config
 
 
-def _edit(path: str | os.PathLike[str], change: Callable[[TOMLDocument], Any]) -> Any:
+def _edit(path: str | os.PathLike[str], change: Callable[[TOMLDocument], Any], *, write: bool = True) -> Any:
     """Like :func:`_edit_text`, with ``change`` mutating the tomlkit document."""
     file = Path(os.path.abspath(path))
 
@@ -127,7 +129,7 @@ def _edit(path: str | os.PathLike[str], change: Callable[[TOMLDocument], Any]) -
         result = change(document)
         return tomlkit.dumps(document), result
 
-    return _edit_text(file, on_text)
+    return _edit_text(file, on_text, write=write)
 
 
 # -- routes as TOML -----------------------------------------------------------------------------------------
@@ -434,6 +436,69 @@ def set_listen(path: str | os.PathLike[str], port: int) -> Config:
             document._insert_at(0, "listen", port)
 
     return _edit(file, change)
+
+
+def _set_in(document: TOMLDocument, key_path: tuple[str, ...], value: Any) -> None:
+    """Set (or with :data:`UNSET` remove) one plain key, creating its table when missing."""
+    *tables, key = key_path
+    container: Any = document
+    for name in tables:
+        if name not in container:
+            if value is _UNSET:
+                return
+            container[name] = tomlkit.table()
+        container = container[name]
+    if value is _UNSET:
+        if key in container:
+            del container[key]
+    elif key in container:
+        container[key] = value
+    elif container is document:
+        _add_top_level(document, key, value)
+    else:
+        _add_key(container, key, value)
+
+
+def _add_top_level(document: TOMLDocument, key: str, value: Any) -> None:
+    """A new top-level key goes after the last top-level key (before the first table), as a person would."""
+    last = None
+    for index, (name, item) in enumerate(document.body):
+        if isinstance(item, Table | AoT):
+            break
+        if name is not None:
+            last = index
+    if last is None:
+        document._insert_at(0, key, value)
+    elif last + 1 < len(document.body):
+        document._insert_at(last + 1, key, value)
+    else:
+        document[key] = value
+
+
+def apply_values(text: str, values: Mapping[tuple[str, ...], Any]) -> str:
+    """``text`` with plain keys set (or removed with :data:`UNSET`), everything else kept byte for byte."""
+    document = tomlkit.parse(text)
+    for key_path, value in values.items():
+        _set_in(document, key_path, value)
+    return tomlkit.dumps(document)
+
+
+def set_values(path: str | os.PathLike[str], values: Mapping[tuple[str, ...], Any], *, write: bool = True
+               ) -> tuple[str, str]:
+    """Set plain keys such as ``("listen",)`` or ``("tls", "upstream_ca_file")`` (``UNSET`` removes one);
+    validated first, locked, backed up, atomic. Returns the text before and after (``write=False``: a preview).
+    """
+    file = Path(os.path.abspath(path))
+    texts: list[str] = []
+
+    def change(document: TOMLDocument) -> tuple[str, str]:
+        texts.append(tomlkit.dumps(document))
+        for key_path, value in values.items():
+            _set_in(document, key_path, value)
+        texts.append(tomlkit.dumps(document))
+        return texts[0], texts[1]
+
+    return _edit(file, change, write=write)  # type: ignore[no-any-return]
 
 
 def edit_egress(path: str | os.PathLike[str], *, unrouted: str | None = None, allow: Sequence[str] = (),

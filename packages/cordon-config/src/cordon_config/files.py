@@ -16,6 +16,58 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class NotWritableError(PermissionError):
+    """``path`` cannot be written because its directory cannot be (read-only, or not ours). Nothing was written.
+
+    ``str()`` names the file the user knows (never a temporary file); ``hint`` says what to do.
+    """
+
+    def __init__(self, path: Path, directory: Path, code: int = errno.EACCES) -> None:
+        super().__init__(code, os.strerror(code), str(path))
+        self.path, self.directory = Path(path), Path(directory)
+        self.hint = f"nothing was changed; make {self.directory} writable, or keep cordon's files elsewhere " \
+                    "(--config PATH, or --scope user)"
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.directory} is not writable ({self.strerror})"
+
+
+def os_error_message(exc: OSError) -> tuple[str, str | None]:
+    """``(message, hint)`` for a failed file operation: the file the user knows, what went wrong, the fix."""
+    if isinstance(exc, NotWritableError):
+        return str(exc), exc.hint
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = None
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
+        hint = f"check the permissions of {exc.filename} and its directory"
+    return f"{where}{exc.strerror or exc}", hint
+
+
+def existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(path: Path) -> None:
+    """Raise :class:`NotWritableError` unless a file can be created or replaced at ``path`` (its directory, or
+    the nearest existing ancestor it would be created in, is writable). ``access(2)`` also sees read-only
+    mounts, where even root cannot write."""
+    directory = existing_ancestor(Path(path).parent)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        code = errno.EROFS if _read_only_mount(directory) else errno.EACCES
+        raise NotWritableError(Path(path), directory, code)
+
+
+def _read_only_mount(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 class SymlinkRefused(OSError):
     """A file cordon would read or write (or its backup) is a symlink: cordon never follows it."""
 
@@ -66,9 +118,12 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
     """Replace ``path`` with ``data`` atomically: temp file in the same dir, fsync, rename, fsync the dir.
 
     The file keeps its current mode unless ``mode`` is given; a new file gets ``mode`` (default 0644, 0600 for
-    secrets). A symlink at ``path`` is refused (:class:`SymlinkRefused`), never replaced or followed.
+    secrets). A symlink at ``path`` is refused (:class:`SymlinkRefused`), never replaced or followed; a
+    directory that cannot be written raises :class:`NotWritableError` naming ``path`` before anything is
+    written.
     """
     path = Path(path)
+    check_writable(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     refuse_symlink(path)
     if path.exists():
@@ -76,7 +131,12 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
     else:
         final_mode = 0o644 if mode is None else mode
     directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise NotWritableError(path, directory, exc.errno) from None
+        raise
     try:
         os.fchmod(fd, final_mode)
         with os.fdopen(fd, "wb") as handle:
@@ -106,6 +166,7 @@ def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> 
     if content is None:
         return None
     backup = Path(to) if to is not None else path.with_name(path.name + suffix)
+    check_writable(backup if to is not None else path)  # beside it: name the file the user knows
     refuse_symlink(backup)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -139,3 +200,40 @@ def locked(path: Path, *, mode: int = 0o600) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+LOG_ROTATE_BYTES = 10 * 1024 * 1024  # a log larger than this is moved to <name>.1 when it is opened again
+
+
+def open_log_file(path: Path) -> int:
+    """Open ``path`` for appending log lines, 0600, and return the descriptor.
+
+    Refuses a symlink or anything but a regular file owned by this user (a planted link must not redirect the
+    log); tightens a looser mode to 0600; creates missing directories (0700). A file over
+    :data:`LOG_ROTATE_BYTES` is first moved to ``<path>.1`` (one old generation is kept).
+    """
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_writable(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size > LOG_ROTATE_BYTES:
+        os.replace(path, path.with_name(path.name + ".1"))
+    refuse_symlink(path)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            refuse_symlink(path)  # planted between the check and the open
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise OSError(errno.EPERM, "not a regular file of this user", str(path))
+    os.set_blocking(fd, True)
+    if stat.S_IMODE(info.st_mode) != 0o600:
+        os.fchmod(fd, 0o600)
+    return fd

@@ -1,7 +1,13 @@
-"""Scopes and the paths they imply (spec §1), as pure functions of an environment mapping.
+"""Scopes and the paths they imply (spec §1), and finding the project's cordon.toml like git finds ``.git``.
 
 This module is the one ``--scope``/``--config`` helper every cordon tool uses. It imports only the standard
 library, so tools that need nothing else from cordon-config (cordon-ca's CLI) stay light.
+
+Discovery (no ``--config``, no ``--scope user``): the project is the nearest directory, from the working
+directory upwards, holding a ``cordon.toml``. The search stops (without looking there) at the home directory,
+at another filesystem and at a directory other users may write (``/tmp``), and ends at a ``cordon.toml``
+owned by another user (not used: anyone could have planted it). Nothing found: the working directory is the
+project, as before any setup. The search itself is :func:`cordon_config.quickscope.find_project`.
 """
 
 from __future__ import annotations
@@ -9,13 +15,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
+import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from cordon_config.quickscope import CONFIG_NAME, find_project, home_of
+
 Scope = Literal["project", "user"]
-CONFIG_NAME = "cordon.toml"
+__all__ = ["CONFIG_NAME", "ScopeError", "ScopePaths", "add_scope_arguments", "config_home", "find_project",
+           "missing_config", "resolve_scope", "scope_from_args", "using_line", "with_scope_flag"]
 
 
 class ScopeError(ValueError):
@@ -30,6 +41,23 @@ class ScopePaths:
     config_path: Path
     state_dir: Path
     namespace: str
+    #: the working directory discovery started from (None: chosen with ``--config`` or ``--scope user``)
+    found_from: Path | None = field(default=None, compare=False)
+
+    @property
+    def found_above(self) -> bool:
+        """The config was found in a parent of the working directory (worth saying which one)."""
+        return self.found_from is not None and self.config_path.parent != self.found_from
+
+    @property
+    def flag(self) -> str:
+        """What to add to a ``cordon`` command so it selects this scope again: ``""`` when discovery finds it
+        from the same directory, `` --scope user``, or `` --config <path>`` (shell-quoted)."""
+        if self.scope == "user":
+            return " --scope user"
+        if self.found_from is not None:
+            return ""
+        return f" --config {shlex.quote(str(self.config_path))}"
 
     @property
     def certs_dir(self) -> Path:
@@ -75,8 +103,13 @@ def resolve_scope(
     *,
     env: Mapping[str, str],
     cwd: Path,
+    discover: bool = True,
 ) -> ScopePaths:
-    """Resolve ``--scope``/``--config`` into paths (spec §1). Pure: reads nothing from disk."""
+    """Resolve ``--scope``/``--config`` into paths (spec §1).
+
+    Without either (or with ``--scope project``) the project is found upwards from ``cwd`` (module docstring);
+    ``discover=False`` takes ``cwd`` as it is and reads nothing from disk.
+    """
     if scope is not None and config is not None:
         raise ScopeError("--scope and --config are mutually exclusive; give one of them")
     base = config_home(env) / "cordon"
@@ -88,9 +121,10 @@ def resolve_scope(
         namespace = project_namespace(path.parent)
         return ScopePaths("project", path, base / "projects" / namespace, namespace)
     if scope in (None, "project"):
-        project = Path(os.path.normpath(cwd))
+        here = Path(os.path.normpath(cwd))
+        project = Path(find_project(str(here), home_of(env))) if discover else here
         namespace = project_namespace(project)
-        return ScopePaths("project", project / CONFIG_NAME, base / "projects" / namespace, namespace)
+        return ScopePaths("project", project / CONFIG_NAME, base / "projects" / namespace, namespace, here)
     if scope == "user":
         return ScopePaths("user", base / CONFIG_NAME, base / "user", "user")
     raise ScopeError(f"unknown scope {scope!r}; use 'project' or 'user'")
@@ -103,7 +137,8 @@ def add_scope_arguments(parser: argparse.ArgumentParser) -> None:
         "--scope",
         choices=("project", "user"),
         default=None,
-        help="project (default: ./cordon.toml) or user ($XDG_CONFIG_HOME/cordon/cordon.toml)",
+        help="project (default: the nearest cordon.toml here or above) or user "
+        "($XDG_CONFIG_HOME/cordon/cordon.toml)",
     )
     group.add_argument("-c", "--config", metavar="PATH", default=None, help="use this cordon.toml")
 
@@ -118,3 +153,35 @@ def scope_from_args(
         env=os.environ if env is None else env,
         cwd=Path.cwd() if cwd is None else cwd,
     )
+
+
+def missing_config(paths: ScopePaths) -> tuple[str, str]:
+    """The one "no cordon.toml" message of every tool, and its hint: ``(message, hint)``."""
+    if paths.scope == "user":
+        return f"no user-scope cordon.toml at {paths.config_path}", "create it with: cordon setup --scope user"
+    if paths.found_from is not None:
+        return (f"no cordon.toml in {paths.found_from} or a parent directory",
+                "run `cordon setup` in the project directory (or pass --config PATH, or --scope user)")
+    return (f"no cordon.toml at {paths.config_path}",
+            f"create it with: cd {shlex.quote(str(paths.config_path.parent))} && cordon setup")
+
+
+def using_line(paths: ScopePaths) -> str | None:
+    """``using /proj/cordon.toml`` when discovery found the config above the working directory, else None
+    (commands that change something print it, so nobody edits a project they did not mean)."""
+    if paths.found_above and paths.config_path.exists():
+        return f"cordon: using {paths.config_path}"
+    return None
+
+
+_SCOPED = re.compile(r"\bcordon (?:ca generate|ca bundle|setup|start|doctor)\b(?: --force)?")
+
+
+def with_scope_flag(text: str, paths: ScopePaths) -> str:
+    """``text`` (a hint) with the scope's :attr:`~ScopePaths.flag` after each ``cordon ca generate``,
+    ``cordon ca bundle``, ``cordon setup``, ``cordon start`` or ``cordon doctor`` it names, so the command
+    works on the scope the user chose (hints from libraries that do not know the scope)."""
+    flag = paths.flag
+    if not flag or flag.strip() in text:
+        return text
+    return _SCOPED.sub(lambda match: match.group(0) + flag, text)

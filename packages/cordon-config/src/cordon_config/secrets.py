@@ -186,7 +186,7 @@ def _env(route: Route, config: Config, timeout: float, env: Mapping[str, str]) -
     if value is None:
         raise SecretUnavailable(route.name, f"environment variable {var} is not set",
                                 f"set {var} in the environment of `cordon start`")
-    return value
+    return _strip_newline(value)  # like the other sources: `VAR=$(cat key.txt)` or $'sk\n' alike
 
 
 def _file(route: Route, config: Config, timeout: float, env: Mapping[str, str]) -> str:

@@ -42,6 +42,25 @@ class TokenInfo:
     created: datetime
 
 
+_PLAIN_USER = re.compile(r"[\x20-\x24\x26-\x39\x3b-\x7e]*")  # printable ASCII without '%' and ':'
+
+
+def proxy_user(namespace: str) -> str:
+    """The user part of the proxy URL for a scope (before the URL's own percent-encoding): its namespace, or,
+    when the namespace holds a ``:``, a ``%`` or anything beyond printable ASCII (``Projé``), the namespace
+    percent-encoded as UTF-8.
+
+    Clients differ with such a user: Python requests encodes Basic credentials as Latin-1 (and fails beyond
+    it), git decodes the URL twice. With the encoded form in the URL, curl, Python and Node send it as it is
+    (plain ASCII) and git sends the namespace itself; :meth:`TokenStore.verify` accepts both.
+    """
+    if _PLAIN_USER.fullmatch(namespace):
+        return namespace
+    from urllib.parse import quote
+
+    return quote(namespace, safe="")
+
+
 def parse_proxy_authorization(value: str | None) -> tuple[str, str] | None:
     """``(user, password)`` from a ``Basic base64(user:password)`` header value; None when malformed."""
     if not value or not isinstance(value, str):
@@ -115,18 +134,23 @@ class TokenStore:
             raise TokenError(f"no token named {name!r} in {self.path}") from None
 
     def verify(self, proxy_authorization: str | None, namespace: str) -> str | None:
-        """The name of the token that ``Basic base64(namespace:token)`` carries, or None (constant time)."""
+        """The name of the token that ``Basic base64(namespace:token)`` carries, or None (constant time).
+
+        The user part may be the namespace or :func:`proxy_user`'s form of it (clients decode the proxy URL
+        once or twice); a namespace with a ``:`` arrives split at it (RFC 7617), so the whole ``user:password``
+        is compared.
+        """
         parsed = parse_proxy_authorization(proxy_authorization)
         if parsed is None:
             return None
-        user, password = parsed
-        user_ok = hmac.compare_digest(user.encode("utf-8"), namespace.encode("utf-8"))
-        given = password.encode("utf-8")
+        given = ":".join(parsed).encode("utf-8")
+        forms = {namespace, proxy_user(namespace)}
         found: str | None = None
         for name, (value, _) in self._tokens.items():
-            if hmac.compare_digest(given, value.encode("utf-8")) and found is None:
-                found = name
-        return found if user_ok else None
+            for form in forms:
+                if hmac.compare_digest(given, f"{form}:{value}".encode()) and found is None:
+                    found = name
+        return found
 
     # -- changing ----------------------------------------------------------------------------------------
     def ensure(self, name: str) -> str:

@@ -22,7 +22,9 @@ def check_config(ctx: DoctorContext) -> list[Finding]:
 
     path = ctx.paths.config_path
     if not path.exists():
-        return [fail("config", f"no cordon.toml at {path}",
+        from cordon_config.scope import missing_config
+
+        return [fail("config", missing_config(ctx.paths)[0],
                      f"{ctx.setup_fix}   (new to cordon? `cordon demo` shows it working, no account needed)")]
     try:
         config = load_config(path)
@@ -30,7 +32,7 @@ def check_config(ctx: DoctorContext) -> list[Finding]:
         problems = exc.problems
         first = problems[0] if problems else None
         lines = str(exc).splitlines()
-        message = lines[0] if len(lines) == 1 else f"{len(problems)} problems in {path}: " + "; ".join(
+        message = lines[0] if len(problems) <= 1 else f"{len(problems)} problems in {path}: " + "; ".join(
             str(p).split("\n", 1)[0] for p in problems
         )
         hint = first.hint if first is not None and first.hint else None
@@ -76,7 +78,7 @@ def check_ca(ctx: DoctorContext) -> list[Finding]:
 
     cert, key = ctx.ca_cert_path, ctx.ca_key_path
     missing = [p for p in (cert, key) if not p.exists()]
-    generate = f"cordon-ca generate{ctx.scope_flag}"
+    generate = f"cordon ca generate{ctx.scope_flag}"
     if missing:
         what = " and ".join(str(p) for p in missing)
         fix = ctx.setup_fix if len(missing) == 2 else f"{generate} --force   (the other half of the CA is gone)"
@@ -98,9 +100,9 @@ def check_ca(ctx: DoctorContext) -> list[Finding]:
     try:
         ca = CertificateAuthority.load(cert, key)
     except CAError as exc:
-        # cordon_ca's own "cordon-ca generate" hints know no scope: give the scoped command instead.
+        # cordon_ca's own "cordon ca generate" hints know no scope: give the scoped command instead.
         hint = getattr(exc, "hint", None)
-        if not hint or "cordon-ca generate" in hint:
+        if not hint or "cordon ca generate" in hint:
             hint = f"{generate} --force && cordon setup{ctx.scope_flag}"
         found.append(fail("ca.valid", str(exc).split("\n", 1)[0], hint))
         return found
@@ -180,7 +182,7 @@ def check_bundle(ctx: DoctorContext) -> list[Finding]:
     from cordon_ca import find_system_bundle
 
     bundle = ctx.paths.combined_bundle
-    fix = f"cordon-ca bundle{ctx.scope_flag}"
+    fix = f"cordon ca bundle{ctx.scope_flag}"
     if not bundle.exists():
         return [fail("bundle", f"no combined CA bundle at {bundle}", fix)]
     try:

@@ -63,7 +63,8 @@ def check_integrations(ctx: DoctorContext) -> list[Finding]:
             found.append(fail(check, f"its proxy token '{token_name}' is missing from {ctx.paths.tokens_path} "
                               "(revoked?), so its requests get 407", fix))
             continue
-        env = env_contract(ctx.paths, ctx.config.listen, token, ca_cert=ctx.ca_cert_path)
+        env = env_contract(ctx.paths, ctx.config.listen, token, ca_cert=ctx.ca_cert_path,
+                           routed_hosts=[route.host for route in ctx.config.routes])
         setup_ctx = SetupContext(
             paths=ctx.paths,
             port=ctx.config.listen,
@@ -88,7 +89,7 @@ def check_integrations(ctx: DoctorContext) -> list[Finding]:
         if missing:
             found.append(fail(check, f"file(s) setup wrote are gone: {', '.join(missing)}", fix))
         elif stale:
-            found.append(fail(check, f"stale (port, token or CA bundle changed since setup): {', '.join(stale)}",
+            found.append(fail(check, f"stale (port, token, CA bundle or routed hosts changed since setup): {', '.join(stale)}",
                               fix))
         else:
             files = len(plan.changes)

@@ -18,7 +18,8 @@ def check_port(ctx: DoctorContext) -> list[Finding]:
     health = get_health(port)
     if health is not None:
         routes = health.get("routes")
-        found = [ok("port", f"cordon {health.get('version', '?')} is running on 127.0.0.1:{port} ({routes} routes)")]
+        found = [ok("port", f"cordon {health.get('version', '?')} is running on 127.0.0.1:{port} ({routes} "
+                    f"route{'' if routes == 1 else 's'})")]
         if isinstance(routes, int) and routes != len(ctx.config.routes):
             found = [warn("port", f"the cordon on 127.0.0.1:{port} serves {routes} routes but {ctx.paths.config_path} "
                           f"has {len(ctx.config.routes)} (started before the last edit, or another scope's proxy)",

@@ -13,6 +13,7 @@ from cordon_doctor.checks_files import check_approvals, check_bundle, check_ca, 
 from cordon_doctor.checks_integrations import check_integrations
 from cordon_doctor.checks_policy import check_policy
 from cordon_doctor.checks_runtime import check_codex_home, check_port, check_secrets, check_service
+from cordon_doctor.checks_scopes import check_no_proxy, check_port_owner
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, skip
 from cordon_doctor.report import exit_code, render_text, to_json, use_colour
@@ -28,6 +29,8 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("policy", check_policy),
     ("secrets", check_secrets),
     ("port", check_port),
+    ("port.scopes", check_port_owner),
+    ("routes.no_proxy", check_no_proxy),
     ("service", check_service),
     ("integrations", check_integrations),
     ("codex.home", check_codex_home),
@@ -37,6 +40,11 @@ CHECKS: tuple[tuple[str, Check], ...] = (
 def collect(ctx: DoctorContext) -> list[Finding]:
     """Run every check; a check that crashes becomes one fail line naming it (never a traceback)."""
     findings: list[Finding] = []
+    if not ctx.paths.config_path.exists():  # nothing else can be right yet: one line, not a cascade
+        findings.extend(check_config(ctx))
+        findings.append(skip("scope", "CA, bundle, tokens, secrets, port, service and integrations not checked: "
+                             "no cordon.toml"))
+        return findings
     for name, check in CHECKS:
         if name == "secrets" and ctx.config is None:
             findings.append(skip("routes", "route secrets, port and integration files not checked: cordon.toml "

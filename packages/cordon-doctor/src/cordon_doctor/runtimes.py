@@ -9,8 +9,8 @@ env contract applied, and the upstream says what happened:
   **ignored the proxy**;
 - it saw nothing and the runtime reported a certificate error → **rejected the cordon CA**.
 
-The env contract's ``NO_PROXY`` exempts ``localhost``; the probe's upstream lives on localhost, so the probe
-environment drops ``localhost`` from ``NO_PROXY`` (and says so). Nothing leaves 127.0.0.1.
+The probe's upstream lives on localhost, which has a route in the sandbox, so the env contract's ``NO_PROXY``
+leaves it out as it does for every routed host. Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -127,6 +127,17 @@ def node_honours_env_proxy(version: tuple[int, int] | None, *, https_module: boo
     return version[0] >= 24
 
 
+def no_env_proxy_fix(honours: bool, version: str) -> str:
+    """The fix for Node's fetch without NODE_USE_ENV_PROXY: set it, when this Node honours it; else setting it
+    (the env contract does already) changes nothing, and only another Node or a proxy agent helps."""
+    if honours:
+        return (f"set NODE_USE_ENV_PROXY=1 (part of `cordon env`): Node's fetch ignores HTTPS_PROXY without it "
+                f"(needs Node {NODE_FETCH_MIN})")
+    return (f"NODE_USE_ENV_PROXY=1 (set by `cordon env`) is not enough: this is Node {version}, and only Node "
+            f"{NODE_FETCH_MIN} honours it; upgrade Node, or route the app through a proxy agent (undici "
+            "EnvHttpProxyAgent / global-agent)")
+
+
 def _python_has(module: str) -> bool:
     try:
         result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, timeout=20,
@@ -170,10 +181,10 @@ def discover(which: Callable[[str], str | None] = shutil.which) -> tuple[list[Pr
         probes.append(Probe("node-fetch", [node, "-e", NODE_FETCH], "NODE_EXTRA_CA_CERTS",
                             expect_proxy=node_honours_env_proxy(vt, https_module=False),
                             proxy_fix=upgrade.format(need=NODE_FETCH_MIN, have=version), version=version))
+        honours = node_honours_env_proxy(vt, https_module=False)
         probes.append(Probe("node-fetch-no-env-proxy", [node, "-e", NODE_FETCH], "NODE_EXTRA_CA_CERTS",
                             env_drop=("NODE_USE_ENV_PROXY",), expect_proxy=False,
-                            proxy_fix="set NODE_USE_ENV_PROXY=1 (part of `cordon env`): Node's fetch ignores "
-                            f"HTTPS_PROXY without it (needs Node {NODE_FETCH_MIN})", version=version))
+                            proxy_fix=no_env_proxy_fix(honours, version), version=version))
         probes.append(Probe("node-https", [node, "-e", NODE_HTTPS], "NODE_EXTRA_CA_CERTS",
                             expect_proxy=node_honours_env_proxy(vt, https_module=True),
                             proxy_fix=upgrade.format(need=NODE_HTTPS_MIN, have=version), version=version))
@@ -189,12 +200,10 @@ def discover(which: Callable[[str], str | None] = shutil.which) -> tuple[list[Pr
 
 
 def probe_environment(base: Mapping[str, str], contract: Mapping[str, str]) -> dict[str, str]:
-    """``base`` without any proxy/CA variable, plus the env contract with ``localhost`` out of NO_PROXY."""
+    """``base`` without any proxy/CA variable, plus the env contract (whose NO_PROXY leaves out the routed
+    probe host, as for any routed host)."""
     env = {k: v for k, v in base.items() if k not in CONTRACT_ONLY}
     env.update(contract)
-    for name in ("NO_PROXY", "no_proxy"):
-        if name in env:
-            env[name] = ",".join(h for h in env[name].split(",") if h.strip() and h.strip() != ROUTE_HOST)
     env["GIT_TERMINAL_PROMPT"] = "0"
     return env
 
@@ -275,10 +284,10 @@ def probe_runtimes(out: TextIO | None = None) -> ProbeReport:
         box.start()
         assert box.paths is not None
         write_combined_bundle(box.paths.ca_cert, box.paths.combined_bundle)
-        contract = env_contract(box.paths, box.port, box.token)
+        contract = env_contract(box.paths, box.port, box.token, routed_hosts=[ROUTE_HOST])
         env = probe_environment(os.environ, contract)
-        report.findings.append(ok("runtime.env", f"the env contract, except NO_PROXY={env.get('NO_PROXY', '')} "
-                                  f"(the probe upstream is on {ROUTE_HOST}, which the real contract exempts)"))
+        report.findings.append(ok("runtime.env", f"the env contract with a route for {ROUTE_HOST} "
+                                  f"(NO_PROXY={env.get('NO_PROXY', '')})"))
         for probe in probes:
             finding, detail = run_probe(box, probe, env)
             report.findings.append(finding)

@@ -8,7 +8,6 @@ anything not approved (:mod:`cordon_config.approvals`) → check every secret (a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import errno
 import json
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 
 from cordon_proxy import __version__
+from cordon_proxy.logfile import LOGS_EPILOG, add_logs_arguments
 
 if TYPE_CHECKING:
     from cordon_config import Config
@@ -37,8 +37,9 @@ __all__ = ["build_parser", "main", "start_main", "status_main", "wait_main"]
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 START_EPILOG = """examples:
-  cordon start                          # project scope: ./cordon.toml
+  cordon start                          # project scope: the nearest cordon.toml here or above
   cordon start --scope user --log-format json --log-level debug
+  cordon start --log-file ~/cordon.log  # log there (0600, appended; `cordon logs` finds it)
 """
 STATUS_EPILOG = """examples:
   cordon status
@@ -72,6 +73,10 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="log line format (default: text)"
     )
+    parser.add_argument(
+        "--log-file", metavar="PATH", type=Path,
+        help="write the log to PATH (0600, appended) instead of stderr; errors go to both",
+    )
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +99,7 @@ examples:
   cordon-proxy start --scope user --log-format json
   cordon-proxy status --json               is it running, on which port, with how many routes
   cordon-proxy wait --timeout 5            exit 0 once /health answers
+  cordon-proxy logs -f                     follow the scope's proxy log
 """
 
 
@@ -109,6 +115,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         ("start", "run the proxy in the foreground", START_EPILOG, _start_arguments),
         ("status", "say whether the proxy is running (via /health)", STATUS_EPILOG, _status_arguments),
         ("wait", "wait until the proxy answers /health", WAIT_EPILOG, _wait_arguments),
+        ("logs", "show (or follow) this scope's proxy log", LOGS_EPILOG, add_logs_arguments),
     ):
         p = sub.add_parser(
             name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".", epilog=epilog,
@@ -132,12 +139,15 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """``cordon-proxy start|status|wait ...``."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
-    if not args_list or args_list[0] not in ("start", "status", "wait"):
+    from cordon_proxy.logfile import logs_main
+
+    commands: dict[str, Callable[..., int]] = {"start": start_main, "status": status_main, "wait": wait_main, "logs": logs_main}
+    if not args_list or args_list[0] not in commands:
         parser.parse_args(args_list)  # --help, --version or a usage error
         return EXIT_USAGE
     command, rest = args_list[0], args_list[1:]
     name = f"{prog or 'cordon-proxy'} {command}"
-    return {"start": start_main, "status": status_main, "wait": wait_main}[command](rest, prog=name)
+    return commands[command](rest, prog=name)
 
 
 # -- shared ----------------------------------------------------------------------------------------------
@@ -153,7 +163,9 @@ def _scope(args: argparse.Namespace) -> ScopePaths:
 
 
 class _Usage(Exception):
-    pass
+    def __init__(self, message: str, hint: str | None = None, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.hint, self.code = hint, code
 
 
 def _load(config_path: Path) -> Config:
@@ -175,6 +187,13 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     from cordon_proxy.logs import Logger
 
     logger = Logger(args.log_level, args.log_format)
+    if args.log_file is not None:
+        try:
+            _log_to_file(logger, args.log_file)
+        except OSError as exc:
+            from cordon_config.files import os_error_message
+
+            return _fail(*os_error_message(exc))
     from cordon_proxy.hardening import harden_process
 
     hardened = harden_process()  # before any secret is loaded: no core dumps, no ptrace by peers
@@ -188,10 +207,16 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     try:
         config = _load(config_path)
     except ConfigError as exc:
+        from cordon_config.errors import ConfigNotFound
+        from cordon_config.scope import missing_config
+
+        if isinstance(exc, ConfigNotFound):
+            return _fail(*missing_config(paths))
         sys.stderr.write("cordon: " + str(exc).rstrip("\n") + "\n")
         return EXIT_FAIL
     except OSError as exc:
         return _fail(f"cannot read {config_path}: {exc.strerror}")
+    _record(paths, args.log_file)
     # 2. approval: nothing a human did not approve is fetched, run or routed (docs/security.md)
     from cordon_config.approvals import check_approved, refusal_lines
 
@@ -207,7 +232,7 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 
         for route_name, reason in failures:
             sys.stderr.write(f"cordon: {secret_unavailable(route_name, reason)}\n")
-        sys.stderr.write("hint: store it with: cordon secret set <route>, then check with: cordon secret check <route>\n")
+        sys.stderr.write(f"hint: fix each as its line says, then check with: cordon secret check{paths.flag}\n")
         return EXIT_FAIL
     # 4. CA
     leaves: LeafContexts | None = None
@@ -220,6 +245,15 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         key = config.tls.ca_key_path or paths.ca_key
         permitted = permitted_for(config.tls.name_constraints, (r.host for r in config.routes))
         existed = cert.exists() and key.exists()
+        if not existed and paths.combined_bundle.exists():
+            from cordon_config.scope import with_scope_flag
+
+            return _fail(  # clients trust the CA in the bundle: a new one would break them without a clue
+                f"the CA of this scope is gone ({cert if not cert.exists() else key} is missing), but its "
+                f"combined bundle still holds the old one that clients trust",
+                with_scope_flag("create a new CA deliberately: cordon ca generate --force, then cordon setup "
+                                "(rewrites the bundle and the agents' files) and restart the agents", paths),
+            )
         try:
             ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
                                           bundle=paths.combined_bundle,
@@ -233,6 +267,8 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
             what = "name-constrained CA for the routed hosts" if permitted is not None else (
                 "CA without name constraints")
             logger.log("warn", f"re-issued the {what} (the old key is destroyed): {cert}")
+        elif written:
+            logger.log("warn", f"created the cordon CA {cert}: clients must trust it (cordon setup writes the bundle)")
         leaves = LeafContexts(ca, [r.host for r in config.routes])
     # 5. tokens
     verify: Verifier | None = None
@@ -269,8 +305,33 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 Verifier = Callable[[str], "str | None"]
 
 
+def _log_to_file(logger: Logger, path: Path) -> None:
+    """Send the log to ``path`` (and the ``cordon: …`` error lines to stderr as well)."""
+    from cordon_proxy.logfile import Tee, open_log, same_file
+
+    log = open_log(path)
+    logger.stream = log
+    if not same_file(sys.stderr, log):
+        sys.stderr = Tee(sys.stderr, log)
+
+
+def _record(paths: ScopePaths, log_file: Path | None) -> None:
+    """Record the scope (and where it logs) in its state dir, for `cordon scopes`, ports and `cordon logs`."""
+    from cordon_config.scopes import record_log, record_scope
+
+    try:
+        if log_file is not None:
+            record_log(paths, log_file.absolute())
+        else:
+            record_scope(paths)
+    except OSError:
+        pass  # a read-only state dir must not stop the proxy; `cordon doctor` reports it
+
+
 def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]:
     """("uvloop", uvloop.run) when uvloop (the optional ``uvloop`` extra) imports, else the stdlib loop."""
+    import asyncio  # here, not at the top: `cordon status` and `wait` never run a loop (start-up time)
+
     try:
         import uvloop
     except ImportError:
@@ -287,6 +348,8 @@ def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None,
 
 async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger,
                audit: AuditLog | None) -> int:
+    import asyncio
+
     from cordon_config.secrets import SecretCache
 
     from cordon_proxy.core.session import Settings, SettingsRef
@@ -324,22 +387,39 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
     from cordon_proxy.hardening import release_startup_memory
 
     release_startup_memory()
-    stop = asyncio.Event()
+    stop, now = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:  # the first asks to drain; a second one (Ctrl-C again) stops at once
+        (now if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(loop_exception_handler(logger))
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     logger.log(
         "info", f"cordon {__version__} listening on 127.0.0.1:{config.listen}",
         routes=len(config.routes), config=str(config.path),
         loop="uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio",
     )
     await stop.wait()
-    logger.log("info", "stopping: letting in-flight requests finish (up to 10 s)")
+    logger.log("info", "stopping: letting in-flight requests finish (up to 10 s; Ctrl-C again stops now)")
+    from cordon_proxy._tasks import spawn
+
     if audit is not None:
         audit.event("stop")
-    await proxy.shutdown()
+
+    drain, interrupt = spawn(proxy.shutdown()), spawn(now.wait())
+    await asyncio.wait((drain, interrupt), return_when=asyncio.FIRST_COMPLETED)
+    interrupt.cancel()
+    if not drain.done():
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await drain
+        if audit is not None:
+            audit.close()  # what shutdown would have done last
+        logger.log("warn", "stopped without waiting for in-flight requests (second interrupt)")
+        return EXIT_FAIL
     logger.log("info", "stopped")
     return EXIT_OK
 
@@ -368,15 +448,24 @@ def health(port: int, timeout: float = 2.0) -> dict[str, object] | None:
 
 def _config_for_status(args: argparse.Namespace) -> tuple[Path, int]:
     from cordon_config import ConfigError
+    from cordon_config.errors import ConfigNotFound
+    from cordon_config.quickscope import file_identity
+    from cordon_config.scope import missing_config
+
+    from cordon_proxy.statusfast import save_cache
 
     paths = _scope(args)
     config_path = paths.config_path
+    config_id = file_identity(str(config_path))  # before reading: an edit meanwhile leaves a cache that misses
     try:
         config = _load(config_path)
+    except ConfigNotFound:
+        raise _Usage(*missing_config(paths), code=EXIT_FAIL) from None  # the one "no cordon.toml" of every tool
     except ConfigError as exc:
         raise _Usage(str(exc).splitlines()[0] if str(exc) else "invalid config") from None
     except OSError as exc:
         raise _Usage(f"cannot read {config_path}: {exc.strerror}") from None
+    save_cache(str(config_path), str(paths.state_dir), config_id, config.listen, time.time())  # the fast path's
     return config_path, config.listen
 
 
@@ -391,7 +480,7 @@ def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -
     except _Usage as exc:
         if args.quiet:
             return EXIT_FAIL
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
     answer = health(port)
     running = answer is not None
     if args.quiet:
@@ -407,9 +496,10 @@ def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -
         sys.stdout.write(json.dumps(data) + "\n")
     elif running:
         assert answer is not None
+        routes = answer.get("routes")
         sys.stdout.write(
             f"cordon is running on 127.0.0.1:{port} (version {answer.get('version')}, "
-            f"{answer.get('routes')} routes)\nconfig: {config_path}\n"
+            f"{routes} route{'' if routes == 1 else 's'})\nconfig: {config_path}\n"
         )
     else:
         sys.stdout.write(f"cordon is not running on 127.0.0.1:{port}\nconfig: {config_path}\nhint: cordon start\n")
@@ -425,7 +515,7 @@ def wait_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> 
     try:
         _, port = _config_for_status(args)
     except _Usage as exc:
-        return _fail(str(exc), code=EXIT_USAGE)
+        return _fail(str(exc), exc.hint, code=exc.code)
     deadline = time.monotonic() + args.timeout
     while True:
         if health(port, timeout=1.0) is not None:

@@ -13,9 +13,16 @@ from pathlib import Path
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.files import SymlinkRefused, atomic_write
-from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args
+from cordon_config.scope import (
+    ScopeError,
+    ScopePaths,
+    add_scope_arguments,
+    missing_config,
+    scope_from_args,
+    using_line,
+)
 
-from cordon_setup.base import BaseSetupError, read_config_facts, token_value
+from cordon_setup.base import BaseSetupError, read_config_facts, require_token, token_value
 from cordon_setup.envfast import CACHE_NAME, cache_text, identity, settled
 from cordon_setup.envvars import env_contract
 from cordon_setup.render import FORMATS, render_env
@@ -33,7 +40,11 @@ _RAW = argparse.RawDescriptionHelpFormatter
 
 
 class UsageError(Exception):
-    """Bad input: printed as one ``cordon: ...`` line, exit 2."""
+    """Bad input: printed as one ``cordon: ...`` line (and a hint), exit 2."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def _err(message: str, hint: str | None = None) -> None:
@@ -47,7 +58,7 @@ def _guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
     try:
         return fn(args)
     except (UsageError, ScopeError) as exc:
-        _err(str(exc))
+        _err(str(exc), getattr(exc, "hint", None))
         return USAGE
     except BaseSetupError as exc:
         _err(str(exc), exc.hint)
@@ -56,8 +67,9 @@ def _guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
         _err(str(exc), exc.hint)
         return FAIL
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        _err(f"{where}{exc.strerror or exc}")
+        from cordon_config.files import os_error_message
+
+        _err(*os_error_message(exc))
         return FAIL
     except KeyboardInterrupt:
         sys.stderr.write("cordon: interrupted\n")
@@ -94,6 +106,13 @@ def _paths(args: argparse.Namespace) -> ScopePaths:
     return scope_from_args(args)
 
 
+def _say_which(paths: ScopePaths) -> None:
+    """Name the cordon.toml a state-changing command works on when it was found in a parent directory."""
+    line = using_line(paths)
+    if line:
+        sys.stderr.write(line + "\n")
+
+
 def _isatty(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
@@ -106,6 +125,9 @@ examples:
   cordon setup claude-code --scope user --dry-run
                                      show the diff of ~/.claude/settings.json etc. without writing
   cordon setup                       only the CA, cordon.toml, the combined bundle and tokens.toml
+  cordon setup --port 6801           move this scope's proxy to port 6801 (integration files follow)
+  cordon setup --secret-ttl 60 --upstream-ca-file /etc/ssl/corp-root.pem
+  cordon setup codex --new-scope     a second scope in this subdirectory of a project
   cordon setup codex --move-keys     also move a real OPENAI_API_KEY in .codex/.env into the keyring
 """
 
@@ -133,6 +155,19 @@ def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
     parser.add_argument(
         "-n", "--dry-run", action="store_true", help="print the diff of every file; write nothing"
     )
+    config = parser.add_argument_group("cordon.toml settings (a new file gets them; an existing one is changed)")
+    config.add_argument("--port", type=_port, metavar="N",
+                        help="the proxy's port on 127.0.0.1 (default for a new scope: the first from 6790 that no "
+                        "other cordon scope uses and that is free)")
+    config.add_argument("--upstream-ca-file", type=_pem_path, metavar="PATH",
+                        help="extra root CAs (PEM) trusted for upstream TLS, added to the system store")
+    config.add_argument("--secret-ttl", type=_seconds, metavar="S",
+                        help="seconds a fetched secret stays in memory (0: fetch on every request)")
+    parser.add_argument(
+        "--new-scope", action="store_true",
+        help="in a subdirectory of a project that has a cordon.toml, create a second scope here "
+        "(asked on a terminal; refused otherwise)",
+    )
     parser.add_argument(
         "--move-keys",
         action="store_true",
@@ -141,6 +176,69 @@ def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
         "(asked only on a terminal; otherwise setup prints the commands)",
     )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not between 1 and 65535")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError("must be between 0 and 86400 seconds")
+    return value
+
+
+def _pem_path(text: str) -> Path:
+    return Path(text).expanduser().absolute()
+
+
+def _which_scope(args: argparse.Namespace) -> ScopePaths:
+    """The scope setup works on. From a subdirectory of a project with a cordon.toml, creating a second scope
+    here is asked first on a terminal (``--new-scope`` says yes) and refused otherwise; ``--config`` or
+    ``--scope`` choose without asking."""
+    paths = _paths(args)
+    if args.config is not None or args.scope == "user" or not paths.found_above:
+        return paths
+    here = resolve_scope_here(args)
+    if args.new_scope:
+        return here
+    found, cwd = paths.config_path, here.config_path.parent
+    if not (_isatty(sys.stdin) and _isatty(sys.stdout)):
+        raise UsageError(
+            f"{found} (in a parent directory) already covers {cwd}: set up which scope?",
+            hint=f"--config {found} for that project, or --new-scope for a second scope in {cwd}",
+        )
+    sys.stdout.write(
+        f"{found} (in a parent directory) already covers {cwd}.\n"
+        f"  [p] set up that project's scope\n"
+        f"  [n] create a second scope here ({cwd}: its own cordon.toml, CA, port and tokens)\n"
+        "  [q] stop\n"
+        "Choose [P/n/q] "
+    )
+    sys.stdout.flush()
+    answer = sys.stdin.readline().strip().lower()
+    if answer in ("", "p"):
+        return paths
+    if answer == "n":
+        return here
+    raise UsageError("nothing was set up", hint=f"--config {found}, or --new-scope")
+
+
+def resolve_scope_here(args: argparse.Namespace) -> ScopePaths:
+    """The project scope of the working directory itself (no discovery)."""
+    from cordon_config.scope import resolve_scope
+
+    return resolve_scope(args.scope, None, env=os.environ, cwd=Path.cwd(), discover=False)
 
 
 def _confirm_on_tty(plan: IntegrationPlan, masks: dict[str, str]) -> bool:
@@ -218,11 +316,14 @@ def _setup(args: argparse.Namespace) -> int:
     from cordon_setup.integrations import INTEGRATIONS
     from cordon_setup.setup_flow import run_setup
 
-    paths = _paths(args)
     if args.integration is not None and args.integration not in INTEGRATIONS:
         raise UsageError(
             f"unknown integration {args.integration!r}; choose one of: {', '.join(INTEGRATIONS)}"
         )
+    if args.upstream_ca_file is not None and not args.upstream_ca_file.is_file():
+        raise UsageError(f"--upstream-ca-file: no such file: {args.upstream_ca_file}")
+    paths = _which_scope(args)
+    _say_which(paths)
     confirm = move_key = None
     if not args.yes and not args.dry_run and _isatty(sys.stdin) and _isatty(sys.stdout):
         confirm, move_key = _confirm_on_tty, _ask_move_key
@@ -236,6 +337,9 @@ def _setup(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         confirm=confirm,
         progress=(lambda line: None) if args.dry_run else print,
+        port=args.port,
+        upstream_ca_file=args.upstream_ca_file,
+        secret_ttl=args.secret_ttl,
         move_key=move_key,
     )
     _print_setup(outcome)
@@ -273,7 +377,8 @@ def build_integration_parser(prog: str = "cordon integration") -> argparse.Argum
         description="Remove the keys, hook and skill that setup wrote (values you changed since are left "
         "alone and reported), restore the original bytes where nothing else changed, and revoke the "
         "integration's proxy token.",
-        epilog="example:\n  cordon integration disable claude-code --scope user\n",
+        epilog="examples:\n  cordon integration disable codex\n  cordon integration disable claude-code --scope user\n"
+        "  cordon integration disable codex --dry-run   show what would be removed\n",
         formatter_class=_RAW,
     )
     dis.add_argument("name", metavar="NAME", help=f"one of: {', '.join(INTEGRATIONS)}")
@@ -282,7 +387,8 @@ def build_integration_parser(prog: str = "cordon integration") -> argparse.Argum
     lst = sub.add_parser(
         "list",
         help="integrations set up in this scope",
-        epilog="example:\n  cordon integration list --json\n",
+        description="List the agent integrations `cordon setup` wrote in this scope.",
+        epilog="examples:\n  cordon integration list\n  cordon integration list --scope user --json\n",
         formatter_class=_RAW,
     )
     add_scope_arguments(lst)
@@ -313,6 +419,7 @@ def _integration(args: argparse.Namespace) -> int:
             print(f"would leave alone: {line}")
         print("dry run: nothing was written")
         return OK
+    _say_which(paths)
     report = disable(paths, args.name, revoke=revoke_token)
     for change in report.changes:
         if change.summary or not change.changed:
@@ -363,11 +470,13 @@ def build_env_parser(prog: str = "cordon env") -> argparse.ArgumentParser:
 
 
 def scope_env(paths: ScopePaths, token_name: str = "default") -> dict[str, str]:
-    """The env contract of a scope: port and CA from its cordon.toml, the named token from tokens.toml."""
+    """The env contract of a scope: port, CA and routed hosts from its cordon.toml, the named token from
+    tokens.toml (an error naming the fix when it is missing: never a URL without a token)."""
     facts = read_config_facts(paths)
     if facts is None:
-        raise BaseSetupError(f"no cordon config at {paths.config_path}", "run: cordon setup")
-    return env_contract(paths, facts.listen, token_value(paths, token_name), ca_cert=facts.ca_cert)
+        raise BaseSetupError(*missing_config(paths))
+    token = require_token(paths, token_name)
+    return env_contract(paths, facts.listen, token, ca_cert=facts.ca_cert, routed_hosts=facts.routes)
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -449,12 +558,14 @@ def _run(args: argparse.Namespace) -> int:
     env = scope_env(paths, args.token)
     facts = read_config_facts(paths)
     assert facts is not None
+    from cordon_config.scopes import default_log
+
     return run_with_proxy(
         command,
         env_contract=env,
         config_path=paths.config_path,
         port=facts.listen,
-        log_path=paths.state_dir / "run-proxy.log",
+        log_path=default_log(paths),
     )
 
 
@@ -469,7 +580,10 @@ def run_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> i
 SERVICE_EPILOG = """\
 examples:
   cordon service install                      run this project's proxy in the background (systemd/launchd)
+  cordon service install --dry-run            print the unit file and where it would go; change nothing
+  cordon service restart                      after editing cordon.toml
   cordon service status --scope user --json
+  cordon logs -f                              the service's log
 """
 
 
@@ -481,10 +595,28 @@ def build_service_parser(prog: str = "cordon service") -> argparse.ArgumentParse
         epilog=SERVICE_EPILOG,
         formatter_class=_RAW,
     )
-    parser.add_argument("action", choices=("install", "uninstall", "status"))
-    parser.add_argument("name", nargs="?", metavar="NAME", help="service name (default: cordon-<namespace>)")
-    add_scope_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="status as JSON")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    actions = (
+        ("install", "write the unit (or plist) and start the proxy now and at every login",
+         "examples:\n  cordon service install\n  cordon service install --dry-run     print the unit and its path\n"
+         "  cordon service install --scope user\n"),
+        ("uninstall", "stop the service and remove its unit",
+         "examples:\n  cordon service uninstall\n  cordon service uninstall --scope user\n"),
+        ("restart", "restart the service (it re-reads cordon.toml, secrets and the CA)",
+         "examples:\n  cordon service restart\n  cordon service restart --scope user\n"),
+        ("status", "is the service installed and running? (exit 1 when installed but not running)",
+         "examples:\n  cordon service status\n  cordon service status --scope user --json\n"),
+    )
+    for name, summary, epilog in actions:
+        action = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                epilog=epilog, formatter_class=_RAW)
+        action.add_argument("name", nargs="?", metavar="NAME", help="service name (default: cordon-<namespace>)")
+        add_scope_arguments(action)
+        if name == "status":
+            action.add_argument("--json", action="store_true", help="print JSON")
+        if name == "install":
+            action.add_argument("-n", "--dry-run", action="store_true",
+                                help="print the unit file (or plist) and its path; write and start nothing")
     return parser
 
 
@@ -494,13 +626,22 @@ def _service(args: argparse.Namespace) -> int:
 
     paths = _paths(args)
     manager = ServiceManager(paths, cordon=cordon_argv())
+    if args.action == "install" and args.dry_run:
+        if not paths.config_path.exists():
+            raise BaseSetupError(*missing_config(paths))
+        print(f"# {manager.unit_path(args.name)}  (dry run: nothing written or started)")
+        sys.stdout.write(manager.render(args.name).decode("utf-8"))
+        return OK
+    if args.action != "status":
+        _say_which(paths)
     if args.action == "install":
         path = manager.install(args.name)
         print(f"installed and started {manager.unit_name(args.name)} ({path})")
-        if manager.kind == "systemd":
-            print(f"logs: journalctl --user -u {manager.unit_name(args.name)} -f")
-        else:
-            print(f"logs: {manager.log_path(args.name)}")
+        print(f"logs: cordon logs -f{paths.flag}   ({manager.log_path(args.name)})")
+        return OK
+    if args.action == "restart":
+        manager.restart(args.name)
+        print(f"restarted {manager.unit_name(args.name)}")
         return OK
     if args.action == "uninstall":
         if manager.uninstall(args.name):

@@ -12,18 +12,21 @@ small machine, and argparse, pathlib and dataclasses as much again. So:
   changed less than :data:`RACY_SECONDS` ago is not cached at all: a second edit within the same timestamp
   tick would keep its identity (git's "racily clean" problem);
 - this module, the ``env`` entry point, parses the common arguments by hand, resolves the scope with
-  ``os.path`` only (the same result as :func:`cordon_config.scope.resolve_scope`; a test compares the two on
-  generated inputs) and prints from the cache when the identities still match. On anything else (``--help``,
+  :func:`cordon_config.quickscope.resolve` (``os`` only, config discovery included; the same result as
+  :func:`cordon_config.scope.resolve_scope`, which tests check on generated inputs and real directory trees) and prints from the cache when the identities still match. On anything else (``--help``,
   ``--json``, an unusual argument, a missing or stale cache, an error) it hands the same arguments to the full
   command, which is the one that validates, reports errors and refreshes the cache.
 
-It imports ``os`` and ``sys`` (already loaded by every Python start) and :mod:`cordon_setup.render`.
+It imports ``os`` and ``sys`` (already loaded by every Python start), :mod:`cordon_config.quickscope` and
+:mod:`cordon_setup.render`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from cordon_config.quickscope import changed_at, file_identity, resolve
 
 TYPE_CHECKING = False  # `typing` costs more than this whole module
 if TYPE_CHECKING:
@@ -81,44 +84,13 @@ def parse_args(args: Sequence[str]) -> dict[str, str] | None:
     return found
 
 
-def resolve(scope: str | None, config: str | None, environ: Mapping[str, str], cwd: str) -> tuple[str, str]:
-    """(config path, state dir) as ``str`` of :func:`cordon_config.scope.resolve_scope`'s paths (POSIX)."""
-    xdg = environ.get("XDG_CONFIG_HOME", "")
-    if xdg and os.path.isabs(xdg):
-        home = xdg
-    else:
-        home = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".config")
-    base = os.path.join(home, "cordon")
-    if config is not None:
-        path = _pure(os.path.normpath(os.path.join(cwd, config)))
-        project = _parent(path)
-    elif scope == "user":
-        return _pure(os.path.join(base, "cordon.toml")), _pure(os.path.join(base, "user"))
-    else:
-        project = _pure(os.path.normpath(cwd))
-        path = _pure(os.path.join(project, "cordon.toml"))
-    name = project.rstrip("/").rpartition("/")[2] or "root"
-    namespace = f"{name}-{_sha256(project.encode('utf-8')).hexdigest()[:8]}"
-    return path, _pure(os.path.join(base, "projects", namespace))
-
-
-def identity(path: str) -> str:
-    """``device inode size mtime ctime mode uid`` of ``path``, or ``absent``: any replacement, edit or chmod
-    changes it."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "absent"
-    return f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_mode:o} {st.st_uid}"
+identity = file_identity  # the name the full command and the tests use
 
 
 def settled(identity_text: str, now: float) -> bool:
     """The file of this :func:`identity` last changed at least :data:`RACY_SECONDS` before ``now``."""
-    if identity_text == "absent":
-        return True
-    fields = identity_text.split()
-    changed = max(int(fields[3]), int(fields[4])) / 1e9
-    return now - changed >= RACY_SECONDS
+    changed = changed_at(identity_text)
+    return changed is None or now - changed >= RACY_SECONDS
 
 
 def cache_text(config_path: str, token: str, config_id: str, tokens_id: str, env: Mapping[str, str]) -> str | None:
@@ -161,36 +133,3 @@ def cached_env(args: Sequence[str], environ: Mapping[str, str], cwd: str) -> str
     from cordon_setup.render import render_env
 
     return render_env(env, options.get("format", "shell"))
-
-
-def _pure(path: str) -> str:
-    """``str(PurePosixPath(path))``: no empty or ``.`` parts; exactly two leading slashes stay two."""
-    root = ""
-    if path.startswith("/"):
-        root = "//" if path.startswith("//") and not path.startswith("///") else "/"
-    return root + "/".join(part for part in path.split("/") if part and part != ".") or "."
-
-
-def _parent(path: str) -> str:
-    """``str(PurePosixPath(path).parent)`` of a :func:`_pure` path."""
-    head, sep, _ = path.rpartition("/")
-    if not sep:
-        return "."
-    if head.strip("/") == "":
-        return path[: len(head) + 1] if head else "/"
-    return head
-
-
-def _load_sha256():  # type: ignore[no-untyped-def]
-    # the built-in module, not hashlib: hashlib loads OpenSSL (~3 ms)
-    try:
-        from _sha256 import sha256  # Python 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # Python 3.12+
-        except ImportError:
-            from hashlib import sha256
-    return sha256
-
-
-_sha256 = _load_sha256()

@@ -1,13 +1,20 @@
 """The env contract (spec §5): the variables that send any tool through cordon and make it trust cordon's CA.
 
-Pure: a function of the scope's paths, the port and the client token; reads nothing from disk.
+Pure: a function of the scope's paths, the port, the client token and the routed hosts; reads nothing from
+disk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
+from cordon_config.noproxy import bypasses
 from cordon_config.scope import ScopePaths
+from cordon_config.tokens import proxy_user
+
+__all__ = ["bypasses", "env_contract", "no_proxy_for", "proxy_url"]
 
 NO_PROXY = "localhost,127.0.0.1,::1"
 PROXY_NAMES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
@@ -16,27 +23,41 @@ BUNDLE_NAMES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SS
 DUMMY_KEY = "dummy-replaced-by-cordon"
 
 
-def proxy_url(namespace: str, port: int, token: str | None) -> str:
-    """``http://[<namespace>:<token>@]127.0.0.1:<port>``: the tokenised URL when a token is given."""
-    if token:
-        return f"http://{namespace}:{token}@127.0.0.1:{port}"
-    return f"http://127.0.0.1:{port}"
+def proxy_url(namespace: str, port: int, token: str) -> str:
+    """``http://<namespace>:<token>@127.0.0.1:<port>``, the userinfo percent-encoded (RFC 3986), so a project
+    directory named ``My Project`` or ``a@b:c`` gives a URL every client parses. The user part is
+    :func:`~cordon_config.tokens.proxy_user` (plain ASCII whatever the directory is called)."""
+    if not token:
+        raise ValueError("the proxy URL needs a token")
+    return f"http://{quote(proxy_user(namespace), safe='')}:{quote(token, safe='')}@127.0.0.1:{port}"
+
+
+def no_proxy_for(routed_hosts: Iterable[str]) -> str:
+    """``localhost,127.0.0.1,::1`` without the hosts that have a route: a routed host must reach the proxy."""
+    hosts = list(routed_hosts)
+    return ",".join(entry for entry in NO_PROXY.split(",") if not any(bypasses(entry, h) for h in hosts))
 
 
 def env_contract(
-    paths: ScopePaths, port: int, token: str | None, *, ca_cert: Path | None = None
+    paths: ScopePaths,
+    port: int,
+    token: str,
+    *,
+    ca_cert: Path | None = None,
+    routed_hosts: Iterable[str] = (),
 ) -> dict[str, str]:
     """Every variable of the env contract, in a stable order.
 
     ``ca_cert`` overrides the CA file for ``NODE_EXTRA_CA_CERTS`` (a cordon.toml may point elsewhere);
-    by default it is the scope's ``certs/ca-cert.pem``.
+    by default it is the scope's ``certs/ca-cert.pem``. ``routed_hosts`` are left out of ``NO_PROXY``.
     """
     url = proxy_url(paths.namespace, port, token)
+    no_proxy = no_proxy_for(routed_hosts)
     env: dict[str, str] = {}
     for name in PROXY_NAMES:
         env[name] = url
     for name in NO_PROXY_NAMES:
-        env[name] = NO_PROXY
+        env[name] = no_proxy
     bundle = str(paths.combined_bundle)
     for name in BUNDLE_NAMES:
         env[name] = bundle

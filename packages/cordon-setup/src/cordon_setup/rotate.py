@@ -40,7 +40,9 @@ def rewrite_integrations(
             continue
         tok_name = manifest.get("token", name)
         value = token if token is not None and tok_name == token_name else token_value(paths, tok_name)
-        env = env_contract(paths, facts.listen, value, ca_cert=facts.ca_cert)
+        if value is None:
+            continue  # its token was revoked: doctor says so; a URL without a token would only get 407s
+        env = env_contract(paths, facts.listen, value, ca_cert=facts.ca_cert, routed_hosts=facts.routes)
         changes += rewrite(paths, name, port=facts.listen, env=env, environ=env_map, home=home_dir(env_map))
     return changes
 
@@ -54,6 +56,13 @@ def on_token_rotated(paths: ScopePaths, token_name: str, token: str | None = Non
     return [f"rewrote {c.path}" for c in changes if not c.summary]
 
 
+def on_routes_changed(paths: ScopePaths, config: object) -> list[str]:
+    """Entry point for cordon-config after it wrote cordon.toml (a route or setting changed): rewrite the
+    integrations whose files no longer match (a new port, or a routed host that NO_PROXY must not list)."""
+    changes = rewrite_integrations(paths, None)
+    return [f"rewrote {c.path}" for c in changes if not c.summary and c.changed]
+
+
 def stale_files(
     paths: ScopePaths, name: str, *, environ: Mapping[str, str] | None = None
 ) -> list[FileChange]:
@@ -65,6 +74,8 @@ def stale_files(
     if facts is None or manifest is None:
         return []
     value = token_value(paths, manifest.get("token", name))
-    env = env_contract(paths, facts.listen, value, ca_cert=facts.ca_cert)
+    if value is None:
+        return []
+    env = env_contract(paths, facts.listen, value, ca_cert=facts.ca_cert, routed_hosts=facts.routes)
     plan = replan(paths, name, port=facts.listen, env=env, environ=env_map, home=home_dir(env_map))
     return [] if plan is None else [c for c in plan.changes if c.changed]

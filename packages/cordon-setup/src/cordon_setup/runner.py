@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -47,9 +48,11 @@ def proxy_healthy(port: int, *, timeout: float = HEALTH_TIMEOUT) -> bool:
         conn.close()
 
 
-def proxy_argv(config_path: Path) -> list[str]:
-    """``python -m cordon_proxy start -c <config>`` with this interpreter (the proxy is never imported)."""
-    return [sys.executable, "-m", "cordon_proxy", "start", "-c", str(config_path)]
+def proxy_argv(config_path: Path, log_path: Path | None = None) -> list[str]:
+    """``python -m cordon_proxy start -c <config> [--log-file <log>]`` with this interpreter (the proxy is never
+    imported)."""
+    argv = [sys.executable, "-m", "cordon_proxy", "start", "-c", str(config_path)]
+    return [*argv, "--log-file", str(log_path)] if log_path is not None else argv
 
 
 class ProxyProcess:
@@ -68,21 +71,26 @@ class ProxyProcess:
         self.port = port
         self.log_path = log_path
         self.environ = dict(environ)
-        self.argv = list(argv) if argv is not None else proxy_argv(config_path)
+        self.argv = list(argv) if argv is not None else proxy_argv(config_path, log_path)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = START_TIMEOUT) -> None:
         """Start it and wait (bounded) until /health answers; RunError with the log's tail otherwise."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        from cordon_config.files import open_log_file
+
+        fd = open_log_file(self.log_path)  # 0600; also catches what a proxy that cannot start prints
+        self._start_offset = os.fstat(fd).st_size
+        try:
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
+                stdout=fd,
+                stderr=fd,
                 env=self.environ,
                 start_new_session=True,
             )
+        finally:
+            os.close(fd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -91,17 +99,32 @@ class ProxyProcess:
                 return
             time.sleep(0.05)
         self.stop()
+        cause, hint = self._cause()
         raise RunError(
-            f"the proxy for {self.config_path} did not become healthy on 127.0.0.1:{self.port}{self._tail()}",
-            f"see {self.log_path}, or run it in the foreground: cordon start --config {self.config_path}",
+            f"the proxy for {self.config_path} did not become healthy on 127.0.0.1:{self.port}"
+            + (f": {cause}" if cause else ""),
+            hint or f"see {self.log_path} (cordon logs), or run it in the foreground: "
+            f"cordon start --config {shlex.quote(str(self.config_path))}",
         )
 
-    def _tail(self) -> str:
+    def _cause(self) -> tuple[str | None, str | None]:
+        """What this start wrote to the log: its first ``cordon: …`` error (the cause, not the last line) and
+        its ``hint:`` line."""
         try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            with open(self.log_path, "rb") as handle:
+                handle.seek(getattr(self, "_start_offset", 0))
+                lines = handle.read(1 << 20).decode("utf-8", "replace").splitlines()
         except OSError:
-            return ""
-        return f" (last log line: {lines[-1]})" if lines else ""
+            return None, None
+        causes = [line.removeprefix("cordon: ") for line in lines if line.startswith("cordon: ")]
+        hints = [line.removeprefix("hint: ") for line in lines if line.startswith("hint: ")]
+        if not causes:
+            errors = [line for line in lines if " ERROR " in line or " WARN " in line]
+            causes = errors[-1:] or lines[-1:]
+        cause = causes[0] if causes else None
+        if cause is not None and len(causes) > 1:
+            cause += f" (and {len(causes) - 1} more in {self.log_path})"
+        return cause, (hints[0] if hints else None)
 
     def stop(self, *, timeout: float = 12.0) -> None:
         """SIGTERM, wait (bounded: the proxy drains up to 10 s), then SIGKILL."""

@@ -47,7 +47,8 @@ def _systemd_quote(arg: str) -> str:
 
 
 def systemd_unit(argv: Sequence[str], *, description: str) -> str:
-    """A user unit running ``argv`` in the foreground, restarted on failure, logging to the journal."""
+    """A user unit running ``argv`` in the foreground, restarted on failure. The proxy logs to its
+    ``--log-file``; what it prints before it can (and its errors) also reach the journal."""
     exec_start = " ".join(_systemd_quote(a) for a in argv)
     return (
         "[Unit]\n"
@@ -83,9 +84,10 @@ def launchd_plist(label: str, argv: Sequence[str], *, log_path: Path) -> bytes:
     )
 
 
-def start_argv(cordon: Sequence[str], config_path: Path) -> list[str]:
-    """``<abs cordon> start --config <abs cordon.toml>``."""
-    return [*cordon, "start", "--config", str(config_path)]
+def start_argv(cordon: Sequence[str], config_path: Path, log_path: Path | None = None) -> list[str]:
+    """``<abs cordon> start --config <abs cordon.toml> [--log-file <abs log>]``."""
+    argv = [*cordon, "start", "--config", str(config_path)]
+    return [*argv, "--log-file", str(log_path)] if log_path is not None else argv
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,11 +182,14 @@ class ServiceManager:
         return config_home / "systemd" / "user" / self.unit_name(name)
 
     def log_path(self, name: str | None = None) -> Path:
-        return self.home / "Library" / "Logs" / "cordon" / f"{service_name(self.paths, name)}.log"
+        """The scope's log (``cordon logs`` shows it): the proxy writes it, launchd sends stray output there too."""
+        from cordon_config.scopes import default_log
+
+        return default_log(self.paths)
 
     def render(self, name: str | None = None) -> bytes:
         """The unit file or plist for this scope."""
-        argv = start_argv(self.cordon, self.paths.config_path)
+        argv = start_argv(self.cordon, self.paths.config_path, self.log_path(name))
         if self.kind == "launchd":
             return launchd_plist(self.unit_name(name), argv, log_path=self.log_path(name))
         description = f"cordon credential-injecting proxy ({self.paths.namespace}: {self.paths.config_path})"
@@ -217,6 +222,18 @@ class ServiceManager:
             self._must(["systemctl", "--user", "daemon-reload"])
             self._must(["systemctl", "--user", "enable", "--now", unit])
         return path
+
+    def restart(self, name: str | None = None) -> None:
+        """Stop and start the installed service (it re-reads cordon.toml, secrets and the CA)."""
+        path = self.unit_path(name)
+        if not path.exists():
+            raise ServiceError(f"{self.unit_name(name)} is not installed", "install it with: cordon service install")
+        self.check_available()
+        unit = self.unit_name(name)
+        if self.kind == "launchd":
+            self._must(["launchctl", "kickstart", "-k", f"gui/{self.uid}/{unit}"])
+        else:
+            self._must(["systemctl", "--user", "restart", unit])
 
     def uninstall(self, name: str | None = None) -> bool:
         """Stop and remove the service; False when it was not installed."""

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cordon_config.files import check_writable
 from cordon_config.scope import ScopePaths
 
 from cordon_setup import realkeys
@@ -16,6 +17,7 @@ from cordon_setup.envvars import env_contract
 from cordon_setup.integrations import IntegrationPlan, plan_integration, target
 from cordon_setup.plan import FileChange
 from cordon_setup.realkeys import Destination, RealKey
+from cordon_setup.rotate import rewrite_integrations
 
 DRY_RUN_TOKEN = "cordon-dry-run-token"
 
@@ -49,14 +51,15 @@ def build_context(
     integration: str,
     *,
     port: int,
-    token: str | None,
+    token: str,
     environ: Mapping[str, str],
     cwd: Path,
     cordon_cmd: str | None = None,
 ) -> SetupContext:
     """The context an integration plans from (env contract with that integration's token)."""
     facts = read_config_facts(paths)
-    env = env_contract(paths, port, token, ca_cert=facts.ca_cert if facts else None)
+    env = env_contract(paths, port, token, ca_cert=facts.ca_cert if facts else None,
+                       routed_hosts=facts.routes if facts else ())
     return SetupContext(
         paths=paths,
         port=port,
@@ -79,17 +82,25 @@ def run_setup(
     confirm: Callable[[IntegrationPlan, dict[str, str]], bool] | None = None,
     progress: Callable[[str], object] = print,
     cordon_cmd: str | None = None,
+    port: int | None = None,
+    upstream_ca_file: Path | None = None,
+    secret_ttl: float | None = None,
     move_key: Callable[[RealKey, Destination], bool] | None = None,
 ) -> SetupOutcome:
     """Base setup, then (with ``integration``) its client token and files.
 
     The integration is planned once before anything is written, so a broken agent file (invalid JSON or
-    TOML) or a symlink at one stops setup before it changes anything. ``confirm`` (TTY without ``--yes``)
-    sees the plan of existing agent files about to change and may decline. ``move_key`` (TTY, or
-    ``--move-keys``) is asked about each real provider key in those files: yes moves it into the keyring of
-    its route and writes the dummy in its place; without it (or on no) setup warns with the commands.
+    TOML), a symlink at one or a directory that cannot be written stops setup before it changes anything.
+    ``confirm`` (TTY without ``--yes``) sees the plan of existing agent files about to change and may
+    decline. ``move_key`` (TTY, or ``--move-keys``) is asked about each real provider key in those files:
+    yes moves it into the keyring of its route and writes the dummy in its place; without it (or on no)
+    setup warns with the commands. ``port``, ``upstream_ca_file`` and ``secret_ttl`` go into cordon.toml;
+    a new port is also written into the files of the scope's other integrations.
     """
     outcome = SetupOutcome(paths, integration, dry_run)
+    before = read_config_facts(paths)
+    if before is None and not dry_run:
+        check_writable(paths.config_path)  # first the file the user knows, before any agent file
     if integration is not None:
         module = target(integration)
         probe = build_context(
@@ -101,19 +112,30 @@ def run_setup(
             cwd=cwd,
             cordon_cmd=cordon_cmd,
         )
-        plan_integration(integration, probe)  # raises on an unreadable agent file
-    outcome.base = ensure_base_setup(paths, progress=progress, dry_run=dry_run)
+        for change in plan_integration(integration, probe).all_changes:  # raises on an unreadable agent file
+            if not dry_run:
+                check_writable(change.path)
+    outcome.base = ensure_base_setup(paths, progress=progress, dry_run=dry_run, port=port,
+                                     upstream_ca_file=upstream_ca_file, secret_ttl=secret_ttl)
+    facts = read_config_facts(paths)
+    if dry_run:
+        listen = _planned_port(outcome.base, facts.listen if facts is not None else DEFAULT_PORT)
+    else:
+        assert facts is not None
+        listen = facts.listen
+        if before is not None and before.listen != listen:
+            for change in rewrite_integrations(paths, None):
+                if not change.summary and change.path:
+                    progress(f"rewrote {change.path} (port {listen})")
     outcome.unapproved = unapproved_lines(paths, cwd)
     if integration is None:
         return outcome
-    facts = read_config_facts(paths)
-    port = facts.listen if facts is not None else _planned_port(outcome.base)
     token = token_value(paths, integration)
     if token is None:
         token = DRY_RUN_TOKEN if dry_run else ensure_token(paths, integration)
     outcome.masks = {token: f"<token:{integration}>"}
     ctx = build_context(
-        paths, integration, port=port, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
+        paths, integration, port=listen, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
     )
     plan = plan_integration(integration, ctx)
     outcome.masks.update(realkeys.masks(plan.real_keys))
@@ -122,7 +144,7 @@ def run_setup(
         moved = _move_keys(paths, plan.real_keys, move_key, outcome)
         if moved:
             ctx = build_context(  # the route may be new: next steps say so
-                paths, integration, port=port, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
+                paths, integration, port=listen, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
             )
             plan = plan_integration(integration, ctx, dummies=moved)
     outcome.key_warnings += _key_warnings(paths, integration, plan, cwd, moved)
@@ -194,14 +216,14 @@ def unapproved_lines(paths: ScopePaths, cwd: Path) -> list[str]:
     return refusal_lines(check_approved(config, paths), paths, flag=scope_flag(paths, cwd))
 
 
-def _planned_port(base: list[FileChange | str]) -> int:
-    """The port of the cordon.toml a dry run would scaffold."""
+def _planned_port(base: list[FileChange | str], current: int) -> int:
+    """The port of the cordon.toml a dry run would write (``current`` when it would not change it)."""
     import tomllib
 
     for item in base:
         if isinstance(item, FileChange) and item.after is not None and item.path.name.endswith(".toml"):
             return int(tomllib.loads(item.after.decode("utf-8")).get("listen", DEFAULT_PORT))
-    return DEFAULT_PORT
+    return current
 
 
 def describe(outcome: SetupOutcome) -> list[str]:

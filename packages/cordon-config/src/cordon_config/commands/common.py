@@ -11,7 +11,14 @@ from typing import Any, TextIO
 
 from cordon_config.errors import ConfigError
 from cordon_config.model import BasicAuth, Config, Route, SecretRef
-from cordon_config.scope import ScopeError, ScopePaths, scope_from_args
+from cordon_config.scope import (
+    ScopeError,
+    ScopePaths,
+    missing_config,
+    scope_from_args,
+    using_line,
+    with_scope_flag,
+)
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 RESTART = "restart the proxy (cordon start) for the change to take effect"
@@ -53,27 +60,37 @@ def colour(text: str, code: str, stream: TextIO) -> str:
 # -- shared helpers -------------------------------------------------------------------------------------------
 
 
-def scope_of(args: argparse.Namespace) -> ScopePaths:
+def scope_of(args: argparse.Namespace, *, changes: bool = False) -> ScopePaths:
+    """The scope the arguments select; a command that ``changes`` something names a cordon.toml found in a
+    parent directory on stderr (``cordon: using …``)."""
     try:
-        return scope_from_args(args)
+        paths = scope_from_args(args)
     except ScopeError as exc:
         raise UsageError(str(exc)) from None
+    line = using_line(paths) if changes else None
+    if line:
+        sys.stderr.write(line + "\n")
+    return paths
 
 
 def config_failure(exc: ConfigError) -> Failure:
     return Failure(str(exc))
 
 
-def load(args: argparse.Namespace) -> tuple[ScopePaths, Config]:
+def no_config(paths: ScopePaths) -> Failure:
+    """The one "no cordon.toml" failure (exit 1) of every command."""
+    return Failure(*missing_config(paths))
+
+
+def load(args: argparse.Namespace, *, changes: bool = False) -> tuple[ScopePaths, Config]:
     from cordon_config.errors import ConfigNotFound
     from cordon_config.parse import load_config
 
-    paths = scope_of(args)
+    paths = scope_of(args, changes=changes)
     try:
         return paths, load_config(paths.config_path)
     except ConfigNotFound:
-        raise Failure(f"no cordon.toml at {paths.config_path}", "run `cordon setup` first (or pass --config PATH)"
-                      ) from None
+        raise no_config(paths) from None
     except ConfigError as exc:
         raise config_failure(exc) from None
 
@@ -171,14 +188,18 @@ def after_routes_changed(paths: ScopePaths) -> int:
     unapproved = {entry.item.name for entry in pending if entry.item.kind == "route"}
     config = dataclasses.replace(config, routes=tuple(r for r in config.routes if r.name not in unapproved))
     failed = run_hooks(hooks, (paths, config),
-                       failure="could not update the CA for the new routes",
-                       hint="run `cordon ca generate --force` (or restart cordon, which re-issues it)")
+                       failure="could not update what depends on cordon.toml",
+                       hint=with_scope_flag("run `cordon setup` (it re-issues the CA for the routes and "
+                                            "rewrites the integration files)", paths),
+                       paths=paths)
     return FAILED if failed else OK
 
 
-def run_hooks(hooks: list[Any], args: tuple[Any, ...], *, failure: str, hint: str) -> bool:
+def run_hooks(hooks: list[Any], args: tuple[Any, ...], *, failure: str, hint: str,
+              paths: ScopePaths | None = None) -> bool:
     """Call each hook with ``args`` and print the lines it returns, indented; a hook that raises gets
-    ``cordon: FAILURE: reason`` and the hint on stderr (one line each). True when one failed."""
+    ``cordon: FAILURE: reason`` and the hint on stderr (one line each; the hook's own hint, scoped to
+    ``paths``, when it has one). True when one failed."""
     failed = False
     for hook in hooks:
         try:
@@ -187,6 +208,8 @@ def run_hooks(hooks: list[Any], args: tuple[Any, ...], *, failure: str, hint: st
         except Exception as exc:
             sys.stderr.write(f"cordon: {failure}: {' '.join(str(exc).split())[:200]}\n")
             own = getattr(exc, "hint", None)  # e.g. cordon-ca's "chmod 600 …": what actually fixes it
+            if isinstance(own, str) and own and paths is not None:
+                own = with_scope_flag(own, paths)
             sys.stderr.write(f"hint: {own if isinstance(own, str) and own else hint}\n")
             failed = True
     return failed

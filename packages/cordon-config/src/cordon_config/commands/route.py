@@ -18,7 +18,6 @@ from cordon_config.commands.common import (
     RESTART,
     ROUTE_FLAGS,
     SOURCES,
-    Failure,
     UsageError,
     after_routes_changed,
     describe_auth,
@@ -27,6 +26,7 @@ from cordon_config.commands.common import (
     find_route,
     is_tty,
     load,
+    no_config,
     print_json,
     route_json,
     scope_of,
@@ -289,12 +289,12 @@ def _unapproved_routes(config: Config, paths: ScopePaths) -> dict[str, str]:
 def _route_add(args: argparse.Namespace) -> int:
     from cordon_config.edit import RouteExists, add_route
 
-    paths = scope_of(args)
+    paths = scope_of(args, changes=True)
     wizard = not _given(args, "name", *_FIELD_FLAGS)
     if wizard and not is_tty(sys.stdin):
         raise UsageError(f"route add needs flags when stdin is not a terminal: {ROUTE_FLAGS}")
     if not paths.config_path.exists():
-        raise Failure(f"no cordon.toml at {paths.config_path}", "run `cordon setup` first (or pass --config PATH)")
+        raise no_config(paths)
     route = _wizard(paths) if wizard else _route_from_args(args)
     try:
         config = add_route(paths.config_path, route)
@@ -313,16 +313,28 @@ def _route_add(args: argparse.Namespace) -> int:
 
             stored = store_secret(route) == OK
         if not stored:
-            print(f"next: store the secret with `cordon secret set {route.name}`")
+            print(f"next: store the secret with `cordon secret set {route.name}{paths.flag}`")
     status = after_routes_changed(paths)
+    warn_bypass(route.host)
     print(RESTART)
     return status
+
+
+def warn_bypass(host: str) -> None:
+    """Warn when this shell's NO_PROXY would send clients started from it straight to a routed host."""
+    from cordon_config.noproxy import bypassing
+
+    for name, value, _ in bypassing(os.environ, [host])[:1]:
+        sys.stderr.write(f"cordon: warning: {name}={value} in this shell sends requests for {host} around cordon "
+                         "(the route never sees them)\n")
+        sys.stderr.write(f'hint: eval "$(cordon env)" again (its NO_PROXY leaves routed hosts out), or remove '
+                         f"{host} from {name}\n")
 
 
 def _route_edit(args: argparse.Namespace) -> int:
     from cordon_config.edit import RouteExists, edit_route
 
-    paths, config = load(args)
+    paths, config = load(args, changes=True)
     before = find_route(config, args.name)
     if not _given(args, "new_name", *_FIELD_FLAGS):
         raise UsageError("nothing to change: give the fields to change", f"flags: {ROUTE_FLAGS}")
@@ -373,7 +385,7 @@ def _route_changes(before: Route, after: Route) -> list[str]:
 def _route_remove(args: argparse.Namespace) -> int:
     from cordon_config.edit import remove_route
 
-    paths, config = load(args)
+    paths, config = load(args, changes=True)
     route = find_route(config, args.name)
     if not args.yes:
         if not is_tty(sys.stdin):
@@ -389,11 +401,41 @@ def _route_remove(args: argparse.Namespace) -> int:
     record(paths, config, route_item(removed), None)
     print(f"removed route {route.name} ({route.host}) from {paths.config_path}")
     if route.secret.source == "keyring":
-        print(f"its keyring secret is kept; delete it with `cordon secret delete {route.name}` before removing, "
-              "or with your keyring tool")
+        delete = args.delete_secret if args.delete_secret is not None else (False if args.yes else None)
+        _after_keyring_route_removed(route, config, paths, delete=delete)
     status = after_routes_changed(paths)
     print(RESTART)
     return status
+
+
+def _after_keyring_route_removed(route: Route, config: Config, paths: ScopePaths, *, delete: bool | None) -> None:
+    """Say what became of the removed route's keyring entry, and delete it when asked (``--delete-secret``, or
+    yes at the prompt): only when one is stored and no other route reads the same entry."""
+    from cordon_config.commands.secret import delete_keyring_entry, keyring_entry_exists
+
+    service, account = route.secret.fields.get("service", "cordon"), route.secret.fields["account"]
+    entry = f"service {service}, account {account}"
+    sharing = [other.name for other in config.routes if other.name != route.name
+               and other.secret.source == "keyring" and other.secret.fields.get("service", "cordon") == service
+               and other.secret.fields["account"] == account]
+    if sharing:
+        print(f"its keyring secret ({entry}) is kept: route {sharing[0]} uses it too")
+        return
+    stored = keyring_entry_exists(service, account)
+    if stored is False:
+        print(f"no secret was stored for it in the keyring ({entry})")
+        return
+    if delete is None and stored and is_tty(sys.stdin):
+        delete = input(f"also delete its secret from the keyring ({entry})? [y/N] ").strip().lower() in ("y", "yes")
+    if delete and stored:
+        delete_keyring_entry(service, account)
+        print(f"deleted its secret from the keyring ({entry})")
+        return
+    command = f"cordon secret delete --account {shlex.quote(account)}"
+    if service != "cordon":
+        command += f" --service {shlex.quote(service)}"
+    known = "its secret is kept in the keyring" if stored else "if you stored its secret in the keyring, it is kept"
+    print(f"{known} ({entry}); delete it with: {command}")
 
 
 def _ask(prompt: str, default: str | None = None, check: Callable[[str], str | None] | None = None) -> str:

@@ -23,7 +23,7 @@ from cordon_config.scope import ScopePaths
 
 
 def _keyring_route(args: argparse.Namespace) -> tuple[Config, Route]:
-    paths, config = load(args)
+    paths, config = load(args, changes=True)
     route = find_route(config, args.name)
     if route.secret.source != "keyring":
         raise UsageError(f"route {route.name} reads its secret from {describe_secret(route.secret)}; "
@@ -93,22 +93,53 @@ def store_value(route: Route, value: str) -> None:
     print("a running proxy picks it up within secret_ttl seconds; `cordon secret check` verifies it")
 
 
-def run_secret(args: argparse.Namespace) -> int:
-    if args.action == "check":
-        return _secret_check(args)
+def keyring_entry_exists(service: str, account: str) -> bool | None:
+    """Whether the keyring holds an entry (None: the keyring cannot be asked here)."""
+    try:
+        import keyring
+
+        return keyring.get_password(service, account) is not None
+    except Exception:  # no backend, locked, D-Bus errors: unknown
+        return None
+
+
+def delete_keyring_entry(service: str, account: str) -> None:
+    """Delete one keyring entry; :class:`Failure` when there is none or the keyring refuses."""
     import keyring
     from keyring.errors import PasswordDeleteError
 
+    try:
+        keyring.delete_password(service, account)
+    except PasswordDeleteError:
+        raise Failure(f"no secret stored in the keyring for service {service}, account {account}") from None
+    except Exception as exc:  # KeyringError, NoKeyringError, backend-specific (D-Bus) errors
+        raise _keyring_failure(exc, "delete the secret") from None
+
+
+def run_secret(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        return _secret_check(args)
+    if args.action == "delete" and (args.name is None) == (args.account is None):
+        raise UsageError("give a route NAME or --account (for an entry no route uses any more), not both",
+                         "e.g. cordon secret delete openai")
+    if args.action == "delete" and args.account is not None:
+        service = args.service or "cordon"
+        delete_keyring_entry(service, args.account)
+        print(f"deleted the keyring entry (service {service}, account {args.account})")
+        return OK
+    if getattr(args, "service", None) is not None:
+        raise UsageError("--service goes with --account")
     _, route = _keyring_route(args)
     service, account = route.secret.fields.get("service", "cordon"), route.secret.fields["account"]
     if args.action == "set":
         return store_secret(route)
     try:
-        keyring.delete_password(service, account)
-    except PasswordDeleteError:
-        raise Failure(f"no secret stored for route {route.name} (service {service}, account {account})") from None
-    except Exception as exc:  # KeyringError, NoKeyringError, backend-specific (D-Bus) errors
-        raise _keyring_failure(exc, "delete the secret") from None
+        delete_keyring_entry(service, account)
+    except Failure as exc:
+        if "no secret stored" in str(exc):
+            raise Failure(f"no secret stored for route {route.name} (service {service}, account {account})"
+                          ) from None
+        raise
     print(f"deleted the secret of route {route.name} from the keyring (service {service}, account {account})")
     return OK
 
@@ -144,12 +175,14 @@ def _secret_check(args: argparse.Namespace) -> int:
     elif not routes:
         print(f"no routes in {config.path}")
     else:
+        width = max(len(route.name) for route in routes)
         for result, route in zip(results, routes, strict=True):
             where = describe_secret(route.secret)
+            name = route.name.ljust(width)
             if result["ok"]:
-                print(f"{colour('ok', '32', sys.stdout)}      {route.name}  ({where})")
+                print(f"{colour('ok', '32', sys.stdout)}      {name}  ({where})")
             else:
-                print(f"{colour('failed', '31', sys.stdout)}  {route.name}  ({where}): {result['reason']}")
+                print(f"{colour('failed', '31', sys.stdout)}  {name}  ({where}): {result['reason']}")
                 if result["hint"]:
                     print(f"        hint: {result['hint']}")
     return FAILED if failed else OK

@@ -22,7 +22,7 @@ from cordon_config.scope import ScopePaths
 def run_token(args: argparse.Namespace) -> int:
     from cordon_config.tokens import TokenError, TokenStore
 
-    paths = scope_of(args)
+    paths = scope_of(args, changes=args.action != "list")
     try:
         store = TokenStore.load(paths.tokens_path)
     except TokenError as exc:

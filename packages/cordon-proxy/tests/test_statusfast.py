@@ -1,0 +1,120 @@
+"""`cordon status`'s fast path says exactly what the full command says, from a cache that follows every change."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+from contextlib import redirect_stdout
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from cordon_config.scope import resolve_scope
+from cordon_proxy import statusfast
+from cordon_proxy.cli import status_main
+from cordon_proxy.statusfast import fast_status, parse_args
+from cordon_proxy.testing import ProxyProcess, approve_as_user, free_port, write_config
+
+
+@pytest.fixture(autouse=True)
+def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statusfast, "RACY_SECONDS", 0.0)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], {}),
+    (["-q"], {"quiet": "1"}),
+    (["--json", "-c", "x.toml"], {"json": "1", "config": "x.toml"}),
+    (["--scope=user", "--quiet"], {"scope": "user", "quiet": "1"}),
+])
+def test_plain_arguments_are_understood(args: list[str], expected: dict[str, str]) -> None:
+    assert parse_args(args) == expected
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-q", "--json"], ["-q", "-q"], ["--scope", "team"], ["-c"],
+                                  ["--scope", "user", "-c", "x"], ["--verbose"], ["-qc", "x"]])
+def test_anything_else_goes_to_the_full_command(args: list[str]) -> None:
+    assert parse_args(args) is None
+
+
+def full(args: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = status_main(args)
+    return code, out.getvalue()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "proj").mkdir()
+    config = write_config(tmp_path / "proj", free_port(), [])
+    resolve_scope(None, None, env=os.environ, cwd=config.parent).state_dir.mkdir(parents=True)
+    monkeypatch.chdir(config.parent)
+    return config
+
+
+def fast(args: list[str]) -> tuple[int, str] | None:
+    return fast_status(args, os.environ, os.getcwd())
+
+
+@pytest.mark.parametrize("args", [[], ["-q"], ["--json"], ["-c", "cordon.toml"]])
+def test_not_running_the_cache_gives_what_the_full_command_printed(project: Path, args: list[str]) -> None:
+    assert fast(args) is None  # nothing cached yet
+    printed = full(args)
+    assert printed[0] == 1
+    assert fast(args) == printed
+
+
+def test_running_the_same_answer_and_an_edit_makes_the_cache_stale(project: Path) -> None:
+    port = int(project.read_text().split("listen = ", 1)[1].split("\n", 1)[0])
+    approve_as_user(project, dict(os.environ))
+    with ProxyProcess(project, port, env=dict(os.environ)):
+        for args in ([], ["--json"], ["-q"]):
+            printed = full(args)
+            assert printed[0] == 0
+            assert fast(args) == printed, args
+    project.write_text(project.read_text().replace(f"listen = {port}", f"listen = {port + 1}"))
+    assert fast([]) is None  # a changed cordon.toml is never answered from the cache
+    assert f":{port + 1}\n" in full([])[1]
+
+
+def test_something_else_on_the_port_goes_to_the_full_command(project: Path) -> None:
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status": "ok", "but": "not cordon"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    full([])  # cache the port
+    port = int(project.read_text().split("listen = ", 1)[1].split("\n", 1)[0])
+    server = HTTPServer(("127.0.0.1", port), Other)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert fast(["-q"]) is None  # not the proxy's own answer: the full command decides
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_entry_point_answers_without_argparse_or_the_config_parser(project: Path) -> None:
+    full([])
+    code = ("import sys\nfrom cordon_proxy.statusfast import main\nrc = main(['-q'])\n"
+            "heavy = sorted({'argparse', 'tomllib', 'json', 'socket', 'cordon_proxy.cli', 'http.client'} "
+            "& set(sys.modules))\nsys.stderr.write(repr(heavy))\nsys.exit(rc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and done.stderr == "[]"
+
+
+def test_a_config_changed_a_moment_ago_is_not_cached(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statusfast, "RACY_SECONDS", 3600.0)
+    full([])
+    assert fast([]) is None
