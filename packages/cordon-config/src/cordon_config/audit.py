@@ -294,6 +294,7 @@ class Report:
     lines: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
+    last_mac: str = ""  # the MAC the chain ends with: note it elsewhere to prove later lines came after it
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -389,6 +390,7 @@ def verify(files: AuditFiles, key: bytes | None = None) -> Report:
         damaged = 0
         last_seq, last_mac = seq, mac
     report.last_seq = last_seq
+    report.last_mac = last_mac
     try:
         head = read_head(files, key)
     except AuditError as exc:

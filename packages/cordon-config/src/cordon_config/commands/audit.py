@@ -98,8 +98,8 @@ def _no_log(files: Any) -> bool:
 
     if log_files(files):
         return False
-    sys.stderr.write(f"cordon: no audit log in {files.state_dir} yet\n"
-                     "hint: cordon start writes it (unless [audit] enabled = false in cordon.toml)\n")
+    sys.stderr.write(f"cordon: no audit log in {files.state_dir} yet\n")
+    sys.stderr.write("hint: cordon start writes it (unless [audit] enabled = false in cordon.toml)\n")
     return True
 
 
@@ -119,19 +119,20 @@ def _verify(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"audit log verified: {report.lines} lines in {len(report.files)} file(s) ({names}), {span}, "
               "chain intact")
+        print(f"last MAC: {report.last_mac} (kept elsewhere, it proves later lines came after it)")
         return OK
     for problem in report.problems:
         sys.stderr.write(f"cordon: {problem.message}\n")
     sys.stderr.write(f"cordon: the audit log in {files.state_dir} was changed outside cordon "
-                     f"({len(report.problems)} problem(s))\n"
-                     "hint: keep a copy of the files as they are for investigation; new lines keep being chained\n")
+                     f"({len(report.problems)} problem(s))\n")
+    sys.stderr.write("hint: keep a copy of the files as they are for investigation; new lines keep being chained\n")
     return FAILED
 
 
 def _print_report_json(report: Any) -> int:
     print_json({
         "ok": report.ok, "files": [str(path) for path in report.files], "lines": report.lines,
-        "first_seq": report.first_seq, "last_seq": report.last_seq,
+        "first_seq": report.first_seq, "last_seq": report.last_seq, "last_mac": report.last_mac,
         "problems": [{"kind": p.kind, "where": p.where, "message": p.message} for p in report.problems],
         "notes": report.notes,
     })
