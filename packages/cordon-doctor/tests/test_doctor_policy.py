@@ -3,6 +3,7 @@ decoders and the audit log (whose chain it verifies)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 from cordon_config.audit import AuditFiles, ensure_key, head_text, seal
@@ -50,7 +51,11 @@ def test_routes_egress_decoders_and_audit_are_shown(project, route, capsys, monk
     line, _ = line_and_fix(out, "policy.internal")
     assert "allows POST to /v2/run; rate limit 30 requests per minute; the key is masked" in line
     assert "unrouted = \"tunnel\"" in line_and_fix(out, "policy.egress")[0]
-    assert line_and_fix(out, "policy.decoders")[0].startswith("ok")
+    decoders, fix = line_and_fix(out, "policy.decoders")
+    if all(importlib.util.find_spec(module) for module in ("brotli", "zstandard")):
+        assert decoders.startswith("ok") and "gzip, deflate, br, zstd" in decoders
+    else:  # cordon-doctor installed alone, without cordon-proxy's compression extra
+        assert decoders.startswith("warn") and fix == "fix: pip install 'cordon-proxy[compression]' (brotli, zstandard)"
     line, _ = line_and_fix(out, "policy.audit")
     assert line.startswith("ok") and "nothing written yet" in line
 
