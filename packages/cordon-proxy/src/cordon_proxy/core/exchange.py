@@ -36,7 +36,14 @@ from cordon_proxy.core.http1 import (
     write_response_head,
 )
 from cordon_proxy.core.inject import forward_request_headers, forward_response_headers
-from cordon_proxy.core.scrub import KeyForms, Scrubber, content_codings, narrow_accept_encoding, scrub_headers
+from cordon_proxy.core.scrub import (
+    KeyForms,
+    Masker,
+    Scrubber,
+    content_codings,
+    narrow_accept_encoding,
+    scrub_headers,
+)
 
 __all__ = ["IDEMPOTENT", "Exchange", "Outcome", "host_value", "is_websocket"]
 
@@ -108,7 +115,7 @@ class Exchange:
         self.error: tuple[str, str] = ("", "")
         self.leftover = b""
         self.patterns: KeyForms | None = None  # the forms of the key to scrub from the response (None: no scrub)
-        self.scrubber: Scrubber | None = None  # the response body's scrubber
+        self.scrubber: Masker | Scrubber | None = None  # the response body's (a Masker unless compressed)
 
     # -- to the upstream -------------------------------------------------------------------------------
     def open_command(self, *, fresh: bool = False) -> cmd.OpenUpstream:
@@ -133,10 +140,13 @@ class Exchange:
         )
         if websocket:
             headers.insert(-1, (b"Connection", b"Upgrade"))
-        if self.patterns is not None and head.lowered is not None and b"accept-encoding" in head.lowered:
-            values = [value for name, value in headers if name.lower() == b"accept-encoding"]
-            headers = [pair for pair in headers if pair[0].lower() != b"accept-encoding"]
-            headers.insert(-1, (b"Accept-Encoding", narrow_accept_encoding(values)))
+        lowered = head.lowered
+        if self.patterns is not None and lowered is not None and b"accept-encoding" in lowered:
+            # the forwarded list holds the client's own pairs: drop those by identity, add the narrowed one
+            theirs = [pair for pair, name in zip(head.headers, lowered, strict=True) if name == b"accept-encoding"]
+            drop = {id(pair) for pair in theirs}
+            headers = [pair for pair in headers if id(pair) not in drop]
+            headers.insert(-1, (b"Accept-Encoding", narrow_accept_encoding(tuple(value for _, value in theirs))))
         parser.expect(head.method)
         self.response = parser
         self.leased = True
@@ -286,9 +296,12 @@ class Exchange:
             out.append(cmd.SendClient(write_response_head(status, headers, version="1.1")))
             return True
         if self.patterns is not None and head.body != "none":
-            scrubber = self.scrubber = Scrubber(self.patterns)
-            unknown = scrubber.start(content_codings(head.values(b"content-encoding")))
-            if unknown is not None:
+            codings = content_codings(head.values(b"content-encoding"))
+            if not codings:
+                self.scrubber = Masker(self.patterns)
+            elif (unknown := (scrubber := Scrubber(self.patterns)).start(codings)) is None:
+                self.scrubber = scrubber
+            else:
                 self._broken("unscannable-response", f"upstream {self.upstream_host} answered in the content "
                              f"coding {unknown[:40]!r}, which cordon cannot scan for the key")
                 return False

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from urllib.parse import quote
 
 from cordon_config.model import BasicAuth, Route
@@ -114,6 +115,8 @@ class Masker:
     """Masks every occurrence of ``patterns`` in a stream of pieces (see the module doc)."""
 
     __slots__ = ("_starts", "count", "forms", "patterns", "tail")
+    cut = False  # a plain body is masked in place, never cut (the interface of Scrubber)
+    reason = ""
 
     def __init__(self, forms: KeyForms) -> None:
         self.forms = forms
@@ -301,7 +304,8 @@ def content_codings(values: Iterable[bytes]) -> list[str]:
     return codings
 
 
-def narrow_accept_encoding(values: list[bytes]) -> bytes:
+@lru_cache(maxsize=64)
+def narrow_accept_encoding(values: tuple[bytes, ...]) -> bytes:
     """One ``Accept-Encoding`` value listing only codings cordon can decode (``*`` spelled out; ``identity``
     when nothing is left, since no header would mean any coding)."""
     supported = available_codings()
