@@ -55,22 +55,33 @@ def test_lines_are_sealed_chained_private_and_hold_no_secret(tmp_path: Path) -> 
     assert report.ok and (report.first_seq, report.last_seq, report.lines) == (1, 4, 4)
 
 
-def test_writes_are_batched_once_per_loop_iteration(tmp_path: Path) -> None:
-    async def main() -> int:
+def test_writes_are_batched(tmp_path: Path) -> None:
+    """Lines go out together FLUSH_EVERY seconds after the first of them (one write for many requests), or at
+    once when MAX_PENDING bytes wait."""
+    from cordon_proxy import audit
+
+    async def main() -> tuple[bool, int, int]:
         log = AuditLog(tmp_path, "s", AuditConfig(), Logger(stream=io.StringIO()))
         log.batch_on(asyncio.get_running_loop())
         size = log.files.log.stat().st_size
         for n in range(50):
             log.request(record(n), 0.001)
-        unchanged = log.files.log.stat().st_size == size  # nothing written yet: one write at the end of the turn
         await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        waiting = log.files.log.stat().st_size == size  # nothing written in this loop iteration
+        await asyncio.sleep(audit.FLUSH_EVERY * 3)  # the flush timer is due before this sleep ends
         written = len(lines(log.files.log))
+        flushed = log.files.log.stat().st_size
+        n = 0
+        while log.files.log.stat().st_size == flushed:
+            log.request(record(n), 0.001)  # no await: only the MAX_PENDING threshold can write these
+            n += 1
+        pending = log.files.log.stat().st_size - flushed
         log.close()
-        assert unchanged
-        return written
+        return waiting, written, pending
 
-    assert asyncio.run(main()) == 51
+    waiting, written, pending = asyncio.run(main())
+    assert waiting and written == 51
+    assert audit.MAX_PENDING <= pending <= audit.MAX_PENDING + 1024
 
 
 def _tamper(path: Path, index: int, change: str) -> None:
