@@ -1,9 +1,10 @@
 """The proxy's side of the audit log (format, chain and verification: :mod:`cordon_config.audit`).
 
-:class:`AuditLog` seals one line per routed request and per policy decision (records whose ``decision`` the
-core set). Lines are batched: those sealed within FLUSH_EVERY seconds go out in one ``write`` (``O_APPEND``,
-the file 0600), so the log costs one system call per tenth of a second, not one per request; the head file
-is rewritten about once a second and at close.
+:class:`AuditLog` writes one sealed line per routed request and per policy decision (records whose
+``decision`` the core set). A request only notes its record and the time; the lines of the next FLUSH_EVERY
+seconds are formatted, sealed and written together (one ``write``, ``O_APPEND``, the file 0600), so the log
+costs a tight loop and one system call per tenth of a second, not work on every request's path; the head
+file is rewritten about once a second and at close.
 The log is rotated by size with the chain carried across files.
 """
 
@@ -14,7 +15,9 @@ import contextlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
+from typing import TypeAlias
 
 from cordon_config.audit import (
     HEAD_NAME,
@@ -30,15 +33,18 @@ from cordon_config.audit import (
 from cordon_config.model import AuditConfig
 
 from cordon_proxy.core.commands import RequestRecord
-from cordon_proxy.logs import Logger, utc_now
+from cordon_proxy.logs import Logger, utc_text
 
 __all__ = ["AuditLog"]
 
-#: pending lines are written at most this long after the first of them (or once MAX_PENDING bytes wait); the
-#: head file is rewritten about once a second. Under load that is one write() for hundreds of requests.
+#: what happened is noted at once (a timestamp and the record); the lines are formatted, sealed and written
+#: together at most FLUSH_EVERY seconds after the first of them (at once past MAX_PENDING of them): one tight
+#: loop and one write() for hundreds of requests under load. The head file is rewritten about once a second.
 FLUSH_EVERY = 0.1
-MAX_PENDING = 1 << 18
+MAX_PENDING = 1024
 HEAD_EVERY = 1.0
+
+Pending: TypeAlias = "tuple[float, RequestRecord | dict[str, object], float]"
 
 
 class AuditLog:
@@ -54,8 +60,7 @@ class AuditLog:
         self._seq, self._mac = self._resume()
         self._fd = -1
         self._size = 0
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        self._pending: list[Pending] = []  # (time, record or lifecycle fields, duration), in order
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._head_due = False
@@ -63,7 +68,7 @@ class AuditLog:
         self._failed = False
         self._open()
         if self._size == 0:
-            self._append({"kind": "file", "reason": "new" if self._seq == 0 else "continued"})
+            self._enqueue((time.time(), {"kind": "file", "reason": "new" if self._seq == 0 else "continued"}, 0.0))
 
     def _resume(self) -> tuple[int, str]:
         """Where the chain goes on: the later of the head and the last line of the current file."""
@@ -98,21 +103,51 @@ class AuditLog:
         self.config = config
 
     def batch_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Lines sealed on ``loop``'s thread are written once per loop iteration; None writes what is pending."""
+        """Lines noted on ``loop``'s thread are written in batches (FLUSH_EVERY); None writes what is pending."""
         self._loop = loop
         self._loop_thread = threading.get_ident() if loop is not None else 0
         self.flush()
 
-    # -- lines ------------------------------------------------------------------------------------------------
+    # -- what happened ----------------------------------------------------------------------------------------
     def request(self, record: RequestRecord, duration: float) -> None:
-        """The line for a finished routed request or policy decision, formatted here rather than by
-        ``json.dumps`` (a third of the cost): the host and path come from the client and go through
-        :func:`_js`; the route and token names, the method (an HTTP token), the decision and the error code
-        are validated names that need no escape, and the scope is encoded once."""
-        self._rotate_if_full()
+        """Note a finished routed request or policy decision (the record is not changed after it is logged)."""
+        self._enqueue((time.time(), record, duration))
+
+    def event(self, kind: str, **fields: object) -> None:
+        """Note a lifecycle event (``start``, ``stop``)."""
+        self._enqueue((time.time(), {"kind": kind, **fields}, 0.0))
+
+    def _enqueue(self, item: Pending) -> None:
+        pending = self._pending
+        pending.append(item)
+        loop = self._loop
+        if loop is not None and threading.get_ident() == self._loop_thread and not loop.is_closed():
+            if len(pending) == 1:
+                loop.call_later(FLUSH_EVERY, self.flush)
+                self._head_due = True
+                if self._head_timer is None:
+                    self._head_timer = loop.call_later(HEAD_EVERY, self._write_head_later)
+            elif len(pending) >= MAX_PENDING:
+                self.flush()
+            return
+        self.flush()
+        self._write_head()
+
+    # -- lines ------------------------------------------------------------------------------------------------
+    def _line(self, when: float, what: RequestRecord | dict[str, object], duration: float) -> bytes:
+        """The next sealed line. A request line is formatted here rather than by ``json.dumps`` (a third of
+        the cost): the host and path come from the client and go through :func:`_js`; the route and token
+        names, the method (an HTTP token), the decision and the error code are validated names, and the
+        scope is encoded once."""
         self._seq += 1
+        if type(what) is dict:
+            entry = {"seq": self._seq, "time": utc_text(when), "scope": self.scope, **what, "prev": self._mac}
+            line, self._mac = seal(self._key, entry)
+            return line
+        record = what
+        assert isinstance(record, RequestRecord)
         body = (
-            f'{{"seq":{self._seq},"time":"{utc_now()}","scope":{self._scope_json},"kind":"request",'
+            f'{{"seq":{self._seq},"time":"{utc_text(when)}","scope":{self._scope_json},"kind":"request",'
             f'"route":{_name(record.route)},"token":{_name(record.token)},"method":{_name(record.method)},'
             f'"host":{_js(record.host)},"path":{_js(record.path)},"status":{int(record.status)},'
             f'"bytes_up":{int(record.bytes_up)},"bytes_down":{int(record.bytes)},'
@@ -120,49 +155,31 @@ class AuditLog:
             f'"error":{_name(record.error)},"scrubbed":{int(record.scrubbed)},"prev":"{self._mac}"}}'
         )
         line, self._mac = seal_text(self._key, body.encode("ascii"))
-        self._queue(line)
-
-    def event(self, kind: str, **fields: object) -> None:
-        """A lifecycle line (``start``, ``stop``)."""
-        self._append({"kind": kind, **fields})
-
-    def _append(self, fields: dict[str, object]) -> None:
-        self._rotate_if_full()
-        self._seq += 1
-        entry = {"seq": self._seq, "time": utc_now(), "scope": self.scope, **fields, "prev": self._mac}
-        line, self._mac = seal(self._key, entry)
-        self._queue(line)
-
-    def _rotate_if_full(self) -> None:
-        if self._size + self._pending_bytes >= self.config.max_file_bytes and self._fd >= 0:
-            self.flush()
-            self._rotate()
-
-    def _queue(self, line: bytes) -> None:
-        """Write ``line`` with the others of the next FLUSH_EVERY seconds (at once when there is no loop)."""
-        self._pending.append(line)
-        self._pending_bytes += len(line)
-        loop = self._loop
-        if loop is not None and threading.get_ident() == self._loop_thread and not loop.is_closed():
-            if len(self._pending) == 1:
-                loop.call_later(FLUSH_EVERY, self.flush)
-            elif self._pending_bytes >= MAX_PENDING:
-                self.flush()
-            self._head_due = True
-            if self._head_timer is None:
-                self._head_timer = loop.call_later(HEAD_EVERY, self._write_head_later)
-            return
-        self.flush()
-        self._write_head()
+        return line
 
     # -- files ------------------------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write the pending lines (one write call), rotating first when the file is full."""
+        """Seal the pending lines and write them (one write call per file), rotating when the file is full."""
         if not self._pending or self._fd < 0:
             return
-        data = b"".join(self._pending)
-        self._pending = []
-        self._pending_bytes = 0
+        pending, self._pending = self._pending, []
+        out: list[bytes] = []
+        size = self._size
+        limit = self.config.max_file_bytes
+        for when, what, duration in pending:
+            if size >= limit:
+                self._write(out)
+                out = [self._rotate(when)]
+                size = self._size + len(out[0])
+            line = self._line(when, what, duration)
+            out.append(line)
+            size += len(line)
+        self._write(out)
+
+    def _write(self, lines: list[bytes]) -> None:
+        if not lines or self._fd < 0:
+            return
+        data = b"".join(lines)
         try:
             os.write(self._fd, data)
             self._size += len(data)
@@ -172,9 +189,9 @@ class AuditLog:
                 self.logger.log("error", f"audit: cannot write {self.files.log}: {exc.strerror or exc}")
             self._failed = True
 
-    def _rotate(self) -> None:
-        """``audit.log`` → ``audit.log.1`` → … (files beyond keep_files are deleted); the new file starts with
-        a ``file`` line chained to the last line of the old one."""
+    def _rotate(self, when: float) -> bytes:
+        """``audit.log`` → ``audit.log.1`` → … (files beyond keep_files are deleted); returns the new file's
+        first line, a ``file`` line chained to the last line of the old one."""
         try:
             os.close(self._fd)
             self._fd = -1
@@ -196,13 +213,9 @@ class AuditLog:
         except OSError as exc:
             self.logger.log("error", f"audit: cannot rotate {self.files.log}: {exc.strerror or exc}")
             if self._fd < 0:
-                return
-        self._seq += 1
-        entry = {"seq": self._seq, "time": utc_now(), "scope": self.scope, "kind": "file", "reason": "rotated",
-                 "prev": self._mac}
-        line, self._mac = seal(self._key, entry)
-        self._pending.append(line)
-        self._pending_bytes += len(line)
+                with contextlib.suppress(OSError):
+                    self._open()  # go on appending to whatever is there
+        return self._line(when, {"kind": "file", "reason": "rotated"}, 0.0)
 
     def _write_head_later(self) -> None:
         self._head_timer = None

@@ -16,7 +16,7 @@ from typing import TextIO
 from cordon_proxy.core.commands import RequestRecord
 from cordon_proxy.core.errors import one_line
 
-__all__ = ["LEVELS", "Logger", "utc_now"]
+__all__ = ["LEVELS", "Logger", "utc_now", "utc_text"]
 
 LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "error": 40}
 
@@ -26,7 +26,11 @@ _second: list[object] = [-1, ""]  # the last whole second formatted, and its tex
 
 def utc_now() -> str:
     """The current UTC time as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (one strftime per second)."""
-    t = time.time()
+    return utc_text(time.time())
+
+
+def utc_text(t: float) -> str:
+    """The epoch time ``t`` as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (one strftime per second)."""
     whole = int(t)
     if _second[0] != whole:
         _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))

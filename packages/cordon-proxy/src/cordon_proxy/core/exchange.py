@@ -142,11 +142,13 @@ class Exchange:
             headers.insert(-1, (b"Connection", b"Upgrade"))
         lowered = head.lowered
         if self.patterns is not None and lowered is not None and b"accept-encoding" in lowered:
-            # the forwarded list holds the client's own pairs: drop those by identity, add the narrowed one
-            theirs = [pair for pair, name in zip(head.headers, lowered, strict=True) if name == b"accept-encoding"]
-            drop = {id(pair) for pair in theirs}
-            headers = [pair for pair in headers if id(pair) not in drop]
-            headers.insert(-1, (b"Accept-Encoding", narrow_accept_encoding(tuple(value for _, value in theirs))))
+            values = tuple(head.values(b"accept-encoding"))
+            narrowed = narrow_accept_encoding(values)
+            if values != (narrowed,):  # the usual gzip/deflate/br/zstd lists are left as they are
+                # the forwarded list holds the client's own pairs: drop those by identity, add the narrowed one
+                drop = {id(pair) for pair, name in zip(head.headers, lowered, strict=True) if name == b"accept-encoding"}
+                headers = [pair for pair in headers if id(pair) not in drop]
+                headers.insert(-1, (b"Accept-Encoding", narrowed))
         parser.expect(head.method)
         self.response = parser
         self.leased = True

@@ -306,18 +306,19 @@ def content_codings(values: Iterable[bytes]) -> list[str]:
 
 @lru_cache(maxsize=64)
 def narrow_accept_encoding(values: tuple[bytes, ...]) -> bytes:
-    """One ``Accept-Encoding`` value listing only codings cordon can decode (``*`` spelled out; ``identity``
-    when nothing is left, since no header would mean any coding)."""
+    """One ``Accept-Encoding`` value listing only codings cordon can decode (``*`` spelled out as the decodable
+    codings not listed already; ``identity`` when nothing is left, since no header would mean any coding)."""
     supported = available_codings()
-    kept: list[bytes] = []
+    items: list[tuple[str, bytes, bytes]] = []  # (name, as written, params)
     for value in values:
         for item in value.split(b","):
-            item = item.strip()
-            coding, _, params = item.partition(b";")
-            name = coding.strip().lower().decode("latin-1")
-            suffix = b";" + params if params else b""
-            if name == "*":
-                kept += [c.encode() + suffix for c in sorted(supported) if c != "x-gzip"]
-            elif name in supported or name == "identity":
-                kept.append(coding.strip() + suffix)
+            coding, _, params = item.strip().partition(b";")
+            items.append((coding.strip().lower().decode("latin-1"), coding.strip(), b";" + params if params else b""))
+    listed = {name for name, _, _ in items}
+    kept: list[bytes] = []
+    for name, written, suffix in items:
+        if name == "*":
+            kept += [c.encode() + suffix for c in sorted(supported - listed) if c != "x-gzip"]
+        elif name in supported or name == "identity":
+            kept.append(written + suffix)
     return b", ".join(kept) if kept else b"identity"
