@@ -23,10 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cordon_proxy.testnet import UNROUTED_ADDRESS, private_argv
 from cordonbench import clients, loadgen, origins, peers, procs, tools
 from cordonbench.certs import make_ca, make_leaf
 from cordonbench.clients import Target
-from cordonbench.report import Metric, detail_table, replace_section, summary_table
+from cordonbench.report import FAIR_BEGIN, FAIR_END, Metric, detail_table, replace_section, summary_table
 from cordonbench.stats import fmt_num, median, percentile
 
 BENCH = Path(__file__).resolve().parent
@@ -35,8 +36,10 @@ WORK = BENCH / ".work"
 ROUTED, UNROUTED = peers.ROUTED, peers.UNROUTED
 SSE_EVENTS, SSE_INTERVAL = 50, 0.02
 IDLE_CONNS = 200
-# Test-only knob letting cordon tunnel an unrouted host to a loopback origin (SSRF policy blocks it otherwise).
-CORDON_LOOPBACK_KNOB = "CORDON_TEST_ALLOW_LOOPBACK"
+FLOOD_CONNS = 2000
+FIRST_HEAD_TIMEOUT = 5.0  # cordon's default [limits] first_head_timeout: the flood reaches steady state after it
+# Set in the re-run inside the bench's private network namespace (see `main`).
+INSIDE_ENV = "CORDON_BENCH_INSIDE_NAMESPACE"
 BARE = "cordon-bare"  # cordon with response scrubbing and the audit log off: what those two cost
 TARGETS = ("cordon", BARE, "mitmproxy", "proxy.py")
 #: the goal for scrubbing + audit (issue 19): CPU per request at most this much above cordon-bare, and
@@ -75,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     p.add_argument("--out", type=Path, default=BENCH / "RESULTS.md", help="results file (default bench/RESULTS.md)")
     p.add_argument("--no-cli", action="store_true", help="skip timing `cordon --help` / `cordon env`")
+    p.add_argument("--fair-share", action="store_true",
+                   help="only the fair-share figure (a token holder's new connection under a flood of "
+                        "unauthenticated ones); writes its own section of the results file")
+    p.add_argument("--flood", type=int, default=FLOOD_CONNS, help=f"flood connections (default {FLOOD_CONNS})")
     return p
 
 
@@ -103,8 +110,9 @@ class Bench:
             procs.stop(proc)
 
     # ---------------------------------------------------------------- setup
-    def setup(self) -> None:
-        """Tools, venvs, certificates, origins and the proxies."""
+    def install_tools(self) -> dict[str, Path]:
+        """Tools and venvs (may reach a package registry: run before entering the private namespace, where a
+        second call finds everything installed)."""
         WORK.mkdir(exist_ok=True)
         wanted = set(self.args.only.split(",")) if self.args.only else {"direct", *TARGETS}
         self.wanted = wanted
@@ -126,7 +134,12 @@ class Bench:
             except (subprocess.SubprocessError, OSError) as exc:
                 log(f"py-spy unavailable: {exc}")
                 self.pyspy = None
+        return venv_py
 
+    def setup(self) -> None:
+        """Tools, venvs, certificates, origins and the proxies."""
+        venv_py = self.install_tools()
+        wanted = self.wanted
         tools.compile_bytecode([Path(sys.executable), *venv_py.values()],
                                [ROOT / "src", *sorted((ROOT / "packages").glob("*/src"))], log)
 
@@ -135,7 +148,8 @@ class Bench:
         names = [ROUTED, UNROUTED, *peers.unseen_hosts(self.unseen_total())]
         leaf = make_leaf(self.origin_ca, certs_dir, "origin-leaf", names, ["127.0.0.1"])
         self.nginx_port, self.sse_port = procs.free_port(), procs.free_port()
-        self.procs.append(origins.start_nginx(self.bin["nginx"], WORK, self.nginx_port, leaf, self.secret))
+        self.procs.append(origins.start_nginx(self.bin["nginx"], WORK, self.nginx_port, leaf, self.secret,
+                                              also=UNROUTED_ADDRESS))
         self.procs.append(origins.start_sse(WORK, self.sse_port, leaf, SSE_EVENTS, SSE_INTERVAL))
         procs.wait_port(self.nginx_port, self.procs[0], 15, "nginx")
         procs.wait_port(self.sse_port, self.procs[1], 15, "SSE origin")
@@ -150,10 +164,10 @@ class Bench:
         starters = {
             "cordon": lambda port: peers.start_cordon(
                 WORK, port, self.origin_ca, self.secret, [ROUTED, *peers.unseen_hosts(self.unseen_total())],
-                self.proxy_core, {CORDON_LOOPBACK_KNOB: "1"}),
+                self.proxy_core, {}),
             BARE: lambda port: peers.start_cordon(
                 WORK, port, self.origin_ca, self.secret, [ROUTED, *peers.unseen_hosts(self.unseen_total())],
-                self.proxy_core, {CORDON_LOOPBACK_KNOB: "1"}, name=BARE, policy=False),
+                self.proxy_core, {}, name=BARE, policy=False),
             "mitmproxy": lambda port: peers.start_mitmproxy(
                 WORK, venv_py["mitmproxy"], port, self.origin_ca, self.secret, self.proxy_core),
             "proxy.py": lambda port: peers.start_proxypy(
@@ -278,6 +292,57 @@ class Bench:
                 conn.close()
         log(f"  {peer.name}: {IDLE_CONNS} idle connections: RSS {before:.1f} -> {after:.1f} MiB")
         return {"with_idle": after, "per_idle_conn": (after - before) * 1024 / IDLE_CONNS}
+
+    def fair_share(self) -> list[dict[str, object]]:
+        """A token holder's new CONNECT + TLS + GET /small (p50, max) against a cordon with proxy tokens on, with
+        no flood, then while ``--flood`` unauthenticated connections stay open (idle, then each looping
+        ``GET /health``; the flood reopens whatever the proxy closes). The flood is a separate process on the
+        load core."""
+        port = procs.free_port()
+        log(f"fair share: starting cordon with proxy tokens on ({self.args.flood} flood connections)")
+        peer = peers.start_cordon(WORK, port, self.origin_ca, self.secret, [ROUTED], self.proxy_core, {},
+                                  name="cordon-tokens", token="bench")
+        self.procs.append(peer.proc)
+        target = peer.target()
+        ctx = clients.client_context(target.ca_file)
+        samples = 20 if self.args.quick else 100
+        rows: list[dict[str, object]] = []
+        for mode in ("none", "idle", "health"):
+            flood = None
+            note = ""
+            if mode != "none":
+                flood = subprocess.Popen(
+                    [sys.executable, str(BENCH / "cordonbench" / "flood.py"), "--port", str(port), "--conns",
+                     str(self.args.flood), "--mode", mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                assert flood.stdout is not None
+                ready = flood.stdout.readline().strip()
+                if not ready.startswith("ready"):
+                    procs.stop(flood)
+                    raise RuntimeError(f"the flood did not start: {ready or flood.stderr.read() if flood.stderr else ''}")
+                time.sleep(FIRST_HEAD_TIMEOUT * 1.5)  # past the first-head deadline: churn at steady state
+            times: list[float] = []
+            failures = 0
+            for _ in range(samples):
+                t0 = time.perf_counter()
+                try:
+                    with clients.Connection(target, ROUTED, self.nginx_port, ctx) as conn:
+                        status, _ = conn.get("/small")
+                    if status != 200:
+                        raise clients.HTTPError(f"status {status}")
+                    times.append((time.perf_counter() - t0) * 1e3)
+                except (OSError, clients.HTTPError):
+                    failures += 1
+            if flood is not None:
+                flood.terminate()
+                out, _ = flood.communicate(timeout=30)
+                note = out.strip().splitlines()[-1] if out.strip() else ""
+            row = {"flood": mode, "p50": percentile(times, 50) if times else None,
+                   "max": max(times) if times else None, "failures": failures, "samples": samples, "note": note}
+            rows.append(row)
+            log(f"  fair share, flood={mode}: p50 {row['p50'] or 0:.2f} ms, max {row['max'] or 0:.2f} ms, "
+                f"{failures}/{samples} failed {note}")
+        procs.stop(peer.proc)
+        return rows
 
     def warmup(self, targets: list[Target]) -> None:
         """≥2 s of keep-alive load on each target before the first round; records idle RSS first."""
@@ -691,9 +756,94 @@ def cli_section(timings: dict[str, tuple[float, float]] | None, notes: list[str]
     return "\n".join(rows + [""] + [f"- {n}" for n in notes]), verdicts
 
 
+def names(args: argparse.Namespace) -> dict[str, str]:
+    """The hosts file of the bench's namespace: the routed names on loopback, the unrouted one on an address
+    cordon's SSRF policy allows (the other proxies resolve .test names themselves, to 127.0.0.1)."""
+    rounds, unseen = (1, min(args.unseen, 2)) if args.quick else (args.rounds, args.unseen)
+    table = {host: "127.0.0.1" for host in [ROUTED, *peers.unseen_hosts(max(1, rounds * unseen))]}
+    table[UNROUTED] = UNROUTED_ADDRESS
+    return table
+
+
+def run_inside_namespace(args: argparse.Namespace, argv: list[str]) -> int:
+    """Install what needs a registry, then run this bench again in a private network namespace of its own:
+    loopback only (plus one address on ``lo`` that is not loopback, where the unrouted host lives), and a
+    hosts file for the .test names. No product switch is involved and nothing can leave the machine."""
+    bench = Bench(args)
+    try:
+        bench.install_tools()
+    except (tools.ToolMissing, OSError, subprocess.SubprocessError) as exc:
+        sys.stderr.write(f"bench: {exc}\n")
+        return 1
+    WORK.mkdir(exist_ok=True)
+    try:
+        inner = private_argv([sys.executable, str(Path(__file__).resolve()), *argv], names(args), WORK / "hosts")
+    except RuntimeError as exc:
+        sys.stderr.write(f"bench: {exc}\n")
+        return 1
+    return subprocess.call(inner, env={**os.environ, INSIDE_ENV: "1"})
+
+
+def fair_share_section(rows: list[dict[str, object]], flood: int, command: str) -> str:
+    """Markdown for the fair-share figure."""
+    labels = {"none": "no flood", "idle": f"{flood:,} idle unauthenticated connections",
+              "health": f"{flood:,} unauthenticated connections looping GET /health"}
+    lines = [
+        "## Fair share of connections (bench/run.py --fair-share)",
+        "",
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `{command}`. cordon with proxy tokens on and its "
+        "default limits (`max_unauthenticated = 256`, `first_head_timeout = 5`); a token holder opens a new "
+        "connection, CONNECTs to the routed host and sends GET /small, one after the other, while a separate "
+        "process keeps the flood open (reopening whatever the proxy closes). Proxy on core 0, everything else "
+        "on core 1.",
+        "",
+        "| flood | token holder's new conn p50 (ms) | max (ms) | failed | flood process |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        p50, top = row["p50"], row["max"]
+        lines.append(f"| {labels[str(row['flood'])]} | {p50:.2f} | {top:.2f} | {row['failures']}/{row['samples']} | "
+                     f"{row['note'] or '—'} |" if p50 is not None and top is not None else
+                     f"| {labels[str(row['flood'])]} | — | — | {row['failures']}/{row['samples']} | {row['note']} |")
+    return "\n".join(lines)
+
+
+def main_fair_share(args: argparse.Namespace, command: str) -> int:
+    """``--fair-share``: nginx, one cordon with tokens, the flood; prints (and writes) the fair-share section."""
+    bench = Bench(args)
+    try:
+        bench.install_tools()
+        certs_dir = WORK / "certs"
+        bench.origin_ca = make_ca(certs_dir, "origin")
+        leaf = make_leaf(bench.origin_ca, certs_dir, "origin-leaf", [ROUTED, UNROUTED], ["127.0.0.1"])
+        bench.nginx_port = procs.free_port()
+        bench.procs.append(origins.start_nginx(bench.bin["nginx"], WORK, bench.nginx_port, leaf))
+        procs.wait_port(bench.nginx_port, bench.procs[0], 15, "nginx")
+        rows = bench.fair_share()
+    except (RuntimeError, tools.ToolMissing, OSError, subprocess.SubprocessError) as exc:
+        sys.stderr.write(f"bench: {exc}\n")
+        return 1
+    finally:
+        bench.close()
+    section = fair_share_section(rows, args.flood, command)
+    print(section)
+    if not (args.quick or args.no_write):
+        existing = args.out.read_text() if args.out.exists() else ""
+        args.out.write_text(replace_section(existing, section, FAIR_BEGIN, FAIR_END))
+        log(f"wrote {args.out}")
+    return 0 if all(row["failures"] == 0 for row in rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table; write bench/RESULTS.md unless --quick/--no-write."""
+    raw = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.fair_share:
+        args.only, args.profile = "cordon", False  # nginx, hey/curl and cordon are all it needs
+    if os.environ.get(INSIDE_ENV) != "1":
+        return run_inside_namespace(args, raw)
+    if args.fair_share:
+        return main_fair_share(args, "uv run python bench/run.py " + shlex.join(raw))
     if args.quick:
         args.rounds, args.duration = min(args.rounds, 1), min(args.duration, 2.0)
         args.warm_requests, args.new_conns = min(args.warm_requests, 200), min(args.new_conns, 50)
@@ -718,6 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics += memory_rows(memory)
         profile = bench.profile_cordon() if args.profile else None
         timings = None if args.no_cli else bench.cli_timings()
+        fair = bench.fair_share() if "cordon" in bench.peers else []
     finally:
         bench.close()
     names = [t for t in ("direct", *TARGETS) if (t == "direct" and "direct" in bench.wanted) or t in bench.peers]
@@ -737,6 +888,8 @@ def main(argv: list[str] | None = None) -> int:
         (WORK / "profile" / "summary.txt").write_text(profile)
         print("\nprofile of cordon under hey (bench/.work/profile/summary.txt):\n" + profile)
     log(f"done in {elapsed:.0f} s")
+    if fair:
+        print("\n" + fair_share_section(fair, args.flood, command))
     if args.quick or args.no_write:
         return 0
     info = machine_info()
@@ -778,7 +931,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "py-spy of cordon under `hey -c 16` (top):", "", "```", profile, "```"]
     out = args.out
     existing = out.read_text() if out.exists() else ""
-    out.write_text(replace_section(existing, "\n".join(lines)))
+    updated = replace_section(existing, "\n".join(lines))
+    if fair:
+        updated = replace_section(updated, fair_share_section(fair, args.flood, command), FAIR_BEGIN, FAIR_END)
+    out.write_text(updated)
     log(f"wrote {out}")
     return 0
 

@@ -44,6 +44,8 @@ PAGES: tuple[tuple[str, str, str, Path], ...] = (
      ROOT / "packages" / "cordon-setup"),
     ("cordon-doctor", "cordon-doctor", "diagnose a cordon setup, and the self-contained demo",
      ROOT / "packages" / "cordon-doctor"),
+    ("cordon-pg", "cordon-pg", "cordon's PostgreSQL credential listeners: check their ports and upstream servers",
+     ROOT / "packages" / "cordon-pg"),
 )
 
 FILES = (
@@ -276,7 +278,7 @@ def _umbrella_examples() -> str:
 def _tool_examples(prog: str) -> str:
     """The examples of ``<tool> --help`` (the standalone tool's own spelling)."""
     module = {"cordon-ca": "cordon_ca.cli", "cordon-config": "cordon_config.cli", "cordon-proxy": "cordon_proxy.cli",
-              "cordon-setup": "cordon_setup.cli", "cordon-doctor": "cordon_doctor.cli"}[prog]
+              "cordon-setup": "cordon_setup.cli", "cordon-doctor": "cordon_doctor.cli", "cordon-pg": "cordon_pg.cli"}[prog]
     parser = importlib.import_module(module).build_parser(prog)
     for label, body in _blocks(parser.epilog or ""):
         if label and label.lower().startswith("example"):

@@ -78,7 +78,7 @@ uv venv -q --python "$(python3 -c 'import sys; print(sys.executable)')" "$tmp/ve
 # the wheel files themselves, so no package index can supply a cordon distribution in their place
 uv pip install -q --python "$tmp/venv/bin/python" --find-links "$tmp/dist" "$tmp/dist"/*.whl
 bin="$tmp/venv/bin"
-for script in cordon cordon-ca cordon-config cordon-proxy cordon-setup cordon-doctor; do
+for script in cordon cordon-ca cordon-config cordon-proxy cordon-setup cordon-doctor cordon-pg; do
     [ -x "$bin/$script" ] || fail "script $script not installed"
 done
 [ -f "$tmp/venv/share/man/man1/cordon.1" ] || fail "share/man/man1/cordon.1 not installed in the venv"
@@ -94,7 +94,7 @@ cd "$tmp/work"
 
 step "cordon --help"
 "$bin/cordon" --help >"$tmp/help.txt"
-for cmd in setup route secret token start status ca trust doctor demo; do
+for cmd in setup route listener secret token start status ca trust doctor demo; do
     grep -q "^ *$cmd " "$tmp/help.txt" || fail "cordon --help does not list '$cmd'"
 done
 head -5 "$tmp/help.txt"

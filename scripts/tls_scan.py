@@ -6,8 +6,10 @@ What it does, all on 127.0.0.1:
 1. Ensures a throwaway sslyze venv at bench/.work/sslyze-venv (git-ignored), outside the project's
    dependencies: created with `uv venv` and `uv pip install 'sslyze>=6,<7'` when missing. Only this step
    sees the caller's environment unchanged (SSL_CERT_FILE etc. for a TLS-intercepting package mirror).
-2. Starts a real proxy against a loopback TLS upstream with `cordon_proxy.testing.running_stack`
-   (`api.test` is routed; the proxy resolves the test names to 127.0.0.1 itself).
+2. Starts a real proxy against a TLS upstream with `cordon_proxy.testing.running_stack`, both inside a
+   private network namespace of the scan's own (`cordon_proxy.testnet.PrivateNetwork`: loopback plus one
+   address the SSRF policy allows, nothing else), where sslyze and the probes run too (`api.test` is routed;
+   `other.test`, unrouted, resolves to that allowed address through the proxy's hosts file).
 3. Runs the sslyze CLI in that venv, tunnelled through the proxy (`--https_tunnel`), against
    `api.test:<upstream port>`: SSL 2/3 and TLS 1.0-1.3 cipher suites, certificate info against the cordon CA
    (`--certinfo_ca_file`), compression, renegotiation, Heartbleed, ROBOT, CCS injection, fallback SCSV,
@@ -27,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,7 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cordon_proxy.testing import running_stack
+from cordon_proxy.testing import Stack, running_stack
+from cordon_proxy.testnet import PrivateNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "bench" / ".work" / "sslyze-venv"
@@ -125,12 +127,14 @@ def ensure_sslyze() -> str:
     return version
 
 
-def run_sslyze(target: str, proxy_port: int, ca_file: Path, commands: list[str], out: Path) -> dict[str, Any]:
-    """Run the sslyze CLI through the proxy; the one server result of its JSON output."""
+def run_sslyze(target: str, stack: Stack, ca_file: Path, commands: list[str], out: Path) -> dict[str, Any]:
+    """Run the sslyze CLI through the proxy (where the stack lives); the one server result of its JSON output."""
     argv = [
         str(VENV_PYTHON), "-m", "sslyze", "--quiet", f"--json_out={out}", "--mozilla_config=disable",
-        f"--https_tunnel=http://127.0.0.1:{proxy_port}", f"--certinfo_ca_file={ca_file}", *commands, target,
+        f"--https_tunnel=http://127.0.0.1:{stack.proxy.port}", f"--certinfo_ca_file={ca_file}", *commands, target,
     ]
+    if stack.network is not None:
+        argv = stack.network.argv(argv)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=SCAN_TIMEOUT, env=_scan_env())
     except subprocess.TimeoutExpired as exc:
@@ -192,7 +196,7 @@ class Report:
             self.weak.append(f"{label}: {detail}")
 
 
-def judge_main(server: dict[str, Any], report: Report) -> None:
+def judge_main(server: dict[str, Any], cordon_ca: bytes, report: Report) -> None:
     result = server["scan_result"]
     accepted_versions = []
     for key, label, _flag in PROTOCOLS:
@@ -225,7 +229,7 @@ def judge_main(server: dict[str, Any], report: Report) -> None:
     if small:
         report.weak.append(f"small curves accepted: {', '.join(small)}")
 
-    _judge_certificate(result["certificate_info"]["result"], report)
+    _judge_certificate(result["certificate_info"]["result"], cordon_ca, report)
 
     report.line("Checks:")
     comp = result["tls_compression"]["result"]["supports_compression"]
@@ -265,7 +269,29 @@ def _host_matches(dns_names: list[str], host: str) -> bool:
     return False
 
 
-def _judge_certificate(info: dict[str, Any], report: Report) -> None:
+LEADING_DOT_EXCLUSION = "malformed DNS name constraint: ."
+
+
+def openssl_verify(chain: list[dict[str, Any]], ca_pem: bytes, host: str) -> tuple[bool, str]:
+    """``openssl verify`` of the received chain against the CA ``ca_pem`` for ``host`` (path, hostname,
+    name constraints)."""
+    with tempfile.TemporaryDirectory(prefix="cordon-tls-verify-") as tmp:
+        leaf, untrusted, ca = Path(tmp) / "leaf.pem", Path(tmp) / "chain.pem", Path(tmp) / "ca.pem"
+        ca.write_bytes(ca_pem)
+        leaf.write_text(chain[0]["as_pem"])
+        untrusted.write_text("".join(c["as_pem"] for c in chain[1:]))
+        args = ["openssl", "verify", "-CAfile", str(ca), "-verify_hostname", host, "-x509_strict"]
+        if len(chain) > 1:
+            args += ["-untrusted", str(untrusted)]
+        try:
+            done = subprocess.run([*args, str(leaf)], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"openssl verify could not run: {exc}"
+    out = (done.stdout + done.stderr).strip().replace("\n", " ")
+    return done.returncode == 0 and out.endswith(": OK"), out
+
+
+def _judge_certificate(info: dict[str, Any], cordon_ca: bytes, report: Report) -> None:
     deployments = info["certificate_deployments"]
     report.line(f"Certificate (SNI {info['hostname_used_for_server_name_indication']}, {len(deployments)} chain(s), "
                 f"chain without SNI: {'none, refused' if info['certificate_deployment_with_sni_disabled'] is None else 'served'}):")
@@ -281,8 +307,13 @@ def _judge_certificate(info: dict[str, Any], report: Report) -> None:
         supplied = [p for p in dep["path_validation_results"] if p["trust_store"]["name"] == "Supplied CA file"]
         trusted = bool(supplied) and supplied[0]["was_validation_successful"]
         error = supplied[0]["validation_error"] if supplied else "no custom CA result"
-        report.check("chain valid (cordon CA)", trusted,
-                     "yes (path + hostname, cryptography's RFC 5280 verifier)" if trusted else f"NO: {error}")
+        how = "path + hostname, cryptography's RFC 5280 verifier"
+        if not trusted and error and LEADING_DOT_EXCLUSION in error:
+            # cryptography's verifier refuses the excluded ".host" subtree that keeps subdomains out of the
+            # CA's reach (docs/tls-and-trust.md); verify path, hostname and name constraints with OpenSSL.
+            trusted, error = openssl_verify(dep["received_certificate_chain"], cordon_ca, ROUTED)
+            how = "path + hostname + name constraints, OpenSSL (cryptography rejects the .host exclusion)"
+        report.check("chain valid (cordon CA)", trusted, f"yes ({how})" if trusted else f"NO: {error}")
         report.check("hostname match (SAN)", _host_matches(dns, ROUTED), f"{ROUTED} in {dns}")
         report.check("SHA-1 in verified chain", not dep["verified_chain_has_sha1_signature"],
                      "yes" if dep["verified_chain_has_sha1_signature"] else "no")
@@ -323,11 +354,11 @@ def judge_not_routed(server: dict[str, Any], cordon_ca: Path, upstream_ca: Path,
 # -- SNI probes with Python's ssl ---------------------------------------------------------------------------
 
 
-def _handshake(proxy_port: int, connect_host: str, upstream_port: int, sni: str | None, ca: Path) -> str:
+def _handshake(stack: Stack, connect_host: str, upstream_port: int, sni: str | None, ca: Path) -> str:
     """CONNECT through the proxy, then a TLS handshake with ``sni``; 'ok <version> <cipher>' or the error."""
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.check_hostname = sni is not None
-    with socket.create_connection(("127.0.0.1", proxy_port), timeout=PROBE_TIMEOUT) as raw:
+    with stack.connect(PROBE_TIMEOUT) as raw:
         raw.sendall(f"CONNECT {connect_host}:{upstream_port} HTTP/1.1\r\n"
                     f"Host: {connect_host}:{upstream_port}\r\n\r\n".encode())
         head = b""
@@ -346,17 +377,17 @@ def _handshake(proxy_port: int, connect_host: str, upstream_port: int, sni: str 
             return f"refused: {getattr(exc, 'reason', None) or exc}"
 
 
-def probe_sni(proxy_port: int, upstream_port: int, ca: Path, report: Report) -> None:
-    good = _handshake(proxy_port, ROUTED, upstream_port, ROUTED, ca)
+def probe_sni(stack: Stack, upstream_port: int, ca: Path, report: Report) -> None:
+    good = _handshake(stack, ROUTED, upstream_port, ROUTED, ca)
     report.check("Python ssl, SNI = host", good.startswith("ok "), good)
-    missing = _handshake(proxy_port, ROUTED, upstream_port, None, ca)
+    missing = _handshake(stack, ROUTED, upstream_port, None, ca)
     report.check("no SNI", missing.startswith("refused"), missing)
-    other = _handshake(proxy_port, ROUTED, upstream_port, NOT_ROUTED, ca)
+    other = _handshake(stack, ROUTED, upstream_port, NOT_ROUTED, ca)
     report.check(f"SNI {NOT_ROUTED} != CONNECT", other.startswith("refused"), other)
 
 
-def probe_tunnel(proxy_port: int, upstream_port: int, upstream_ca: Path, report: Report) -> None:
-    got = _handshake(proxy_port, NOT_ROUTED, upstream_port, NOT_ROUTED, upstream_ca)
+def probe_tunnel(stack: Stack, upstream_port: int, upstream_ca: Path, report: Report) -> None:
+    got = _handshake(stack, NOT_ROUTED, upstream_port, NOT_ROUTED, upstream_ca)
     report.check(f"{NOT_ROUTED} vs upstream CA", got.startswith("ok "), got + " (verified against the upstream's CA)")
 
 
@@ -371,21 +402,22 @@ def scan(keep_json: Path | None) -> int:
     with tempfile.TemporaryDirectory(prefix="cordon-tls-scan-") as tmp:
         work = Path(tmp)
         _log("starting cordon proxy + loopback TLS upstream")
-        with running_stack(work, env=_scan_env()) as stack:
+        with PrivateNetwork() as network, running_stack(work, env=_scan_env(), network=network) as stack:
             proxy_port, upstream_port = stack.proxy.port, stack.upstream.port
             target = f"{ROUTED}:{upstream_port}"
             _log(f"proxy 127.0.0.1:{proxy_port}, upstream 127.0.0.1:{upstream_port}; scanning {target} via CONNECT")
             t0 = time.monotonic()
-            main = run_sslyze(target, proxy_port, stack.cordon_ca,
+            main = run_sslyze(target, stack, stack.cordon_ca,
                               [flag for _, _, flag in PROTOCOLS] + list(OTHER_COMMANDS), work / "main.json")
             main_took = time.monotonic() - t0
             _log(f"checking that {NOT_ROUTED} (not routed) is only tunnelled")
-            other = run_sslyze(f"{NOT_ROUTED}:{upstream_port}", proxy_port, stack.upstream_ca, ["--certinfo"],
+            other = run_sslyze(f"{NOT_ROUTED}:{upstream_port}", stack, stack.upstream_ca, ["--certinfo"],
                                work / "other.json")
             _log("tunnel and SNI probes with Python ssl")
             judge_not_routed(other, stack.cordon_ca, stack.upstream_ca, probes)
-            probe_tunnel(proxy_port, upstream_port, stack.upstream_ca, probes)
-            probe_sni(proxy_port, upstream_port, stack.cordon_ca, probes)
+            probe_tunnel(stack, upstream_port, stack.upstream_ca, probes)
+            probe_sni(stack, upstream_port, stack.cordon_ca, probes)
+            cordon_ca_pem = stack.cordon_ca.read_bytes()
         if keep_json is not None:
             keep_json.mkdir(parents=True, exist_ok=True)
             for name in ("main.json", "other.json"):
@@ -394,7 +426,7 @@ def scan(keep_json: Path | None) -> int:
 
     report.line(f"sslyze {version} -> {target} through cordon's CONNECT proxy 127.0.0.1:{proxy_port} "
                 f"(sslyze scan {main_took:.1f} s)")
-    judge_main(main, report)
+    judge_main(main, cordon_ca_pem, report)
     report.line("Tunnel and SNI behaviour:")
     report.lines.extend(probes.lines)
     report.weak.extend(probes.weak)

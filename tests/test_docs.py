@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 USER_DOCS = ("index.md", "getting-started.md", "configuration.md", "secrets.md", "tls-and-trust.md",
-             "troubleshooting.md")
+             "troubleshooting.md", "databases.md")
 
 
 def _load(name: str) -> ModuleType:

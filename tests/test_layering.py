@@ -18,6 +18,7 @@ ALLOWED_SIBLINGS: dict[str, set[str]] = {
     "cordon_proxy": {"cordon_ca", "cordon_config"},
     "cordon_setup": {"cordon_config", "cordon_ca"},
     "cordon_doctor": {"cordon_config", "cordon_ca", "cordon_setup"},
+    "cordon_pg": {"cordon_config", "cordon_ca", "cordon_proxy"},
 }
 # package -> third-party top-level modules it may import (beyond its siblings and the stdlib)
 ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
@@ -27,13 +28,18 @@ ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
     "cordon_proxy": {"httptools", "uvloop", "brotli", "zstandard"},  # the last two: the compression extra
     "cordon_setup": {"tomlkit"},
     "cordon_doctor": set(),
+    "cordon_pg": {"cryptography"},
 }
-# `<pkg>/testing.py` modules are helpers for tests (keyring.testing style): they may use test-only libraries
-TESTING_THIRD_PARTY = {"trustme", "pytest"}
+# `<pkg>/testing.py` (and cordon_proxy/testnet.py) are helpers for tests (keyring.testing style): they may use
+# test-only libraries
+TESTING_THIRD_PARTY = {"trustme", "pytest", "psycopg", "asyncpg"}
 NETWORK_MODULES = {"socket", "ssl", "asyncio", "http"}
-# the one cordon-config module allowed a socket: probing 127.0.0.1 for a free port (no traffic leaves the host)
-CONFIG_SOCKET_MODULES = {"ports.py"}
+# the cordon-config modules allowed a socket, for 127.0.0.1 only (no traffic leaves the host): probing for a free
+# port, and asking the scope's proxy on its port to prove its identity
+CONFIG_SOCKET_MODULES = {"ports.py", "identity.py"}
 SANS_IO_FORBIDDEN = {"asyncio", "socket", "ssl", "time", "os", "selectors", "subprocess"}
+# cordon-pg's protocol logic (codec, SCRAM, the handshake state machine) is sans-IO like cordon_proxy.core
+PG_SANS_IO = {"protocol.py", "scram.py", "session.py", "events.py"}
 
 
 def _sources() -> list[tuple[str, Path]]:
@@ -81,12 +87,23 @@ def test_imports_respect_the_layering(package: str, path: Path) -> None:
                 pytest.fail(f"{rel}: cordon-config never touches the network (imports {name})")
             if "/core/" in rel and package == "cordon_proxy" and top in SANS_IO_FORBIDDEN:
                 pytest.fail(f"{rel}: cordon_proxy.core is sans-IO and may not import {name}")
+            if package == "cordon_pg" and path.name in PG_SANS_IO and top in SANS_IO_FORBIDDEN:
+                pytest.fail(f"{rel}: cordon-pg's protocol modules are sans-IO and may not import {name}")
             continue
         if top.startswith("cordon"):
             assert top in ALLOWED_SIBLINGS[package], f"{rel}: {package} may not import {top}"
             if package == "cordon_ca":
                 assert path.name == "cli.py", f"{rel}: only cordon_ca/cli.py may import {top}"
+            if package == "cordon_pg" and path.name in PG_SANS_IO:
+                assert top != "cordon_proxy", f"{rel}: cordon-pg's sans-IO modules import no proxy code"
             continue
-        if path.name == "testing.py" and top in TESTING_THIRD_PARTY:
+        if path.name in ("testing.py", "testnet.py") and top in TESTING_THIRD_PARTY:
             continue
         assert top in ALLOWED_THIRD_PARTY[package], f"{rel}: {package} may not import third-party {top}"
+
+
+def test_cordon_proxy_finds_listener_runners_only_through_entry_points() -> None:
+    """cordon start serves cordon-pg's listeners without importing cordon-pg (entry-point group cordon.listeners)."""
+    for package, path in SOURCES:
+        if package == "cordon_proxy":
+            assert not any(name.split(".")[0] == "cordon_pg" for name in _imports(path)), path

@@ -199,7 +199,7 @@ def test_help_about_help_and_help_for_a_subcommand() -> None:
 
 @pytest.mark.parametrize(("argv", "expected"), [
     (["rout"], "cordon: unknown command 'rout'. Did you mean 'cordon route'?"),
-    (["stop"], "cordon: unknown command 'stop'. Run 'cordon --help' for the list."),  # not a typo of setup
+    (["halt"], "cordon: unknown command 'halt'. Run 'cordon --help' for the list."),  # not a typo of anything
     (["--hepl"], "cordon: unknown option '--hepl'. Did you mean '--help'? Run 'cordon --help'."),
     (["route", "lst"], "did you mean 'list'?"),
     (["route", "add", "--nmae", "x"], "did you mean --name?"),

@@ -22,6 +22,7 @@ class Target:
     name: str
     proxy: tuple[str, int] | None
     ca_file: str  # the CA the client trusts for the TLS leg it sees (origin CA or the proxy's CA)
+    proxy_authorization: str | None = None  # sent with CONNECT (a proxy token)
 
 
 class HTTPError(RuntimeError):
@@ -56,7 +57,8 @@ def open_tunnel(target: Target, host: str, port: int) -> tuple[socket.socket, by
         return sock, bytearray()
     sock = socket.create_connection(target.proxy, timeout=TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    auth = f"Proxy-Authorization: {target.proxy_authorization}\r\n" if target.proxy_authorization else ""
+    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n".encode())
     buf = bytearray()
     head = _read_head(sock, buf)
     if not head.split(b" ", 2)[1].startswith(b"2"):

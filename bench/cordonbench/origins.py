@@ -36,7 +36,7 @@ http {{
         "Bearer dummy-key" "dummy";
     }}
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{port} ssl;{also}
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -71,14 +71,18 @@ def prepare_www(www: Path) -> None:
                 fh.write(block)
 
 
-def start_nginx(nginx: str, work: Path, port: int, leaf: CertFiles, secret: str) -> subprocess.Popen:
+def start_nginx(nginx: str, work: Path, port: int, leaf: CertFiles, secret: str, *, also: str | None = None
+                ) -> subprocess.Popen:
     """Start nginx in the foreground (one process, inherits the caller's CPU pinning); ``secret`` is what
-    ``/injected`` recognises (URL-safe characters only)."""
+    ``/injected`` recognises (URL-safe characters only); ``also``: a second address to listen on (the bench
+    namespace's unrouted address)."""
     www = work / "www"
     prepare_www(www)
     (work / "nginx-tmp").mkdir(exist_ok=True)
     conf = work / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(work=work, port=port, cert=leaf.cert, key=leaf.key, www=www, secret=secret))
+    extra = f"\n        listen {also}:{port} ssl;" if also else ""
+    conf.write_text(NGINX_CONF.format(work=work, port=port, cert=leaf.cert, key=leaf.key, www=www, also=extra,
+                                      secret=secret))
     log = (work / "nginx-stderr.log").open("wb")
     try:
         return subprocess.Popen([nginx, "-p", str(work), "-e", str(work / "nginx-error.log"), "-c", str(conf)],

@@ -31,10 +31,11 @@ class Peer:
     ca_file: str
     version: str
     notes: list[str] = field(default_factory=list)
+    proxy_authorization: str | None = None
 
     def target(self) -> Target:
         """The client's view of this peer."""
-        return Target(self.name, ("127.0.0.1", self.port), self.ca_file)
+        return Target(self.name, ("127.0.0.1", self.port), self.ca_file, self.proxy_authorization)
 
 
 def unseen_hosts(n: int) -> list[str]:
@@ -81,21 +82,32 @@ def cordon_toml(port: int, ca_dir: Path, upstream_ca: Path, hosts: list[str], *,
 
 
 def start_cordon(work: Path, port: int, origin_ca: CertFiles, secret: str, hosts: list[str],
-                 core: int | None, extra_env: dict[str, str], *, name: str = "cordon", policy: bool = True) -> Peer:
-    """``python -m cordon_proxy start -c cordon.toml`` from the workspace interpreter (``policy`` False: with
-    scrubbing and the audit log off, as peer ``name``)."""
+                 core: int | None, extra_env: dict[str, str], *, name: str = "cordon",
+                 token: str | None = None, policy: bool = True) -> Peer:
+    """``python -m cordon_proxy start -c cordon.toml`` from the workspace interpreter, in ``work/name``; with
+    ``token``, proxy tokens are on and the peer's clients send that token (``Proxy-Authorization``);
+    ``policy`` False: response scrubbing and the audit log off (the cordon-bare target)."""
     cdir = work / name
     if cdir.exists():
         shutil.rmtree(cdir)
     (cdir / "home").mkdir(parents=True)
     toml = cdir / "cordon.toml"
     toml.write_text(cordon_toml(port, cdir, origin_ca.cert, hosts, policy=policy))
+    authorization = None
+    if token is not None:
+        import base64
+
+        from cordon_config.scope import resolve_scope
+        from cordon_config.tokens import TokenStore
+
+        scope = resolve_scope(None, toml, env={"XDG_CONFIG_HOME": str(cdir / "home" / ".config")}, cwd=cdir)
+        value = TokenStore.open(scope.tokens_path).ensure(token)
+        authorization = "Basic " + base64.b64encode(f"{scope.namespace}:{value}".encode()).decode()
     env = {
         **os.environ,
         "HOME": str(cdir / "home"),
         "XDG_CONFIG_HOME": str(cdir / "home" / ".config"),
-        "CORDON_BENCH_SECRET": secret,
-        "CORDON_TEST_RESOLVE": ",".join(f"{h}=127.0.0.1" for h in [*hosts, UNROUTED]),
+        "CORDON_BENCH_SECRET": secret,  # the names resolve through the bench namespace's hosts file
         **extra_env,
     }
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
@@ -109,7 +121,8 @@ def start_cordon(work: Path, port: int, origin_ca: CertFiles, secret: str, hosts
     loop = "uvloop" if _importable("uvloop") else "asyncio"
     what = "" if policy else ", response scrubbing and audit log off"
     return Peer(name, proc, port, str(cdir / "ca-cert.pem"),
-                f"cordon-proxy {version('cordon-proxy')} (Python {sys.version.split()[0]}, {loop} available{what})")
+                f"cordon-proxy {version('cordon-proxy')} (Python {sys.version.split()[0]}, {loop} available{what})",
+                proxy_authorization=authorization)
 
 
 def _importable(name: str) -> bool:

@@ -10,6 +10,8 @@ from cordonbench.stats import fmt_num, fmt_ratio, median, ratio, render_markdown
 PEERS = ("mitmproxy", "proxy.py")
 BEGIN = "<!-- bench/run.py: begin (generated, replaced on every run) -->"
 END = "<!-- bench/run.py: end -->"
+FAIR_BEGIN = "<!-- bench/run.py --fair-share: begin (generated, replaced on every run) -->"
+FAIR_END = "<!-- bench/run.py --fair-share: end -->"
 
 
 @dataclass
@@ -90,12 +92,13 @@ def detail_table(metrics: Sequence[Metric], targets: Sequence[str]) -> str:
     return render_markdown(headers, rows)
 
 
-def replace_section(existing: str, section: str) -> str:
-    """``existing`` with the generated section replaced (or appended at the end), other sections untouched."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
-    if BEGIN in existing and END in existing:
-        head, rest = existing.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+def replace_section(existing: str, section: str, begin: str = BEGIN, end: str = END) -> str:
+    """``existing`` with the generated section (between ``begin`` and ``end``) replaced (or appended at the
+    end), other sections untouched."""
+    block = f"{begin}\n{section.rstrip()}\n{end}\n"
+    if begin in existing and end in existing:
+        head, rest = existing.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         return head + block + (("\n" + tail) if tail else "")
     if not existing.strip():
         return "# Benchmark results\n\n" + block

@@ -6,8 +6,9 @@ Every `cordon ...` step runs as ``python -m cordon ...`` in a subprocess. Two st
   the (dummy) key; at startup it loads ``$CODEX_HOME/.env`` the way Codex does (dotenv, ``CODEX_*`` names
   dropped) and calls the OpenAI API at ``$OPENAI_BASE_URL`` through ``HTTPS_PROXY``, trusting ``SSL_CERT_FILE``;
   the shell command it launches gets ``[shell_environment_policy.set]`` from ``$CODEX_HOME/config.toml``.
-* ``api.openai.com`` is replaced by ``api.openai.test``: a local TLS upstream (cordon_proxy.testing) reached
-  through the proxy's test-only resolver override. That host name is the one deviation from the guide.
+* ``api.openai.com`` is replaced by ``api.openai.test``: a local TLS upstream (cordon_proxy.testing), which the
+  proxy reaches through the hosts file of its own mount namespace (cordon_proxy.testnet) and trusts through
+  ``[tls] upstream_ca_file``. That host name is the one deviation from the guide.
 
 The secret lives in a keyring, as in the guide, but a file-backed test keyring (cordon_config.testing) so
 the real user's keyring is never touched. Where that test keyring cannot be selected, the route uses the
@@ -32,6 +33,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 testing = pytest.importorskip("cordon_proxy.testing")
+from cordon_proxy.testnet import hosts_argv  # noqa: E402 - after the importorskip above
 
 SECRET = "sk-real-openai-key-0123456789"
 DUMMY = "dummy-replaced-by-cordon"
@@ -202,13 +204,15 @@ def test_codex_guide_end_to_end(tmp_path: Path) -> None:
 
     with testing.RecordingUpstream(hosts=(HOST,)) as upstream:
         upstream_ca = upstream.write_ca(tmp_path / "upstream-ca.pem")
-        # "Workflow" 1: cordon start (test-only: trust the local upstream, resolve its .test name to 127.0.0.1)
-        proxy_env = dict(
-            env, SSL_CERT_FILE=str(upstream_ca), CORDON_TEST_RESOLVE=f"{HOST}=127.0.0.1", **secret_env
-        )
+        # "Workflow" 1: cordon start (around it, for the test only: the local upstream's CA in upstream_ca_file,
+        # and a mount namespace whose hosts file resolves its .test name to 127.0.0.1)
+        config = project / "cordon.toml"
+        config.write_text(config.read_text().replace("[tls]\n", f'[tls]\nupstream_ca_file = "{upstream_ca}"\n', 1))
+        _cordon(project, env, "route", "approve", "--all", "--yes")  # the user approves the edit
+        proxy_env = dict(env, **secret_env)
         log = open(tmp_path / "proxy.log", "wb")  # noqa: SIM115 - closed below
         proxy = subprocess.Popen(
-            [sys.executable, "-m", "cordon", "start"],
+            hosts_argv([sys.executable, "-m", "cordon", "start"], {HOST: "127.0.0.1"}, tmp_path / "hosts"),
             cwd=project,
             env=proxy_env,
             stdin=subprocess.DEVNULL,
@@ -256,12 +260,12 @@ def test_codex_guide_end_to_end(tmp_path: Path) -> None:
 
 
 def _wait_healthy(project: Path, env: dict[str, str], proxy: subprocess.Popen[bytes], log: Path) -> None:
-    port = int(re.search(r"^listen = (\d+)", (project / "cordon.toml").read_text(), re.M).group(1))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proxy.poll() is not None:
             pytest.fail(f"cordon start exited with {proxy.returncode}:\n{log.read_text()}")
-        if testing.health_ok(port, timeout=0.5):
+        waited = subprocess.run([sys.executable, "-m", "cordon", "wait", "--timeout", "0.5"], cwd=project, env=env,
+                                capture_output=True, text=True, timeout=TIMEOUT)
+        if waited.returncode == 0:  # this project's cordon, proven by its identity key
             return
-        time.sleep(0.1)
     pytest.fail(f"cordon start not healthy within 20 s:\n{log.read_text()}")

@@ -55,14 +55,31 @@ def _health_on(sock: socket.socket, port: int) -> bytes:
     return read_head(sock)
 
 
+def _held_tunnel(stack: Stack) -> ssl.SSLSocket:
+    """A MITM'd tunnel to the routed host, kept open (a /health connection is closed after its answer)."""
+    sock = socket.create_connection(("127.0.0.1", stack.proxy.port), timeout=TIMEOUT)
+    sock.sendall(f"CONNECT api.test:{stack.upstream.port} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
+    assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+    return ssl.create_default_context(cafile=str(stack.cordon_ca)).wrap_socket(sock, server_hostname="api.test")
+
+
+def _get_in(tunnel: ssl.SSLSocket) -> bytes:
+    tunnel.sendall(b"GET /held HTTP/1.1\r\nHost: api.test\r\n\r\n")
+    head = read_head(tunnel)
+    length = int(next(v for k, _, v in (line.partition(b":") for line in head.split(b"\r\n"))
+                      if k.lower() == b"content-length"))
+    body = head.split(b"\r\n\r\n", 1)[1]
+    while len(body) < length:
+        body += tunnel.recv(65536)
+    return head
+
+
 def test_max_connections_answers_503(limited: Stack) -> None:
     port = limited.proxy.port
-    held: list[socket.socket] = []
+    held: list[ssl.SSLSocket] = []
     try:
         for _ in range(MAX_CONNECTIONS):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-            held.append(sock)
-            assert _health_on(sock, port).startswith(b"HTTP/1.1 200 ")  # accepted and kept alive
+            held.append(_held_tunnel(limited))  # accepted, handshaken and kept open
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as extra:
             with contextlib.suppress(OSError):
                 extra.sendall(_health_request(port))
@@ -73,8 +90,8 @@ def test_max_connections_answers_503(limited: Stack) -> None:
             with contextlib.suppress(ConnectionResetError):
                 while extra.recv(4096):
                     pass  # the proxy closes it (EOF reached within the timeout)
-        for sock in held:  # the held connections still work
-            assert _health_on(sock, port).startswith(b"HTTP/1.1 200 ")
+        for tunnel in held:  # the held connections still work
+            assert _get_in(tunnel).startswith(b"HTTP/1.1 200 ")
         held.pop().close()
         deadline = time.monotonic() + TIMEOUT
         while True:  # a slot frees up once the proxy has seen the close

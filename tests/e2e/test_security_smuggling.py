@@ -78,7 +78,7 @@ MAX_HEAD = 65536
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("smuggling")
-    with running_stack(directory, secrets={"CORDON_TEST_SECRET": SECRET}, allow_loopback=False) as s:
+    with running_stack(directory, secrets={"CORDON_TEST_SECRET": SECRET}) as s:
         yield s
 
 

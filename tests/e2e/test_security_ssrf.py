@@ -40,7 +40,7 @@ DISGUISED = [
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("ssrf")
-    with running_stack(directory, allow_loopback=False) as s:
+    with running_stack(directory) as s:
         yield s
 
 

@@ -1,9 +1,11 @@
 """End-to-end: proxy tokens (spec §4, SECURITY.md A.5) against the real proxy subprocess.
 
-With tokens.toml present at start: routed CONNECT / absolute-form needs a valid ``Proxy-Authorization``
-(else 407 + ``Proxy-Authenticate``, nothing reaches the upstream); unrouted traffic needs none, but a
-malformed, duplicated or invalid one is refused there too; the token's name (never its value) is logged;
-deleting tokens.toml after start does not reopen routed hosts.
+With tokens.toml present at start, all traffic needs a valid ``Proxy-Authorization`` (SECURITY.md §E rule 4:
+the proxy is no open egress for every local user): routed and unrouted CONNECT, routed and unrouted plain-HTTP
+forwarding (else 407 + ``Proxy-Authenticate``, nothing reaches the upstream); a malformed, duplicated or
+invalid one is refused everywhere; the token's name (never its value) is logged; deleting tokens.toml after
+start does not reopen anything. The stack lives in a private network namespace, where the unrouted host
+resolves to an address the SSRF policy allows.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import pytest
 from cordon_config.tokens import TokenStore
-from cordon_proxy.testing import Stack, read_head, running_stack, tokens_for
+from cordon_proxy.testing import RecordingUpstream, Stack, read_head, running_stack, tokens_for
+from cordon_proxy.testnet import PrivateNetwork
 from cordon_proxy.tokens import CHECK_EVERY
 
 pytestmark = pytest.mark.e2e
@@ -48,19 +51,20 @@ def ts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenStack]:
     store = TokenStore.open(tokens_path)
     default, codex = store.ensure("default"), store.ensure("codex")
     assert tokens_path.stat().st_mode & 0o777 == 0o600
-    with running_stack(directory, secrets={"CORDON_TEST_SECRET": SECRET}, allow_loopback=True) as s:
+    with PrivateNetwork() as network, running_stack(directory, secrets={"CORDON_TEST_SECRET": SECRET},
+                                                    network=network) as s:
         yield TokenStack(s, namespace, tokens_path, codex, default)
 
 
-def _connect(port: int, authority: str, headers: list[str]) -> tuple[bytes, socket.socket]:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+def _connect(stack: Stack, authority: str, headers: list[str]) -> tuple[bytes, socket.socket]:
+    sock = stack.connect()
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}", *headers]
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     return read_head(sock), sock
 
 
-def _connect_status(port: int, authority: str, headers: list[str]) -> bytes:
-    head, sock = _connect(port, authority, headers)
+def _connect_status(stack: Stack, authority: str, headers: list[str]) -> bytes:
+    head, sock = _connect(stack, authority, headers)
     sock.close()
     return head
 
@@ -77,13 +81,14 @@ def _routed(ts: TokenStack) -> str:
 
 def _unrouted(ts: TokenStack) -> str:
     return (
-        f"other.test:{ts.stack.upstream.port}"  # resolves to 127.0.0.1 (test override + loopback allowance)
+        f"other.test:{ts.stack.upstream.port}"  # an allowed address inside the stack's private network
     )
 
 
 def _https_get(ts: TokenStack, proxy_auth: str | None, path: str = "/tok") -> int:
     ctx = ssl.create_default_context(cafile=str(ts.stack.cordon_ca))
     conn = http.client.HTTPSConnection("127.0.0.1", ts.stack.proxy.port, context=ctx, timeout=TIMEOUT)
+    conn._create_connection = ts.stack.create_connection  # type: ignore[attr-defined]
     headers = {} if proxy_auth is None else {"Proxy-Authorization": proxy_auth}
     conn.set_tunnel("api.test", ts.stack.upstream.port, headers=headers)
     try:
@@ -101,7 +106,7 @@ def _https_get(ts: TokenStack, proxy_auth: str | None, path: str = "/tok") -> in
 
 def test_routed_without_token_is_407(ts: TokenStack) -> None:
     before = len(ts.stack.upstream.requests), ts.stack.upstream.connections
-    _assert_407(_connect_status(ts.stack.proxy.port, _routed(ts), []))
+    _assert_407(_connect_status(ts.stack, _routed(ts), []))
     assert _https_get(ts, None) == 407
     assert (len(ts.stack.upstream.requests), ts.stack.upstream.connections) == before
 
@@ -123,7 +128,7 @@ INVALID = {
 @pytest.mark.parametrize("case", sorted(INVALID))
 def test_routed_with_invalid_token_is_407(ts: TokenStack, case: str) -> None:
     value = INVALID[case](ts)
-    _assert_407(_connect_status(ts.stack.proxy.port, _routed(ts), [f"Proxy-Authorization: {value}"]))
+    _assert_407(_connect_status(ts.stack, _routed(ts), [f"Proxy-Authorization: {value}"]))
 
 
 def test_routed_with_valid_token_works_and_logs_its_name(ts: TokenStack) -> None:
@@ -148,13 +153,49 @@ def test_routed_with_valid_token_works_and_logs_its_name(ts: TokenStack) -> None
 
 def test_absolute_form_to_routed_host_needs_a_token(ts: TokenStack) -> None:
     request = f"GET http://{_routed(ts)}/x HTTP/1.1\r\nHost: {_routed(ts)}\r\n\r\n".encode()
-    with socket.create_connection(("127.0.0.1", ts.stack.proxy.port), timeout=TIMEOUT) as sock:
+    with ts.stack.connect() as sock:
         sock.sendall(request)
         _assert_407(sock.recv(65536))
 
 
-def test_unrouted_without_token_works(ts: TokenStack) -> None:
-    head, sock = _connect(ts.stack.proxy.port, _unrouted(ts), [])
+def test_unrouted_tunnel_without_token_is_407_and_reaches_nothing(ts: TokenStack) -> None:
+    before = len(ts.stack.upstream.requests), ts.stack.upstream.connections
+    _assert_407(_connect_status(ts.stack, _unrouted(ts), []))
+    assert (len(ts.stack.upstream.requests), ts.stack.upstream.connections) == before
+
+
+def test_unrouted_plain_http_without_token_is_407_and_with_one_is_forwarded(ts: TokenStack) -> None:
+    with RecordingUpstream(tls=False, network=ts.stack.network) as plain:
+        target = f"other.test:{plain.port}"
+        request = f"GET http://{target}/plain HTTP/1.1\r\nHost: {target}\r\n%s\r\n"
+        with ts.stack.connect() as sock:
+            sock.sendall((request % "").encode())
+            _assert_407(read_head(sock))
+        assert plain.requests == []
+        with ts.stack.connect() as sock:
+            sock.sendall((request % f"Proxy-Authorization: {ts.header(ts.default)}\r\nConnection: close\r\n")
+                         .encode())
+            assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+        (seen,) = plain.requests
+    assert seen.header("Proxy-Authorization") == [] and seen.header("Authorization") == []
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_unrouted_with_invalid_token_is_407(ts: TokenStack, case: str) -> None:
+    value = INVALID[case](ts)
+    _assert_407(_connect_status(ts.stack, _unrouted(ts), [f"Proxy-Authorization: {value}"]))
+
+
+def test_duplicate_token_is_407_even_unrouted_and_even_when_both_valid(ts: TokenStack) -> None:
+    valid = ts.header(ts.codex)
+    for target in (_unrouted(ts), _routed(ts)):
+        for pair in ((valid, valid), (valid, ts.header(ts.default)), (valid, "Basic junk")):
+            headers = [f"Proxy-Authorization: {pair[0]}", f"Proxy-Authorization: {pair[1]}"]
+            _assert_407(_connect_status(ts.stack, target, headers))
+
+
+def test_unrouted_with_valid_token_works_untouched(ts: TokenStack) -> None:
+    head, sock = _connect(ts.stack, _unrouted(ts), [f"Proxy-Authorization: {ts.header(ts.default)}"])
     with sock:
         assert head.startswith(b"HTTP/1.1 200 "), head
         ctx = ssl.create_default_context(cafile=str(ts.stack.upstream_ca))
@@ -164,32 +205,11 @@ def test_unrouted_without_token_works(ts: TokenStack) -> None:
     assert ts.stack.upstream.requests[-1].header("Authorization") == []  # nothing injected off-route
 
 
-@pytest.mark.parametrize("case", sorted(INVALID))
-def test_unrouted_with_invalid_token_is_407(ts: TokenStack, case: str) -> None:
-    value = INVALID[case](ts)
-    _assert_407(_connect_status(ts.stack.proxy.port, _unrouted(ts), [f"Proxy-Authorization: {value}"]))
-
-
-def test_duplicate_token_is_407_even_unrouted_and_even_when_both_valid(ts: TokenStack) -> None:
-    valid = ts.header(ts.codex)
-    for target in (_unrouted(ts), _routed(ts)):
-        for pair in ((valid, valid), (valid, ts.header(ts.default)), (valid, "Basic junk")):
-            headers = [f"Proxy-Authorization: {pair[0]}", f"Proxy-Authorization: {pair[1]}"]
-            _assert_407(_connect_status(ts.stack.proxy.port, target, headers))
-
-
-def test_unrouted_with_valid_token_works(ts: TokenStack) -> None:
-    head, sock = _connect(
-        ts.stack.proxy.port, _unrouted(ts), [f"Proxy-Authorization: {ts.header(ts.default)}"]
-    )
-    sock.close()
-    assert head.startswith(b"HTTP/1.1 200 "), head
-
-
 def test_deleting_tokens_file_does_not_reopen_routed_hosts(ts: TokenStack) -> None:
     """Last in this module: it removes tokens.toml under the running proxy."""
     ts.tokens_path.unlink()
     time.sleep(CHECK_EVERY + 0.2)  # let the proxy notice (it re-checks the file at most once per CHECK_EVERY)
-    _assert_407(_connect_status(ts.stack.proxy.port, _routed(ts), []))
+    _assert_407(_connect_status(ts.stack, _routed(ts), []))
+    _assert_407(_connect_status(ts.stack, _unrouted(ts), []))
     assert _https_get(ts, None) == 407
     assert _https_get(ts, ts.header(ts.codex)) == 200

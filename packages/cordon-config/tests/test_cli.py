@@ -267,7 +267,7 @@ def test_secret_set_from_stdin_check_delete(project: Path, fake_keyring: MemoryK
     code, out2, err2 = run(cli.secret_main, ["check"], capsys)
     assert code == 0 and out2.startswith("ok") and "openai" in out2
     code, out3, _ = run(cli.secret_main, ["check", "openai", "--json"], capsys)
-    assert json.loads(out3) == [{"route": "openai", "ok": True, "source": "keyring"}]
+    assert json.loads(out3) == [{"route": "openai", "kind": "route", "ok": True, "source": "keyring"}]
     code, out4, _ = run(cli.secret_main, ["delete", "openai"], capsys)
     assert code == 0 and ("cordon", "openai") not in fake_keyring.entries
     code, out5, err5 = run(cli.secret_main, ["delete", "openai"], capsys)

@@ -183,3 +183,38 @@ def test_mangled_configs_only_ever_raise_config_error(path: Path, tmp_path: Path
             parse_config("".join(mangled), tmp_path / "cordon.toml")
         except ConfigError as exc:
             assert exc.problems and str(exc)
+
+
+def test_listeners_model() -> None:
+    config = load_config(DATA / "valid" / "listeners.toml")
+    prod, local, replica = config.listeners
+    assert (prod.name, prod.port, prod.upstream_host, prod.upstream_port) == ("prod-db", 15432, "db.example.com", 5432)
+    assert (prod.client_tls, prod.upstream_tls, prod.auth.username) == ("accept", "verify-full", "app_user")
+    assert prod.secret.source == "1password" and prod.secret.fields["item"] == "Postgres Prod"
+    assert (local.upstream_host, local.upstream_port, local.upstream) == ("::1", 5432, "[::1]:5432")
+    assert (local.client_tls, local.upstream_tls) == ("disable", "disable")
+    assert (replica.upstream, replica.client_tls, replica.upstream_tls) == ("10.1.2.3:6432", "require", "verify-full")
+    assert replica.secret.fields["service"] == "cordon"
+    assert config.listener("replica") is replica and config.listener("openai") is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("db.example.com", ("db.example.com", 5432)),
+    ("DB.Example.COM.:6000", ("db.example.com", 6000)),
+    ("127.0.0.1:5433", ("127.0.0.1", 5433)),
+    ("[::1]", ("::1", 5432)),
+    ("[2001:DB8::1]:1", ("2001:db8::1", 1)),
+])
+def test_parse_upstream(text: str, expected: tuple[str, int]) -> None:
+    from cordon_config.parse import parse_upstream
+
+    assert parse_upstream(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", " db", "db:", "db:0", "db:x", "::1", "[::1", "[db]:1", "[::1]5432",
+                                  "tcp://db:5432", "db/x", "-bad-.example"])
+def test_parse_upstream_rejects(text: str) -> None:
+    from cordon_config.parse import parse_upstream
+
+    with pytest.raises(ValueError, match="upstream"):
+        parse_upstream(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cordon_config.identity import config_digest, ensure_key, health_answer
 from cordon_doctor.testing import doctor, line_and_fix
 
 ENV_ROUTE = ('[[routes]]\nname = "api"\n[routes.match]\nhost = "api.test"\n[routes.auth]\ntype = "header"\n'
@@ -81,38 +83,87 @@ def test_port_taken_by_something_else(project, capsys) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)
-        set_listen(project, sock.getsockname()[1])
+        port = sock.getsockname()[1]
+        set_listen(project, port)
         code, out = doctor(capsys)
     line, fix = line_and_fix(out, "port")
-    assert code == 1 and line.startswith("FAIL port: something that is not cordon listens")
-    assert fix is not None and "ss -ltnp" in fix and str(project.config_path) in fix
+    assert code == 1
+    assert line.startswith(f"FAIL port: port {port} is held by something that is not this scope's cordon "
+                           f"(pid {os.getpid()}: ")
+    assert fix is not None and str(project.config_path) in fix
 
 
-class _Health(BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
+def _health_server(answer) -> ThreadingHTTPServer:
+    """A real listener answering /health with ``answer(query)`` (a JSON document)."""
 
-    def do_GET(self) -> None:
-        body = b'{"status":"ok","version":"9.9","routes":0}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    class Health(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = json.dumps(answer(self.path.partition("?")[2])).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
-def test_port_with_healthy_cordon(project, capsys) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def test_a_squatter_answering_like_cordon_is_not_taken_for_it(project, capsys) -> None:
+    server = _health_server(lambda query: {"status": "ok", "version": "9.9", "routes": 0})
     try:
         set_listen(project, server.server_address[1])
+        code, out = doctor(capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+    line, _ = line_and_fix(out, "port")
+    assert code == 1 and line.startswith("FAIL port: port ") and "is held by something that is not this scope" in line
+
+
+def test_port_with_this_scopes_cordon_then_a_stale_config(project, capsys) -> None:
+    key = ensure_key(project)
+    digest: dict[str, str] = {}
+    server = _health_server(lambda query: health_answer(key, query, {
+        "pid": 4242, "version": "9.9", "routes": 0, "config_digest": digest["value"]}))
+    try:
+        set_listen(project, server.server_address[1])
+        digest["value"] = config_digest(project.config_path.read_bytes())
+        _code, out = doctor(capsys)
+        line, _ = line_and_fix(out, "port")
+        assert line.startswith("ok   port: cordon 9.9 (pid 4242) is running")
+        assert "proxy.config" not in out
+        project.config_path.write_text(project.config_path.read_text() + "\n# edited after the proxy started\n")
         _code, out = doctor(capsys)
     finally:
         server.shutdown()
         server.server_close()
-        thread.join(5)
-    line, _ = line_and_fix(out, "port")
-    assert line.startswith("ok   port: cordon 9.9 is running")
+    line, fix = line_and_fix(out, "proxy.config")
+    assert line.startswith("warn proxy.config: the running proxy (pid 4242) uses an older version of ")
+    assert fix is not None and "cordon reload" in fix
+
+
+def test_another_scopes_cordon_on_the_port_is_named(project, capsys, tmp_path) -> None:
+    from cordon_config.scope import resolve_scope
+    from cordon_config.scopes import record_scope
+
+    other = resolve_scope(None, tmp_path / "other" / "cordon.toml", env=dict(os.environ), cwd=tmp_path)
+    other_key = ensure_key(other)
+    record_scope(other)
+    server = _health_server(lambda query: health_answer(other_key, query, {"pid": 1}))
+    try:
+        set_listen(project, server.server_address[1])
+        code, out = doctor(capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+    line, fix = line_and_fix(out, "port")
+    assert code == 1
+    assert line == f"FAIL port: another scope's cordon ({other.config_path}) holds port {server.server_address[1]}"
+    assert fix is not None and f"cordon stop --config {other.config_path}" in fix
 
 
 # -- service ------------------------------------------------------------------------------------------------

@@ -18,13 +18,9 @@ import base64
 import contextlib
 import os
 import secrets
-import select
 import shutil
 import socket
 import ssl
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +28,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
+from cordon_config.testing import SecretService
 from cordon_proxy.testing import (
     TEST_HOSTS,
     TEST_NAMES,
@@ -41,7 +38,6 @@ from cordon_proxy.testing import (
     health_ok,
     read_head,
     status,
-    terminate,
     tokens_for,
 )
 
@@ -234,100 +230,6 @@ def _op_standin(directory: Path, store: Path, fail_flag: Path) -> Path:
     return tool
 
 
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""  # no <servicedir>: nothing is auto-activated, the only Secret Service is the one started below
-
-SET_PASSWORD = """
-import sys, time
-import keyring
-service, account, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
-value = sys.stdin.read()
-deadline = time.monotonic() + timeout
-while True:  # gnome-keyring-daemon owns org.freedesktop.secrets a moment after it starts
-    try:
-        keyring.set_password(service, account, value)
-        break
-    except Exception:
-        if time.monotonic() > deadline:
-            raise
-        time.sleep(0.1)
-assert keyring.get_password(service, account) == value
-print(type(keyring.get_keyring()).__module__)
-"""
-
-
-class SecretService:
-    """A real Secret Service: gnome-keyring (login keyring unlocked with a throwaway password) on a private
-    D-Bus session bus; HOME and XDG_DATA_HOME under ``root``. Never touches the user's keyring or bus."""
-
-    def __init__(self, root: Path) -> None:
-        self.runtime = Path(tempfile.mkdtemp(prefix="cordon-kr-"))  # short: unix socket paths are limited
-        self.procs: list[subprocess.Popen[bytes]] = []
-        home = root / "home"
-        home.mkdir(parents=True)
-        self.base_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
-            "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(root / "data"),
-            "XDG_RUNTIME_DIR": str(self.runtime),
-        }
-        try:
-            bus_config = self.runtime / "bus.conf"
-            bus_config.write_text(BUS_CONFIG.format(socket=self.runtime / "bus"), encoding="utf-8")
-            bus = self._spawn(["dbus-daemon", f"--config-file={bus_config}", "--nofork", "--print-address=1"],
-                              stdout=subprocess.PIPE)
-            assert bus.stdout is not None
-            ready, _, _ = select.select([bus.stdout], [], [], TIMEOUT)
-            self.address = bus.stdout.readline().decode().strip() if ready else ""
-            assert self.address.startswith("unix:"), "dbus-daemon printed no address"
-            keyring = self._spawn(["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
-                                  stdin=subprocess.PIPE)
-            assert keyring.stdin is not None
-            keyring.stdin.write(b"throwaway-password")
-            keyring.stdin.close()
-        except BaseException:
-            self.close()
-            raise
-
-    def _spawn(self, argv: list[str], *, stdin: int | None = None, stdout: int = subprocess.DEVNULL
-               ) -> subprocess.Popen[bytes]:
-        env = dict(self.base_env, DBUS_SESSION_BUS_ADDRESS=getattr(self, "address", ""))
-        proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL)
-        self.procs.append(proc)
-        return proc
-
-    def client_env(self) -> dict[str, str]:
-        """What a process needs to use this Secret Service through ``keyring``."""
-        return {"DBUS_SESSION_BUS_ADDRESS": self.address,
-                "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring"}
-
-    def set(self, value: str) -> None:
-        """Store ``value`` (sent on stdin, never on a command line) under KEYRING_SERVICE/KEYRING_ACCOUNT."""
-        result = subprocess.run(
-            [sys.executable, "-c", SET_PASSWORD, KEYRING_SERVICE, KEYRING_ACCOUNT, str(TIMEOUT)], input=value,
-            capture_output=True, text=True, env=dict(self.base_env, **self.client_env()), timeout=TIMEOUT + 20,
-        )
-        assert result.returncode == 0, f"storing into gnome-keyring failed: {result.stderr[-2000:]}"
-        assert result.stdout.strip() == "keyring.backends.SecretService", result.stdout
-
-    def close(self) -> None:
-        for proc in reversed(self.procs):  # gnome-keyring first, then its bus
-            terminate(proc)
-            if proc.stdout is not None:
-                proc.stdout.close()
-        shutil.rmtree(self.runtime, ignore_errors=True)
-
-
 def _slow(h, seen) -> None:  # type: ignore[no-untyped-def]
     time.sleep(1.6)  # longer than response_header_timeout
     status(200, b"late")(h, seen)
@@ -351,7 +253,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         if not KEYRING_MISSING:
             keyring = SecretService(directory / "keyring")
             stack.callback(keyring.close)
-            keyring.set(canaries.keyring)
+            keyring.set(canaries.keyring, KEYRING_SERVICE, KEYRING_ACCOUNT)
         upstream = stack.enter_context(RecordingUpstream(hosts=(*TEST_HOSTS, KEYRING_HOST, OP_HOST)))
         bad_tls = stack.enter_context(RecordingUpstream())  # a CA cordon does not trust
         upstream.handlers["/slow"] = _slow
@@ -495,7 +397,7 @@ def test_drive_every_path(run: Run) -> None:
     assert _status(answer) == 503 and b"not signed in" in answer, answer
     # the keyring entry now holds a value that is not a valid header value
     if r.keyring is not None:
-        r.keyring.set(r.canaries.keyring + "\r\nX-Evil: 1")
+        r.keyring.set(r.canaries.keyring + "\r\nX-Evil: 1", KEYRING_SERVICE, KEYRING_ACCOUNT)
         answer = _tunnel(r, KEYRING_HOST, up, _get(KEYRING_HOST, "/x"))
         assert _status(answer) == 503 and b"line break" in answer, answer
     # the file now holds a value that is not a valid header value

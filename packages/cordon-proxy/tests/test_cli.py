@@ -138,9 +138,11 @@ def test_status_and_wait_when_running(tmp_path: Path, capsys: pytest.CaptureFixt
         assert status_main(["-c", str(config), "--json"]) == 0
         out = capsys.readouterr().out.strip().splitlines()[-1]
         data = json.loads(out)
-        assert data == {"running": True, "port": port, "config": str(config), "routes": 1, "version": data["version"]}
+        assert data == {"running": True, "state": "ours", "port": port, "config": str(config), "routes": 1,
+                        "version": data["version"], "pid": proxy.proc.pid, "config_current": True,
+                        "config_digest": data["config_digest"], "held_by": None}
         assert status_main(["-c", str(config)]) == 0
-        assert f"cordon is running on 127.0.0.1:{port}" in capsys.readouterr().out
+        assert f"cordon is running on 127.0.0.1:{port} (pid {proxy.proc.pid}, " in capsys.readouterr().out
     finally:
         assert proxy.stop() == 0
     assert "no proxy tokens" in proxy.logs()  # tokens.toml absent: one warning

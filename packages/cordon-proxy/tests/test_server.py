@@ -6,6 +6,7 @@ secret fetch/cache/invalidation, aborting a broken stream, SSE pass-through, tok
 
 from __future__ import annotations
 
+import base64
 import datetime
 import http.client
 import json
@@ -65,7 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, bad_upstream: RecordingUpstr
         RouteSpec("filed", "filed.test", "", secret={"source": "file", "path": str(secret_file)}),
     ]
     extra = "[limits]\nresponse_header_timeout = 1.5"
-    with running_stack(directory, routes, {"CORDON_TEST_SECRET": SECRET}, allow_loopback=False,
+    with running_stack(directory, routes, {"CORDON_TEST_SECRET": SECRET},
                        extra_config=extra, secret_ttl=60) as s:
         s.upstream.handlers.update({
             "/die": die_mid_body, "/slow": slow, "/401": status(401, b"no"),
@@ -295,20 +296,41 @@ def test_routed_connect_needs_a_valid_token(token_stack: tuple[Stack, str]) -> N
     assert user.split(":", 1)[1] not in stack.proxy.logs()
 
 
-def test_unrouted_tunnel_rejects_a_bad_token_but_needs_none(token_stack: tuple[Stack, str]) -> None:
-    stack, _ = token_stack
+@pytest.fixture(scope="module")
+def unrouted_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str]]:
+    """A token stack inside a private network, where other.test (unrouted) resolves to an allowed address."""
+    from cordon_config.tokens import TokenStore
+    from cordon_proxy.testnet import PrivateNetwork
+
+    holder: dict[str, str] = {}
+
+    def make_tokens(config: Path) -> None:
+        path, namespace = tokens_for(config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        holder["proxy_user"] = f"{namespace}:{TokenStore.open(path).ensure('codex')}"
+
+    with PrivateNetwork() as network, running_stack(
+        tmp_path_factory.mktemp("unrouted"), before_start=make_tokens, network=network
+    ) as s:
+        yield s, holder["proxy_user"]
+
+
+def test_unrouted_tunnel_needs_a_valid_token(unrouted_stack: tuple[Stack, str]) -> None:
+    stack, user = unrouted_stack
     url = f"https://other.test:{stack.upstream.port}/u"
-    ok = curl("-x", stack.proxy_url, "--cacert", str(stack.upstream_ca), url)
+    ok = stack.curl("-x", stack.proxy_url, "-U", user, "--cacert", str(stack.upstream_ca), url)
     assert ok.returncode == 0, ok.stderr
-    bad = curl("-x", stack.proxy_url, "-U", "x:nope", "--cacert", str(stack.upstream_ca), "-o", "/dev/null",
-               "-w", "%{http_connect}", url)
-    assert bad.stdout == "407"
+    for proxy_user in (("-U", "x:nope"), ()):
+        refused = stack.curl("-x", stack.proxy_url, *proxy_user, "--cacert", str(stack.upstream_ca), "-o",
+                             "/dev/null", "-w", "%{http_connect}", url)
+        assert refused.stdout == "407"
 
 
-def test_plain_http_unrouted_is_forwarded_without_proxy_headers(token_stack: tuple[Stack, str]) -> None:
-    stack, _ = token_stack
-    with RecordingUpstream(tls=False) as plain:
-        result = curl("-x", stack.proxy_url, "-H", "Proxy-Connection: keep-alive", f"http://other.test:{plain.port}/p?q=1")
+def test_plain_http_unrouted_is_forwarded_without_proxy_headers(unrouted_stack: tuple[Stack, str]) -> None:
+    stack, user = unrouted_stack
+    with RecordingUpstream(tls=False, network=stack.network) as plain:
+        result = stack.curl("-x", stack.proxy_url, "-U", user, "-H", "Proxy-Connection: keep-alive",
+                            f"http://other.test:{plain.port}/p?q=1")
         assert result.returncode == 0, result.stderr
         (seen,) = plain.requests
     assert seen.path == "/p?q=1"
@@ -373,12 +395,11 @@ def test_chunked_upload_is_forwarded_chunked(stack: Stack) -> None:
     assert seen.header("Transfer-Encoding") == ["chunked"] and seen.header("Content-Length") == []
 
 
-def test_half_close_through_an_unrouted_tunnel(token_stack: tuple[Stack, str]) -> None:
-    stack, _ = token_stack
-    with RecordingUpstream(tls=False) as plain, socket.create_connection(
-        ("127.0.0.1", stack.proxy.port), timeout=TIMEOUT
-    ) as raw:
-        raw.sendall(f"CONNECT other.test:{plain.port} HTTP/1.1\r\n\r\n".encode())
+def test_half_close_through_an_unrouted_tunnel(unrouted_stack: tuple[Stack, str]) -> None:
+    stack, user = unrouted_stack
+    auth = "Basic " + base64.b64encode(user.encode()).decode()
+    with RecordingUpstream(tls=False, network=stack.network) as plain, stack.connect() as raw:
+        raw.sendall(f"CONNECT other.test:{plain.port} HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n".encode())
         assert raw.recv(4096).startswith(b"HTTP/1.1 200")
         raw.sendall(f"GET /half HTTP/1.1\r\nHost: other.test:{plain.port}\r\nConnection: close\r\n\r\n".encode())
         raw.shutdown(socket.SHUT_WR)  # EOF towards the upstream; the response must still come back

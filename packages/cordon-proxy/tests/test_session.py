@@ -85,14 +85,30 @@ def headers_of(head: bytes) -> list[tuple[str, str]]:
 # -- /health and origin form ------------------------------------------------------------------------------
 
 
-def test_health_answers_with_routes_and_version() -> None:
+def test_health_says_only_ok_and_closes_the_connection() -> None:
     s = session()
     out = s.handle(ev.ClientData(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n"))
-    assert kinds(out) == ["RequestStarted", "SendClient", "LogRequest"]
+    assert kinds(out) == ["RequestStarted", "SendClient", "LogRequest", "CloseClient"]
     response = sent_client(out)
-    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert response.endswith(b'{"status": "ok", "version": "9.9", "routes": 4}')
-    assert s.next_read is Read.REQUEST  # keep-alive
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nConnection: close\r\n" in response
+    assert response.endswith(b'\r\n\r\n{"status":"ok"}')  # no version, no route count
+    assert s.next_read is Read.DONE  # one answer per connection, keep-alive or not
+
+
+def test_health_answers_what_settings_health_says_for_the_query_and_400_when_it_refuses() -> None:
+    seen: list[str] = []
+
+    def health(query: str) -> dict[str, object] | None:
+        seen.append(query)
+        return None if query == "bad" else {"status": "ok", "proof": "p"}
+
+    s = session(health=health)
+    out = s.handle(ev.ClientData(b"GET /health?nonce=ab&auth=cd HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n"))
+    assert sent_client(out).endswith(b'{"status":"ok","proof":"p"}') and seen == ["nonce=ab&auth=cd"]
+    bad = session(health=health).handle(ev.ClientData(b"GET /health?bad HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n"))
+    assert status_of(bad) == 400 and b"malformed /health query" in sent_client(bad)
+    assert status_of(session().handle(ev.ClientData(
+        b"GET /health?x=1 HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n"))) == 400  # no health function: no query
 
 
 @pytest.mark.parametrize(
@@ -559,12 +575,10 @@ def test_unrouted_connect_with_one_private_address_is_403() -> None:
     assert b"destination 192.168.1.1 is not allowed (private address" in sent_client(out)
 
 
-def test_connect_to_the_proxy_itself_is_refused_even_with_loopback_allowed() -> None:
-    s = session(allow_loopback=True)
+def test_connect_to_the_proxy_itself_is_refused() -> None:
+    s = session()
     out = s.handle(ev.ClientData(b"CONNECT 127.0.0.1:6790 HTTP/1.1\r\n\r\n"))
     assert status_of(out) == 403
-    t = session(allow_loopback=True)
-    assert isinstance(t.handle(ev.ClientData(b"CONNECT 127.0.0.1:8443 HTTP/1.1\r\n\r\n"))[-1], cmd.OpenTunnel)
 
 
 @pytest.mark.parametrize("target", ["api.test", "user@api.test:443", "api.test:0", "api.test:99999", "[::1:443"])
@@ -596,8 +610,8 @@ def verifier(value: str) -> str | None:
         ("api.test:443", "Basic Zm9vOmJhcg==", 407),
         ("api.test:443", "Bearer nonsense", 407),
         ("api.test:443", TOKEN, 200),
-        ("example.test:443", None, None),  # unrouted: no token needed
-        ("example.test:443", "Basic bad", 407),  # ... but a bad one is refused
+        ("example.test:443", None, 407),  # unrouted too: tokens for all traffic
+        ("example.test:443", "Basic bad", 407),
         ("example.test:443", TOKEN, None),
     ],
 )
@@ -613,6 +627,28 @@ def test_proxy_tokens(target: str, header: str | None, expect: int | None) -> No
         assert b'Proxy-Authenticate: Basic realm="cordon"' in sent_client(out)
     else:
         assert s.token_name == "codex"
+
+
+def test_plain_http_forwarding_needs_a_token_too() -> None:
+    request = b"GET http://example.test/x HTTP/1.1\r\nHost: example.test\r\n%s\r\n"
+    out = session(verify_token=verifier).handle(ev.ClientData(request % b""))
+    assert status_of(out) == 407
+    ok = session(verify_token=verifier).handle(ev.ClientData(request % f"Proxy-Authorization: {TOKEN}\r\n".encode()))
+    assert isinstance(ok[-1], cmd.Resolve)
+
+
+def test_a_connection_whose_token_ended_is_refused_at_its_next_request_head() -> None:
+    alive = {"codex": True}
+    s = session(verify_token=verifier, token_valid=lambda name: alive[name])
+    s.handle(ev.ClientData(f"CONNECT api.test:443 HTTP/1.1\r\nProxy-Authorization: {TOKEN}\r\n\r\n".encode()))
+    s.handle(ev.ClientTLSReady(s.awaiting, "api.test"))
+    forward(s, b"GET /one HTTP/1.1\r\nHost: api.test\r\nContent-Length: 0\r\n\r\n")
+    s.handle(ev.UpstreamData(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    assert s.state is State.IDLE
+    alive["codex"] = False
+    out = s.handle(ev.ClientData(b"GET /two HTTP/1.1\r\nHost: api.test\r\n\r\n"))
+    assert status_of(out) == 407 and b"the token has ended" in sent_client(out)
+    assert not [c for c in out if isinstance(c, cmd.FetchSecret | cmd.OpenUpstream)] and s.closed
 
 
 def test_token_name_is_logged_for_requests_in_the_tunnel() -> None:

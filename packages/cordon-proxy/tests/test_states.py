@@ -106,18 +106,36 @@ def test_an_early_answer_while_the_body_comes_makes_the_edge_discard_then_close(
     assert s.closed and s.next_read is Read.DISCARD
 
 
-def _health_body(commands: list[cmd.Command]) -> bytes:
-    return b"".join(c.data for c in commands if isinstance(c, cmd.SendClient)).split(b"\r\n\r\n", 1)[1]
-
-
 def test_settings_are_swapped_at_the_next_request_head() -> None:
     ref = SettingsRef(Settings(routes=(API,), listen_port=6790, version="1"))
     s = Session(ref)
-    health = ev.ClientData(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:6790\r\n\r\n")
-    assert _health_body(s.handle(health)) == b'{"status": "ok", "version": "1", "routes": 1}'
+    unrouted = s.handle(ev.ClientData(b"CONNECT other.test:443 HTTP/1.1\r\n\r\n"))
+    assert isinstance(unrouted[-1], cmd.Resolve)  # unrouted: resolved for a tunnel
+    t = Session(ref)
     ref.swap(Settings(routes=(API, OTHER), listen_port=6790, version="2"))
     assert s.settings.version == "1"  # nothing changes before the next request
-    assert _health_body(s.handle(health)) == b'{"status": "ok", "version": "2", "routes": 2}'
+    mitm(t, "other.test")  # routed now: MITM
+    assert t.settings.version == "2"
+
+
+def test_a_tunnel_follows_its_route_through_a_reload_and_ends_with_it() -> None:
+    ref = SettingsRef(Settings(routes=(API,), listen_port=6790))
+    s = Session(ref)
+    mitm(s)
+    edited = dataclasses.replace(API, auth=HeaderAuth("X-Api-Key", None))
+    ref.swap(dataclasses.replace(ref.current, routes=(edited,)))
+    (*_, fetch) = s.handle(ev.ClientData(b"GET /a HTTP/1.1\r\nHost: api.test\r\n\r\n"))
+    assert fetch == cmd.FetchSecret(edited)  # the next request uses the route as it is now
+    s.handle(ev.SecretReady(fetch, Secret()))
+    out = s.handle(ev.UpstreamConnected(s.awaiting))  # type: ignore[arg-type]
+    sent = b"".join(c.data for c in out if isinstance(c, cmd.SendUpstream))
+    assert b"\r\nX-Api-Key: sk-state-secret\r\n" in sent and b"Authorization" not in sent
+    s.handle(ev.UpstreamData(RESPONSE))
+    ref.swap(dataclasses.replace(ref.current, routes=()))
+    out = s.handle(ev.ClientData(b"GET /b HTTP/1.1\r\nHost: api.test\r\n\r\n"))
+    response = b"".join(c.data for c in out if isinstance(c, cmd.SendClient))
+    assert response.startswith(b"HTTP/1.1 421 ") and b"no route for api.test since the last reload" in response
+    assert not [c for c in out if isinstance(c, cmd.FetchSecret)] and s.closed
 
 
 def test_a_request_in_flight_keeps_the_settings_it_started_with() -> None:

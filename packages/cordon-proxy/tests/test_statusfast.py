@@ -68,8 +68,12 @@ def test_not_running_the_cache_gives_what_the_full_command_printed(project: Path
     assert fast(args) == printed
 
 
-def test_running_the_same_answer_and_an_edit_makes_the_cache_stale(project: Path) -> None:
+def test_running_the_same_answer_and_an_edit_makes_the_cache_stale(project: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     port = int(project.read_text().split("listen = ", 1)[1].split("\n", 1)[0])
+    home = project.parent / "home"  # the proxy's (ProxyProcess): the status client must see the same scope
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     approve_as_user(project, dict(os.environ))
     with ProxyProcess(project, port, env=dict(os.environ)):
         for args in ([], ["--json"], ["-q"]):
@@ -118,3 +122,35 @@ def test_a_config_changed_a_moment_ago_is_not_cached(project: Path, monkeypatch:
     monkeypatch.setattr(statusfast, "RACY_SECONDS", 3600.0)
     full([])
     assert fast([]) is None
+
+
+def test_a_squatter_answering_like_cordon_with_a_forged_proof_goes_to_the_full_command(project: Path) -> None:
+    """The fast path trusts only a proof made with the scope's key (SECURITY.md §E rule 3)."""
+    from cordon_config.identity import ensure_key
+
+    ensure_key(resolve_scope(None, None, env=os.environ, cwd=project.parent))
+
+    class Squatter(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status":"ok","proof":"' + b"0" * 64 + b'","pid":1,"version":"9","routes":1}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    full([])  # cache the port
+    port = int(project.read_text().split("listen = ", 1)[1].split("\n", 1)[0])
+    server = HTTPServer(("127.0.0.1", port), Squatter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for args in (["-q"], [], ["--json"]):
+            assert fast(args) is None
+        code, _ = full(["-q"])
+        assert code == 1
+    finally:
+        server.shutdown()
+        server.server_close()

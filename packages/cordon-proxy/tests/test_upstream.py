@@ -1,4 +1,4 @@
-"""Upstream helpers: the verified client context, the test-only resolver override, the pool."""
+"""Upstream helpers: the verified client context (cordon's own choice of roots), the resolver, the pool."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from cordon_proxy.upstream import (
     UpstreamError,
     UpstreamPool,
     client_context,
-    resolve_overrides,
 )
 
 
@@ -31,13 +30,15 @@ def test_client_context_always_verifies_and_adds_extra_roots(tmp_path: Path) -> 
     assert extra.cert_store_stats()["x509_ca"] == plain.cert_store_stats()["x509_ca"] + 1  # added, not replaced
 
 
-def test_resolve_overrides_parsing() -> None:
-    table = resolve_overrides({"CORDON_TEST_RESOLVE": "API.test.=127.0.0.1, other.test=::1,junk"})
-    assert table == {"api.test": [ip_address("127.0.0.1")], "other.test": [ip_address("::1")]}
-    assert resolve_overrides({}) == {}
+def test_resolver_reads_nothing_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cordon_proxy.upstream as upstream
+
+    monkeypatch.setenv("CORDON_TEST_RESOLVE", "api.test=127.0.0.2")
+    assert Resolver().overrides == {}
+    assert "CORDON_TEST_RESOLVE" not in Path(upstream.__file__).read_text()
 
 
-def test_resolver_uses_literals_and_overrides_without_dns() -> None:
+def test_resolver_uses_literals_and_its_table_without_dns() -> None:
     resolver = Resolver({"api.test": [ip_address("127.0.0.2")]})
 
     async def main() -> tuple[object, object]:

@@ -101,6 +101,27 @@ def test_env_formats(project, capsys):
     assert printed == env["SSL_CERT_FILE"] and " " in printed
 
 
+def test_env_listener_prints_the_postgresql_client_side(project, capsys):
+    assert setup_main([]) == 0
+    capsys.readouterr()
+    config = project / "cordon.toml"
+    config.write_text(config.read_text() + '\n[[listeners]]\nname = "prod-db"\nport = 15432\nupstream = "db.test"\n'
+                      '[listeners.auth]\ntype = "password"\nusername = "app_user"\n[listeners.auth.secret]\n'
+                      'source = "env"\nvar = "PW"\n')
+    assert env_main(["--listener", "prod-db", "--json"]) == 0
+    env = json.loads(capsys.readouterr().out)
+    from cordon_config.scope import resolve_scope
+    from cordon_config.tokens import TokenStore
+
+    token = TokenStore.load(resolve_scope(None, None, env=os.environ, cwd=project).tokens_path).value("default")
+    assert env == {"PGHOST": "127.0.0.1", "PGPORT": "15432", "PGUSER": "app_user", "PGPASSWORD": token}
+    assert env_main(["--listener", "prod-db"]) == 0
+    assert "export PGUSER='app_user'\nexport PGPASSWORD=" in capsys.readouterr().out
+    assert env_main(["--listener", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert "no listener named 'nope'" in err and "prod-db" in err
+
+
 def test_bad_input_is_one_line_and_exit_2(project, capsys):
     with pytest.raises(SystemExit) as info:
         setup_main(["codex", "--scope", "user", "--config", "x.toml"])
@@ -124,12 +145,17 @@ def test_broken_settings_json_is_reported_cleanly(project, capsys):
 def test_run_passes_env_and_exit_code_through_an_already_healthy_proxy(project, capsys, tmp_path):
     assert setup_main([]) == 0
     capsys.readouterr()
-    # a stand-in proxy answering /health on the configured port, so `run` starts none
+    # a stand-in proxy answering /health on the configured port with this scope's identity proof (setup made
+    # the key), so `run` starts none
+    from cordon_config.identity import health_answer, load_key
+    from cordon_config.scope import resolve_scope
+
     port = int(re.search(r"listen = (\d+)", (project / "cordon.toml").read_text()).group(1))
+    key = load_key(resolve_scope(None, None, env=dict(os.environ), cwd=project))
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = b'{"status": "ok"}'
+            body = json.dumps(health_answer(key, self.path.partition("?")[2], {"pid": os.getpid()})).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config import load_config
+from cordon_config.identity import key_path
 from cordon_config.scope import resolve_scope
 from cordon_setup.base import revoke_token, token_value
 from cordon_setup.integrations import disable, manifest_path
@@ -150,8 +151,8 @@ def _normalise(
 
 def _written(project: Path, home: Path, paths) -> list[Path]:
     """Every file setup wrote, cordon.toml, tokens.toml and the approval record included, except the CA, the
-    bundle and the approval key (random keys and the machine's trust store: cordon-ca's tests check their
-    content; here only their modes)."""
+    bundle, the approval key and the identity key (random keys and the machine's trust store: their own tests
+    check their content; here only their modes)."""
     roots = [project, home]
     skip_dirs = {paths.certs_dir}
     out = []
@@ -159,7 +160,7 @@ def _written(project: Path, home: Path, paths) -> list[Path]:
         for path in sorted(root.rglob("*")):
             if not path.is_file() or any(d in path.parents for d in skip_dirs):
                 continue
-            if path.name.endswith(".lock") or path.name == "approval.key":  # 32 random bytes
+            if path.name.endswith(".lock") or path.name == "approval.key" or path == key_path(paths):  # random bytes
                 continue
             out.append(path)
     return out
@@ -214,6 +215,7 @@ def test_golden_setup_and_lossless_disable(tmp_path: Path, case: str) -> None:
         if change.path.suffix != ".md":
             assert mode == 0o600
     assert stat.S_IMODE(manifest_path(paths, integration).stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_path(paths).stat().st_mode) == 0o600
 
     # a second run changes nothing
     again = run_setup(

@@ -156,7 +156,7 @@ def test_claude_hook_blocks_with_a_clear_message_when_the_proxy_is_down(tmp_path
     down = _run_hook(command, tmp_path, 1)
     assert down.returncode == 2
     assert (
-        down.stderr.startswith("cordon: the proxy is not running") and "cordon start --config" in down.stderr
+        down.stderr.startswith("cordon: the proxy of this scope is not running") and "cordon start --config" in down.stderr
     )
     up = _run_hook(command, tmp_path, 0)
     assert up.returncode == 0 and up.stderr == ""

@@ -84,8 +84,9 @@ def _bundle_holds(bundle: Path, cert: Path) -> bool:
 
 def on_routes_changed(paths: Any, config: Any) -> Sequence[str]:
     """The ``cordon.routes_changed`` hook: ``paths`` is the scope's ``ScopePaths``, ``config`` the new
-    ``Config`` (its approved routes). Re-issues a name-constrained CA for the new route set; returns the lines
-    to print."""
+    ``Config`` (its approved routes). Re-issues a name-constrained CA for the new host set
+    (``Config.tls_hosts()``: the routed hosts, and ``localhost`` while a listener offers TLS to its clients);
+    returns the lines to print."""
     tls = config.tls
     if not tls.enabled:
         return []
@@ -93,7 +94,9 @@ def on_routes_changed(paths: Any, config: Any) -> Sequence[str]:
     key = Path(tls.ca_key_path or paths.ca_key)
     if not (cert.exists() and key.exists()):
         return []  # `cordon setup` and `cordon start` create it as the config says
-    hosts = permitted_for(tls.name_constraints, (route.host for route in config.routes))
+    tls_hosts = getattr(config, "tls_hosts", None)  # cordon_config.Config; a bare stand-in has routes only
+    hosts = permitted_for(tls.name_constraints, tls_hosts() if tls_hosts is not None
+                          else (route.host for route in config.routes))
     bundle = Path(paths.combined_bundle)
     _, changed = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=hosts, bundle=bundle,
                                  keep_unconstrained=tls.name_constraints is None)

@@ -2,7 +2,8 @@
 
 cordon.toml lives in the project, which the agent writes. Every field that decides where a key goes or what
 cordon runs to fetch it (per route: host, port, auth type, header name, scheme, username, ``allow_plain_http``
-and the secret reference with all its fields; top-level: the CA paths, ``name_constraints``,
+and the secret reference with all its fields; per listener: the upstream, ``upstream_tls``, the user name and
+the secret reference; top-level: the CA paths, ``name_constraints``,
 ``upstream_ca_file`` and ``[secrets] op_path``) is compared, as parsed and canonicalised (comments, order and
 formatting never matter), with the approval record of the scope:
 
@@ -12,7 +13,8 @@ formatting never matter), with the approval record of the scope:
 
 The state dir is outside the project (``$XDG_CONFIG_HOME/cordon/...``), where a sandboxed agent cannot write.
 ``cordon start`` and the reload refuse a config for which :func:`check_approved` returns anything; ``cordon route
-add|edit|remove``, ``cordon setup`` and ``cordon route approve`` record approvals. Stdlib only.
+add|edit|remove``, ``cordon listener add|edit|remove``, ``cordon setup`` and ``cordon route|listener approve``
+record approvals. Stdlib only.
 
 Later sections plug in through :func:`security_items`: one :class:`Item` per thing that can send a secret
 somewhere, with its security-relevant fields as flat, JSON-ready values.
@@ -33,12 +35,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cordon_config.files import atomic_write, locked
-from cordon_config.model import AuditConfig, BasicAuth, Config, Egress, Route
+from cordon_config.model import AuditConfig, BasicAuth, Config, Egress, Listener, Route
 from cordon_config.scope import CONFIG_NAME, ScopePaths
 
 __all__ = [
     "KEY_NAME", "RECORD_NAME", "ApprovalError", "FieldChange", "Item", "Unapproved", "approve", "approve_command",
-    "audit_item", "check_approved", "egress_item", "format_value", "record_change", "refusal_lines", "route_item",
+    "audit_item", "check_approved", "egress_item", "format_value", "listener_item", "record_change", "refusal_lines",
+    "route_item",
     "scope_flag", "security_items", "settings_item",
 ]
 
@@ -65,7 +68,8 @@ class ApprovalError(OSError):
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One thing that decides where a secret goes: ``kind`` (``route`` or ``settings``), its ``name`` and its
+    """One thing that decides where a secret goes: ``kind`` (``route``, ``listener`` or ``settings``), its
+    ``name`` and its
     security-relevant ``fields`` (flat, JSON-ready, ``None`` values dropped). ``implicit``: the fields that count
     as approved without a record (cordon's own defaults), or None when the item always needs an approval."""
 
@@ -157,6 +161,21 @@ def route_item(route: Route) -> Item:
     return Item("route", route.name, _drop_none(fields))
 
 
+def listener_item(listener: Listener) -> Item:
+    """A PostgreSQL listener's security-relevant fields: where the password goes (the upstream, whether its TLS is
+    verified), as whom, and where the password comes from. Its local port and client TLS decide neither."""
+    fields: dict[str, Any] = {
+        "upstream": listener.upstream,
+        "upstream_tls": listener.upstream_tls,
+        "auth.type": "password",
+        "auth.username": listener.auth.username,
+        "secret.source": listener.secret.source,
+    }
+    for key in sorted(listener.secret.fields):
+        fields[f"secret.{key}"] = listener.secret.fields[key]
+    return Item("listener", listener.name, _drop_none(fields))
+
+
 def egress_item(egress: Egress) -> Item:
     """``[egress]``: which hosts without a route the agent may reach. The default (tunnel, no list) needs no
     approval; ``deny`` and every allow entry do, so a widened list is refused until approved."""
@@ -194,10 +213,11 @@ def settings_item(config: Config, paths: ScopePaths) -> Item:
 
 
 def security_items(config: Config, paths: ScopePaths) -> list[Item]:
-    """Everything in ``config`` that needs an approval, as :class:`Item` values: the top-level settings and
-    each route. Sections added later (``[[listeners]]``, ``[egress]``) add their items here."""
+    """Everything in ``config`` that needs an approval, as :class:`Item` values: the top-level settings, the
+    ``[egress]`` and ``[audit]`` tables, each route and each listener."""
     items = [settings_item(config, paths), egress_item(config.egress), audit_item(config.audit)]
     items += [route_item(route) for route in config.routes]
+    items += [listener_item(listener) for listener in config.listeners]
     return items
 
 
@@ -438,10 +458,13 @@ def scope_flag(paths: ScopePaths, cwd: Path | None = None) -> str:
     return f" --config {shlex.quote(str(paths.config_path))}"
 
 
-def approve_command(names: Sequence[str] | None, flag: str = "") -> str:
-    """``cordon route approve NAME...`` (``--all`` when ``names`` is None)."""
-    target = "--all" if names is None else " ".join(shlex.quote(name) for name in names)
-    return f"cordon route approve{flag} {target}"
+def approve_command(names: Sequence[str] | None, flag: str = "", kind: str = "route") -> str:
+    """``cordon route approve NAME...`` (``cordon listener approve`` for listeners; ``cordon route approve
+    --all``, which approves everything, when ``names`` is None)."""
+    if names is None:
+        return f"cordon route approve{flag} --all"
+    command = "listener" if kind == "listener" else "route"
+    return f"cordon {command} approve{flag} {' '.join(shlex.quote(name) for name in names)}"
 
 
 def format_value(value: Any) -> str:
@@ -472,7 +495,7 @@ def refusal_lines(unapproved: Sequence[Unapproved], paths: ScopePaths, *, flag: 
     lines = []
     for entry in unapproved:
         item = entry.item
-        command = approve_command(None if item.section else [item.name], flag)
+        command = approve_command(None if item.section else [item.name], flag, item.kind)
         if entry.reason == "new":
             what = f"{item.label} is new and not approved ({_summary(entry.changes, new=True)})"
         else:

@@ -1,4 +1,4 @@
-"""Command line: ``cordon route|secret|token|egress|audit ...`` (and ``cordon-config ...`` the same).
+"""Command line: ``cordon route|listener|secret|token|egress|audit ...`` (and ``cordon-config ...`` the same).
 
 Bad input prints one ``cordon: ...`` line on stderr and exits 2; failures exit 1; Ctrl-C exits 130.
 Secret values and token values are never printed.
@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
-from cordon_config.commands.common import FAILED, INTERRUPTED, SOURCES, USAGE, UsageError
+from cordon_config.commands.common import FAILED, INTERRUPTED, USAGE, UsageError
+from cordon_config.commands.sources import add_source_arguments
 from cordon_config.files import SymlinkRefused
 from cordon_config.scope import add_scope_arguments
 
@@ -58,6 +59,20 @@ examples:
   {prog} tail -f                    follow new lines (Ctrl-C to stop)
   {prog} export --since 24h --json  the last day as JSON lines (each with its MAC)
   {prog} export --since 2026-05-01 --until 2026-05-02T12:00Z
+"""
+LISTENER_EPILOG = """\
+examples:
+  {prog} add --name prod-db --port 15432 --upstream db.example.com:5432 --username app_user \\
+      --source 1password --vault Engineering --item "Postgres Prod" --field password
+  {prog} add --name local-db --port 15433 --upstream 127.0.0.1 --username dev --upstream-tls disable \\
+      --source env --var DEV_DB_PASSWORD
+  {prog} edit prod-db --client-tls require
+  {prog} list --json
+  {prog} show prod-db
+  {prog} remove local-db --yes
+  {prog} approve prod-db            after an edit by hand (shows what changed, asks first)
+then: cordon secret set prod-db (keyring source), cordon start, and
+  psql "host=127.0.0.1 port=15432 user=app_user dbname=app"
 """
 TOKEN_EPILOG = """\
 examples:
@@ -108,18 +123,7 @@ def _route_fields(parser: argparse.ArgumentParser, *, edit: bool) -> None:
     policy.add_argument("--burst", type=int, metavar="N", help="requests allowed at once (default: --requests-per-minute)")
     policy.add_argument("--scrub", dest="scrub_responses", action=argparse.BooleanOptionalAction, default=None,
                         help="mask the key in responses (default: on; --no-scrub lets an echoed key through)")
-    source = parser.add_argument_group("secret source")
-    source.add_argument("--source", choices=SOURCES, help="where the secret lives (default: keyring)")
-    source.add_argument("--account", metavar="NAME", help="keyring account (default: the route name) or 1Password account")
-    source.add_argument("--service", metavar="NAME", help='keyring service (default: "cordon")')
-    source.add_argument("--decode", choices=("go-keyring",), help="decode entries written by Go tools (gh)")
-    source.add_argument("--vault", metavar="VAULT", help="1Password vault")
-    source.add_argument("--item", metavar="ITEM", help="1Password item")
-    source.add_argument("--field", metavar="FIELD", help="1Password field")
-    source.add_argument("--var", metavar="NAME", help="environment variable (source env)")
-    source.add_argument("--path", metavar="FILE", help="file holding the secret, mode 0600 (source file)")
-    source.add_argument("--argv", metavar="CMD", help='command printing the secret, e.g. "gh auth token" or a JSON array '
-                                       "(source command; run without a shell)")
+    add_source_arguments(parser, "route")
 
 
 def _leaf(sub: Any, name: str, help_text: str, epilog: str, prog_of: str) -> argparse.ArgumentParser:
@@ -153,6 +157,33 @@ def _add_route_commands(parser: argparse.ArgumentParser) -> None:
     approve.add_argument("names", nargs="*", metavar="NAME", help="the routes to approve")
     approve.add_argument("--all", action="store_true",
                          help="every route and the [tls]/[secrets] settings (approvals of removed routes are dropped)")
+    approve.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    approve.add_argument("--json", action="store_true", help="print what was (or would be) approved as JSON")
+
+
+def _add_listener_commands(parser: argparse.ArgumentParser) -> None:
+    from cordon_config.commands.listener import add_listener_fields
+
+    prog = parser.prog
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    add = _leaf(sub, "add", "add a PostgreSQL listener (a wizard on a terminal when no flags are given)",
+                LISTENER_EPILOG, prog)
+    add_listener_fields(add, edit=False)
+    edit = _leaf(sub, "edit", "change only the given fields of a listener", LISTENER_EPILOG, prog)
+    edit.add_argument("name", metavar="NAME")
+    add_listener_fields(edit, edit=True)
+    lister = _leaf(sub, "list", "list the listeners", LISTENER_EPILOG, prog)
+    lister.add_argument("--json", action="store_true", help="print JSON")
+    show = _leaf(sub, "show", "show one listener", LISTENER_EPILOG, prog)
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    remove = _leaf(sub, "remove", "remove a listener (asks first on a terminal)", LISTENER_EPILOG, prog)
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    approve = _leaf(sub, "approve", "approve listeners as cordon.toml says now: shows what changed since the "
+                    "last approval and asks on a terminal", LISTENER_EPILOG, prog)
+    approve.add_argument("names", nargs="*", metavar="NAME", help="the listeners to approve")
+    approve.add_argument("--all", action="store_true", help="every listener")
     approve.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     approve.add_argument("--json", action="store_true", help="print what was (or would be) approved as JSON")
 
@@ -250,7 +281,9 @@ def _add_audit_commands(parser: argparse.ArgumentParser) -> None:
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "route": ("add, edit, list, show, remove or approve routes in cordon.toml", _add_route_commands, ROUTE_EPILOG),
-    "secret": ("store, delete or check route secrets", _add_secret_commands, SECRET_EPILOG),
+    "listener": ("add, edit, list, show, remove or approve PostgreSQL listeners in cordon.toml",
+                 _add_listener_commands, LISTENER_EPILOG),
+    "secret": ("store, delete or check route and listener secrets", _add_secret_commands, SECRET_EPILOG),
     "token": ("list, rotate or revoke proxy tokens", _add_token_commands, TOKEN_EPILOG),
     "config": ("show or change cordon.toml settings (port, secret_ttl, [tls], [limits])", _add_config_commands,
                CONFIG_EPILOG),
@@ -269,13 +302,13 @@ def _command_parser(command: str, prog: str) -> argparse.ArgumentParser:
 
 
 def build_parser(prog: str = "cordon-config") -> argparse.ArgumentParser:
-    """The ``cordon-config`` parser: ``route``, ``secret``, ``token``, ``config``, ``scopes``, ``egress`` and
-    ``audit`` commands."""
-    parser = _Parser(prog=prog, description="cordon-config: cordon.toml routes and settings, route secrets, proxy "
-                     "tokens, the list of scopes, the egress policy and the audit log.",
-                     epilog=f"examples:\n  {prog} route list\n  {prog} secret check\n  {prog} token list\n"
-                     f"  {prog} config set listen 6801\n  {prog} scopes list\n  {prog} egress list\n"
-                     f"  {prog} audit verify\n",
+    """The ``cordon-config`` parser: ``route``, ``listener``, ``secret``, ``token``, ``config``, ``scopes``,
+    ``egress`` and ``audit`` commands."""
+    parser = _Parser(prog=prog, description="cordon-config: cordon.toml routes, listeners and settings, their "
+                     "secrets, proxy tokens, the list of scopes, the egress policy and the audit log.",
+                     epilog=f"examples:\n  {prog} route list\n  {prog} listener list\n  {prog} secret check\n"
+                     f"  {prog} token list\n  {prog} config set listen 6801\n  {prog} scopes list\n"
+                     f"  {prog} egress list\n  {prog} audit verify\n",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name, (summary, fill, epilog) in _COMMANDS.items():
@@ -321,6 +354,13 @@ def route_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
     return _run(_command_parser("route", prog or "cordon route"), argv, run_route)
 
 
+def listener_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon listener add|edit|list|show|remove``."""
+    from cordon_config.commands.listener import run_listener
+
+    return _run(_command_parser("listener", prog or "cordon listener"), argv, run_listener)
+
+
 def secret_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """``cordon secret set|delete|check``."""
     from cordon_config.commands.secret import run_secret
@@ -364,17 +404,18 @@ def audit_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon-config route|secret|token|config|scopes|egress|audit ...``."""
+    """``cordon-config route|listener|secret|token|config|scopes|egress|audit ...``."""
     from cordon_config.commands.audit import run_audit
     from cordon_config.commands.egress import run_egress
+    from cordon_config.commands.listener import run_listener
     from cordon_config.commands.route import run_route
     from cordon_config.commands.scopes import run_scopes
     from cordon_config.commands.secret import run_secret
     from cordon_config.commands.settings import run_config
     from cordon_config.commands.token import run_token
 
-    handlers = {"route": run_route, "secret": run_secret, "token": run_token, "config": run_config,
-                "scopes": run_scopes, "egress": run_egress, "audit": run_audit}
+    handlers = {"route": run_route, "listener": run_listener, "secret": run_secret, "token": run_token,
+                "config": run_config, "scopes": run_scopes, "egress": run_egress, "audit": run_audit}
     return _run(build_parser(prog or "cordon-config"), argv, lambda args: handlers[args.command](args))
 
 

@@ -20,17 +20,29 @@ from tomlkit.exceptions import ParseError, TOMLKitError
 from tomlkit.items import AoT, InlineTable, Table
 from tomlkit.toml_document import TOMLDocument
 
-from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem, RouteNotFound
+from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem, ListenerNotFound, RouteNotFound
 from cordon_config.files import atomic_write, backup_once, locked, read_no_follow
 from cordon_config.locate import key_lines
-from cordon_config.model import BasicAuth, Config, Egress, HeaderAuth, RateLimit, Route, SecretRef
+from cordon_config.model import (
+    BasicAuth,
+    Config,
+    Egress,
+    HeaderAuth,
+    Listener,
+    PasswordAuth,
+    RateLimit,
+    Route,
+    SecretRef,
+)
 from cordon_config.parse import DEFAULT_KEYRING_SERVICE, decode_config, parse_config
 from cordon_config.ports import free_port
 
 _UNSET: Any = object()
 
 __all__ = [
-    "UNSET", "RouteExists", "add_route", "config_lock", "edit_egress", "edit_route", "free_port", "remove_route",
+    "UNSET", "ListenerExists", "RouteExists", "add_listener", "add_route", "config_lock", "edit_egress",
+    "edit_listener", "edit_route", "free_port", "listener_to_dict", "listener_to_toml", "remove_listener",
+    "remove_route",
     "route_to_dict", "route_to_toml", "scaffold_config", "scaffold_text", "set_listen", "set_values",
 ]
 UNSET: Any = _UNSET  # for set_values: remove the key
@@ -38,6 +50,10 @@ UNSET: Any = _UNSET  # for set_values: remove the key
 
 class RouteExists(ValueError):
     """A route with that name (or host) is already configured."""
+
+
+class ListenerExists(ValueError):
+    """A route or listener with that name is already configured."""
 
 
 def _value(item: Any) -> str:
@@ -190,21 +206,22 @@ def route_to_toml(route: Route) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _routes(document: TOMLDocument, file: Path) -> AoT | None:
-    routes = document.get("routes")
+def _routes(document: TOMLDocument, file: Path, section: str = "routes") -> AoT | None:
+    routes = document.get(section)
     if routes is None:
         return None
     if not isinstance(routes, AoT):
-        raise ConfigError(file, [ConfigProblem(file, None, None, "routes", "routes is not written as [[routes]] "
-                                               "tables, so cordon cannot edit it", "edit the file by hand")])
+        raise ConfigError(file, [ConfigProblem(file, None, None, section, f"{section} is not written as "
+                                               f"[[{section}]] tables, so cordon cannot edit it",
+                                               "edit the file by hand")])
     return routes
 
 
-def _index(routes: AoT | None, name: str, file: Path) -> int:
+def _index(routes: AoT | None, name: str, file: Path, missing: type[KeyError] = RouteNotFound) -> int:
     for index, table in enumerate(routes or []):
         if table.get("name") == name:
             return index
-    raise RouteNotFound(name, file)
+    raise missing(name, file)
 
 
 def add_route(path: str | os.PathLike[str], route: Route) -> Config:
@@ -219,22 +236,26 @@ def add_route(path: str | os.PathLike[str], route: Route) -> Config:
         for table in routes or []:
             if table.get("name") == route.name:
                 raise RouteExists(f"a route named {route.name!r} already exists in {file}")
-        block = tomlkit.parse(route_to_toml(route))["routes"][0]
-        text = tomlkit.dumps(document)
-        if routes is None:
-            if not text.endswith("\n\n") and text:
-                document.add(tomlkit.nl())
-            document.add("routes", tomlkit.aot())
-            routes = document["routes"]
-        else:
-            last = routes[-1]
-            _ensure_trailing_blank(last)
-        routes.append(block)
-        keys = [key for key, _ in document.body]
-        if keys and keys[-1] is not None and keys[-1].key != "routes":
-            _ensure_trailing_blank(block)  # a table follows the routes: keep a blank line before it
+        _append(document, "routes", route_to_toml(route), routes)
 
     return _edit(file, change)
+
+
+def _append(document: TOMLDocument, section: str, block_text: str, existing: AoT | None) -> None:
+    """Append the one-table ``[[section]]`` text ``block_text`` to the document's array of tables."""
+    block = tomlkit.parse(block_text)[section][0]
+    text = tomlkit.dumps(document)
+    if existing is None:
+        if not text.endswith("\n\n") and text:
+            document.add(tomlkit.nl())
+        document.add(section, tomlkit.aot())
+        existing = document[section]
+    else:
+        _ensure_trailing_blank(existing[-1])
+    existing.append(block)
+    keys = [key for key, _ in document.body]
+    if keys and keys[-1] is not None and keys[-1].key != section:
+        _ensure_trailing_blank(block)  # a table follows: keep a blank line before it
 
 
 def _ensure_trailing_blank(table: Table) -> None:
@@ -401,12 +422,12 @@ def remove_route(path: str | os.PathLike[str], name: str) -> Route:
     return _edit_text(file, change)
 
 
-def _cut_route(text: str, index: int) -> str:
+def _cut_route(text: str, index: int, section: str = "routes") -> str:
     headers: list[tuple[tuple[str | int, ...], int]] = []
     key_lines(text, headers)
     lines = text.splitlines(keepends=True)
-    start_line = next(line for path, line in headers if path == ("routes", index))
-    end_line = next((line for path, line in headers if line > start_line and path[:2] != ("routes", index)),
+    start_line = next(line for path, line in headers if path == (section, index))
+    end_line = next((line for path, line in headers if line > start_line and path[:2] != (section, index)),
                     len(lines) + 1)
     start, end = start_line - 1, end_line - 1
 
@@ -547,3 +568,130 @@ def edit_egress(path: str | os.PathLike[str], *, unrouted: str | None = None, al
 
     _edit(file, change)
     return before, load_config(file).egress
+
+
+# -- listeners ----------------------------------------------------------------------------------------------
+
+
+def listener_to_dict(listener: Listener) -> dict[str, Any]:
+    """The cordon.toml table of ``listener`` as plain data (defaults omitted)."""
+    secret: dict[str, Any] = {"source": listener.secret.source}
+    for key, value in listener.secret.fields.items():
+        if listener.secret.source == "keyring" and key == "service" and value == DEFAULT_KEYRING_SERVICE:
+            continue
+        secret[key] = list(value) if isinstance(value, tuple) else value
+    data: dict[str, Any] = {"name": listener.name, "port": listener.port, "upstream": listener.upstream}
+    if listener.client_tls != "accept":
+        data["client_tls"] = listener.client_tls
+    if listener.upstream_tls != "verify-full":
+        data["upstream_tls"] = listener.upstream_tls
+    data["auth"] = {"type": "password", "username": listener.auth.username, "secret": secret}
+    return data
+
+
+def listener_to_toml(listener: Listener) -> str:
+    """``listener`` as a ``[[listeners]]`` block in the layout of the docs (sub-tables, no inline tables)."""
+    data = listener_to_dict(listener)
+    lines = ["[[listeners]]"]
+    lines += [f"{key} = {_value(value)}" for key, value in data.items() if key != "auth"]
+    lines.append("[listeners.auth]")
+    lines += [f"{key} = {_value(value)}" for key, value in data["auth"].items() if key != "secret"]
+    lines.append("[listeners.auth.secret]")
+    lines += [f"{key} = {_value(value)}" for key, value in data["auth"]["secret"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _taken(document: TOMLDocument, file: Path, name: str) -> None:
+    for section, kind in (("routes", "route"), ("listeners", "listener")):
+        for table in _routes(document, file, section) or []:
+            if table.get("name") == name:
+                raise ListenerExists(f"a {kind} named {name!r} already exists in {file}")
+
+
+def add_listener(path: str | os.PathLike[str], listener: Listener) -> Config:
+    """Append ``listener`` as a new ``[[listeners]]`` table; returns the validated new config.
+
+    Raises :class:`ListenerExists` when a route or listener has the name, :class:`ConfigError` when the result
+    is invalid (a port in use, ...).
+    """
+    file = Path(os.path.abspath(path))
+
+    def change(document: TOMLDocument) -> None:
+        _taken(document, file, listener.name)
+        _append(document, "listeners", listener_to_toml(listener), _routes(document, file, "listeners"))
+
+    return _edit(file, change)
+
+
+def _current_listener(file: Path, name: str) -> Listener:
+    from cordon_config.parse import load_config
+
+    found = load_config(file).listener(name)
+    if found is None:
+        raise ListenerNotFound(name, file)
+    return found
+
+
+def edit_listener(path: str | os.PathLike[str], name: str, *, new_name: str | None = None, port: int | None = None,
+                  upstream: str | None = None, client_tls: str | None = None, upstream_tls: str | None = None,
+                  username: str | None = None, secret: SecretRef | None = None) -> tuple[Listener, Listener]:
+    """Change only the given fields of listener ``name``; returns ``(before, after)``.
+
+    Keys that keep their value are not touched, so their comments and formatting survive. Raises
+    :class:`ListenerNotFound`, :class:`ListenerExists` (renaming onto a taken name) or :class:`ConfigError`.
+    """
+    from cordon_config.parse import parse_upstream
+
+    file = Path(os.path.abspath(path))
+    before = _current_listener(file, name)
+    changes: dict[str, Any] = {}
+    if new_name is not None:
+        changes["name"] = new_name
+    if port is not None:
+        changes["port"] = port
+    if upstream is not None:
+        try:
+            changes["upstream_host"], changes["upstream_port"] = parse_upstream(upstream)
+        except ValueError as exc:
+            raise ConfigError(file, [ConfigProblem(file, None, f'"{name}"', "upstream", str(exc),
+                                                   kind="listener")]) from None
+    if client_tls is not None:
+        changes["client_tls"] = client_tls
+    if upstream_tls is not None:
+        changes["upstream_tls"] = upstream_tls
+    if username is not None:
+        changes["auth"] = PasswordAuth(username)
+    if secret is not None:
+        changes["secret"] = secret
+    after = dataclasses.replace(before, **changes)
+
+    def change(document: TOMLDocument) -> tuple[Listener, Listener]:
+        listeners = _routes(document, file, "listeners")
+        index = _index(listeners, name, file, ListenerNotFound)
+        if new_name is not None and new_name != name:
+            _taken(document, file, new_name)
+        assert listeners is not None
+        old_data, new_data = listener_to_dict(before), listener_to_dict(after)
+        table = listeners[index]
+        for key in ("client_tls", "upstream_tls"):
+            if key in table:  # written out (perhaps as the default): keep it written, changed only if it changes
+                old_data[key], new_data[key] = getattr(before, key), getattr(after, key)
+        if old_data["upstream"] == new_data["upstream"] and table.get("upstream") != old_data["upstream"]:
+            new_data["upstream"] = old_data["upstream"] = table.get("upstream")  # keep the user's spelling
+        _apply(table, old_data, new_data)
+        return before, after
+
+    return _edit(file, change)
+
+
+def remove_listener(path: str | os.PathLike[str], name: str) -> Listener:
+    """Delete listener ``name`` with the comment block just above it; returns the removed listener."""
+    file = Path(os.path.abspath(path))
+    removed = _current_listener(file, name)
+
+    def change(text: str) -> tuple[str, Listener]:
+        document = tomlkit.parse(text)
+        index = _index(_routes(document, file, "listeners"), name, file, ListenerNotFound)
+        return _cut_route(text, index, "listeners"), removed
+
+    return _edit_text(file, change)

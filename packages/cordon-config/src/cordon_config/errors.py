@@ -9,7 +9,10 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class ConfigProblem:
-    """One thing wrong with a cordon.toml: where (file, line, route, key), what, and how to fix it."""
+    """One thing wrong with a cordon.toml: where (file, line, item, key), what, and how to fix it.
+
+    ``route`` labels the ``[[routes]]`` or ``[[listeners]]`` item the problem is in (``kind`` says which).
+    """
 
     file: Path
     line: int | None
@@ -17,12 +20,13 @@ class ConfigProblem:
     key: str | None
     message: str
     hint: str | None = None
+    kind: str = "route"
 
     def __str__(self) -> str:
         where = str(self.file) + (f":{self.line}" if self.line else "")
         parts = [where]
         if self.route:
-            parts.append(f"route {self.route}")
+            parts.append(f"{self.kind} {self.route}")
         if self.key:
             parts.append(self.key)
         text = ": ".join(parts) + ": " + self.message
@@ -68,3 +72,15 @@ class RouteNotFound(KeyError):
 
     def __str__(self) -> str:
         return f"no route named {self.name!r} in {self.path}"
+
+
+class ListenerNotFound(KeyError):
+    """No listener with that name."""
+
+    def __init__(self, name: str, path: Path):
+        self.name = name
+        self.path = Path(path)
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"no listener named {self.name!r} in {self.path}"

@@ -9,6 +9,9 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 SecretSourceName = Literal["keyring", "1password", "env", "file", "command"]
+ClientTLS = Literal["accept", "require", "disable"]
+UpstreamTLS = Literal["verify-full", "disable"]
+DEFAULT_PG_PORT = 5432
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,33 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class PasswordAuth:
+    """A listener logs in to its upstream as ``username`` with the secret as the password."""
+
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One PostgreSQL credential listener: 127.0.0.1:``port`` relays to ``upstream`` after cordon logs in."""
+
+    name: str
+    port: int
+    upstream_host: str  # canonical DNS name, or an IP literal (IPv6 without brackets)
+    upstream_port: int
+    auth: PasswordAuth
+    secret: SecretRef
+    client_tls: ClientTLS = "accept"
+    upstream_tls: UpstreamTLS = "verify-full"
+
+    @property
+    def upstream(self) -> str:
+        """``host:port`` as written in cordon.toml (IPv6 in brackets)."""
+        host = f"[{self.upstream_host}]" if ":" in self.upstream_host else self.upstream_host
+        return f"{host}:{self.upstream_port}"
+
+
+@dataclass(frozen=True, slots=True)
 class TLSConfig:
     """The ``[tls]`` table; paths are absolute (relative ones resolved against the config's directory)."""
 
@@ -86,6 +116,10 @@ class Limits:
     idle_timeout: float = 120.0
     response_header_timeout: float = 300.0
     max_connections: int = 1024
+    # with proxy tokens on: connections that have not shown a valid token yet have a cap of their own and
+    # must send their first request head within first_head_timeout (a token holder is always served)
+    max_unauthenticated: int = 256
+    first_head_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +154,22 @@ class Config:
     op_path: str | None = None
     egress: Egress = Egress()
     audit: AuditConfig = AuditConfig()
+    listeners: tuple[Listener, ...] = ()
+
+    def tls_hosts(self) -> list[str]:
+        """The names cordon presents certificates for, sorted: every route's host, and ``localhost`` when a
+        listener offers TLS to its clients. A name-constrained CA permits exactly these."""
+        hosts = {route.host for route in self.routes}
+        if any(listener.client_tls != "disable" for listener in self.listeners):
+            hosts.add("localhost")
+        return sorted(hosts)
+
+    def listener(self, name: str) -> Listener | None:
+        """The listener called ``name``, or None."""
+        for listener in self.listeners:
+            if listener.name == name:
+                return listener
+        return None
 
     def route_for_host(self, host: str, port: int | None = None) -> Route | None:
         """The route whose host equals ``host`` after canonicalisation (and whose port matches, if set)."""

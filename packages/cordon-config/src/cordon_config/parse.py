@@ -23,12 +23,15 @@ from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem
 from cordon_config.hosts import canonical_host
 from cordon_config.locate import key_lines, line_of
 from cordon_config.model import (
+    DEFAULT_PG_PORT,
     AuditConfig,
     BasicAuth,
     Config,
     Egress,
     HeaderAuth,
     Limits,
+    Listener,
+    PasswordAuth,
     RateLimit,
     Route,
     SecretRef,
@@ -49,10 +52,11 @@ SOURCES = ("keyring", "1password", "env", "file", "command")
 DEFAULT_KEYRING_SERVICE = "cordon"
 DEFAULT_LISTEN = 6790
 
-TOP_KEYS = ("listen", "tls", "routes", "secrets", "limits", "secret_ttl", "egress", "audit")
+TOP_KEYS = ("listen", "tls", "routes", "listeners", "secrets", "limits", "secret_ttl", "egress", "audit")
 TLS_KEYS = ("enabled", "ca_cert_path", "ca_key_path", "upstream_ca_file", "name_constraints")
 SECRETS_KEYS = ("op_path",)
-LIMIT_KEYS = ("header_bytes", "connect_timeout", "idle_timeout", "response_header_timeout", "max_connections")
+LIMIT_KEYS = ("header_bytes", "connect_timeout", "idle_timeout", "response_header_timeout", "max_connections",
+              "max_unauthenticated", "first_head_timeout")
 ROUTE_KEYS = ("name", "match", "auth", "allow_plain_http", "limits", "scrub_responses")
 MATCH_KEYS = ("host", "port", "methods", "paths")
 HEADER_AUTH_KEYS = ("type", "header_name", "scheme", "secret")
@@ -61,6 +65,10 @@ ROUTE_LIMIT_KEYS = ("requests_per_minute", "burst")
 EGRESS_KEYS = ("unrouted", "allow")
 EGRESS_MODES = ("tunnel", "deny")
 AUDIT_KEYS = ("enabled", "max_file_bytes", "keep_files")
+LISTENER_KEYS = ("name", "port", "upstream", "client_tls", "upstream_tls", "auth")
+PASSWORD_AUTH_KEYS = ("type", "username", "secret")
+CLIENT_TLS_MODES = ("accept", "require", "disable")
+UPSTREAM_TLS_MODES = ("verify-full", "disable")
 SOURCE_FIELDS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # source: (required, optional)
     "keyring": (("account",), ("service", "decode")),
@@ -83,14 +91,22 @@ LIMIT_RULES: Mapping[str, tuple[type, float, float]] = {
     "idle_timeout": (float, 0.001, 86400),
     "response_header_timeout": (float, 0.001, 86400),
     "max_connections": (int, 1, 1_000_000),
+    "max_unauthenticated": (int, 1, 1_000_000),
+    "first_head_timeout": (float, 0.001, 3600),
 }
 
 Key = tuple[str | int, ...]
+_SECRET_KEYS = ("source", "account", "service", "decode", "vault", "item", "field", "var", "path", "argv")
 MISPLACED = {
-    **dict.fromkeys(MATCH_KEYS, "[routes.match]"),
-    **dict.fromkeys(("type", "header_name", "scheme", "username"), "[routes.auth]"),
-    **dict.fromkeys(("source", "account", "service", "decode", "vault", "item", "field", "var", "path", "argv"),
-                    "[routes.auth.secret]"),
+    "routes": {
+        **dict.fromkeys(MATCH_KEYS, "[routes.match]"),
+        **dict.fromkeys(("type", "header_name", "scheme", "username"), "[routes.auth]"),
+        **dict.fromkeys(_SECRET_KEYS, "[routes.auth.secret]"),
+    },
+    "listeners": {
+        **dict.fromkeys(("type", "username"), "[listeners.auth]"),
+        **dict.fromkeys(_SECRET_KEYS, "[listeners.auth.secret]"),
+    },
 }
 
 
@@ -180,21 +196,25 @@ class _Validator:
         self.problems: list[ConfigProblem] = []
         self.route_label: str | None = None
         self.route_index: int | None = None
+        self.section = "routes"  # the array of tables being validated: "routes" or "listeners"
+        self.names: dict[str, str] = {}  # item name -> its label ("route #1"), unique across routes and listeners
 
     # -- reporting -------------------------------------------------------------------------------------------
     def add(self, key: Key, message: str, hint: str | None = None, *, line_key: Key | None = None) -> None:
         where = key if line_key is None else line_key
-        full: Key = where if self.route_index is None else ("routes", self.route_index, *where)
+        full: Key = where if self.route_index is None else (self.section, self.route_index, *where)
         shown = ".".join(str(part) for part in key) or None
         line = line_of(self.lines, full)
-        self.problems.append(ConfigProblem(self.file, line, self.route_label, shown, message, hint))
+        kind = "listener" if self.section == "listeners" else "route"
+        self.problems.append(ConfigProblem(self.file, line, self.route_label, shown, message, hint, kind))
 
     def unknown_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], prefix: Key) -> None:
         for key in table:
             if key not in allowed:
                 hint = _suggest(key, allowed)
-                if prefix == () and self.route_index is not None and key in MISPLACED:
-                    hint = f"{key} belongs under {MISPLACED[key]}"
+                misplaced = MISPLACED[self.section]
+                if prefix == () and self.route_index is not None and key in misplaced:
+                    hint = f"{key} belongs under {misplaced[key]}"
                 self.add((*prefix, key), f'unknown key "{key}"', hint)
 
     def table(self, data: Mapping[str, Any], key: str, prefix: Key = ()) -> dict[str, Any] | None:
@@ -271,6 +291,7 @@ class _Validator:
         routes = self.routes(data)
         egress = self.egress(data)
         audit = self.audit(data)
+        listeners = self.listeners(data, listen)
         if routes:
             if "tls" not in data:
                 self.add(("tls",), "routes are configured but the [tls] table is missing",
@@ -279,12 +300,19 @@ class _Validator:
             elif not tls.enabled:
                 self.add(("tls", "enabled"), "routes are configured but TLS interception is disabled",
                          "set enabled = true under [tls] (routes cannot inject without it)")
+        tls_listeners = [item for item in listeners if item.client_tls != "disable"]
+        if tls_listeners and not tls.enabled and not routes:  # with routes, the problem is reported above
+            names = ", ".join(f'"{item.name}"' for item in tls_listeners)
+            self.add(("tls",), f"listener {names} offers TLS to clients (client_tls = "
+                     f'"{tls_listeners[0].client_tls}") but there is no enabled [tls] CA to issue its certificate',
+                     'run `cordon setup` (it writes [tls]), or set client_tls = "disable" on the listener',
+                     line_key=("listeners", 0))
         if self.problems:
             self.problems.sort(key=lambda p: (p.line is None, p.line or 0))
             raise ConfigError(self.file, self.problems)
         return Config(
             path=self.file, listen=listen, tls=tls, routes=tuple(routes), limits=limits,
-            secret_ttl=secret_ttl, op_path=op_path, egress=egress, audit=audit,
+            secret_ttl=secret_ttl, op_path=op_path, listeners=tuple(listeners), egress=egress, audit=audit,
         )
 
     def listen(self, data: Mapping[str, Any]) -> int:
@@ -337,33 +365,39 @@ class _Validator:
             self.add(("routes",), "routes must be an array of tables", "write each route as a [[routes]] table")
             return []
         routes: list[Route] = []
-        names: dict[str, int] = {}
         hosts: dict[str, list[tuple[int | None, str, int]]] = {}
         for index, table in enumerate(value):
             name = table.get("name")
             self.route_index = index
             self.route_label = f'"{name}"' if isinstance(name, str) and name else f"#{index + 1}"
-            route = self.route(table, names, hosts, index)
+            route = self.route(table, hosts, index)
             if route is not None:
                 routes.append(route)
         self.route_index = None
         self.route_label = None
         return routes
 
-    def route(self, table: Mapping[str, Any], names: dict[str, int],
-              hosts: dict[str, list[tuple[int | None, str, int]]], index: int) -> Route | None:
-        before = len(self.problems)
-        self.unknown_keys(table, ROUTE_KEYS, ())
-        name = self.string(table, "name", (), required=True, hint='add name = "<a short name>" to this [[routes]]')
+    def item_name(self, table: Mapping[str, Any], index: int) -> str | None:
+        """The ``name`` of the current route or listener, checked and recorded (unique across both kinds)."""
+        kind = "listener" if self.section == "listeners" else "route"
+        name = self.string(table, "name", (), required=True,
+                           hint=f'add name = "<a short name>" to this [[{self.section}]]')
         if name is not None:
             if not NAME_RE.fullmatch(name):
                 self.add(("name",), f'name "{name}" is not valid: use lower-case letters, digits, ".", "_" and '
                          '"-", starting with a letter or digit', f'e.g. name = "{suggest_name(name)}"')
-            elif name in names:
-                self.add(("name",), f'name "{name}" is already used by route #{names[name] + 1}',
-                         "route names must be unique")
+            elif name in self.names:
+                self.add(("name",), f'name "{name}" is already used by {self.names[name]}',
+                         "names must be unique across routes and listeners")
             else:
-                names[name] = index
+                self.names[name] = f"{kind} #{index + 1}"
+        return name
+
+    def route(self, table: Mapping[str, Any], hosts: dict[str, list[tuple[int | None, str, int]]], index: int,
+              ) -> Route | None:
+        before = len(self.problems)
+        self.unknown_keys(table, ROUTE_KEYS, ())
+        name = self.item_name(table, index)
         host, port = self.match(table, hosts, index, name)
         auth = self.auth(table)
         secret = self.secret(table)
@@ -480,7 +514,8 @@ class _Validator:
         if secret is None:
             if "secret" not in auth:
                 self.add(prefix, "secret is required",
-                         'add [routes.auth.secret] with source = "keyring" and account = "<route name>"')
+                         f'add [{self.section}.auth.secret] with source = "keyring" and account = '
+                         f'"<{"listener" if self.section == "listeners" else "route"} name>"')
             return None
         source = secret.get("source")
         if source is None:
@@ -630,3 +665,148 @@ class _Validator:
                            minimum=64 * 1024, maximum=1_000_000_000)
         keep = self.number(table, "keep_files", prefix, defaults.keep_files, integer=True, minimum=1, maximum=1000)
         return AuditConfig(enabled, size, keep)
+
+    # -- listeners -------------------------------------------------------------------------------------------
+    def listeners(self, data: Mapping[str, Any], listen: int) -> list[Listener]:
+        value = data.get("listeners")
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            self.add(("listeners",), "listeners must be an array of tables",
+                     "write each listener as a [[listeners]] table")
+            return []
+        self.section = "listeners"
+        listeners: list[Listener] = []
+        ports: dict[int, str] = {listen: "listen (the HTTP proxy)"}
+        for index, table in enumerate(value):
+            name = table.get("name")
+            self.route_index = index
+            self.route_label = f'"{name}"' if isinstance(name, str) and name else f"#{index + 1}"
+            listener = self.listener(table, index, ports)
+            if listener is not None:
+                listeners.append(listener)
+        self.route_index = None
+        self.route_label = None
+        self.section = "routes"
+        return listeners
+
+    def listener(self, table: Mapping[str, Any], index: int, ports: dict[int, str]) -> Listener | None:
+        before = len(self.problems)
+        self.unknown_keys(table, LISTENER_KEYS, ())
+        name = self.item_name(table, index)
+        port = self.listener_port(table, index, ports)
+        upstream = self.upstream(table)
+        client_tls = self.choice(table, "client_tls", CLIENT_TLS_MODES)
+        upstream_tls = self.choice(table, "upstream_tls", UPSTREAM_TLS_MODES)
+        username = self.password_auth(table)
+        secret = self.secret(table)
+        if (len(self.problems) != before or name is None or port is None or upstream is None or username is None
+                or secret is None):
+            return None
+        return Listener(name=name, port=port, upstream_host=upstream[0], upstream_port=upstream[1],
+                        auth=PasswordAuth(username), secret=secret, client_tls=client_tls,  # type: ignore[arg-type]
+                        upstream_tls=upstream_tls)  # type: ignore[arg-type]
+
+    def listener_port(self, table: Mapping[str, Any], index: int, ports: dict[int, str]) -> int | None:
+        if "port" not in table:
+            self.add(("port",), "port is required", "add port = 15432 (the port on 127.0.0.1 clients connect to)")
+            return None
+        port = self.number(table, "port", (), 0, integer=True, minimum=1, maximum=65535) or None
+        if port is None:
+            return None
+        if port in ports:
+            self.add(("port",), f"port {port} is already used by {ports[port]}",
+                     "give each listener its own port, different from listen")
+            return None
+        label = table.get("name")
+        ports[port] = f'listener "{label}"' if isinstance(label, str) and label else f"listener #{index + 1}"
+        return port
+
+    def choice(self, table: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+        value = table.get(key, allowed[0])
+        if value not in allowed:
+            shown = f'"{value}"' if isinstance(value, str) else _kind(value)
+            self.add((key,), f"{key} must be one of " + ", ".join(f'"{a}"' for a in allowed) + f", not {shown}",
+                     f'{key} = "{allowed[0]}" is the default')
+            return allowed[0]
+        return str(value)
+
+    def upstream(self, table: Mapping[str, Any]) -> tuple[str, int] | None:
+        hint = 'e.g. upstream = "db.example.com:5432" (host, and the port when it is not 5432)'
+        text = self.string(table, "upstream", (), required=True, hint=hint)
+        if text is None:
+            return None
+        try:
+            return parse_upstream(text)
+        except ValueError as exc:
+            self.add(("upstream",), str(exc), hint)
+            return None
+
+    def password_auth(self, table: Mapping[str, Any]) -> str | None:
+        prefix: Key = ("auth",)
+        auth = self.table(table, "auth")
+        if auth is None:
+            if "auth" not in table:
+                self.add(prefix, "auth is required",
+                         'add [listeners.auth] with type = "password" and username = "<database user>"')
+            return None
+        self.unknown_keys(auth, PASSWORD_AUTH_KEYS, prefix)
+        kind = auth.get("type")
+        if kind is None:
+            self.add((*prefix, "type"), "type is required", 'add type = "password"')
+        elif kind != "password":
+            self.add((*prefix, "type"), f'must be "password", got {kind!r}',
+                     'listeners log in with a password: type = "password"')
+        username = self.string(auth, "username", prefix, required=True,
+                               hint='add username = "<the database user cordon logs in as>"')
+        if username is not None and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in username):
+            self.add((*prefix, "username"), "username must not contain control characters")
+            return None
+        return username if kind == "password" else None
+
+
+def parse_upstream(text: str) -> tuple[str, int]:
+    """``"host[:port]"`` (IPv6 as ``"[addr]:port"``) → (canonical host or IP literal, port; default 5432).
+
+    Raises ValueError with a message that names what is wrong.
+    """
+    import ipaddress
+
+    raw = text.strip()
+    if raw != text or not raw:
+        raise ValueError(f'upstream "{text}" is empty or has surrounding whitespace')
+    if "://" in raw or "/" in raw:
+        raise ValueError(f'upstream "{text}" must be host:port, not a URL')
+    port = DEFAULT_PG_PORT
+    if raw.startswith("["):
+        close = raw.find("]")
+        if close < 0:
+            raise ValueError(f'upstream "{text}" has an unclosed "["')
+        host, rest = raw[1:close], raw[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f'upstream "{text}": expected ":port" after "]"')
+            port = _port(rest[1:], text)
+        try:
+            return str(ipaddress.IPv6Address(host)), port
+        except ValueError:
+            raise ValueError(f'upstream "{text}": "{host}" is not an IPv6 address') from None
+    if raw.count(":") > 1:
+        raise ValueError(f'upstream "{text}": write an IPv6 address in brackets, e.g. "[::1]:5432"')
+    host, sep, port_text = raw.partition(":")
+    if sep:
+        port = _port(port_text, text)
+    try:
+        return str(ipaddress.IPv4Address(host)), port
+    except ValueError:
+        pass
+    try:
+        return canonical_host(host), port
+    except ValueError as exc:
+        raise ValueError(f'upstream "{text}": {exc}') from None
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f'upstream "{whole}": port "{text}" must be a number from 1 to 65535')
+    return int(text)

@@ -1,4 +1,5 @@
-"""Route secrets: a masked value type, fetching from every source, a short-lived cache and a start-up check.
+"""Route and listener secrets: a masked value type, fetching from every source, a short-lived cache and a
+start-up check.
 
 Sources (spec §2): keyring, 1password (``op read``), env, file, command. ``keyring`` is imported lazily,
 only when a keyring secret is used. No error message, repr or log line ever contains a secret value.
@@ -18,10 +19,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cordon_config.model import Config, Route
+from cordon_config.model import Config, Listener, Route
 
 DEFAULT_TIMEOUT = 10.0
 _STDERR_LIMIT = 300
+MAX_PASSWORD_BYTES = 1024  # PostgreSQL's own limit on a password packet is about this size
+
+SecretOwner = Route | Listener
+"""Anything with a ``name`` and a ``secret`` reference: a route (HTTP header) or a listener (database password)."""
 
 
 class Secret:
@@ -71,16 +76,20 @@ class Secret:
 
 
 class SecretUnavailable(Exception):
-    """A route's secret could not be fetched; ``reason`` says why and never contains the value."""
+    """A route's or listener's secret could not be fetched; ``reason`` says why and never contains the value.
 
-    def __init__(self, route_name: str, reason: str, hint: str | None = None):
+    ``route_name`` is the item's name (routes and listeners share one name space); ``kind`` says which.
+    """
+
+    def __init__(self, route_name: str, reason: str, hint: str | None = None, kind: str = "route"):
         self.route_name = route_name
         self.reason = reason
         self.hint = hint
+        self.kind = kind
         super().__init__(route_name, reason)
 
     def __str__(self) -> str:
-        return f"secret for route {self.route_name!r} is unavailable: {self.reason}"
+        return f"secret for {self.kind} {self.route_name!r} is unavailable: {self.reason}"
 
 
 def header_value_problem(value: str) -> str | None:
@@ -99,6 +108,17 @@ def header_value_problem(value: str) -> str | None:
             return "the value contains non-ASCII characters"
     if value[0] in " \t" or value[-1] in " \t":
         return "the value has leading or trailing whitespace"
+    return None
+
+
+def password_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a database password sent in the PostgreSQL protocol, or None. Never echoes it."""
+    if not value:
+        return "the value is empty"
+    if "\0" in value:
+        return "the value contains a NUL character"
+    if len(value.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        return f"the value is longer than {MAX_PASSWORD_BYTES} bytes"
     return None
 
 
@@ -133,7 +153,7 @@ def _decode_go_keyring(value: str) -> str:
 # -- sources ------------------------------------------------------------------------------------------------
 
 
-def _keyring(route: Route, config: Config, timeout: float, env: Mapping[str, str]) -> str:
+def _keyring(route: SecretOwner, config: Config, timeout: float, env: Mapping[str, str]) -> str:
     import keyring
     from keyring.errors import KeyringError, KeyringLocked, NoKeyringError
 
@@ -180,7 +200,7 @@ def _backend_name() -> str:
         return "unknown backend"
 
 
-def _env(route: Route, config: Config, timeout: float, env: Mapping[str, str]) -> str:
+def _env(route: SecretOwner, config: Config, timeout: float, env: Mapping[str, str]) -> str:
     var = route.secret.fields["var"]
     value = env.get(var)
     if value is None:
@@ -189,7 +209,7 @@ def _env(route: Route, config: Config, timeout: float, env: Mapping[str, str]) -
     return _strip_newline(value)  # like the other sources: `VAR=$(cat key.txt)` or $'sk\n' alike
 
 
-def _file(route: Route, config: Config, timeout: float, env: Mapping[str, str]) -> str:
+def _file(route: SecretOwner, config: Config, timeout: float, env: Mapping[str, str]) -> str:
     path = Path(route.secret.fields["path"])
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
@@ -216,7 +236,7 @@ def _file(route: Route, config: Config, timeout: float, env: Mapping[str, str]) 
     return _strip_newline(text)
 
 
-def _run(route: Route, argv: list[str], timeout: float, what: str, cwd: Path | None,
+def _run(route: SecretOwner, argv: list[str], timeout: float, what: str, cwd: Path | None,
          env: Mapping[str, str]) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
@@ -243,14 +263,14 @@ def _stderr_of(result: subprocess.CompletedProcess[bytes]) -> str:
     return _one_line(stderr)
 
 
-def _decode_stdout(route: Route, result: subprocess.CompletedProcess[bytes], what: str) -> str:
+def _decode_stdout(route: SecretOwner, result: subprocess.CompletedProcess[bytes], what: str) -> str:
     try:
         return _strip_newline(result.stdout.decode("utf-8"))
     except UnicodeDecodeError:
         raise SecretUnavailable(route.name, f"{what} printed something that is not UTF-8") from None
 
 
-def _command(route: Route, config: Config, timeout: float, env: Mapping[str, str]) -> str:
+def _command(route: SecretOwner, config: Config, timeout: float, env: Mapping[str, str]) -> str:
     argv = list(route.secret.fields["argv"])
     result = _run(route, argv, timeout, f"command {argv[0]!r}", config.path.parent, env)
     if result.returncode != 0:
@@ -282,7 +302,7 @@ def find_op(config: Config, env: Mapping[str, str]) -> str | None:
     return shutil.which("op", path=env.get("PATH", os.defpath))
 
 
-def _onepassword(route: Route, config: Config, timeout: float, env: Mapping[str, str]) -> str:
+def _onepassword(route: SecretOwner, config: Config, timeout: float, env: Mapping[str, str]) -> str:
     fields = route.secret.fields
     op = find_op(config, env)
     if op is None:
@@ -308,7 +328,7 @@ def _onepassword(route: Route, config: Config, timeout: float, env: Mapping[str,
     return _decode_stdout(route, result, "1Password `op read`")
 
 
-_SOURCES: dict[str, Callable[[Route, Config, float, Mapping[str, str]], str]] = {
+_SOURCES: dict[str, Callable[[SecretOwner, Config, float, Mapping[str, str]], str]] = {
     "keyring": _keyring,
     "1password": _onepassword,
     "env": _env,
@@ -317,33 +337,50 @@ _SOURCES: dict[str, Callable[[Route, Config, float, Mapping[str, str]], str]] = 
 }
 
 
-def fetch_secret(route: Route, *, config: Config, timeout: float = DEFAULT_TIMEOUT,
+def kind_of(item: SecretOwner) -> str:
+    """``"listener"`` or ``"route"``: how messages name ``item``."""
+    return "listener" if isinstance(item, Listener) else "route"
+
+
+def value_problem(item: SecretOwner, value: str) -> str | None:
+    """Why ``value`` cannot be ``item``'s secret (a header value for a route, a password for a listener)."""
+    return password_value_problem(value) if isinstance(item, Listener) else header_value_problem(value)
+
+
+def fetch_secret(route: SecretOwner, *, config: Config, timeout: float = DEFAULT_TIMEOUT,
                  env: Mapping[str, str] | None = None) -> Secret:
-    """Fetch ``route``'s secret from its source and validate it as a header value.
+    """Fetch a route's or listener's secret from its source and validate it (:func:`value_problem`).
 
     Raises :class:`SecretUnavailable` (never containing the value). ``env`` defaults to ``os.environ``
     (used by the env source and as the environment of ``op``/command subprocesses).
     """
+    kind = kind_of(route)
     source = _SOURCES.get(route.secret.source)
     if source is None:
-        raise SecretUnavailable(route.name, f"unknown secret source {route.secret.source!r}")
-    value = source(route, config, timeout, os.environ if env is None else env)
-    problem = header_value_problem(value)
+        raise SecretUnavailable(route.name, f"unknown secret source {route.secret.source!r}", kind=kind)
+    try:
+        value = source(route, config, timeout, os.environ if env is None else env)
+    except SecretUnavailable as exc:
+        exc.kind = kind
+        raise
+    problem = value_problem(route, value)
     if problem is not None:
-        raise SecretUnavailable(route.name, f"{route.secret.source} secret is not usable in a header: {problem}")
+        usable = "as a database password" if kind == "listener" else "in a header"
+        raise SecretUnavailable(route.name, f"{route.secret.source} secret is not usable {usable}: {problem}",
+                                kind=kind)
     return Secret(value)
 
 
 def check_secrets(config: Config, *, fetch: Callable[..., Secret] | None = None) -> list[tuple[str, str]]:
-    """Fetch every route's secret once; return ``(route_name, reason)`` for each that failed."""
+    """Fetch every route's and listener's secret once; return ``(name, reason)`` for each that failed."""
     fetcher = fetch or fetch_secret
     failures: list[tuple[str, str]] = []
-    for route in config.routes:
+    for item in (*config.routes, *config.listeners):
         try:
-            fetcher(route, config=config)
+            fetcher(item, config=config)
         except SecretUnavailable as exc:
             reason = exc.reason + (f" (hint: {exc.hint})" if exc.hint else "")
-            failures.append((route.name, reason))
+            failures.append((item.name, reason))
     return failures
 
 
@@ -362,7 +399,7 @@ class SecretCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, Any, Secret]] = {}
 
-    def get(self, route: Route, config: Config) -> Secret:
+    def get(self, route: SecretOwner, config: Config) -> Secret:
         """The route's secret, from the cache when fresh; raises :class:`SecretUnavailable`."""
         if self.ttl <= 0:
             return self._fetch(route, config=config)
@@ -376,8 +413,8 @@ class SecretCache:
             self._entries[route.name] = (now + self.ttl, route.secret, secret)
         return secret
 
-    def get_nowait(self, route: Route, config: Config) -> Secret | None:
-        """The route's secret when it can be had without blocking: a fresh cache hit, or a source that never
+    def get_nowait(self, route: SecretOwner, config: Config) -> Secret | None:
+        """The item's secret when it can be had without blocking: a fresh cache hit, or a source that never
         blocks (:data:`NONBLOCKING_SOURCES`, fetched now). None when fetching would block (keyring, 1Password,
         command): then call :meth:`get` off the event loop. Raises :class:`SecretUnavailable` like :meth:`get`.
         """
@@ -385,7 +422,7 @@ class SecretCache:
             return self.get(route, config)
         return self.peek(route)
 
-    def peek(self, route: Route) -> Secret | None:
+    def peek(self, route: SecretOwner) -> Secret | None:
         """The route's cached secret when fresh, else None; never fetches (so it never blocks)."""
         if self.ttl <= 0:
             return None
@@ -396,7 +433,8 @@ class SecretCache:
         return None
 
     def invalidate(self, route_name: str) -> None:
-        """Drop a route's cached value (after an upstream 401, so a rotated secret is used at once)."""
+        """Drop an item's cached value (after an upstream 401 or a failed database login, so a rotated secret
+        is used at once)."""
         with self._lock:
             self._entries.pop(route_name, None)
 

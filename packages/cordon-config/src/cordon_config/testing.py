@@ -1,4 +1,5 @@
-"""Test helpers: keyring backends that never touch a real keyring, and small config builders.
+"""Test helpers: keyring backends that never touch a real keyring, a real Secret Service on a private bus,
+and small config builders.
 
 The backends here are never auto-selected: their ``priority`` raises, so keyring does not consider them
 viable. Select one explicitly with ``keyring.set_keyring(MemoryKeyring())`` (in-process) or, for a
@@ -10,6 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -157,3 +164,119 @@ def isolate_environ(monkeypatch: object, tmp_path: Path) -> Path:
     monkeypatch.setenv("HOME", str(home))  # type: ignore[attr-defined]
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))  # type: ignore[attr-defined]
     return home
+
+
+# -- a real Secret Service ----------------------------------------------------------------------------------
+
+SECRET_SERVICE_TOOLS = ("dbus-daemon", "gnome-keyring-daemon")
+SECRET_SERVICE_TIMEOUT = 15.0
+
+
+def secret_service_missing() -> list[str]:
+    """The tools :class:`SecretService` needs that are not installed (empty when it can run)."""
+    return [tool for tool in SECRET_SERVICE_TOOLS if shutil.which(tool) is None]
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float = SECRET_SERVICE_TIMEOUT) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""  # no <servicedir>: nothing is auto-activated, the only Secret Service is the one started below
+
+SET_PASSWORD = """
+import sys, time
+import keyring
+service, account, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+value = sys.stdin.read()
+deadline = time.monotonic() + timeout
+while True:  # gnome-keyring-daemon owns org.freedesktop.secrets a moment after it starts
+    try:
+        keyring.set_password(service, account, value)
+        break
+    except Exception:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.1)
+assert keyring.get_password(service, account) == value
+print(type(keyring.get_keyring()).__module__)
+"""
+
+
+class SecretService:
+    """A real Secret Service: gnome-keyring (login keyring unlocked with a throwaway password) on a private
+    D-Bus session bus; HOME and XDG_DATA_HOME under ``root``. Never touches the user's keyring or bus."""
+
+    def __init__(self, root: Path) -> None:
+        self.runtime = Path(tempfile.mkdtemp(prefix="cordon-kr-"))  # short: unix socket paths are limited
+        self.procs: list[subprocess.Popen[bytes]] = []
+        home = root / "home"
+        home.mkdir(parents=True)
+        self.base_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
+            "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(root / "data"),
+            "XDG_RUNTIME_DIR": str(self.runtime),
+        }
+        try:
+            bus_config = self.runtime / "bus.conf"
+            bus_config.write_text(BUS_CONFIG.format(socket=self.runtime / "bus"), encoding="utf-8")
+            bus = self._spawn(["dbus-daemon", f"--config-file={bus_config}", "--nofork", "--print-address=1"],
+                              stdout=subprocess.PIPE)
+            assert bus.stdout is not None
+            ready, _, _ = select.select([bus.stdout], [], [], SECRET_SERVICE_TIMEOUT)
+            self.address = bus.stdout.readline().decode().strip() if ready else ""
+            assert self.address.startswith("unix:"), "dbus-daemon printed no address"
+            keyring = self._spawn(["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+                                  stdin=subprocess.PIPE)
+            assert keyring.stdin is not None
+            keyring.stdin.write(b"throwaway-password")
+            keyring.stdin.close()
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self, argv: list[str], *, stdin: int | None = None, stdout: int = subprocess.DEVNULL
+               ) -> subprocess.Popen[bytes]:
+        env = dict(self.base_env, DBUS_SESSION_BUS_ADDRESS=getattr(self, "address", ""))
+        proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def client_env(self) -> dict[str, str]:
+        """What a process needs to use this Secret Service through ``keyring``."""
+        return {"DBUS_SESSION_BUS_ADDRESS": self.address,
+                "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring"}
+
+    def set(self, value: str, service: str, account: str) -> None:
+        """Store ``value`` (sent on stdin, never on a command line) under ``service``/``account``."""
+        result = subprocess.run(
+            [sys.executable, "-c", SET_PASSWORD, service, account, str(SECRET_SERVICE_TIMEOUT)], input=value,
+            capture_output=True, text=True, env=dict(self.base_env, **self.client_env()), timeout=SECRET_SERVICE_TIMEOUT + 20,
+        )
+        assert result.returncode == 0, f"storing into gnome-keyring failed: {result.stderr[-2000:]}"
+        assert result.stdout.strip() == "keyring.backends.SecretService", result.stdout
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):  # gnome-keyring first, then its bus
+            _terminate(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        shutil.rmtree(self.runtime, ignore_errors=True)

@@ -142,7 +142,9 @@ def _check_constraints(ctx: DoctorContext, ca: object) -> list[Finding]:
         return [*found, warn("ca.constraints", "the CA is not name-constrained (made by cordon 0.1): a copy of its "
                              "key can mint a certificate for any site that clients trusting it accept", reissue)]
     unapproved = {e.item.name for e in ctx.unapproved if e.item.kind == "route"}
-    uncovered = sorted(r.host for r in config.routes if r.host not in permitted and r.name not in unapproved)
+    approved_hosts = {r.host for r in config.routes if r.name not in unapproved}
+    wanted = [host for host in config.tls_hosts() if host in approved_hosts or host == "localhost"]  # listeners
+    uncovered = [host for host in wanted if host not in permitted]
     if uncovered:
         return [*found, fail("ca.constraints", f"the CA's name constraints do not cover: {', '.join(uncovered)} "
                              "(clients would reject cordon's certificate for them)",

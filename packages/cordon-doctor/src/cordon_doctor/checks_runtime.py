@@ -1,4 +1,5 @@
-"""Doctor checks on what runs: route secrets, the port, the background service, CODEX_HOME. Read-only."""
+"""Doctor checks on what runs: route and listener secrets, the port, the PostgreSQL listeners, the background
+service, CODEX_HOME. Read-only."""
 
 from __future__ import annotations
 
@@ -7,30 +8,37 @@ from pathlib import Path
 
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, ok, skip, warn
-from cordon_doctor.proxyproc import get_health, port_in_use
 
 
 def check_port(ctx: DoctorContext) -> list[Finding]:
-    """The configured port is free, or a healthy cordon answers on it (and not something else)."""
+    """The configured port is free, or this scope's cordon (proven by its identity key) answers on it, running
+    the config as it is on disk; another scope's cordon or anything else there is named."""
+    from cordon_config.identity import IdentityError, config_digest, probe
+
     if ctx.config is None:
         return []
     port = ctx.config.listen
-    health = get_health(port)
-    if health is not None:
-        routes = health.get("routes")
-        found = [ok("port", f"cordon {health.get('version', '?')} is running on 127.0.0.1:{port} ({routes} "
-                    f"route{'' if routes == 1 else 's'})")]
-        if isinstance(routes, int) and routes != len(ctx.config.routes):
-            found = [warn("port", f"the cordon on 127.0.0.1:{port} serves {routes} routes but {ctx.paths.config_path} "
-                          f"has {len(ctx.config.routes)} (started before the last edit, or another scope's proxy)",
-                          f"restart it: cordon service install{ctx.scope_flag}  (or stop it and run cordon start"
-                          f"{ctx.scope_flag})")]
+    flag = ctx.scope_flag
+    try:
+        state = probe(ctx.paths, port, env=ctx.environ)
+    except IdentityError as exc:
+        return [fail("port", exc.message, exc.hint)]
+    if state.kind == "none":
+        return [ok("port", f"127.0.0.1:{port} is free (cordon is not running; start it with cordon start{flag})")]
+    if not state.ours:
+        return [fail("port", state.message(), state.hint(ctx.paths.config_path, flag))]
+    health = state.health
+    routes = health.get("routes")
+    found = [ok("port", f"cordon {health.get('version', '?')} (pid {state.pid}) is running on 127.0.0.1:{port} "
+                f"({routes} {'route' if routes == 1 else 'routes'})")]
+    try:
+        on_disk = config_digest(ctx.paths.config_path.read_bytes())
+    except OSError:
         return found
-    if port_in_use(port):
-        return [fail("port", f"something that is not cordon listens on 127.0.0.1:{port}",
-                     f"find it with `ss -ltnp 'sport = :{port}'` and stop it, or set another port: "
-                     f"edit listen in {ctx.paths.config_path}, then cordon setup{ctx.scope_flag}")]
-    return [ok("port", f"127.0.0.1:{port} is free (cordon is not running; start it with cordon start{ctx.scope_flag})")]
+    if health.get("config_digest") != on_disk:
+        found.append(warn("proxy.config", f"the running proxy (pid {state.pid}) uses an older version of "
+                          f"{ctx.paths.config_path} (changed since it started or last reloaded)", f"cordon reload{flag}"))
+    return found
 
 
 def check_service(ctx: DoctorContext) -> list[Finding]:
@@ -87,8 +95,11 @@ def check_codex_home(ctx: DoctorContext) -> list[Finding]:
 
 
 def _secret_fix(ctx: DoctorContext, route: object, exc: object) -> str:
+    from cordon_config.secrets import kind_of
+
     name = getattr(route, "name", "?")
     source = route.secret.source  # type: ignore[attr-defined]
+    kind = kind_of(route)  # type: ignore[arg-type]
     reason = str(getattr(exc, "reason", ""))
     hint = getattr(exc, "hint", None)
     flag = ctx.scope_flag
@@ -96,7 +107,7 @@ def _secret_fix(ctx: DoctorContext, route: object, exc: object) -> str:
         var = name.upper().replace("-", "_").replace(".", "_") + "_API_KEY"
         return (
             "this machine has no keyring (on headless Linux: no Secret Service on D-Bus, e.g. gnome-keyring); "
-            f"switch the route to another source: cordon route edit{flag} {name} --source env --var {var}  "
+            f"switch the {kind} to another source: cordon {kind} edit{flag} {name} --source env --var {var}  "
             f'(or in {ctx.paths.config_path}: source = "file" with path = "/abs/0600-file", or '
             'source = "command" with argv = ["gh", "auth", "token"])'
         )
@@ -121,19 +132,20 @@ def _secret_fix(ctx: DoctorContext, route: object, exc: object) -> str:
 
 
 def check_secrets(ctx: DoctorContext) -> list[Finding]:
-    """Every route's secret can be fetched now (the value is discarded, never shown)."""
-    from cordon_config.secrets import SecretUnavailable, fetch_secret
+    """Every route's and listener's secret can be fetched now (the value is discarded, never shown)."""
+    from cordon_config.secrets import SecretUnavailable, fetch_secret, kind_of
 
     if ctx.config is None:
         return []
     found: list[Finding] = []
-    settings = any(entry.item.kind != "route" for entry in ctx.unapproved)
-    unapproved = {entry.item.name for entry in ctx.unapproved if entry.item.kind == "route"}
-    for route in ctx.config.routes:
-        check = f"route.{route.name}.secret"
-        if settings or route.name in unapproved:  # an unapproved `command` would run here: never fetch it
+    settings = any(entry.item.kind not in ("route", "listener") for entry in ctx.unapproved)
+    unapproved = {(entry.item.kind, entry.item.name) for entry in ctx.unapproved}
+    for route in (*ctx.config.routes, *ctx.config.listeners):
+        kind = kind_of(route)
+        check = f"{kind}.{route.name}.secret"
+        if settings or (kind, route.name) in unapproved:  # an unapproved `command` would run here: never fetch it
             found.append(skip(check, "not fetched: " + ("the [tls]/[secrets] settings are" if settings else
-                                                        "the route is") + " not approved (see approvals)"))
+                                                        f"the {kind} is") + " not approved (see approvals)"))
             continue
         try:
             fetch_secret(route, config=ctx.config, env=ctx.environ)
@@ -144,4 +156,28 @@ def check_secrets(ctx: DoctorContext) -> list[Finding]:
         if route.secret.source == "env":
             where = " (from this shell's environment: the service needs it too)"
         found.append(ok(check, f"resolvable from {route.secret.source}{where}"))
+    return found
+
+
+def check_listeners(ctx: DoctorContext) -> list[Finding]:
+    """Each PostgreSQL listener: its port free or held by the running cordon, its upstream reachable with a valid
+    certificate. The checks come from the listener's package through the ``cordon.doctor_checks`` entry points."""
+    from importlib.metadata import entry_points
+
+    if ctx.config is None or not ctx.config.listeners:
+        return []
+    hooks = list(entry_points(group="cordon.doctor_checks"))
+    if not hooks:
+        return [fail("listeners", "cordon.toml has [[listeners]] but cordon-pg is not installed: cordon start "
+                     "cannot serve them", "pip install cordon-pg")]
+    from cordon_config.identity import IdentityError, probe
+
+    try:  # this scope's own proxy, proven by its identity key (never something else on the port)
+        running = probe(ctx.paths, ctx.config.listen, timeout=1.0, env=ctx.environ).ours
+    except IdentityError:
+        running = False
+    found: list[Finding] = []
+    for hook in hooks:
+        for item in hook.load()(ctx.config, proxy_running=running, scope_flag=ctx.scope_flag, environ=ctx.environ):
+            found.append(Finding(str(item["check"]), item["status"], str(item["message"]), item.get("fix")))
     return found

@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from cordon_config.providers import DUMMY_KEY
+
 from cordon_doctor.mask import SENSITIVE_HEADERS, mask_header_value, mask_secret
 from cordon_doctor.report import paint, use_colour
-from cordon_doctor.sandbox import DUMMY_KEY, ROUTE_HOST, ROUTE_NAME, Sandbox, StepFailed, StepResult
+from cordon_doctor.sandbox import ROUTE_HOST, ROUTE_NAME, Sandbox, StepFailed, StepResult
 
 DEMO_SCHEMA = "cordon.demo/1"
 REQUEST_PATH = "/v1/demo"

@@ -12,7 +12,13 @@ from cordon_config.scope import ScopePaths
 from cordon_doctor.checks_files import check_approvals, check_bundle, check_ca, check_config, check_tokens
 from cordon_doctor.checks_integrations import check_integrations
 from cordon_doctor.checks_policy import check_policy
-from cordon_doctor.checks_runtime import check_codex_home, check_port, check_secrets, check_service
+from cordon_doctor.checks_runtime import (
+    check_codex_home,
+    check_listeners,
+    check_port,
+    check_secrets,
+    check_service,
+)
 from cordon_doctor.checks_scopes import check_no_proxy, check_port_owner
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, skip
@@ -31,6 +37,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("port", check_port),
     ("port.scopes", check_port_owner),
     ("routes.no_proxy", check_no_proxy),
+    ("listeners", check_listeners),
     ("service", check_service),
     ("integrations", check_integrations),
     ("codex.home", check_codex_home),

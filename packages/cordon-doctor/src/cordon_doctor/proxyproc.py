@@ -1,12 +1,11 @@
 """Running the real proxy as a subprocess (``python -m cordon_proxy start --config PATH``) and talking to it.
 
-cordon-doctor never imports cordon_proxy: it starts it like a user would and reads ``GET /health``.
+cordon-doctor never imports cordon_proxy: it starts it like a user would and asks ``GET /health`` for the
+proof that the listener is that scope's cordon (:func:`cordon_config.identity.probe`).
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import signal
 import socket
@@ -16,6 +15,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
+
+from cordon_config.scope import ScopePaths
 
 HEALTH_TIMEOUT = 20.0
 STOP_TIMEOUT = 12.0
@@ -36,37 +37,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def port_in_use(port: int) -> bool:
-    """True when something accepts connections on 127.0.0.1:``port``."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def get_health(port: int, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The JSON of ``GET http://127.0.0.1:<port>/health`` when it is a healthy cordon, else None."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/health", headers={"User-Agent": "cordon-doctor"})
-        resp = conn.getresponse()
-        body = resp.read(65536)
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-    if resp.status != 200:
-        return None
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or doc.get("status") != "ok":
-        return None
-    return doc
-
-
 def proxy_command(config_path: Path) -> list[str]:
     """The exact command line that runs the proxy in the foreground for ``config_path``."""
     return [sys.executable, "-m", "cordon_proxy", "start", "--config", str(config_path)]
@@ -84,8 +54,10 @@ def tail(path: Path, lines: int = 12) -> str:
 class ProxyProcess:
     """A proxy subprocess with its stderr+stdout sent to ``log_path``; stop it with :meth:`stop`."""
 
-    def __init__(self, config_path: Path, port: int, env: Mapping[str, str], log_path: Path) -> None:
-        self.config_path = config_path
+    def __init__(self, paths: ScopePaths, port: int, env: Mapping[str, str], log_path: Path) -> None:
+        self.paths = paths
+        config_path = self.config_path = paths.config_path
+        self.env = dict(env)
         self.port = port
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -103,15 +75,20 @@ class ProxyProcess:
             raise
 
     def wait_healthy(self, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any]:
-        """Poll /health until it answers (bounded); raise ProxyStartError if the process exits or times out."""
+        """Poll until this scope's proxy proves itself (bounded); its /health details. ProxyStartError if the
+        process exits, something else answers, or time runs out."""
+        from cordon_config.identity import probe
+
         deadline = time.monotonic() + timeout
         while True:
             code = self.proc.poll()
             if code is not None:
                 raise ProxyStartError(f"the proxy exited with code {code} before answering /health", self.log_tail())
-            health = get_health(self.port, timeout=1.0)
-            if health is not None:
-                return health
+            state = probe(self.paths, self.port, timeout=1.0, env=self.env)
+            if state.ours:
+                return dict(state.health)
+            if state.kind != "none":
+                raise ProxyStartError(state.message(), self.log_tail())
             if time.monotonic() > deadline:
                 raise ProxyStartError(
                     f"the proxy did not answer http://127.0.0.1:{self.port}/health within {timeout:.0f} s",
@@ -144,7 +121,7 @@ def proxy_environment(base: Mapping[str, str], extra: Mapping[str, str]) -> dict
     """The proxy subprocess's environment: ``base`` without proxy/TLS overrides, plus ``extra``."""
     dropped = {
         "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
-        "SSL_CERT_FILE", "SSL_CERT_DIR", "CORDON_TEST_RESOLVE", "SSLKEYLOGFILE",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE",
     }
     env = {k: v for k, v in base.items() if k not in dropped}
     env.update(extra)

@@ -25,8 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from cordon_config.providers import DUMMY_KEY
+
 from cordon_doctor.finding import Finding, fail, ok, skip, warn
-from cordon_doctor.sandbox import DUMMY_KEY, ROUTE_HOST, Sandbox, StepFailed, StepResult
+from cordon_doctor.sandbox import ROUTE_HOST, Sandbox, StepFailed, StepResult
 
 PROBE_TIMEOUT = 30.0
 CONTRACT_ONLY = (

@@ -34,7 +34,6 @@ from cordon_doctor.proxyproc import (
 ROUTE_NAME = "demo"
 ROUTE_HOST = "localhost"
 SECRET_VAR = "CORDON_DEMO_SECRET"
-DUMMY_KEY = "dummy-replaced-by-cordon"
 PORT_ATTEMPTS = 3
 
 
@@ -152,12 +151,13 @@ class Sandbox:
         return f"created {ca.common_name!r} ({ca.key_type}), key 0600"
 
     def _make_upstream(self) -> str:
-        from cordon_ca import load_or_create_ca
+        from cordon_ca.upstream_ca import create_upstream_ca
 
         assert self.root is not None
         up = self.root / "upstream"
         up.mkdir(mode=0o700)
-        up_ca = load_or_create_ca(up / "upstream-ca.pem", up / "upstream-ca-key.pem", namespace="demo-upstream")
+        # its own CA, not a cordon one: the proxy never trusts a cordon CA upstream
+        up_ca = create_upstream_ca(up / "upstream-ca.pem", up / "upstream-ca-key.pem", name="cordon demo upstream")
         cert_pem, key_pem = up_ca.issue_leaf(ROUTE_HOST)
         cert_file, key_file = up / "localhost.pem", up / "localhost-key.pem"
         cert_file.write_bytes(cert_pem)
@@ -206,7 +206,7 @@ class Sandbox:
             if attempt:  # the port was taken between picking it and binding it: pick another
                 self.port = free_port()
                 self._write_config()
-            self.proxy = ProxyProcess(self.paths.config_path, self.port, env, self.root / "proxy.log")
+            self.proxy = ProxyProcess(self.paths, self.port, env, self.root / "proxy.log")
             try:
                 health = self.proxy.wait_healthy()
             except ProxyStartError as exc:

@@ -3,7 +3,8 @@
 :func:`write_fake_proxy` writes a stand-in ``cordon_proxy`` package into a directory; put that directory first
 on ``PYTHONPATH`` and ``python -m cordon_proxy start --config PATH`` runs it instead of the real proxy. It
 injects failures the demo must name: ``crash`` (exits at once), ``refuse`` (answers /health, then refuses
-every CONNECT with 403), ``hang`` (never answers anything).
+every CONNECT with 403), ``hang`` (never answers anything). It proves its identity on /health with the scope's
+key, as the real proxy does (cordon_config.identity), so the failure it injects is the one the demo meets.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 _FAKE_MAIN = '''\
-import http.server, json, sys, time, tomllib
+import http.server, json, os, sys, time, tomllib
+from pathlib import Path
+
+from cordon_config.identity import ensure_key, health_answer
+from cordon_config.scope import resolve_scope
 
 mode = {mode!r}
 args = sys.argv[1:]
@@ -22,6 +27,7 @@ if mode == "crash":
     sys.exit(3)
 with open(config, "rb") as f:
     port = tomllib.load(f)["listen"]
+key = ensure_key(resolve_scope(None, config, env=os.environ, cwd=Path.cwd()))
 
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -31,7 +37,9 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        body = json.dumps({{"status": "ok", "version": "fake", "routes": 1}}).encode()
+        query = self.path.partition("?")[2]
+        answer = health_answer(key, query, {{"pid": os.getpid(), "version": "fake", "routes": 1, "port": port}})
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -31,11 +31,12 @@ from cordon_config.audit import (
     seal_text,
 )
 from cordon_config.model import AuditConfig
+from cordon_config.scope import ScopePaths
 
 from cordon_proxy.core.commands import RequestRecord
 from cordon_proxy.logs import Logger, utc_text
 
-__all__ = ["AuditLog"]
+__all__ = ["AuditLog", "open_audit"]
 
 #: what happened is noted at once (a timestamp and the record); the lines are formatted, sealed and written
 #: together at most FLUSH_EVERY seconds after the first of them (at once past MAX_PENDING of them): one tight
@@ -251,6 +252,17 @@ class AuditLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def open_audit(paths: ScopePaths, config: AuditConfig, logger: Logger) -> AuditLog:
+    """The scope's audit log, opened for writing (its key made when missing); AuditError (one line and the fix)
+    when the state dir, the key or the log cannot be used."""
+    try:
+        return AuditLog(paths.state_dir, paths.namespace, config, logger)
+    except OSError as exc:
+        raise AuditError(f"cannot open the audit log in {paths.state_dir}: {exc.strerror or exc}",
+                         "run cordon as the user who owns the state dir, or set enabled = false under [audit]"
+                         ) from None
 
 
 def _name(value: str | None) -> str:

@@ -1,8 +1,12 @@
-"""Command line of cordon-proxy: ``cordon start``, ``cordon status``, ``cordon wait``.
+"""Command line of cordon-proxy: ``cordon start|status|wait|stop|restart|reload``.
 
-``start`` runs the proxy in the foreground in the order of spec §3: load and validate the config → refuse
-anything not approved (:mod:`cordon_config.approvals`) → check every secret (all failures reported together) → load the CA (created when missing) → bind
-127.0.0.1:<listen> → serve. SIGINT/SIGTERM let in-flight requests finish (up to 10 s), then exit 0.
+``start`` runs the proxy in the foreground in the order of spec §3 (:func:`cordon_proxy.runtime.load_runtime`:
+config → approvals → every secret → CA → tokens → upstream trust → identity key), then binds
+127.0.0.1:<listen> and serves. SIGINT/SIGTERM let in-flight requests finish (up to 10 s), then exit 0; SIGHUP
+reloads (the same loading; on any problem the running config stays and the reason is logged).
+
+The other commands look at the port through :func:`cordon_config.identity.probe` and act only on this scope's
+own cordon: another scope's proxy or anything else on the port is named, never trusted or signalled.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import json
 import os
 import signal
 import sys
@@ -25,14 +28,24 @@ from cordon_proxy import __version__
 from cordon_proxy.logfile import LOGS_EPILOG, add_logs_arguments
 
 if TYPE_CHECKING:
-    from cordon_config import Config
+    from cordon_config.identity import ProbeResult
     from cordon_config.scope import ScopePaths
 
     from cordon_proxy.audit import AuditLog
     from cordon_proxy.logs import Logger
-    from cordon_proxy.tls import LeafContexts
+    from cordon_proxy.runtime import Runtime
 
-__all__ = ["build_parser", "main", "start_main", "status_main", "wait_main"]
+__all__ = [
+    "build_parser",
+    "logs_main",
+    "main",
+    "reload_main",
+    "restart_main",
+    "start_main",
+    "status_main",
+    "stop_main",
+    "wait_main",
+]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -44,6 +57,29 @@ START_EPILOG = """examples:
 STATUS_EPILOG = """examples:
   cordon status
   cordon status --quiet || echo "cordon is not running"
+  cordon status --json
+
+Only this scope's own cordon counts as running: its identity is proven with the scope's key (identity.key in
+the state dir). Another scope's cordon, or anything else on the port, is named and exits 1.
+"""
+STOP_EPILOG = """examples:
+  cordon stop
+  cordon stop --config ~/work/api/cordon.toml
+"""
+RESTART_EPILOG = """examples:
+  cordon restart                        stop this scope's proxy, start it again in the background
+  cordon restart --scope user
+
+The new proxy runs with this command's environment (a route's env secret must be in it) and logs to
+proxy.log in the scope's state dir (`cordon logs`). A proxy run by `cordon service` is better restarted by its service
+manager (systemctl --user restart cordon-<namespace>).
+"""
+RELOAD_EPILOG = """examples:
+  cordon route edit openai --header-name x-api-key && cordon reload
+  kill -HUP <pid>                       the same (the pid is in `cordon status`)
+
+Re-reads and validates cordon.toml (and approvals, secrets, tokens.toml, the CA): new requests use it,
+requests in flight finish as they started. On any problem the running config stays and the reason is printed.
 """
 WAIT_EPILOG = """examples:
   cordon wait --timeout 5 && cordon run -- codex     use the proxy once it answers
@@ -93,14 +129,32 @@ def _wait_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _timeout_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_scope(parser)
+    parser.add_argument(
+        "--timeout", type=float, default=15.0, metavar="S", help="give up after S seconds (default: 15)"
+    )
+
+
 TOOL_EPILOG = """\
 examples:
   cordon-proxy start                       the proxy for ./cordon.toml, in the foreground (= cordon start)
   cordon-proxy start --scope user --log-format json
   cordon-proxy status --json               is it running, on which port, with how many routes
-  cordon-proxy wait --timeout 5            exit 0 once /health answers
+  cordon-proxy wait --timeout 5            exit 0 once this scope's proxy answers
+  cordon-proxy reload                      apply an edited cordon.toml without a restart
   cordon-proxy logs -f                     follow the scope's proxy log
 """
+
+COMMANDS: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("start", "run the proxy in the foreground", START_EPILOG, _start_arguments),
+    ("status", "say whether this scope's proxy is running", STATUS_EPILOG, _status_arguments),
+    ("wait", "wait until this scope's proxy answers", WAIT_EPILOG, _wait_arguments),
+    ("stop", "stop this scope's running proxy", STOP_EPILOG, _timeout_arguments),
+    ("restart", "stop this scope's proxy and start it in the background", RESTART_EPILOG, _timeout_arguments),
+    ("reload", "make the running proxy re-read its config", RELOAD_EPILOG, _timeout_arguments),
+    ("logs", "show (or follow) this scope's proxy log", LOGS_EPILOG, add_logs_arguments),
+)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -111,12 +165,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, helptext, epilog, adder in (
-        ("start", "run the proxy in the foreground", START_EPILOG, _start_arguments),
-        ("status", "say whether the proxy is running (via /health)", STATUS_EPILOG, _status_arguments),
-        ("wait", "wait until the proxy answers /health", WAIT_EPILOG, _wait_arguments),
-        ("logs", "show (or follow) this scope's proxy log", LOGS_EPILOG, add_logs_arguments),
-    ):
+    for name, helptext, epilog, adder in COMMANDS:
         p = sub.add_parser(
             name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".", epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -136,18 +185,17 @@ def _single_parser(
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon-proxy start|status|wait ...``."""
+    """``cordon-proxy start|status|wait|stop|restart|reload ...``."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
-    from cordon_proxy.logfile import logs_main
-
-    commands: dict[str, Callable[..., int]] = {"start": start_main, "status": status_main, "wait": wait_main, "logs": logs_main}
-    if not args_list or args_list[0] not in commands:
+    mains = {"start": start_main, "status": status_main, "wait": wait_main, "stop": stop_main,
+             "restart": restart_main, "reload": reload_main, "logs": logs_main}
+    if not args_list or args_list[0] not in mains:
         parser.parse_args(args_list)  # --help, --version or a usage error
         return EXIT_USAGE
     command, rest = args_list[0], args_list[1:]
     name = f"{prog or 'cordon-proxy'} {command}"
-    return commands[command](rest, prog=name)
+    return mains[command](rest, prog=name)
 
 
 # -- shared ----------------------------------------------------------------------------------------------
@@ -168,23 +216,30 @@ class _Usage(Exception):
         self.hint, self.code = hint, code
 
 
-def _load(config_path: Path) -> Config:
-    from cordon_config import load_config
+def logs_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon logs``: see :mod:`cordon_proxy.logfile`."""
+    from cordon_proxy.logfile import logs_main as main_
 
-    return load_config(config_path)
+    return main_(argv, prog=prog)
+
+
+def _parse(prog: str, argv: Sequence[str] | None, command: str) -> argparse.Namespace:
+    _, helptext, epilog, adder = next(c for c in COMMANDS if c[0] == command)
+    parser = _single_parser(prog, helptext[0].upper() + helptext[1:] + ".", epilog, adder)
+    return parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+
+
 
 
 # -- start -----------------------------------------------------------------------------------------------
 
 
 def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon start``: run the proxy in the foreground until SIGINT/SIGTERM."""
-    parser = _single_parser(prog or "cordon start", "Run the proxy in the foreground.", START_EPILOG, _start_arguments)
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    from cordon_config import ConfigError
-    from cordon_config.secrets import check_secrets
-
+    """``cordon start``: run the proxy in the foreground until SIGINT/SIGTERM (SIGHUP reloads)."""
+    args = _parse(prog or "cordon start", argv, "start")
+    from cordon_proxy.hardening import harden_process
     from cordon_proxy.logs import Logger
+    from cordon_proxy.runtime import LoadFailure, load_runtime
 
     logger = Logger(args.log_level, args.log_format)
     if args.log_file is not None:
@@ -194,115 +249,36 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
             from cordon_config.files import os_error_message
 
             return _fail(*os_error_message(exc))
-    from cordon_proxy.hardening import harden_process
-
     hardened = harden_process()  # before any secret is loaded: no core dumps, no ptrace by peers
     logger.log("debug", "process hardening", **{k: str(v) for k, v in hardened.items()})
+    logger.log("debug", "open files limit", nofile=_raise_fd_limit())
     try:
         paths = _scope(args)
     except _Usage as exc:
-        return _fail(str(exc), code=EXIT_USAGE)
-    config_path = paths.config_path
-    # 1. config
+        return _fail(str(exc), exc.hint, code=exc.code)
+    if paths.config_path.exists():
+        _record(paths, args.log_file)
     try:
-        config = _load(config_path)
-    except ConfigError as exc:
-        from cordon_config.errors import ConfigNotFound
-        from cordon_config.scope import missing_config
-
-        if isinstance(exc, ConfigNotFound):
-            return _fail(*missing_config(paths))
-        sys.stderr.write("cordon: " + str(exc).rstrip("\n") + "\n")
-        return EXIT_FAIL
-    except OSError as exc:
-        return _fail(f"cannot read {config_path}: {exc.strerror}")
-    _record(paths, args.log_file)
-    # 2. approval: nothing a human did not approve is fetched, run or routed (docs/security.md)
-    from cordon_config.approvals import check_approved, refusal_lines
-
-    unapproved = check_approved(config, paths)
-    if unapproved:
-        for line in refusal_lines(unapproved, paths):
+        runtime = load_runtime(paths, logger)
+    except LoadFailure as exc:
+        for line in exc.lines:
             sys.stderr.write(f"cordon: {line}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
         return EXIT_FAIL
-    # 3. secrets
-    failures = check_secrets(config)
-    if failures:
-        from cordon_proxy.core.errors import secret_unavailable
-
-        for route_name, reason in failures:
-            sys.stderr.write(f"cordon: {secret_unavailable(route_name, reason)}\n")
-        sys.stderr.write(f"hint: fix each as its line says, then check with: cordon secret check{paths.flag}\n")
-        return EXIT_FAIL
-    # 4. CA
-    leaves: LeafContexts | None = None
-    if config.tls.enabled and config.routes:
-        from cordon_ca import CAError, ensure_scope_ca, permitted_for
-
-        from cordon_proxy.tls import LeafContexts
-
-        cert = config.tls.ca_cert_path or paths.ca_cert
-        key = config.tls.ca_key_path or paths.ca_key
-        permitted = permitted_for(config.tls.name_constraints, (r.host for r in config.routes))
-        existed = cert.exists() and key.exists()
-        if not existed and paths.combined_bundle.exists():
-            from cordon_config.scope import with_scope_flag
-
-            return _fail(  # clients trust the CA in the bundle: a new one would break them without a clue
-                f"the CA of this scope is gone ({cert if not cert.exists() else key} is missing), but its "
-                f"combined bundle still holds the old one that clients trust",
-                with_scope_flag("create a new CA deliberately: cordon ca generate --force, then cordon setup "
-                                "(rewrites the bundle and the agents' files) and restart the agents", paths),
-            )
-        try:
-            ca, written = ensure_scope_ca(cert, key, namespace=paths.namespace, permitted_hosts=permitted,
-                                          bundle=paths.combined_bundle,
-                                          keep_unconstrained=config.tls.name_constraints is None)
-        except CAError as exc:
-            hint = getattr(exc, "hint", None)
-            return _fail(str(getattr(exc, "message", exc)), hint)
-        except OSError as exc:
-            return _fail(f"cannot prepare the CA: {exc.filename or cert}: {exc.strerror or exc}")
-        if written and existed:
-            what = "name-constrained CA for the routed hosts" if permitted is not None else (
-                "CA without name constraints")
-            logger.log("warn", f"re-issued the {what} (the old key is destroyed): {cert}")
-        elif written:
-            logger.log("warn", f"created the cordon CA {cert}: clients must trust it (cordon setup writes the bundle)")
-        leaves = LeafContexts(ca, [r.host for r in config.routes])
-    # 5. tokens
-    verify: Verifier | None = None
-    from cordon_config.tokens import TokenStore
-
-    try:
-        store = TokenStore.load(paths.tokens_path)
-    except Exception as exc:  # unreadable or insecure tokens file: refuse to run without the user knowing
-        return _fail(f"cannot load proxy tokens: {exc}")
-    if store is None:
+    if runtime.tokens is None:
         logger.log("warn", f"no proxy tokens ({paths.tokens_path} is absent): any local process may use the routes")
-    else:
-        from cordon_proxy.tokens import TokenGate
-
-        verify = TokenGate(paths.tokens_path, paths.namespace, store).verify
-
-    # 5. audit log
-    audit: AuditLog | None = None
-    if config.audit.enabled:
+    audit = None
+    if runtime.config.audit.enabled:
         from cordon_config.audit import AuditError
 
-        from cordon_proxy.audit import AuditLog
+        from cordon_proxy.audit import open_audit
 
         try:
-            audit = AuditLog(paths.state_dir, paths.namespace, config.audit, logger)
+            audit = open_audit(paths, runtime.config.audit, logger)
         except AuditError as exc:
             return _fail(exc.message, exc.hint)
-        except OSError as exc:
-            return _fail(f"cannot open the audit log in {paths.state_dir}: {exc.strerror or exc}",
-                         "run cordon as the user who owns the state dir, or set enabled = false under [audit]")
-    return _serve(config, leaves, verify, logger, audit)
-
-
-Verifier = Callable[[str], "str | None"]
+    return _serve(paths, runtime, logger, audit)
 
 
 def _log_to_file(logger: Logger, path: Path) -> None:
@@ -328,6 +304,20 @@ def _record(paths: ScopePaths, log_file: Path | None) -> None:
         pass  # a read-only state dir must not stop the proxy; `cordon doctor` reports it
 
 
+def _raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (thousands of connections need as many descriptors, and
+    the usual soft limit is 1024); the soft limit now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
+
+
 def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]:
     """("uvloop", uvloop.run) when uvloop (the optional ``uvloop`` extra) imports, else the stdlib loop."""
     import asyncio  # here, not at the top: `cordon status` and `wait` never run a loop (start-up time)
@@ -339,38 +329,22 @@ def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]
     return "uvloop", uvloop.run
 
 
-def _serve(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger,
-           audit: AuditLog | None) -> int:
+def _serve(paths: ScopePaths, runtime: Runtime, logger: Logger, audit: AuditLog | None) -> int:
     name, run = _event_loop()
     logger.log("info", f"event loop: {name}")
-    return run(_run(config, leaves, verify, logger, audit))
+    return run(_run(paths, runtime, logger, audit))
 
 
-async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | None, logger: Logger,
-               audit: AuditLog | None) -> int:
+async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger, audit: AuditLog | None) -> int:
     import asyncio
 
-    from cordon_config.secrets import SecretCache
+    from cordon_proxy.hardening import release_startup_memory
+    from cordon_proxy.lifecycle import Lifecycle
+    from cordon_proxy.server import loop_exception_handler
 
-    from cordon_proxy.core.session import Settings, SettingsRef
-    from cordon_proxy.server import Proxy, allow_loopback, loop_exception_handler
-    from cordon_proxy.upstream import Resolver, UpstreamPool, client_context, resolve_overrides
-
-    try:
-        ctx = client_context(config.tls.upstream_ca_file)
-    except (OSError, ValueError) as exc:
-        return _fail(f"cannot load [tls] upstream_ca_file {config.tls.upstream_ca_file}: {exc}")
-    settings = Settings.from_config(
-        config, version=__version__, verify_token=verify, allow_loopback=allow_loopback(os.environ)
-    )
-    pool = UpstreamPool(
-        ctx,
-        Resolver(resolve_overrides(os.environ)),
-        connect_timeout=config.limits.connect_timeout,
-        idle_timeout=min(30.0, config.limits.idle_timeout),
-    )
-    proxy = Proxy(SettingsRef(settings, clock=time.monotonic), leaves=leaves, pool=pool,
-                  secrets=SecretCache(config.secret_ttl), logger=logger, audit=audit)
+    config = runtime.config
+    life = Lifecycle(paths, runtime, logger=logger, version=__version__, audit=audit)
+    proxy = life.proxy()
     if audit is not None:
         audit.event("start", version=__version__, pid=os.getpid(), config=str(config.path))
     try:
@@ -381,12 +355,19 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
         if exc.errno == errno.EADDRINUSE:
             return _fail(
                 f"port {config.listen} on 127.0.0.1 is already in use",
-                f"stop what is using it (cordon status), or change `listen` in {config.path}",
+                f"see what holds it: cordon status --config {config.path}; or change `listen` in {config.path}",
             )
         return _fail(f"cannot listen on 127.0.0.1:{config.listen}: {exc.strerror}")
-    from cordon_proxy.hardening import release_startup_memory
+    from cordon_proxy.listeners import ListenerContext, ListenerStartError, start_listeners, stop_listeners
 
+    verify = life.gate.verify if life.gate is not None else None
+    try:
+        listeners = await start_listeners(ListenerContext(config, paths, logger, proxy.secrets, verify, runtime.ca))
+    except ListenerStartError as exc:
+        await proxy.shutdown()
+        return _fail(exc.message, exc.hint)
     release_startup_memory()
+    life.start_watching()
     stop, now = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:  # the first asks to drain; a second one (Ctrl-C again) stops at once
@@ -397,17 +378,21 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, life.request_reload)
     logger.log(
         "info", f"cordon {__version__} listening on 127.0.0.1:{config.listen}",
-        routes=len(config.routes), config=str(config.path),
+        routes=len(config.routes), config=str(config.path), pid=os.getpid(),
         loop="uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio",
     )
     await stop.wait()
     logger.log("info", "stopping: letting in-flight requests finish (up to 10 s; Ctrl-C again stops now)")
+    life.stop()
+    await stop_listeners(listeners)
     from cordon_proxy._tasks import spawn
 
-    if audit is not None:
-        audit.event("stop")
+    if proxy.audit is not None:  # (a reload may have switched it on or off)
+        proxy.audit.event("stop")
 
     drain, interrupt = spawn(proxy.shutdown()), spawn(now.wait())
     await asyncio.wait((drain, interrupt), return_when=asyncio.FIRST_COMPLETED)
@@ -416,8 +401,8 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
         drain.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await drain
-        if audit is not None:
-            audit.close()  # what shutdown would have done last
+        if proxy.audit is not None:
+            proxy.audit.close()  # what shutdown would have done last
         logger.log("warn", "stopped without waiting for in-flight requests (second interrupt)")
         return EXIT_FAIL
     logger.log("info", "stopped")
@@ -427,100 +412,179 @@ async def _run(config: Config, leaves: LeafContexts | None, verify: Verifier | N
 # -- status / wait -------------------------------------------------------------------------------------
 
 
-def health(port: int, timeout: float = 2.0) -> dict[str, object] | None:
-    """The proxy's /health answer on 127.0.0.1:``port``, or None when nothing healthy answers."""
-    import http.client  # only status/wait need it; the running proxy never does (idle memory)
+def _target(args: argparse.Namespace) -> tuple[ScopePaths, int]:
+    """The scope and the port its cordon.toml names (tomllib only: works while a route is half-edited)."""
+    import tomllib
 
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/health", headers={"Host": f"127.0.0.1:{port}"})
-        response = conn.getresponse()
-        body = response.read(65536)
-        if response.status != 200:
-            return None
-        data = json.loads(body)
-        return data if isinstance(data, dict) and data.get("status") == "ok" else None
-    except (OSError, ValueError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-def _config_for_status(args: argparse.Namespace) -> tuple[Path, int]:
-    from cordon_config import ConfigError
-    from cordon_config.errors import ConfigNotFound
     from cordon_config.quickscope import file_identity
     from cordon_config.scope import missing_config
 
+    paths = _scope(args)
+    config_id = file_identity(str(paths.config_path))  # before reading: an edit meanwhile leaves a cache that misses
+    try:
+        with open(paths.config_path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise _Usage(*missing_config(paths), code=EXIT_FAIL) from None  # the one "no cordon.toml" of every tool
+    except OSError as exc:
+        raise _Usage(f"cannot read {paths.config_path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _Usage(f"{paths.config_path} is not valid TOML: {exc}") from None
+    port = data.get("listen")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise _Usage(f"{paths.config_path}: listen must be a port number (1-65535)")
     from cordon_proxy.statusfast import save_cache
 
-    paths = _scope(args)
-    config_path = paths.config_path
-    config_id = file_identity(str(config_path))  # before reading: an edit meanwhile leaves a cache that misses
+    save_cache(str(paths.config_path), str(paths.state_dir), config_id, port, time.time())  # the fast path's
+    return paths, port
+
+
+def _file_digest(path: Path) -> str | None:
+    from cordon_config.identity import config_digest
+
     try:
-        config = _load(config_path)
-    except ConfigNotFound:
-        raise _Usage(*missing_config(paths), code=EXIT_FAIL) from None  # the one "no cordon.toml" of every tool
-    except ConfigError as exc:
-        raise _Usage(str(exc).splitlines()[0] if str(exc) else "invalid config") from None
-    except OSError as exc:
-        raise _Usage(f"cannot read {config_path}: {exc.strerror}") from None
-    save_cache(str(config_path), str(paths.state_dir), config_id, config.listen, time.time())  # the fast path's
-    return config_path, config.listen
+        return config_digest(path.read_bytes())
+    except OSError:
+        return None
+
+
+def _probe(paths: ScopePaths, port: int, timeout: float = 2.0) -> ProbeResult:
+    from cordon_config.identity import IdentityError, probe
+
+    try:
+        return probe(paths, port, timeout)
+    except IdentityError as exc:
+        raise _Usage(exc.message) from None
 
 
 def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon status``: running or not (via /health), port, config, routes."""
-    parser = _single_parser(
-        prog or "cordon status", "Say whether the proxy is running (via /health).", STATUS_EPILOG, _status_arguments
-    )
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    """``cordon status``: this scope's proxy running or not; what else holds its port."""
+    args = _parse(prog or "cordon status", argv, "status")
     try:
-        config_path, port = _config_for_status(args)
+        paths, port = _target(args)
+        state = _probe(paths, port)
     except _Usage as exc:
         if args.quiet:
             return EXIT_FAIL
         return _fail(str(exc), exc.hint, code=exc.code)
-    answer = health(port)
-    running = answer is not None
     if args.quiet:
-        return EXIT_OK if running else EXIT_FAIL
+        return EXIT_OK if state.ours else EXIT_FAIL
+    from cordon_proxy.statusfast import not_running_text, running_text, status_json
+
+    config_path = str(paths.config_path)
+    health = state.health
+    current = health.get("config_digest") == _file_digest(paths.config_path) if state.ours else None
     if args.json:
-        data = {
-            "running": running,
-            "port": port,
-            "config": str(config_path),
-            "routes": answer.get("routes") if answer else None,
-            "version": answer.get("version") if answer else None,
-        }
-        sys.stdout.write(json.dumps(data) + "\n")
-    elif running:
-        assert answer is not None
-        routes = answer.get("routes")
-        sys.stdout.write(
-            f"cordon is running on 127.0.0.1:{port} (version {answer.get('version')}, "
-            f"{routes} route{'' if routes == 1 else 's'})\nconfig: {config_path}\n"
-        )
-    else:
-        sys.stdout.write(f"cordon is not running on 127.0.0.1:{port}\nconfig: {config_path}\nhint: cordon start\n")
-    return EXIT_OK if running else EXIT_FAIL
+        held_by = str(state.other_config) if state.kind == "other-scope" else state.owner
+        sys.stdout.write(status_json(port, config_path, state.kind, health, current, held_by))
+        return EXIT_OK if state.ours else EXIT_FAIL
+    if state.ours:
+        sys.stdout.write(running_text(port, config_path, health, bool(current), paths.flag))
+        return EXIT_OK
+    if state.kind == "none":
+        sys.stdout.write(not_running_text(port, config_path, paths.flag))
+        return EXIT_FAIL
+    return _fail(state.message(), state.hint(paths.config_path, paths.flag))
 
 
 def wait_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon wait``: poll /health until it answers (exit 0) or the timeout passes (exit 1)."""
-    parser = _single_parser(prog or "cordon wait", "Wait until the proxy answers /health.", WAIT_EPILOG, _wait_arguments)
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    """``cordon wait``: poll until this scope's proxy answers (exit 0) or the timeout passes (exit 1)."""
+    args = _parse(prog or "cordon wait", argv, "wait")
     if args.timeout < 0:
         return _fail("--timeout must not be negative", code=EXIT_USAGE)
     try:
-        _, port = _config_for_status(args)
+        paths, port = _target(args)
     except _Usage as exc:
         return _fail(str(exc), exc.hint, code=exc.code)
     deadline = time.monotonic() + args.timeout
     while True:
-        if health(port, timeout=1.0) is not None:
+        try:
+            state = _probe(paths, port, timeout=1.0)
+        except _Usage as exc:
+            return _fail(str(exc), exc.hint, code=exc.code)
+        if state.ours:
             return EXIT_OK
         if time.monotonic() >= deadline:
-            sys.stderr.write(f"cordon: no proxy answered on 127.0.0.1:{port} within {args.timeout:g} s\n")
-            return EXIT_FAIL
+            if state.kind == "none":
+                sys.stderr.write(f"cordon: no proxy answered on 127.0.0.1:{port} within {args.timeout:g} s\n")
+                return EXIT_FAIL
+            return _fail(state.message(), state.hint(paths.config_path, paths.flag))
         time.sleep(0.1)
+
+
+# -- stop / restart / reload ---------------------------------------------------------------------------------
+
+
+def stop_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon stop``: SIGTERM this scope's proxy (only after it proved it is) and wait until it is gone."""
+    args = _parse(prog or "cordon stop", argv, "stop")
+    from cordon_config.control import ControlError, stop_proxy
+
+    try:
+        paths, port = _target(args)
+        state = stop_proxy(paths, port, timeout=args.timeout, flag=paths.flag)
+    except _Usage as exc:
+        return _fail(str(exc), exc.hint, code=exc.code)
+    except ControlError as exc:
+        if exc.state is not None and exc.state.kind == "none":
+            sys.stdout.write(f"{exc.message}: nothing to stop\n")
+            return EXIT_OK
+        return _fail(exc.message, exc.hint)
+    sys.stdout.write(f"stopped cordon (pid {state.pid}) on 127.0.0.1:{port}\n")
+    return EXIT_OK
+
+
+def restart_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon restart``: stop this scope's proxy if it runs, start it in the background, wait until it answers."""
+    args = _parse(prog or "cordon restart", argv, "restart")
+    from cordon_config.control import ControlError, stop_proxy
+
+    try:
+        paths, port = _target(args)
+        flag = paths.flag
+        stop_proxy(paths, port, timeout=args.timeout, flag=flag)
+    except _Usage as exc:
+        return _fail(str(exc), exc.hint, code=exc.code)
+    except ControlError as exc:
+        if exc.state is None or exc.state.kind != "none":
+            return _fail(exc.message, exc.hint)
+    import subprocess
+
+    from cordon_config.scopes import scope_log
+
+    log_path = scope_log(paths)  # where `cordon logs` looks
+    argv_ = [sys.executable, "-m", "cordon_proxy", "start", "--config", str(paths.config_path), "--log-file",
+             str(log_path)]
+    proc = subprocess.Popen(argv_, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, cwd="/")
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return _fail(f"the proxy exited with code {proc.returncode} while starting", f"see {log_path}, or run "
+                         f"it in the foreground: cordon start{flag}")
+        state = _probe(paths, port, timeout=1.0)
+        if state.ours and state.pid == proc.pid:
+            sys.stdout.write(f"cordon is running on 127.0.0.1:{port} (pid {proc.pid}); log: {log_path}\n")
+            return EXIT_OK
+        time.sleep(0.1)
+    return _fail(f"the proxy did not answer on 127.0.0.1:{port} within {args.timeout:g} s", f"see {log_path}")
+
+
+def reload_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon reload``: SIGHUP this scope's proxy and report whether it took the new config."""
+    args = _parse(prog or "cordon reload", argv, "reload")
+    from cordon_config.control import ControlError, reload_proxy
+
+    try:
+        paths, port = _target(args)
+        state = reload_proxy(paths, port, timeout=args.timeout, flag=paths.flag)
+    except _Usage as exc:
+        return _fail(str(exc), exc.hint, code=exc.code)
+    except ControlError as exc:
+        return _fail(exc.message, exc.hint)
+    routes = state.health.get("routes")
+    sys.stdout.write(
+        f"reloaded cordon (pid {state.pid}): {routes} {'route' if routes == 1 else 'routes'}, "
+        f"config {state.health.get('config_digest')}\n"
+    )
+    return EXIT_OK

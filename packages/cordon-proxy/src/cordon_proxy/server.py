@@ -40,11 +40,8 @@ from cordon_proxy.logs import Logger
 from cordon_proxy.tls import LeafContexts, sni_of
 from cordon_proxy.upstream import Upstream, UpstreamError, UpstreamPool
 
-__all__ = ["ALLOW_LOOPBACK_ENV", "DRAIN_SECONDS", "Connection", "Proxy"]
+__all__ = ["DRAIN_SECONDS", "Connection", "Proxy"]
 
-#: Test-only (never set in product, not documented for users): lets unrouted traffic reach loopback
-#: addresses through the SSRF check so tests can tunnel to a local upstream. Every other range stays blocked.
-ALLOW_LOOPBACK_ENV = "CORDON_TEST_ALLOW_LOOPBACK"
 DRAIN_SECONDS = 10.0
 HEAD_TIMEOUT = 30.0  # a started request head must complete within min(this, idle_timeout) (slowloris)
 SWEEP_EVERY = 10.0
@@ -67,7 +64,14 @@ def _later(coroutine: Coroutine[Any, Any, ev.Event | None]) -> Later:
 
 
 class Proxy:
-    """Shared state of a running proxy: settings, TLS, upstream pool, secret cache, logger, connections."""
+    """Shared state of a running proxy: settings, TLS, upstream pool, secret cache, logger, connections.
+
+    Fair share: with proxy tokens on (``verify_token`` set), a connection counts as *unauthenticated* until its
+    session reports :class:`~cordon_proxy.core.commands.Authenticated`. Those have a cap of their own
+    (``[limits] max_unauthenticated``: at the cap, the oldest is closed for each new one, so a token holder's
+    new connection is always read) and must send their first request head within
+    ``[limits] first_head_timeout``; ``max_connections`` bounds the authenticated ones.
+    """
 
     def __init__(
         self,
@@ -86,6 +90,7 @@ class Proxy:
         self.logger = logger
         self.audit = audit  # the audit log of the scope ([audit] enabled), else None
         self.connections: set[Connection] = set()
+        self.unauthenticated: dict[Connection, None] = {}  # oldest first (insertion order)
         self.stopping = False
         self.server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -107,8 +112,11 @@ class Proxy:
             self.pool.sweep()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        limit = self.settings.current.limits.max_connections
-        if self.stopping or len(self.connections) >= limit:
+        settings = self.settings.current
+        limits = settings.limits
+        tokens_on = settings.verify_token is not None
+        authenticated = len(self.connections) - len(self.unauthenticated)
+        if self.stopping or (authenticated if tokens_on else len(self.connections)) >= limits.max_connections:
             with contextlib.suppress(Exception):
                 writer.write(error_response("too-many-connections", "too many connections"))
                 await writer.drain()
@@ -116,10 +124,33 @@ class Proxy:
             return
         conn = Connection(self, reader, writer)
         self.connections.add(conn)
+        if tokens_on:
+            unauthenticated = self.unauthenticated
+            while len(unauthenticated) >= limits.max_unauthenticated:
+                oldest = next(iter(unauthenticated))
+                del unauthenticated[oldest]
+                oldest.abort()  # its own task removes it from ``connections``
+            unauthenticated[conn] = None
+            conn.first_head_by = asyncio.get_running_loop().time() + limits.first_head_timeout
         try:
             await conn.run()
         finally:
             self.connections.discard(conn)
+            self.unauthenticated.pop(conn, None)
+
+    def authenticated(self, conn: Connection) -> None:
+        """``conn`` showed a valid token: it leaves the unauthenticated share and its first-head deadline."""
+        self.unauthenticated.pop(conn, None)
+        conn.first_head_by = None
+
+    def close_ended(self, still_valid: Callable[[str], bool], *, unauthenticated: bool = False) -> int:
+        """Abort every connection whose token no longer holds (tunnels and keep-alive alike), and with
+        ``unauthenticated`` every one opened without a token; how many."""
+        ended = [c for c in self.connections if (c.token_name is None and unauthenticated)
+                 or (c.token_name is not None and not still_valid(c.token_name))]
+        for conn in ended:
+            conn.abort()
+        return len(ended)
 
     async def shutdown(self, grace: float = DRAIN_SECONDS) -> None:
         """Stop accepting, let in-flight requests finish (up to ``grace`` seconds), then close everything."""
@@ -163,6 +194,7 @@ class Connection:
         self.tunnel: Upstream | None = None
         self.splice: cmd.Splice | None = None
         self.token_name: str | None = None  # the proxy token the session authenticated this connection with
+        self.first_head_by: float | None = None  # loop time by which an unauthenticated connection sends a head
         self.started = 0.0
         self.task: asyncio.Task[None] | None = None
         self._busy = False  # inside dispatch (shutdown does not cancel mid-command)
@@ -248,6 +280,8 @@ class Connection:
             else:
                 head_deadline = None
                 timeout = idle_timeout
+            if self.first_head_by is not None:  # no valid token shown yet: the short deadline of its own
+                timeout = min(timeout, max(0.0, self.first_head_by - loop.time()))
             deadline.arm(timeout, task)
             self._reading = True
             try:
@@ -414,6 +448,8 @@ class Connection:
             return None
         if type(command) is cmd.Authenticated:
             self.token_name = command.token_name
+            if self.first_head_by is not None:
+                self.proxy.authenticated(self)
             return None
         if type(command) is cmd.StartClientTLS:
             return _later(self._start_tls(command))
@@ -691,11 +727,6 @@ def loop_exception_handler(logger: Logger) -> Callable[[asyncio.AbstractEventLoo
             logger.log("error", "event loop error", detail=str(context.get("message", ""))[:200])
 
     return handler
-
-
-def allow_loopback(env: dict[str, str] | os._Environ[str]) -> bool:
-    """Whether the test-only loopback allowance is switched on."""
-    return env.get(ALLOW_LOOPBACK_ENV) == "1"
 
 
 def _secret_failed(command: cmd.FetchSecret, exc: Exception) -> ev.SecretFailed:

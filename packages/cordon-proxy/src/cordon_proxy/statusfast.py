@@ -8,10 +8,14 @@ argparse, dataclasses, the config parser and http.client costs several times Pyt
   the state dir exists and the config loaded) with the port and the identity of cordon.toml taken before it
   was read;
 - this module parses the plain forms of the arguments by hand, resolves the scope with
-  :mod:`cordon_config.quickscope` and, while cordon.toml keeps that identity, asks the port itself: refused
-  is "not running", a healthy answer is "running". Anything else (another answer, ``--help``, an unusual
-  argument, no or a stale cache, a file changed in the last :data:`RACY_SECONDS`) runs the full command,
-  which prints the same and refreshes the cache.
+  :mod:`cordon_config.quickscope` and, while cordon.toml keeps that identity, asks the port itself for the
+  scope's identity proof (:mod:`cordon_config.proofs`, the MACs of :mod:`cordon_config.identity` without
+  loading OpenSSL): refused is "not running", a proof made with the scope's key is "running". Anything else
+  (no proof, another scope's, a proxy running an older config, ``--help``, an unusual argument, no or a
+  stale cache, a file changed in the last :data:`RACY_SECONDS`) runs the full command, which names what holds
+  the port, prints the same otherwise and refreshes the cache.
+
+The text and JSON the two paths print come from the same functions here (:func:`running_text`, …).
 """
 
 from __future__ import annotations
@@ -19,13 +23,25 @@ from __future__ import annotations
 import os
 import sys
 
-from cordon_config.quickscope import changed_at, file_identity, resolve
+from cordon_config.proofs import compare_digest, config_digest, health_target, server_proof
+from cordon_config.quickscope import changed_at, file_identity, quote, resolve
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["CACHE_NAME", "RACY_SECONDS", "cache_text", "fast_status", "main", "parse_args", "save_cache"]
+__all__ = [
+    "CACHE_NAME",
+    "RACY_SECONDS",
+    "cache_text",
+    "fast_status",
+    "main",
+    "not_running_text",
+    "parse_args",
+    "running_text",
+    "save_cache",
+    "status_json",
+]
 
 CACHE_NAME = "status-cache"
 RACY_SECONDS = 2.0
@@ -125,11 +141,28 @@ def _cached_port(config_path: str, state_dir: str) -> int | None:
     return int(port) if port.isdigit() and 0 < int(port) < 65536 and lines[4] == "" else None
 
 
-def _health(port: int, *, parse: bool) -> dict[str, object] | None:
-    """The proxy's ``/health`` answer (parsed only when ``parse``: json loads ``re``), ``{}`` when nothing
-    listens (refused), None for anything else (the full command then decides)."""
+def _key(state_dir: str) -> bytes | None:
+    """The scope's identity key when it is a private regular file of this user (else the full command)."""
+    try:
+        fd = os.open(os.path.join(state_dir, "identity.key"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        data = os.read(fd, 33)
+    finally:
+        os.close(fd)
+    private = st.st_uid == os.geteuid() and not st.st_mode & 0o077 and (st.st_mode & 0o170000) == 0o100000
+    return data if private and len(data) == 32 else None
+
+
+def _health(port: int, key: bytes | None, *, parse: bool) -> dict[str, object] | None:
+    """The proxy's verified ``/health`` answer (its details parsed only when ``parse``: json loads ``re``),
+    ``{}`` when nothing listens (refused), None for anything else, or when the scope has no key to verify
+    with (the full command then decides)."""
     import _socket  # not `socket`: it loads enum, selectors and more than this whole path costs
 
+    nonce = os.urandom(32).hex()
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     sock.settimeout(HEALTH_TIMEOUT)
     try:
@@ -137,7 +170,10 @@ def _health(port: int, *, parse: bool) -> dict[str, object] | None:
             sock.connect(("127.0.0.1", port))
         except ConnectionRefusedError:
             return {}
-        sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        if key is None:
+            return None
+        request = f"GET {health_target(key, nonce)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        sock.sendall(request.encode())
         data = b""
         while len(data) < 65536:
             chunk = sock.recv(65536)
@@ -149,17 +185,59 @@ def _health(port: int, *, parse: bool) -> dict[str, object] | None:
     finally:
         sock.close()
     head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep or not head.startswith((b"HTTP/1.1 200 ", b"HTTP/1.0 200 ")):
+    prefix = b'{"status":"ok","proof":"'
+    if not sep or not head.startswith(b"HTTP/1.1 200 ") or not body.startswith(prefix):
         return None
-    if not parse:  # the shape of the proxy's own answer, else let the full command look
-        return {"status": "ok"} if body.startswith(b'{"status": "ok", "version": "') else None
+    proof = body[len(prefix):len(prefix) + 64].decode("ascii", "replace")
+    if not compare_digest(proof, server_proof(key, nonce)):
+        return None  # not this scope's cordon: the full command names what it is
+    if not parse:
+        return {"status": "ok"}
     import json
 
     try:
         answer = json.loads(body)
     except ValueError:
         return None
-    return answer if isinstance(answer, dict) and answer.get("status") == "ok" else None
+    if not isinstance(answer, dict) or answer.get("port", port) != port:
+        return None
+    return answer
+
+
+def running_text(port: int, config_path: str, health: Mapping[str, object], current: bool, flag: str) -> str:
+    """What ``cordon status`` prints for this scope's running cordon."""
+    routes = health.get("routes")
+    text = (f"cordon is running on 127.0.0.1:{port} (pid {health.get('pid')}, version {health.get('version')}, "
+            f"{routes} route{'' if routes == 1 else 's'})\nconfig: {config_path} ({health.get('config_digest')})\n")
+    if not current:
+        text += f"the running proxy uses an older version of this config\nhint: cordon reload{flag}\n"
+    return text
+
+
+def not_running_text(port: int, config_path: str, flag: str) -> str:
+    """What ``cordon status`` prints when nothing listens on the scope's port."""
+    return f"cordon is not running on 127.0.0.1:{port}\nconfig: {config_path}\nhint: cordon start{flag}\n"
+
+
+def status_json(port: int, config_path: str, kind: str, health: Mapping[str, object], current: bool | None,
+                held_by: str | None) -> str:
+    """``cordon status --json``: one object."""
+    import json
+
+    ours = kind == "ours"
+    data = {
+        "running": ours,
+        "state": kind,
+        "port": port,
+        "config": config_path,
+        "pid": health.get("pid") if ours else None,
+        "routes": health.get("routes") if ours else None,
+        "version": health.get("version") if ours else None,
+        "config_digest": health.get("config_digest") if ours else None,
+        "config_current": current,
+        "held_by": held_by,
+    }
+    return json.dumps(data) + "\n"
 
 
 def fast_status(args: Sequence[str], environ: Mapping[str, str], cwd: str) -> tuple[int, str] | None:
@@ -173,22 +251,23 @@ def fast_status(args: Sequence[str], environ: Mapping[str, str], cwd: str) -> tu
     port = _cached_port(config_path, state_dir)
     if port is None:
         return None
-    answer = _health(port, parse="quiet" not in options)
+    answer = _health(port, _key(state_dir), parse="quiet" not in options)
     if answer is None:
         return None
-    running = bool(answer)
-    code = 0 if running else 1
     if "quiet" in options:
-        return code, ""
+        return (0, "") if answer else (1, "")
+    # what to add to a command so it selects this scope again (ScopePaths.flag, spelt without its imports)
+    flag = " --scope user" if options.get("scope") == "user" else (
+        f" --config {quote(config_path)}" if "config" in options else "")
+    if not answer:
+        if "json" in options:
+            return 1, status_json(port, config_path, "none", {}, None, None)
+        return 1, not_running_text(port, config_path, flag)
+    try:
+        with open(config_path, "rb") as handle:
+            current = answer.get("config_digest") == config_digest(handle.read())
+    except OSError:
+        return None
     if "json" in options:
-        import json
-
-        data = {"running": running, "port": port, "config": config_path,
-                "routes": answer.get("routes") if running else None,
-                "version": answer.get("version") if running else None}
-        return code, json.dumps(data) + "\n"
-    if running:
-        routes = answer.get("routes")
-        return code, (f"cordon is running on 127.0.0.1:{port} (version {answer.get('version')}, "
-                      f"{routes} route{'' if routes == 1 else 's'})\nconfig: {config_path}\n")
-    return code, f"cordon is not running on 127.0.0.1:{port}\nconfig: {config_path}\nhint: cordon start\n"
+        return 0, status_json(port, config_path, "ours", answer, current, None)
+    return 0, running_text(port, config_path, answer, current, flag)

@@ -4,8 +4,9 @@
   certificate for ``api.test``/``other.test``/``localhost``; it records every request it receives (method,
   path, header list, body, connection number) and answers with a JSON echo, or with a handler per path
   (SSE, large streams, status codes).
-* :class:`ProxyProcess`: writes a cordon.toml, starts ``python -m cordon_proxy start -c ...`` with the test-only
-  environment (``CORDON_TEST_RESOLVE``, ``CORDON_TEST_ALLOW_LOOPBACK``), waits for /health, stops it with SIGTERM.
+* :class:`ProxyProcess`: starts ``python -m cordon_proxy start -c ...`` in a mount namespace whose /etc/hosts
+  maps the test names to 127.0.0.1 (see :mod:`cordon_proxy.testnet`; optionally inside a
+  :class:`~cordon_proxy.testnet.PrivateNetwork`), waits for /health, stops it with SIGTERM.
 
 Imported only by tests and the bench script; needs ``trustme`` (a dev dependency).
 """
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from cordon_proxy.testnet import UNROUTED_ADDRESS, PrivateNetwork, hosts_argv
 
 TIMEOUT = 15.0
 TEST_NAMES = ("api.test", "other.test", "third.test", "bad.test", "filed.test")
@@ -228,10 +231,10 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 256  # the default 5 overflows under concurrent clients (1 s SYN retries)
 
-    def __init__(self, owner: RecordingUpstream) -> None:
+    def __init__(self, owner: RecordingUpstream, address: str = "127.0.0.1") -> None:
         self.owner = owner
         self._ids: dict[int, int] = {}
-        super().__init__(("127.0.0.1", 0), _UpstreamHandler)
+        super().__init__((address, 0), _UpstreamHandler)
 
     def connection_id(self, handler: _UpstreamHandler) -> int:
         key = id(handler.connection)
@@ -267,11 +270,13 @@ class RecordingUpstream:
 
     ``ca`` is a ``trustme.CA``; its PEM goes to ``ca_path`` for clients and for the proxy's
     ``[tls] upstream_ca_file``. ``hosts``, ``not_before`` and ``not_after`` shape the server's certificate
-    (e.g. a wrong name, or an expired one, from a trusted CA).
+    (e.g. a wrong name, or an expired one, from a trusted CA). With ``network`` it listens inside that
+    :class:`~cordon_proxy.testnet.PrivateNetwork` on every address there (127.0.0.1 and
+    :data:`~cordon_proxy.testnet.UNROUTED_ADDRESS`).
     """
 
     def __init__(self, ca: Any = None, *, tls: bool = True, hosts: tuple[str, ...] = TEST_HOSTS,
-                 not_before: Any = None, not_after: Any = None) -> None:
+                 not_before: Any = None, not_after: Any = None, network: PrivateNetwork | None = None) -> None:
         self.requests: list[Seen] = []
         self.handlers: dict[str, Handler] = {}
         self.unread_body: set[str] = set()  # paths whose handler answers before reading the request body
@@ -289,7 +294,10 @@ class RecordingUpstream:
             ca.issue_cert(*hosts, not_before=not_before, not_after=not_after).configure_cert(ctx)
             ctx.set_alpn_protocols(["http/1.1"])
             self.ctx = ctx
-        self._server = _Server(self)
+        if network is None:
+            self._server = _Server(self)
+        else:
+            self._server = network.call(lambda: _Server(self, "0.0.0.0"))
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="recording-upstream", daemon=True)
@@ -407,10 +415,12 @@ def approve_as_user(config_path: Path, env: Mapping[str, str]) -> None:
         pass
 
 
-def health_ok(port: int, timeout: float = 1.0) -> bool:
-    """True when the proxy on 127.0.0.1:``port`` answers /health with 200."""
+def health_ok(port: int, timeout: float = 1.0, *, network: PrivateNetwork | None = None) -> bool:
+    """True when the proxy on 127.0.0.1:``port`` (inside ``network`` when given) answers /health with 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
+        if network is not None:
+            conn.sock = network.create_connection(("127.0.0.1", port), timeout=timeout)
         conn.request("GET", "/health", headers={"Host": f"127.0.0.1:{port}"})
         return conn.getresponse().status == 200
     except (OSError, http.client.HTTPException):
@@ -420,7 +430,13 @@ def health_ok(port: int, timeout: float = 1.0) -> bool:
 
 
 class ProxyProcess:
-    """``python -m cordon_proxy start -c <config>`` as a subprocess, logs captured to a file."""
+    """``python -m cordon_proxy start -c <config>`` as a subprocess, logs captured to a file.
+
+    ``resolve`` maps names to addresses in the hosts file of the proxy's mount namespace (default: every test
+    name → 127.0.0.1); ``network`` runs it inside a :class:`~cordon_proxy.testnet.PrivateNetwork`, where the
+    test names default to :data:`~cordon_proxy.testnet.UNROUTED_ADDRESS` (so an unrouted tunnel to them is
+    allowed by the SSRF policy and reaches an upstream listening there).
+    """
 
     def __init__(
         self,
@@ -429,7 +445,7 @@ class ProxyProcess:
         *,
         env: Mapping[str, str] | None = None,
         resolve: Mapping[str, str] | None = None,
-        allow_loopback: bool = False,
+        network: PrivateNetwork | None = None,
         args: tuple[str, ...] = ("--log-level", "debug"),
         approve: bool = True,
     ) -> None:
@@ -440,10 +456,9 @@ class ProxyProcess:
         full = dict(os.environ if env is None else env)
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
             full.pop(name, None)
-        mapping = dict(resolve or {h: "127.0.0.1" for h in TEST_NAMES})
-        full["CORDON_TEST_RESOLVE"] = ",".join(f"{k}={v}" for k, v in mapping.items())
-        if allow_loopback:
-            full["CORDON_TEST_ALLOW_LOOPBACK"] = "1"
+        default = UNROUTED_ADDRESS if network is not None else "127.0.0.1"  # in a private network: allowed
+        self.names = dict(resolve or {h: default for h in TEST_NAMES})
+        self.network = network
         home = config_path.parent / "home"
         home.mkdir(exist_ok=True)
         full["HOME"] = str(home)  # the state dir (tokens.toml) lives under XDG_CONFIG_HOME: keep it in the test dir
@@ -465,9 +480,13 @@ class ProxyProcess:
         """
         if self.approve:
             approve_as_user(self.config_path, self.env)
+        argv = [sys.executable, "-m", "cordon_proxy", "start", "-c", str(self.config_path), *self.args]
+        argv = hosts_argv(argv, self.names, self.config_path.parent / "hosts")
+        if self.network is not None:
+            argv = self.network.argv(argv)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cordon_proxy", "start", "-c", str(self.config_path), *self.args],
+            argv,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
         )
         if wait:
@@ -484,7 +503,7 @@ class ProxyProcess:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.logs()}")
-            if health_ok(self.port, timeout=0.5):
+            if health_ok(self.port, timeout=0.5, network=self.network):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"proxy not healthy within {timeout} s:\n{self.logs()}")
@@ -522,10 +541,27 @@ class Stack:
     upstream_ca: Path
     cordon_ca: Path
     secrets: dict[str, str] = field(default_factory=dict)
+    network: PrivateNetwork | None = None
 
     @property
     def proxy_url(self) -> str:
         return self.proxy.url
+
+    def connect(self, timeout: float | None = TIMEOUT) -> socket.socket:
+        """A TCP connection to the proxy (from inside the stack's private network, when it has one)."""
+        return self.create_connection(("127.0.0.1", self.proxy.port), timeout)
+
+    def create_connection(self, address: tuple[str, int], timeout: float | None = None,
+                          source_address: object = None) -> socket.socket:
+        """``socket.create_connection`` where the stack lives (assign it to an ``http.client`` connection's
+        ``_create_connection`` to make that connection there)."""
+        if self.network is not None:
+            return self.network.create_connection(address, timeout=timeout)
+        return socket.create_connection(address, timeout=timeout)
+
+    def curl(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """:func:`curl` run where the stack lives."""
+        return curl(*args, timeout=timeout, network=self.network)
 
 
 @contextlib.contextmanager
@@ -534,17 +570,21 @@ def running_stack(
     routes: list[RouteSpec] | None = None,
     secrets: Mapping[str, str] | None = None,
     *,
-    allow_loopback: bool = True,
+    network: PrivateNetwork | None = None,
     extra_config: str = "",
     env: Mapping[str, str] | None = None,
     secret_ttl: float = 0,
     before_start: Callable[[Path], None] | None = None,
     approve: bool = True,
 ) -> Iterator[Stack]:
-    """Start a recording upstream and a proxy routing ``api.test`` to it (secret ``sk-real-...`` from env)."""
+    """Start a recording upstream and a proxy routing ``api.test`` to it (secret ``sk-real-...`` from env).
+
+    With ``network`` both run inside that private network namespace, where an unrouted tunnel can reach the
+    upstream at :data:`~cordon_proxy.testnet.UNROUTED_ADDRESS`; connect with :meth:`Stack.connect`.
+    """
     routes = routes if routes is not None else [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")]
     secrets = dict(secrets or {"CORDON_TEST_SECRET": "sk-real-secret-0123456789"})
-    with RecordingUpstream() as upstream:
+    with RecordingUpstream(network=network) as upstream:
         upstream_ca = upstream.write_ca(directory / "upstream-ca.pem")
         port = free_port()
         config = write_config(
@@ -554,9 +594,10 @@ def running_stack(
             before_start(config)
         full_env = dict(os.environ if env is None else env)
         full_env.update(secrets)
-        proxy = ProxyProcess(config, port, env=full_env, allow_loopback=allow_loopback, approve=approve)
+        proxy = ProxyProcess(config, port, env=full_env, network=network, approve=approve)
         with proxy:
-            yield Stack(upstream, proxy, upstream_ca, directory / "state" / "certs" / "ca-cert.pem", secrets)
+            yield Stack(upstream, proxy, upstream_ca, directory / "state" / "certs" / "ca-cert.pem", secrets,
+                        network)
 
 
 def tokens_for(config_path: Path) -> tuple[Path, str]:
@@ -601,10 +642,13 @@ def terminate(proc: subprocess.Popen[Any], timeout: float = TIMEOUT) -> int:
     return proc.returncode
 
 
-def curl(*args: str, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run curl (silent, errors shown) with a clean proxy environment unless ``env`` is given."""
+def curl(*args: str, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT,
+         network: PrivateNetwork | None = None) -> subprocess.CompletedProcess[str]:
+    """Run curl (silent, errors shown) with a clean proxy environment unless ``env`` is given (inside
+    ``network`` when given)."""
     base = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    argv = ["curl", "-sS", "--max-time", str(int(timeout)), *args]
     return subprocess.run(
-        ["curl", "-sS", "--max-time", str(int(timeout)), *args], capture_output=True, text=True,
+        network.argv(argv) if network is not None else argv, capture_output=True, text=True,
         env=dict(env) if env is not None else base, timeout=timeout + 5,
     )

@@ -1,15 +1,13 @@
 """Upstream connections: one verified client ``SSLContext``, name resolution, an idle keep-alive pool.
 
-* :func:`client_context` is built once at start: the system roots (``ssl.create_default_context``, which also
-  honours OpenSSL's ``SSL_CERT_FILE``) plus ``[tls] upstream_ca_file``; ``CERT_REQUIRED`` and
-  ``check_hostname`` always. There is no switch to turn verification off.
+* :func:`upstream_trust` is built once at start, and upstream trust is cordon's own choice: the system store as
+  cordon finds it (:func:`cordon_ca.find_system_bundle`, never ``SSL_CERT_FILE``/``SSL_CERT_DIR`` or any other
+  variable the proxy inherited) plus ``[tls] upstream_ca_file``, minus every cordon CA (of any scope: a chain
+  that ends at one is refused, and named as such). ``CERT_REQUIRED`` and ``check_hostname`` always; there is
+  no switch to turn verification off. An ``upstream_ca_file`` holding a cordon CA is a configuration error.
 * :class:`Resolver` resolves a name once; the proxy connects to the address it checked (no second lookup).
 * :class:`UpstreamPool` keeps idle connections per (host, port), at most ``max_idle`` each, for
   ``idle_timeout`` seconds.
-
-Test-only knob (never set in product, not documented for users): ``CORDON_TEST_RESOLVE="api.test=127.0.0.1,
-other.test=127.0.0.1"`` maps names to addresses instead of DNS, so tests never look up a real name. It is a
-resolver override, not an "insecure" switch: TLS is still verified for the route host.
 """
 
 from __future__ import annotations
@@ -20,24 +18,26 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
+from typing import Any
 
 from cordon_proxy.core.policy import literal_address
 
 __all__ = [
-    "TEST_RESOLVE_ENV",
     "Resolver",
     "Upstream",
     "UpstreamError",
     "UpstreamPool",
+    "UpstreamTrust",
+    "UpstreamTrustError",
     "client_context",
-    "resolve_overrides",
+    "upstream_trust",
 ]
 
-TEST_RESOLVE_ENV = "CORDON_TEST_RESOLVE"
 IPAddress = IPv4Address | IPv6Address
 READ_LIMIT = 2**18
 
@@ -51,35 +51,102 @@ class UpstreamError(Exception):
         self.message = message
 
 
-def client_context(upstream_ca_file: Path | None = None) -> ssl.SSLContext:
-    """The one client context for every upstream: system roots (+ extra roots), verification always on."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if upstream_ca_file is not None:
-        ctx.load_verify_locations(cafile=str(upstream_ca_file))
+class UpstreamTrustError(Exception):
+    """The roots for upstream verification cannot be built (one line, plus the fix)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class UpstreamTrust:
+    """``context`` verifies every upstream; ``cordon`` trusts only cordon CAs, to name why a chain that ends at
+    one failed (None when cordon knows of none)."""
+
+    context: ssl.SSLContext
+    cordon: ssl.SSLContext | None = None
+
+
+def _certificates(path: Path, what: str) -> tuple[list[Any], list[Any]]:
+    """The certificates in ``path`` as (others, cordon CAs), parsed by cordon-ca."""
+    from cordon_ca.recognise import split_cordon_cas
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UpstreamTrustError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        with warnings.catch_warnings():  # a root with a negative serial, seen in real stores, is still a root
+            warnings.simplefilter("ignore")
+            return split_cordon_cas(data)
+    except ValueError:
+        raise UpstreamTrustError(f"{what} {path} is not a PEM certificate bundle") from None
+
+
+def _context(certs: Iterable[Any], *, check_hostname: bool = True) -> ssl.SSLContext:
+    from cordon_ca.recognise import der_bundle
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no default paths: nothing from the environment
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.check_hostname = True
+    ctx.check_hostname = check_hostname
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])
+    data = der_bundle(certs)
+    if data:
+        ctx.load_verify_locations(cadata=data)
     return ctx
 
 
-def resolve_overrides(env: Mapping[str, str]) -> dict[str, list[IPAddress]]:
-    """Parse the test-only ``CORDON_TEST_RESOLVE`` variable (``name=addr[,name=addr...]``)."""
-    text = env.get(TEST_RESOLVE_ENV, "")
-    table: dict[str, list[IPAddress]] = {}
-    for item in text.split(","):
-        name, sep, address = item.strip().partition("=")
-        if not sep:
-            continue
-        table.setdefault(name.strip().lower().rstrip("."), []).append(ipaddress.ip_address(address.strip()))
-    return table
+def upstream_trust(
+    upstream_ca_file: Path | None = None,
+    *,
+    cordon_cas: Iterable[Path] = (),
+    system_bundle: Path | bool | None = True,
+) -> UpstreamTrust:
+    """The roots for every upstream: the system store plus ``upstream_ca_file``, never a cordon CA.
+
+    ``cordon_cas`` are CA certificates cordon knows to be its own (the scope's CA), used only to say why a
+    chain failed. ``system_bundle``: True finds the system store, a path uses that file, None/False none.
+    Raises UpstreamTrustError (unreadable files, or a cordon CA in ``upstream_ca_file``).
+    """
+    from cordon_ca import find_system_bundle
+
+    system = find_system_bundle() if system_bundle is True else (system_bundle or None)
+    trusted: list[Any] = []  # cryptography certificates (cordon-ca's); the proxy never imports cryptography
+    cordon: list[Any] = []
+    if isinstance(system, Path):
+        others, found = _certificates(system, "the system CA bundle")
+        trusted += others
+        cordon += found  # a cordon CA in the OS store (cordon-ca trust install) is for clients, not upstreams
+    if upstream_ca_file is not None:
+        others, found = _certificates(upstream_ca_file, "[tls] upstream_ca_file")
+        if found:
+            name = found[0].subject.rfc4514_string()
+            raise UpstreamTrustError(
+                f"[tls] upstream_ca_file {upstream_ca_file} contains a cordon CA ({name}); cordon never trusts "
+                "its own CA upstream",
+                f"remove that certificate from {upstream_ca_file} (the file is for the CA of a private upstream)",
+            )
+        trusted += others
+    for path in cordon_cas:
+        with contextlib.suppress(UpstreamTrustError):
+            cordon += _certificates(Path(path), "a cordon CA")[1]
+    return UpstreamTrust(_context(trusted), _context(cordon, check_hostname=False) if cordon else None)
+
+
+def client_context(upstream_ca_file: Path | None = None) -> ssl.SSLContext:
+    """The one client context for every upstream (see :func:`upstream_trust`)."""
+    return upstream_trust(upstream_ca_file).context
 
 
 class Resolver:
-    """getaddrinfo on the event loop's executor, with the test-only override table consulted first."""
+    """getaddrinfo on the event loop's executor. ``table`` (name → addresses) answers first: for tests that
+    build a pool in-process; the proxy never fills it."""
 
-    def __init__(self, overrides: Mapping[str, list[IPAddress]] | None = None) -> None:
-        self.overrides = dict(overrides or {})
+    def __init__(self, table: Mapping[str, list[IPAddress]] | None = None) -> None:
+        self.overrides = dict(table or {})
 
     async def resolve(self, host: str, port: int) -> list[IPAddress]:
         """Every address of ``host`` (order kept, duplicates dropped); raises UpstreamError."""
@@ -143,8 +210,10 @@ class UpstreamPool:
         max_idle: int = 64,
         idle_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        cordon_context: ssl.SSLContext | None = None,
     ) -> None:
         self.ctx = ctx
+        self.cordon_context = cordon_context  # UpstreamTrust.cordon: names a chain that ends at a cordon CA
         self.resolver = resolver
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
@@ -217,6 +286,8 @@ class UpstreamPool:
                 continue
             except ssl.SSLCertVerificationError as exc:
                 reason = exc.verify_message or exc.reason or "certificate verify failed"
+                if tls_host is not None and await self._ends_at_cordon_ca(address, port, tls_host):
+                    reason = "its certificate chain ends at a cordon CA, which cordon never trusts upstream"
                 raise UpstreamError("upstream-tls", f"upstream TLS verification failed for {host}: {reason}") from None
             except ssl.SSLError as exc:
                 reason = exc.reason or str(exc)
@@ -229,6 +300,22 @@ class UpstreamPool:
             return Upstream(reader, writer, key)
         assert last is not None
         raise last
+
+    async def _ends_at_cordon_ca(self, address: IPAddress, port: int, tls_host: str) -> bool:
+        """After a failed verification: does the upstream's chain verify against the cordon CAs alone?
+        (One more handshake, nothing sent; only to name the refusal.)"""
+        if self.cordon_context is None:
+            return False
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, writer = await asyncio.open_connection(
+                    str(address), port, ssl=self.cordon_context, server_hostname=tls_host,
+                    ssl_handshake_timeout=self.connect_timeout,
+                )
+        except (OSError, TimeoutError):  # ssl.SSLError is an OSError
+            return False
+        writer.transport.abort()
+        return True
 
     def release(self, conn: Upstream, reusable: bool) -> None:
         """Put ``conn`` back in the pool when ``reusable`` (and alive and TLS), else close it."""

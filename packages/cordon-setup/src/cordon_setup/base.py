@@ -36,6 +36,8 @@ class ConfigFacts:
     ca_key: Path
     routes: dict[str, str] = field(default_factory=dict)
     name_constraints: bool | None = None  # [tls] name_constraints (None: unset, constrained by default)
+    listener_tls: bool = False  # a [[listeners]] entry offers TLS to clients: the CA must permit localhost too
+    listeners: dict[str, tuple[int, str]] = field(default_factory=dict)  # name → (port, username)
 
 
 def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
@@ -75,16 +77,26 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
         match = route.get("match") if isinstance(route, dict) else None
         if isinstance(match, dict) and isinstance(match.get("host"), str):
             routes[match["host"].lower().rstrip(".")] = str(route.get("name", "?"))
+    listeners = doc.get("listeners") if isinstance(doc.get("listeners"), list) else []
+    listener_tls = any(isinstance(item, dict) and item.get("client_tls", "accept") != "disable" for item in listeners)
+    named: dict[str, tuple[int, str]] = {}
+    for item in listeners:
+        auth = item.get("auth") if isinstance(item, dict) else None
+        port, user = (item.get("port"), auth.get("username")) if isinstance(auth, dict) else (None, None)
+        if isinstance(item.get("name"), str) and isinstance(port, int) and isinstance(user, str):
+            named[item["name"]] = (port, user)
     return ConfigFacts(
         listen, _path("ca_cert_path", paths.ca_cert), _path("ca_key_path", paths.ca_key), routes,
         tls.get("name_constraints") if isinstance(tls.get("name_constraints"), bool) else None,
+        listener_tls, named,
     )
 
 
 def _approved_ca(paths: ScopePaths, facts: ConfigFacts | None) -> tuple[list[str] | None, bool] | None:
-    """(the hosts the scope's CA must permit, keep an unconstrained CA) as approved: the approved routes' hosts,
-    none yet for a new scope, None (unconstrained) with ``name_constraints = false``. None: the [tls] settings
-    are not approved, so the CA is left as it is (cordon start refuses them)."""
+    """(the hosts the scope's CA must permit, keep an unconstrained CA) as approved: the approved routes' hosts
+    (and ``localhost`` while a listener offers TLS to its clients, as ``Config.tls_hosts``), none yet for a new
+    scope, None (unconstrained) with ``name_constraints = false``. None: the [tls] settings are not approved, so
+    the CA is left as it is (cordon start refuses them)."""
     from cordon_ca import permitted_for
     from cordon_config import ConfigError, load_config
     from cordon_config.approvals import check_approved
@@ -94,12 +106,14 @@ def _approved_ca(paths: ScopePaths, facts: ConfigFacts | None) -> tuple[list[str
     try:
         config = load_config(paths.config_path)
     except (ConfigError, OSError):  # nothing starts from it anyway: the CA follows the file as it did
-        return permitted_for(facts.name_constraints, facts.routes), facts.name_constraints is None
+        hosts = {*facts.routes, *(["localhost"] if facts.listener_tls else [])}
+        return permitted_for(facts.name_constraints, hosts), facts.name_constraints is None
     pending = check_approved(config, paths)
-    if any(entry.item.kind != "route" for entry in pending):
+    if any(entry.item.kind not in ("route", "listener") for entry in pending):
         return None
     unapproved = {entry.item.name for entry in pending if entry.item.kind == "route"}
-    hosts = {route.host for route in config.routes if route.name not in unapproved}
+    routed = {route.host for route in config.routes if route.name not in unapproved}
+    hosts = [host for host in config.tls_hosts() if host in routed or host == "localhost"]
     return permitted_for(config.tls.name_constraints, hosts), config.tls.name_constraints is None
 
 
@@ -255,6 +269,7 @@ def ensure_base_setup(
         note(f"{verb} the proxy token '{DEFAULT_TOKEN}' in {paths.tokens_path}")
     if not dry_run:
         record_scope(paths)
+    _ensure_identity_key(paths, dry_run=dry_run, note=note)
     return done
 
 
@@ -270,6 +285,20 @@ def approve_settings_change(paths: ScopePaths, before: str, after: str) -> None:
         record_change(paths, paths.config_path, settings_item(old, paths), settings_item(new, paths))
     except ApprovalError as exc:
         raise BaseSetupError(str(exc), exc.hint) from None
+
+
+def _ensure_identity_key(paths: ScopePaths, *, dry_run: bool, note: Callable[[str], None]) -> None:
+    """The scope's identity key (its proxy proves with it that it is this scope's cordon)."""
+    from cordon_config.identity import IdentityError, ensure_key, key_path, load_key
+
+    try:
+        if load_key(paths) is not None:
+            return
+        if not dry_run:
+            ensure_key(paths)
+    except IdentityError as exc:
+        raise BaseSetupError(exc.message, exc.hint) from None
+    note(f"{'would create' if dry_run else 'created'} the proxy identity key: {key_path(paths)}")
 
 
 def ensure_token(paths: ScopePaths, name: str) -> str:

@@ -24,13 +24,15 @@ from cordon_config.scope import (
 
 from cordon_setup.base import BaseSetupError, read_config_facts, require_token, token_value
 from cordon_setup.envfast import CACHE_NAME, cache_text, identity, settled
-from cordon_setup.envvars import env_contract
+from cordon_setup.envvars import env_contract, listener_env
 from cordon_setup.render import FORMATS, render_env
 
 # The modules behind `setup`, `integration`, `run` and `service` (tomlkit, cryptography, subprocess …) are
 # imported inside the commands that use them, so `cordon env` starts fast.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cordon_config.identity import ProbeResult
+
     from cordon_setup.integrations import IntegrationPlan
     from cordon_setup.realkeys import Destination, RealKey
     from cordon_setup.setup_flow import SetupOutcome
@@ -448,6 +450,7 @@ examples:
   eval "$(cordon env)"                        send this shell's tools through cordon
   cordon env --format fish | source           the same in fish
   cordon env --format dotenv > .env           for tools that read a dotenv file
+  eval "$(cordon env --listener prod-db)"     PGHOST/PGPORT/PGUSER (+ PGPASSWORD = a proxy token) for psql & co
 """
 
 
@@ -466,6 +469,10 @@ def build_env_parser(prog: str = "cordon env") -> argparse.ArgumentParser:
     parser.add_argument(
         "--token", default="default", metavar="NAME", help="proxy token to embed (default: default)"
     )
+    parser.add_argument(
+        "--listener", metavar="NAME", help="print a PostgreSQL listener's client variables instead: PGHOST, "
+        "PGPORT, PGUSER and, when tokens are on, the proxy token as PGPASSWORD",
+    )
     return parser
 
 
@@ -479,10 +486,29 @@ def scope_env(paths: ScopePaths, token_name: str = "default") -> dict[str, str]:
     return env_contract(paths, facts.listen, token, ca_cert=facts.ca_cert, routed_hosts=facts.routes)
 
 
+def listener_scope_env(paths: ScopePaths, name: str, token_name: str = "default") -> dict[str, str]:
+    """The client variables of listener ``name``: its port and user from cordon.toml, and the named proxy token
+    when tokens are on (with no tokens.toml a listener asks clients for no password, so none is printed)."""
+    facts = read_config_facts(paths)
+    if facts is None:
+        raise BaseSetupError(*missing_config(paths))
+    if name not in facts.listeners:
+        known = ", ".join(sorted(facts.listeners)) or "none"
+        raise BaseSetupError(f"no listener named {name!r} in {paths.config_path}",
+                             f"listeners: {known} (add one with `cordon listener add{paths.flag}`)")
+    port, username = facts.listeners[name]
+    token = require_token(paths, token_name) if paths.tokens_path.exists() else None
+    return listener_env(port, username, token)
+
+
 def _env(args: argparse.Namespace) -> int:
     paths = _paths(args)
     # identities first: a file changed while it is being read leaves a cache that no longer matches
     config_id, tokens_id = identity(str(paths.config_path)), identity(str(paths.tokens_path))
+    if args.listener is not None:
+        sys.stdout.write(render_env(listener_scope_env(paths, args.listener, args.token),
+                                    "json" if args.json else args.format))
+        return OK
     env = scope_env(paths, args.token)
     sys.stdout.write(render_env(env, "json" if args.json else args.format))
     save_env_cache(paths, args.token, config_id, tokens_id, env)
@@ -563,9 +589,10 @@ def _run(args: argparse.Namespace) -> int:
     return run_with_proxy(
         command,
         env_contract=env,
-        config_path=paths.config_path,
+        paths=paths,
         port=facts.listen,
         log_path=default_log(paths),
+        notify=lambda line: sys.stderr.write(line + "\n"),  # names only, never a value
     )
 
 
@@ -650,6 +677,7 @@ def _service(args: argparse.Namespace) -> int:
             print(f"{manager.unit_name(args.name)} is not installed")
         return OK
     status = manager.status(args.name)
+    proxy = _proxy_state(paths)
     if args.json:
         print(
             json.dumps(
@@ -659,6 +687,8 @@ def _service(args: argparse.Namespace) -> int:
                     "path": str(status.path),
                     "installed": status.installed,
                     "running": status.running,
+                    "proxy": proxy.kind if proxy is not None else None,
+                    "pid": proxy.pid if proxy is not None else None,
                 }
             )
         )
@@ -669,7 +699,26 @@ def _service(args: argparse.Namespace) -> int:
             else ("running" if status.running else "installed, not running")
         )
         print(f"{manager.unit_name(args.name)}: {state}")
-    return OK if status.running or not status.installed else FAIL
+        if proxy is not None:
+            print(f"proxy: {proxy.message()}")
+    serving = proxy is None or proxy.ours
+    return OK if (status.running and serving) or not status.installed else FAIL
+
+
+def _proxy_state(paths: ScopePaths) -> ProbeResult | None:
+    """What holds the scope's port, proven by the identity key (None when the config cannot be read)."""
+    from cordon_config.identity import IdentityError, probe
+
+    try:
+        facts = read_config_facts(paths)
+    except BaseSetupError:
+        return None
+    if facts is None:
+        return None
+    try:
+        return probe(paths, facts.listen)
+    except IdentityError:
+        return None
 
 
 def service_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:

@@ -1,20 +1,25 @@
 """``cordon run -- CMD``: run a command with the env contract, starting a proxy for its lifetime if needed.
 
-The proxy is started as a subprocess (``python -m cordon_proxy start -c <config>``), never imported.
+Before the command gets the token (in the proxy URL), the listener on the scope's port must prove it is this
+scope's cordon (:func:`cordon_config.identity.probe`); another scope's proxy or anything else there is named
+and the command does not run. The command's environment holds no secret cordon knows of
+(:mod:`cordon_setup.childenv`). The proxy is started as a subprocess (``python -m cordon_proxy start -c
+<config>``), never imported, with the caller's environment (it reads the env-source secrets).
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from cordon_config.identity import IdentityError, ProbeResult, probe
+from cordon_config.scope import ScopePaths
 
 HEALTH_TIMEOUT = 1.0
 START_TIMEOUT = 20.0
@@ -29,23 +34,17 @@ class RunError(RuntimeError):
         self.code = code
 
 
-def proxy_healthy(port: int, *, timeout: float = HEALTH_TIMEOUT) -> bool:
-    """True when ``GET http://127.0.0.1:<port>/health`` answers 200 with ``"status": "ok"``."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def proxy_state(paths: ScopePaths, port: int, *, timeout: float = HEALTH_TIMEOUT) -> ProbeResult:
+    """What listens on the scope's port (see :func:`cordon_config.identity.probe`); RunError for a broken key."""
     try:
-        conn.request("GET", "/health")
-        response = conn.getresponse()
-        body = response.read(65536)
-        if response.status != 200:
-            return False
-        try:
-            return json.loads(body).get("status") == "ok"
-        except (ValueError, AttributeError):
-            return False
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+        return probe(paths, port, timeout)
+    except IdentityError as exc:
+        raise RunError(exc.message, exc.hint) from None
+
+
+def _refuse(state: ProbeResult, paths: ScopePaths) -> RunError:
+    return RunError(f"{state.message()}; the command was not run (it would have sent this scope's token there)",
+                    state.hint(paths.config_path, paths.flag))
 
 
 def proxy_argv(config_path: Path, log_path: Path | None = None) -> list[str]:
@@ -60,14 +59,15 @@ class ProxyProcess:
 
     def __init__(
         self,
-        config_path: Path,
+        paths: ScopePaths,
         port: int,
         log_path: Path,
         *,
         environ: Mapping[str, str],
         argv: Sequence[str] | None = None,
     ) -> None:
-        self.config_path = config_path
+        self.paths = paths
+        config_path = self.config_path = paths.config_path
         self.port = port
         self.log_path = log_path
         self.environ = dict(environ)
@@ -75,7 +75,8 @@ class ProxyProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = START_TIMEOUT) -> None:
-        """Start it and wait (bounded) until /health answers; RunError with the log's tail otherwise."""
+        """Start it and wait (bounded) until it proves it is this scope's cordon; RunError with the cause from
+        its log otherwise (or naming what took the port meanwhile)."""
         from cordon_config.files import open_log_file
 
         fd = open_log_file(self.log_path)  # 0600; also catches what a proxy that cannot start prints
@@ -95,8 +96,12 @@ class ProxyProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
-            if proxy_healthy(self.port, timeout=0.5):
+            state = proxy_state(self.paths, self.port, timeout=0.5)
+            if state.ours and state.pid in (None, self.proc.pid):
                 return
+            if state.kind != "none" and not state.ours:
+                self.stop()
+                raise _refuse(state, self.paths)
             time.sleep(0.05)
         self.stop()
         cause, hint = self._cause()
@@ -160,21 +165,32 @@ def run_with_proxy(
     argv: Sequence[str],
     *,
     env_contract: Mapping[str, str],
-    config_path: Path,
+    paths: ScopePaths,
     port: int,
     log_path: Path,
     environ: Mapping[str, str] | None = None,
     start_timeout: float = START_TIMEOUT,
     start_argv: Sequence[str] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> int:
-    """Run ``argv`` with the env contract on top of ``environ``; start a proxy for its lifetime if none is up."""
+    """Run ``argv`` with the env contract on top of ``environ`` minus its secrets; start a proxy for its
+    lifetime if none is up. ``notify`` gets one line per variable removed or replaced (never a value), before
+    the command starts."""
+    from cordon_setup.childenv import child_environment, secret_references
+
     base = dict(os.environ if environ is None else environ)
+    child = child_environment(base, env_contract, secret_references(paths.config_path))
+    for line in child.notices if notify is not None else ():
+        notify(line)
     proxy = None
-    if not proxy_healthy(port):
-        proxy = ProxyProcess(config_path, port, log_path, environ=base, argv=start_argv)
+    state = proxy_state(paths, port)
+    if state.kind == "none":
+        proxy = ProxyProcess(paths, port, log_path, environ=base, argv=start_argv)
         proxy.start(timeout=start_timeout)
+    elif not state.ours:
+        raise _refuse(state, paths)
     try:
-        return run_command(argv, {**base, **env_contract})
+        return run_command(argv, child.env)
     finally:
         if proxy is not None:
             proxy.stop()

@@ -1,4 +1,5 @@
-"""`cordon route approve NAME...|--all`, and the approval bookkeeping of `route add|edit|remove`."""
+"""`cordon route|listener approve NAME...|--all`, and the approval bookkeeping of `route|listener
+add|edit|remove`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from cordon_config.commands.common import (
     Failure,
     UsageError,
     after_routes_changed,
+    find_listener,
     find_route,
     is_tty,
     load,
@@ -69,19 +71,26 @@ def _confirm(count: int, ask: Callable[[str], str]) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def run_approve(args: argparse.Namespace) -> int:
-    """Show what is not approved (before → after per field), ask on a terminal (``--yes`` otherwise), record."""
+def run_approve(args: argparse.Namespace, kind: str = "route") -> int:
+    """Show what is not approved (before → after per field), ask on a terminal (``--yes`` otherwise), record.
+
+    ``kind`` is the command's (``route`` or ``listener``). ``cordon route approve --all`` approves everything in
+    cordon.toml (routes, listeners, the [tls]/[secrets] settings); ``cordon listener approve --all`` the
+    listeners only."""
     if bool(args.names) == bool(args.all):
-        raise UsageError("give the routes to approve, or --all", "e.g. cordon route approve openai, or "
-                         "cordon route approve --all after reviewing `cordon route list`")
+        example = "openai" if kind == "route" else "prod-db"
+        raise UsageError(f"give the {kind}s to approve, or --all", f"e.g. cordon {kind} approve {example}, or "
+                         f"cordon {kind} approve --all after reviewing `cordon {kind} list`")
     paths, config = load(args)
     flag = scope_flag(paths)
     pending = check_approved(config, paths)
     if not args.all:
         for name in args.names:
-            find_route(config, name)  # one clear line for a name that is not in cordon.toml
+            (find_route if kind == "route" else find_listener)(config, name)  # one clear line for a wrong name
         wanted = set(args.names)
-        pending = [entry for entry in pending if entry.item.kind == "route" and entry.item.name in wanted]
+        pending = [entry for entry in pending if entry.item.kind == kind and entry.item.name in wanted]
+    elif kind == "listener":
+        pending = [entry for entry in pending if entry.item.kind == "listener"]
     if not pending:
         if args.json:
             print_json([])
@@ -97,12 +106,12 @@ def run_approve(args: argparse.Namespace) -> int:
             if args.json:
                 print_json([_as_json(entry, False) for entry in pending])
             raise UsageError("nothing approved: confirm on a terminal or pass --yes",
-                             f"review the changes above, then: cordon route approve{flag} "
+                             f"review the changes above, then: cordon {kind} approve{flag} "
                              + ("--all" if args.all else " ".join(args.names)) + " --yes")
         if not _confirm(len(pending), input):
             print("nothing approved")
             return OK
-    keys = None if args.all else [entry.item.key for entry in pending]
+    keys = None if args.all and kind == "route" else [entry.item.key for entry in pending]
     try:
         approve(paths, config, keys)
     except ApprovalError as exc:

@@ -10,7 +10,7 @@ import sys
 from typing import Any, TextIO
 
 from cordon_config.errors import ConfigError
-from cordon_config.model import BasicAuth, Config, Route, SecretRef
+from cordon_config.model import BasicAuth, Config, Listener, Route, SecretRef
 from cordon_config.scope import (
     ScopeError,
     ScopePaths,
@@ -77,6 +77,14 @@ def config_failure(exc: ConfigError) -> Failure:
     return Failure(str(exc))
 
 
+def write_error(exc: ConfigError) -> UsageError:
+    """A config the command would produce is invalid: one line (the first problem) and its hint."""
+    problem = exc.problems[0]
+    where = f"{problem.kind} {problem.route}: " if problem.route else ""
+    key = f"{problem.key}: " if problem.key else ""
+    return UsageError(f"{where}{key}{problem.message}", problem.hint)
+
+
 def no_config(paths: ScopePaths) -> Failure:
     """The one "no cordon.toml" failure (exit 1) of every command."""
     return Failure(*missing_config(paths))
@@ -101,6 +109,37 @@ def find_route(config: Config, name: str) -> Route:
             return route
     names = ", ".join(route.name for route in config.routes) or "none"
     raise UsageError(f"no route named {name!r} in {config.path}", f"routes: {names}")
+
+
+def find_listener(config: Config, name: str) -> Listener:
+    found = config.listener(name)
+    if found is not None:
+        return found
+    names = ", ".join(item.name for item in config.listeners) or "none"
+    hint = f"listeners: {names}"
+    if any(route.name == name for route in config.routes):
+        hint = f"{name} is a route: see `cordon route show {name}`"
+    raise UsageError(f"no listener named {name!r} in {config.path}", hint)
+
+
+def find_secret_owner(config: Config, name: str) -> Route | Listener:
+    """The route or listener called ``name`` (they share one name space)."""
+    for item in (*config.routes, *config.listeners):
+        if item.name == name:
+            return item
+    names = ", ".join(item.name for item in (*config.routes, *config.listeners)) or "none"
+    raise UsageError(f"no route or listener named {name!r} in {config.path}", f"names: {names}")
+
+
+def listener_json(listener: Listener) -> dict[str, Any]:
+    """A listener as JSON-ready data (references to secrets only)."""
+    fields = {key: list(value) if isinstance(value, tuple) else value
+              for key, value in listener.secret.fields.items()}
+    return {"name": listener.name, "address": "127.0.0.1", "port": listener.port, "upstream": listener.upstream,
+            "upstream_host": listener.upstream_host, "upstream_port": listener.upstream_port,
+            "client_tls": listener.client_tls, "upstream_tls": listener.upstream_tls,
+            "auth": {"type": "password", "username": listener.auth.username},
+            "secret": {"source": listener.secret.source, **fields}}
 
 
 def describe_secret(ref: SecretRef) -> str:
@@ -183,10 +222,12 @@ def after_routes_changed(paths: ScopePaths) -> int:
 
     config = load_config(paths.config_path)
     pending = check_approved(config, paths)
-    if any(entry.item.kind == "settings" for entry in pending):
+    if any(entry.item.kind == "settings" for entry in pending):  # [egress]/[audit] do not concern the CA
         return OK  # the [tls] settings are not approved: the CA stays as it is (cordon start refuses them)
-    unapproved = {entry.item.name for entry in pending if entry.item.kind == "route"}
-    config = dataclasses.replace(config, routes=tuple(r for r in config.routes if r.name not in unapproved))
+    unapproved = {(entry.item.kind, entry.item.name) for entry in pending}
+    config = dataclasses.replace(
+        config, routes=tuple(r for r in config.routes if ("route", r.name) not in unapproved),
+        listeners=tuple(item for item in config.listeners if ("listener", item.name) not in unapproved))
     failed = run_hooks(hooks, (paths, config),
                        failure="could not update what depends on cordon.toml",
                        hint=with_scope_flag("run `cordon setup` (it re-issues the CA for the routes and "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -17,7 +16,6 @@ from cordon_config.commands.common import (
     OK,
     RESTART,
     ROUTE_FLAGS,
-    SOURCES,
     UsageError,
     after_routes_changed,
     describe_auth,
@@ -30,84 +28,17 @@ from cordon_config.commands.common import (
     print_json,
     route_json,
     scope_of,
+    write_error,
 )
+from cordon_config.commands.sources import ask, ask_secret, given, secret_from_args
 from cordon_config.errors import ConfigError, RouteNotFound
-from cordon_config.model import BasicAuth, Config, HeaderAuth, RateLimit, Route, SecretRef
+from cordon_config.model import BasicAuth, Config, HeaderAuth, RateLimit, Route
 from cordon_config.pathrules import describe_rules
 from cordon_config.scope import ScopePaths
 
 _POLICY_FLAGS = ("methods", "paths", "requests_per_minute", "burst", "scrub_responses")
 _FIELD_FLAGS = ("host", "port", "auth_type", "header_name", "scheme", "username", "allow_plain_http", "source",
                 "account", "service", "decode", "vault", "item", "field", "var", "path", "argv", *_POLICY_FLAGS)
-
-
-def _given(args: argparse.Namespace, *names: str) -> list[str]:
-    return [name for name in names if getattr(args, name, None) is not None]
-
-
-def _parse_argv(text: str) -> tuple[str, ...]:
-    text = text.strip()
-    if text.startswith("["):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--argv is not a valid JSON array: {exc.msg}") from None
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise UsageError("--argv JSON must be an array of strings")
-        argv = tuple(value)
-    else:
-        try:
-            argv = tuple(shlex.split(text))
-        except ValueError as exc:
-            raise UsageError(f"--argv cannot be split: {exc}") from None
-    if not argv or not argv[0]:
-        raise UsageError("--argv is empty", 'e.g. --argv "gh auth token"')
-    return argv
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _secret_from_args(args: argparse.Namespace, route_name: str, base: SecretRef | None) -> SecretRef | None:
-    source = args.source or (base.source if base else "keyring")
-    per_source = {
-        "keyring": ("account", "service", "decode"),
-        "1password": ("vault", "item", "field", "account"),
-        "env": ("var",),
-        "file": ("path",),
-        "command": ("argv",),
-    }
-    allowed = per_source[source]
-    stray = [name for name in _given(args, "account", "service", "decode", "vault", "item", "field", "var",
-                                     "path", "argv") if name not in allowed]
-    if stray:
-        owners = [name for name, flags in per_source.items() if stray[0] in flags]
-        hint = ("flags for this source: " + " ".join(_flag(name) for name in allowed)) if args.source or \
-            len(owners) != 1 else f"add --source {owners[0]}"
-        raise UsageError(f"{_flag(stray[0])} does not apply to --source {source}", hint)
-    if base is not None and args.source in (None, base.source) and not _given(args, *allowed):
-        return None
-    fields: dict[str, Any] = dict(base.fields) if base is not None and base.source == source else {}
-    for name in allowed:
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if name == "argv":
-            fields["argv"] = _parse_argv(value)
-        elif name == "path":
-            fields["path"] = os.path.abspath(value)
-        else:
-            fields[name] = value
-    if source == "keyring":
-        fields.setdefault("account", route_name)
-        fields.setdefault("service", "cordon")
-    required = {"1password": ("vault", "item", "field"), "env": ("var",), "file": ("path",),
-                "command": ("argv",)}.get(source, ())
-    missing = [name for name in required if name not in fields]
-    if missing:
-        raise UsageError(f"--source {source} needs " + " ".join(_flag(name) for name in missing))
-    return SecretRef(source, fields)  # type: ignore[arg-type]
 
 
 def _auth_from_args(args: argparse.Namespace, base: HeaderAuth | BasicAuth | None) -> HeaderAuth | BasicAuth | None:
@@ -201,19 +132,11 @@ def _route_from_args(args: argparse.Namespace) -> Route:
         raise UsageError(f"--host: {exc}", "give a DNS name such as api.openai.com (no scheme, port or path)"
                          ) from None
     auth = _auth_from_args(args, None)
-    secret = _secret_from_args(args, args.name, None)
+    secret = secret_from_args(args, args.name, None)
     assert auth is not None and secret is not None
     _, rate_limit = _rate_limit_from_args(args, None)
     return Route(args.name, host, auth, secret, args.port, bool(args.allow_plain_http), rate_limit=rate_limit,
                  **_rules_from_args(args))
-
-
-def _write_error(exc: ConfigError) -> UsageError:
-    """A config the command would produce is invalid: one line (the first problem) and its hint."""
-    problem = exc.problems[0]
-    where = f"route {problem.route}: " if problem.route else ""
-    key = f"{problem.key}: " if problem.key else ""
-    return UsageError(f"{where}{key}{problem.message}", problem.hint)
 
 
 def run_route(args: argparse.Namespace) -> int:
@@ -290,7 +213,7 @@ def _route_add(args: argparse.Namespace) -> int:
     from cordon_config.edit import RouteExists, add_route
 
     paths = scope_of(args, changes=True)
-    wizard = not _given(args, "name", *_FIELD_FLAGS)
+    wizard = not given(args, "name", *_FIELD_FLAGS)
     if wizard and not is_tty(sys.stdin):
         raise UsageError(f"route add needs flags when stdin is not a terminal: {ROUTE_FLAGS}")
     if not paths.config_path.exists():
@@ -301,7 +224,7 @@ def _route_add(args: argparse.Namespace) -> int:
     except RouteExists as exc:
         raise UsageError(str(exc), f"change it with `cordon route edit {route.name} ...`") from None
     except ConfigError as exc:
-        raise _write_error(exc) from None
+        raise write_error(exc) from None
     record(paths, config, None, route_item(find_route(config, route.name)))
     print(f"added route {route.name}: {route.host} gets {describe_auth(route)} "
           f"from {describe_secret(route.secret)}")
@@ -336,13 +259,13 @@ def _route_edit(args: argparse.Namespace) -> int:
 
     paths, config = load(args, changes=True)
     before = find_route(config, args.name)
-    if not _given(args, "new_name", *_FIELD_FLAGS):
+    if not given(args, "new_name", *_FIELD_FLAGS):
         raise UsageError("nothing to change: give the fields to change", f"flags: {ROUTE_FLAGS}")
     auth = _auth_from_args(args, before.auth)
-    secret = _secret_from_args(args, args.new_name or before.name, before.secret)
+    secret = secret_from_args(args, args.new_name or before.name, before.secret)
     policy = _rules_from_args(args)
-    given, rate_limit = _rate_limit_from_args(args, before.rate_limit)
-    if given:
+    limit_given, rate_limit = _rate_limit_from_args(args, before.rate_limit)
+    if limit_given:
         policy["rate_limit"] = rate_limit
     try:
         before, after = edit_route(paths.config_path, args.name, new_name=args.new_name, host=args.host,
@@ -353,7 +276,7 @@ def _route_edit(args: argparse.Namespace) -> int:
     except RouteNotFound as exc:
         raise UsageError(str(exc)) from None
     except ConfigError as exc:
-        raise _write_error(exc) from None
+        raise write_error(exc) from None
     changes = _route_changes(before, after)
     if changes:
         record(paths, config, route_item(before), route_item(after))
@@ -397,7 +320,7 @@ def _route_remove(args: argparse.Namespace) -> int:
     try:
         removed = remove_route(paths.config_path, route.name)
     except ConfigError as exc:
-        raise _write_error(exc) from None
+        raise write_error(exc) from None
     record(paths, config, route_item(removed), None)
     print(f"removed route {route.name} ({route.host}) from {paths.config_path}")
     if route.secret.source == "keyring":
@@ -438,20 +361,6 @@ def _after_keyring_route_removed(route: Route, config: Config, paths: ScopePaths
     print(f"{known} ({entry}); delete it with: {command}")
 
 
-def _ask(prompt: str, default: str | None = None, check: Callable[[str], str | None] | None = None) -> str:
-    suffix = f" [{default}]" if default else ""
-    while True:
-        answer = input(f"{prompt}{suffix}: ").strip() or (default or "")
-        if not answer:
-            print("  a value is required")
-            continue
-        problem = check(answer) if check else None
-        if problem:
-            print(f"  {problem}")
-            continue
-        return answer
-
-
 def _wizard(paths: ScopePaths) -> Route:
     from cordon_config.hosts import canonical_host
     from cordon_config.parse import NAME_RE, TOKEN_RE, suggest_name
@@ -464,19 +373,19 @@ def _wizard(paths: ScopePaths) -> Route:
         return None
 
     print(f"adding a route to {paths.config_path} (Ctrl-C to stop)")
-    host = canonical_host(_ask("API host (e.g. api.openai.com)", check=host_problem))
+    host = canonical_host(ask("API host (e.g. api.openai.com)", check=host_problem))
     labels = host.split(".")
     guess = suggest_name(labels[-2] if len(labels) >= 2 else host)
-    name = _ask("route name", guess, lambda v: None if NAME_RE.fullmatch(v) else
+    name = ask("route name", guess, lambda v: None if NAME_RE.fullmatch(v) else
                 "use lower-case letters, digits, '.', '_' and '-'")
-    kind = _ask("auth type (header or basic)", "header",
+    kind = ask("auth type (header or basic)", "header",
                 lambda v: None if v in ("header", "basic") else "type header or basic")
     auth: HeaderAuth | BasicAuth
     if kind == "basic":
-        auth = BasicAuth(_ask("user name (the secret is the password)",
+        auth = BasicAuth(ask("user name (the secret is the password)",
                               check=lambda v: "no ':' allowed" if ":" in v else None))
     else:
-        header = _ask("header name", "Authorization",
+        header = ask("header name", "Authorization",
                       lambda v: None if TOKEN_RE.fullmatch(v) else "not a valid header name")
         default_scheme = "Bearer" if header.lower() == "authorization" else None
         scheme = input(f"scheme (e.g. Bearer; empty for none){f' [{default_scheme}]' if default_scheme else ''}: "
@@ -484,27 +393,9 @@ def _wizard(paths: ScopePaths) -> Route:
         if header.lower() == "authorization" and not scheme:
             scheme = "Bearer"
         auth = HeaderAuth(header, scheme)
-    source = _ask("secret source (" + ", ".join(SOURCES) + ")", "keyring",
-                  lambda v: None if v in SOURCES else "one of: " + ", ".join(SOURCES))
-    fields: dict[str, Any] = {}
-    if source == "keyring":
-        fields["account"] = _ask("keyring account", name)
-        fields["service"] = _ask("keyring service", "cordon")
-    elif source == "1password":
-        for key in ("vault", "item", "field"):
-            fields[key] = _ask(f"1Password {key}", "credential" if key == "field" else None)
-        account = input("1Password account (empty for the default): ").strip()
-        if account:
-            fields["account"] = account
-    elif source == "env":
-        fields["var"] = _ask("environment variable", name.upper().replace("-", "_").replace(".", "_") + "_KEY")
-    elif source == "file":
-        fields["path"] = os.path.abspath(_ask("file holding the secret (mode 0600)"))
-    else:
-        fields["argv"] = _parse_argv(_ask("command printing the secret (e.g. gh auth token)"))
+    secret = ask_secret(name, "_KEY")
     methods, paths, rate_limit = _wizard_policy(host)
-    return Route(name, host, auth, SecretRef(source, fields), methods=methods, paths=paths,  # type: ignore[arg-type]
-                 rate_limit=rate_limit)
+    return Route(name, host, auth, secret, methods=methods, paths=paths, rate_limit=rate_limit)
 
 
 def _wizard_policy(host: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None, RateLimit | None]:
@@ -532,11 +423,11 @@ def _wizard_policy(host: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] |
 
     methods_default = ",".join(provider.methods) if provider and provider.methods else "any"
     paths_default = ",".join(provider.paths) if provider and provider.paths else "any"
-    methods = items(_ask("allowed methods, comma-separated", methods_default, problem(method_problem)),
+    methods = items(ask("allowed methods, comma-separated", methods_default, problem(method_problem)),
                     method_problem)
-    paths = items(_ask('allowed paths, comma-separated (exact, or a prefix ending in "*")', paths_default,
+    paths = items(ask('allowed paths, comma-separated (exact, or a prefix ending in "*")', paths_default,
                        problem(path_rule_problem)), path_rule_problem)
-    rate = _ask("requests per minute (a number, or none)", "none",
+    rate = ask("requests per minute (a number, or none)", "none",
                 lambda v: None if v == "none" or (v.isdigit() and int(v) > 0) else "a positive number, or none")
     return methods, paths, (None if rate == "none" else RateLimit(int(rate)))
 

@@ -1,4 +1,5 @@
-"""`cordon secret set|delete|check`: keyring storage and secret checks (values never printed)."""
+"""`cordon secret set|delete|check`: keyring storage and secret checks for routes and listeners (values never
+printed)."""
 
 from __future__ import annotations
 
@@ -13,36 +14,41 @@ from cordon_config.commands.common import (
     UsageError,
     colour,
     describe_secret,
-    find_route,
+    find_secret_owner,
     is_tty,
     load,
     print_json,
 )
-from cordon_config.model import Config, Route
+from cordon_config.model import Config, Listener, Route
 from cordon_config.scope import ScopePaths
 
 
-def _keyring_route(args: argparse.Namespace) -> tuple[Config, Route]:
+def _keyring_route(args: argparse.Namespace) -> tuple[Config, Route | Listener]:
+    from cordon_config.secrets import kind_of
+
     paths, config = load(args, changes=True)
-    route = find_route(config, args.name)
+    route = find_secret_owner(config, args.name)
+    kind = kind_of(route)
     if route.secret.source != "keyring":
-        raise UsageError(f"route {route.name} reads its secret from {describe_secret(route.secret)}; "
+        raise UsageError(f"{kind} {route.name} reads its secret from {describe_secret(route.secret)}; "
                          f"`cordon secret {args.action}` manages keyring secrets only",
-                         f"store it in that source, or switch: cordon route edit {route.name} --source keyring")
-    if args.action == "set" and route.name in _unapproved(config, paths):
+                         f"store it in that source, or switch: cordon {kind} edit {route.name} --source keyring")
+    if args.action == "set" and (kind, route.name) in _unapproved(config, paths):
         from cordon_config.approvals import approve_command, scope_flag
 
-        raise Failure(f"route {route.name} is not approved as {config.path} says, so no secret is stored for it",
-                      f"review it (cordon route show {route.name}), then: "
-                      f"{approve_command([route.name], scope_flag(paths))}")
+        raise Failure(f"{kind} {route.name} is not approved as {config.path} says, so no secret is stored for it",
+                      f"review it (cordon {kind} show {route.name}), then: "
+                      f"{approve_command([route.name], scope_flag(paths), kind)}")
     return config, route
 
 
-def _unapproved(config: Config, paths: ScopePaths) -> set[str]:
-    """Names of the routes that are not approved as written (their secrets are neither stored nor fetched)."""
+def _unapproved(config: Config, paths: ScopePaths) -> set[tuple[str, str]]:
+    """(kind, name) of the routes and listeners that are not approved as written (their secrets are neither
+    stored nor fetched)."""
     from cordon_config.approvals import check_approved
 
-    return {entry.item.name for entry in check_approved(config, paths) if entry.item.kind == "route"}
+    return {(entry.item.kind, entry.item.name) for entry in check_approved(config, paths)
+            if entry.item.kind in ("route", "listener")}
 
 
 def _keyring_failure(exc: Exception, what: str) -> Failure:
@@ -54,11 +60,14 @@ def _keyring_failure(exc: Exception, what: str) -> Failure:
     return Failure(f"cannot {what}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
 
 
-def _read_secret(route: Route) -> str:
+def _read_secret(route: Route | Listener) -> str:
     if is_tty(sys.stdin):
         import getpass
 
-        value = getpass.getpass(f"secret for route {route.name} (input hidden): ")
+        from cordon_config.secrets import kind_of
+
+        what = "password for listener" if kind_of(route) == "listener" else "secret for route"
+        value = getpass.getpass(f"{what} {route.name} (input hidden): ")
     else:
         value = sys.stdin.read()
         if value.endswith("\r\n"):
@@ -68,28 +77,28 @@ def _read_secret(route: Route) -> str:
     return value
 
 
-def store_secret(route: Route) -> int:
+def store_secret(route: Route | Listener) -> int:
     """Read the secret (no echo on a terminal, else stdin), validate it and store it in the keyring."""
     store_value(route, _read_secret(route))
     return OK
 
 
-def store_value(route: Route, value: str) -> None:
-    """Validate ``value`` as a header value and store it as the keyring secret of ``route`` (never printed);
-    :class:`UsageError` / :class:`Failure` with one line otherwise."""
+def store_value(route: Route | Listener, value: str) -> None:
+    """Validate ``value`` (a header value for a route, a password for a listener) and store it as the keyring
+    secret of ``route`` (never printed); :class:`UsageError` / :class:`Failure` with one line otherwise."""
     import keyring
 
-    from cordon_config.secrets import header_value_problem
+    from cordon_config.secrets import kind_of, value_problem
 
     service, account = route.secret.fields.get("service", "cordon"), route.secret.fields["account"]
-    problem = header_value_problem(value)
+    problem = value_problem(route, value)
     if problem is not None:
         raise UsageError(f"secret not stored: {problem}")
     try:
         keyring.set_password(service, account, value)
     except Exception as exc:  # KeyringError, NoKeyringError, backend-specific (D-Bus) errors
         raise _keyring_failure(exc, "store the secret") from None
-    print(f"stored the secret for route {route.name} in the keyring (service {service}, account {account})")
+    print(f"stored the secret for {kind_of(route)} {route.name} in the keyring (service {service}, account {account})")
     print("a running proxy picks it up within secret_ttl seconds; `cordon secret check` verifies it")
 
 
@@ -129,7 +138,10 @@ def run_secret(args: argparse.Namespace) -> int:
         return OK
     if getattr(args, "service", None) is not None:
         raise UsageError("--service goes with --account")
+    from cordon_config.secrets import kind_of
+
     _, route = _keyring_route(args)
+    kind = kind_of(route)
     service, account = route.secret.fields.get("service", "cordon"), route.secret.fields["account"]
     if args.action == "set":
         return store_secret(route)
@@ -137,43 +149,44 @@ def run_secret(args: argparse.Namespace) -> int:
         delete_keyring_entry(service, account)
     except Failure as exc:
         if "no secret stored" in str(exc):
-            raise Failure(f"no secret stored for route {route.name} (service {service}, account {account})"
+            raise Failure(f"no secret stored for {kind} {route.name} (service {service}, account {account})"
                           ) from None
         raise
-    print(f"deleted the secret of route {route.name} from the keyring (service {service}, account {account})")
+    print(f"deleted the secret of {kind} {route.name} from the keyring (service {service}, account {account})")
     return OK
 
 
 def _secret_check(args: argparse.Namespace) -> int:
     from cordon_config.approvals import approve_command, check_approved, scope_flag
-    from cordon_config.secrets import SecretUnavailable, fetch_secret
+    from cordon_config.secrets import SecretUnavailable, fetch_secret, kind_of
 
     paths, config = load(args)
-    routes = [find_route(config, args.name)] if args.name else list(config.routes)
+    routes = [find_secret_owner(config, args.name)] if args.name else [*config.routes, *config.listeners]
     pending = check_approved(config, paths)
     settings_pending = any(entry.item.kind == "settings" for entry in pending)  # [egress]/[audit]: no secret
-    unapproved = {entry.item.name for entry in pending if entry.item.kind == "route"}
+    unapproved = {(entry.item.kind, entry.item.name) for entry in pending}
     results: list[dict[str, Any]] = []
     for route in routes:
-        if route.name in unapproved or settings_pending:
+        kind = kind_of(route)
+        if (kind, route.name) in unapproved or settings_pending:
             names = None if settings_pending else [route.name]
-            results.append({"route": route.name, "ok": False, "source": route.secret.source,
+            results.append({"route": route.name, "kind": kind, "ok": False, "source": route.secret.source,
                             "reason": "not fetched: " + ("the [tls]/[secrets] settings are" if settings_pending
-                                                         else "the route is") + " not approved as written",
-                            "hint": f"review it, then: {approve_command(names, scope_flag(paths))}"})
+                                                         else f"the {kind} is") + " not approved as written",
+                            "hint": f"review it, then: {approve_command(names, scope_flag(paths), kind)}"})
             continue
         try:
             fetch_secret(route, config=config)
         except SecretUnavailable as exc:
-            results.append({"route": route.name, "ok": False, "source": route.secret.source,
+            results.append({"route": route.name, "kind": kind, "ok": False, "source": route.secret.source,
                             "reason": exc.reason, "hint": exc.hint})
         else:
-            results.append({"route": route.name, "ok": True, "source": route.secret.source})
+            results.append({"route": route.name, "kind": kind, "ok": True, "source": route.secret.source})
     failed = sum(not result["ok"] for result in results)
     if args.json:
         print_json(results)
     elif not routes:
-        print(f"no routes in {config.path}")
+        print(f"no routes or listeners in {config.path}")
     else:
         width = max(len(route.name) for route in routes)
         for result, route in zip(results, routes, strict=True):

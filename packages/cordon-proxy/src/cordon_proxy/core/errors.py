@@ -66,6 +66,7 @@ def error_response(
     return write_response_head(status, headers, version=version) + body
 
 
-def secret_unavailable(route_name: str, reason: str) -> str:
-    """The one message for a route whose secret could not be had (``reason`` never holds the value)."""
-    return f'secret for route "{route_name}" unavailable: {reason}'
+def secret_unavailable(route_name: str, reason: str, kind: str = "route") -> str:
+    """The one message for a route (or ``kind`` listener) whose secret could not be had (``reason`` never holds
+    the value)."""
+    return f'secret for {kind} "{route_name}" unavailable: {reason}'

@@ -14,7 +14,12 @@ A connection starts on cordon's plain listener (``IDLE``, no tunnel):
   absolute-form authority, and the TLS SNI of :class:`ClientTLSReady`), else 421 and nothing is forwarded.
 * ``CONNECT`` to any other host → SSRF check of every resolved address (``RESOLVE``) → ``OPEN_TUNNEL`` →
   ``200`` → ``SPLICED`` (the edge relays bytes).
-* origin-form: only ``GET /health`` with ``Host: 127.0.0.1:<port>`` or ``localhost:<port>``; else 400.
+* origin-form: only ``GET /health`` with ``Host: 127.0.0.1:<port>`` or ``localhost:<port>``; else 400. The
+  answer is ``Settings.health(query)`` (the identity proof, ``cordon_config.identity``) and the connection is
+  closed after it.
+* With proxy tokens on, every CONNECT and every absolute-form request needs a valid ``Proxy-Authorization``
+  (routed or not); a connection whose token has since ended (``Settings.token_valid``) is refused at its next
+  request head.
 * absolute-form ``http://``: unrouted → SSRF-checked (``RESOLVE``) and forwarded; routed → 403 unless the
   route sets ``allow_plain_http``.
 
@@ -35,7 +40,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
@@ -74,7 +79,6 @@ from cordon_proxy.core.states import ProtocolError, Read, State
 __all__ = ["TRANSITIONS", "Session", "Settings", "SettingsRef", "Tunnel"]
 
 IPAddress = IPv4Address | IPv6Address
-LOOPBACK_REASON = "loopback address"
 #: cordon's answers that refuse by policy: audited as ``denied`` (other answers to routed requests: ``failed``)
 DENIALS = frozenset({"route-policy", "egress-denied", "blocked", "proxy-auth-required", "https-required",
                      "host-mismatch"})
@@ -92,14 +96,19 @@ class Settings:
     version: str = "0"
     max_head: int = 65536
     verify_token: Callable[[str], str | None] | None = None
-    allow_loopback: bool = False  # test-only (CORDON_TEST_ALLOW_LOOPBACK); never set in product
     limits: Limits = field(default_factory=Limits)  # the edge's timeouts and connection limit
     config: Config | None = None  # the cordon.toml these came from (secret sources read their settings there)
     egress: EgressPolicy = field(default_factory=lambda: EgressPolicy(Egress()))  # hosts without a route
+    #: GET /health's answer for its query string (None: a malformed query, 400); default: {"status": "ok"}
+    health: Callable[[str], Mapping[str, object] | None] | None = None
+    #: whether the token a connection authenticated with (as ``verify_token`` named it) still holds
+    token_valid: Callable[[str], bool] | None = None
 
     @classmethod
     def from_config(
-        cls, config: Config, *, version: str, verify_token: Callable[[str], str | None] | None, allow_loopback: bool
+        cls, config: Config, *, version: str, verify_token: Callable[[str], str | None] | None,
+        health: Callable[[str], Mapping[str, object] | None] | None = None,
+        token_valid: Callable[[str], bool] | None = None,
     ) -> Settings:
         return cls(
             routes=config.routes,
@@ -107,14 +116,20 @@ class Settings:
             version=version,
             max_head=config.limits.header_bytes,
             verify_token=verify_token,
-            allow_loopback=allow_loopback,
             limits=config.limits,
             config=config,
             egress=EgressPolicy(config.egress),
+            health=health,
+            token_valid=token_valid,
         )
 
-    def health_body(self) -> bytes:
-        return json.dumps({"status": "ok", "version": self.version, "routes": len(self.routes)}).encode()
+    def health_body(self, query: str = "") -> bytes | None:
+        """The JSON body of GET /health?``query``, or None when the query is malformed."""
+        if self.health is not None:
+            answer = self.health(query)
+        else:
+            answer = None if query else {"status": "ok"}
+        return None if answer is None else json.dumps(answer, separators=(",", ":")).encode()
 
 
 class SettingsRef:
@@ -141,6 +156,7 @@ class Tunnel:
     host: str
     port: int
     route: Route
+    routes: Sequence[Route] = ()  # the settings' routes it was found in (a reload gives new ones)
     host_ok: bytes | None = None  # the last Host value checked against this tunnel (the same one is accepted)
     host_header: bytes = b""  # the Host header sent upstream
 
@@ -281,10 +297,15 @@ class Session:
 
     # -- a request head (IDLE) ------------------------------------------------------------------------
     def _on_request_head(self, head: RequestHead, out: list[cmd.Command]) -> None:
-        self.settings = self._settings_ref.current
+        settings = self.settings = self._settings_ref.current
         self._head = head
         record = self._record = cmd.RequestRecord(head.method, "", "", token=self.token_name)
         out.append(cmd.RequestStarted())
+        token = self.token_name
+        if token is not None and settings.token_valid is not None and not settings.token_valid(token):
+            record.host = self.tunnel.host if self.tunnel is not None else "?"
+            self._answer(out, record, "proxy-auth-required", "proxy authentication required (the token has ended)")
+            return
         if self.tunnel is not None:
             self._on_tunnel_request(self.tunnel, head, record, out)
         elif head.method == "CONNECT":
@@ -315,22 +336,23 @@ class Session:
         if len(hosts) != 1 or hosts[0].lower() not in allowed:
             self._answer(out, record, "bad-request", "GET /health needs Host 127.0.0.1:<port> or localhost:<port>")
             return
+        body = self.settings.health_body(head.target.partition("?")[2])
+        if body is None:
+            self._answer(out, record, "bad-request", "malformed /health query (expected nonce=<64 hex>&auth=<hex>)")
+            return
         self._skip_body()
-        body = self.settings.health_body()
         headers: Headers = [
             (b"Content-Type", b"application/json"),
             (b"Content-Length", str(len(body)).encode()),
             (b"Cache-Control", b"no-store"),
+            (b"Connection", b"close"),  # one answer per connection: a /health loop cannot hold a slot
         ]
-        if not head.keep_alive:
-            headers.append((b"Connection", b"close"))
         out.append(cmd.SendClient(write_response_head(200, headers, version="1.1") + body))
         record.status = 200
         record.bytes = len(body)
         out.append(cmd.LogRequest(record))
         self._head = self._record = None
-        if not head.keep_alive:
-            self._close(out)
+        self._close(out)
 
     # CONNECT
     def _on_connect(self, head: RequestHead, record: cmd.RequestRecord, out: list[cmd.Command]) -> None:
@@ -344,7 +366,7 @@ class Session:
         record.host = f"{host}:{port}"
         route = find_route(self.settings.routes, host, port)
         record.route = route.name if route else None
-        if not self._check_token(head, routed=route is not None, record=record, out=out):
+        if not self._check_token(head, record=record, out=out):
             return
         if route is None:
             self._target = (host, port)
@@ -354,7 +376,7 @@ class Session:
         if self._leftover:
             self._answer(out, record, "bad-request", "malformed request: data sent before the tunnel opened")
             return
-        self.tunnel = Tunnel(route.host, port, route)
+        self.tunnel = Tunnel(route.host, port, route, self.settings.routes)
         out.append(cmd.SendClient(CONNECTION_ESTABLISHED))
         record.status = 200
         out.append(cmd.LogRequest(record))
@@ -392,7 +414,7 @@ class Session:
     def _check_destination(self, host: str, port: int, record: cmd.RequestRecord, out: list[cmd.Command]) -> None:
         """Refuse local names, check literals at once, else ask for resolution."""
         name_reason = blocked_name(host)
-        if name_reason is not None and not self.settings.allow_loopback:
+        if name_reason is not None:
             self._answer(out, record, "blocked", f"destination {host} is not allowed ({name_reason})")
             return
         address = literal_address(host)
@@ -416,8 +438,6 @@ class Session:
             return
         for address in addresses:
             reason = blocked_reason(address)
-            if reason == LOOPBACK_REASON and self.settings.allow_loopback:
-                reason = None
             if reason is None and self_connect(address, port, self.settings.listen_port):
                 reason = "the proxy itself"
             if reason is not None:
@@ -443,6 +463,14 @@ class Session:
     def _on_tunnel_request(
         self, tunnel: Tunnel, head: RequestHead, record: cmd.RequestRecord, out: list[cmd.Command]
     ) -> None:
+        if tunnel.routes is not self.settings.routes:  # reloaded: this request follows the current route
+            current = find_route(self.settings.routes, tunnel.host, tunnel.port)
+            if current is None:
+                record.host = tunnel.host
+                self._answer(out, record, "host-mismatch",
+                             f"no route for {tunnel.host} since the last reload: open a new connection")
+                return
+            tunnel.route, tunnel.routes, tunnel.host_header = current, self.settings.routes, b""
         route = tunnel.route
         record.route = route.name
         record.host = tunnel.host
@@ -504,7 +532,7 @@ class Session:
         port = port or 80
         route = find_route(self.settings.routes, host, port)
         record.route = route.name if route else None
-        if not self._check_token(head, routed=route is not None, record=record, out=out):
+        if not self._check_token(head, record=record, out=out):
             return
         exchange = self._exchange = Exchange(head, record, path)
         exchange.upstream_host = host
@@ -531,16 +559,13 @@ class Session:
         exchange.host_header = host_value(route.host, port, 80)
         self._admit(exchange, out)
 
-    def _check_token(
-        self, head: RequestHead, *, routed: bool, record: cmd.RequestRecord, out: list[cmd.Command]
-    ) -> bool:
+    def _check_token(self, head: RequestHead, *, record: cmd.RequestRecord, out: list[cmd.Command]) -> bool:
+        """With proxy tokens on, every tunnel and every forwarded request needs a valid one, routed or not."""
         verify = self.settings.verify_token
         if verify is None:
             return True
         values = head.values(b"proxy-authorization")
         if not values:
-            if not routed:
-                return True
             self._answer(out, record, "proxy-auth-required", "proxy authentication required")
             return False
         name: str | None = None

@@ -48,13 +48,15 @@ def settings_path(ctx: SetupContext, directory: Path) -> Path:
 
 
 def hook_command(ctx: SetupContext) -> str:
-    """Exit 0 when the proxy answers; otherwise exit 2 (Claude Code blocks the prompt and shows stderr)."""
+    """Exit 0 when this scope's proxy answers (proven by its identity key); otherwise show what ``cordon status``
+    says (nothing there, another scope's cordon, something else) and exit 2 (Claude Code blocks the prompt
+    and shows stderr)."""
     target = ctx.scope_flag
     start = f"cordon start {target}"
-    message = f"cordon: the proxy is not running, so API calls would fail. Start it with: {start}"
+    message = f"cordon: the proxy of this scope is not running, so API calls would fail. Start it with: {start}"
     return (
         f"{ctx.cordon_cmd} status --quiet {target} >/dev/null 2>&1 || "
-        f"{{ echo {shlex.quote(message)} >&2; exit 2; }}"
+        f"{{ {ctx.cordon_cmd} status {target} >&2; echo {shlex.quote(message)} >&2; exit 2; }}"
     )
 
 
