@@ -154,6 +154,7 @@ class Config:
     op_path: str | None = None
     egress: Egress = Egress()
     audit: AuditConfig = AuditConfig()
+    notes: tuple[str, ...] = ()  # legacy forms read (`cordon config migrate` rewrites them), one line each
     listeners: tuple[Listener, ...] = ()
 
     def tls_hosts(self) -> list[str]:
