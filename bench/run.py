@@ -28,7 +28,7 @@ from cordonbench import clients, loadgen, origins, peers, procs, tools
 from cordonbench.certs import make_ca, make_leaf
 from cordonbench.clients import Target
 from cordonbench.report import FAIR_BEGIN, FAIR_END, Metric, detail_table, replace_section, summary_table
-from cordonbench.stats import median, percentile
+from cordonbench.stats import fmt_num, median, percentile
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -40,6 +40,13 @@ FLOOD_CONNS = 2000
 FIRST_HEAD_TIMEOUT = 5.0  # cordon's default [limits] first_head_timeout: the flood reaches steady state after it
 # Set in the re-run inside the bench's private network namespace (see `main`).
 INSIDE_ENV = "CORDON_BENCH_INSIDE_NAMESPACE"
+BARE = "cordon-bare"  # cordon with response scrubbing and the audit log off: what those two cost
+TARGETS = ("cordon", BARE, "mitmproxy", "proxy.py")
+#: the goal for scrubbing + audit (issue 19): CPU per request at most this much above cordon-bare, and
+#: streamed MB/s within this much of it
+POLICY_CPU_GOAL = 0.10
+POLICY_STREAM_GOAL = 0.10
+AB_CONNS, AB_RATE = 4, 150  # the at-once comparison: 4 connections x 150 req/s each through each proxy
 START = time.monotonic()
 
 
@@ -64,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--downloads", type=int, default=3, help="downloads of /big per host, round and target")
     p.add_argument("--sse-runs", type=int, default=2, help="SSE streams per round and target")
     p.add_argument("--quick", action="store_true", help="short development run; does not write RESULTS.md")
-    p.add_argument("--only", default="", help="comma-separated targets (direct,cordon,mitmproxy,proxy.py)")
+    p.add_argument("--only", default="", help="comma-separated targets (direct,cordon,cordon-bare,mitmproxy,"
+                   "proxy.py); cordon-bare is cordon with scrubbing and the audit log off")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the py-spy profile of cordon under hey (after the timed rounds; bench/.work/profile)")
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
@@ -106,7 +114,7 @@ class Bench:
         """Tools and venvs (may reach a package registry: run before entering the private namespace, where a
         second call finds everything installed)."""
         WORK.mkdir(exist_ok=True)
-        wanted = set(self.args.only.split(",")) if self.args.only else {"direct", "cordon", "mitmproxy", "proxy.py"}
+        wanted = set(self.args.only.split(",")) if self.args.only else {"direct", *TARGETS}
         self.wanted = wanted
         self.bin = tools.ensure_apt(["nginx", "hey", "curl"], log)
         try:
@@ -140,15 +148,15 @@ class Bench:
         names = [ROUTED, UNROUTED, *peers.unseen_hosts(self.unseen_total())]
         leaf = make_leaf(self.origin_ca, certs_dir, "origin-leaf", names, ["127.0.0.1"])
         self.nginx_port, self.sse_port = procs.free_port(), procs.free_port()
-        self.procs.append(origins.start_nginx(self.bin["nginx"], WORK, self.nginx_port, leaf,
+        self.procs.append(origins.start_nginx(self.bin["nginx"], WORK, self.nginx_port, leaf, self.secret,
                                               also=UNROUTED_ADDRESS))
         self.procs.append(origins.start_sse(WORK, self.sse_port, leaf, SSE_EVENTS, SSE_INTERVAL))
         procs.wait_port(self.nginx_port, self.procs[0], 15, "nginx")
         procs.wait_port(self.sse_port, self.procs[1], 15, "SSE origin")
         self.direct = Target("direct", None, str(self.origin_ca.cert))
-        bad = clients.check_injection(self.direct, ROUTED, self.nginx_port, "dummy-key")
-        if bad:
-            raise RuntimeError(f"the nginx origin does not echo the Authorization header: {bad}")
+        seen = clients.injection_seen(self.direct, ROUTED, self.nginx_port)
+        if seen != "dummy":
+            raise RuntimeError(f"the nginx origin does not check the Authorization header: {seen}")
         self.versions["nginx"] = tools.command_version([self.bin["nginx"], "-v"])
         self.versions["hey"] = "hey (Debian " + tools.command_version(
             ["dpkg-query", "-W", "-f=${Version}", "hey"]) + ")"
@@ -157,6 +165,9 @@ class Bench:
             "cordon": lambda port: peers.start_cordon(
                 WORK, port, self.origin_ca, self.secret, [ROUTED, *peers.unseen_hosts(self.unseen_total())],
                 self.proxy_core, {}),
+            BARE: lambda port: peers.start_cordon(
+                WORK, port, self.origin_ca, self.secret, [ROUTED, *peers.unseen_hosts(self.unseen_total())],
+                self.proxy_core, {}, name=BARE, policy=False),
             "mitmproxy": lambda port: peers.start_mitmproxy(
                 WORK, venv_py["mitmproxy"], port, self.origin_ca, self.secret, self.proxy_core),
             "proxy.py": lambda port: peers.start_proxypy(
@@ -183,14 +194,14 @@ class Bench:
         """Rule 7: a proxy that does not inject the real secret is not timed."""
         time.sleep(1.0)
         for name, peer in list(self.peers.items()):
-            problem = clients.check_injection(peer.target(), ROUTED, self.nginx_port, self.secret)
+            problem = clients.check_injection(peer.target(), ROUTED, self.nginx_port)
             if problem:
                 log(f"{name}: NOT timed: {problem}")
                 self.skipped[name] = f"not timed: {problem}"
                 procs.stop(peer.proc)
                 del self.peers[name]
             else:
-                log(f"{name}: injects the real secret (checked with GET /echo)")
+                log(f"{name}: injects the real secret (checked with GET /injected)")
 
     # ---------------------------------------------------------------- measurements
     def targets(self) -> list[Target]:
@@ -238,6 +249,9 @@ class Bench:
             "sse_ev_add50": Metric("sse_ev_add50", "SSE per-event delay added p50", "ms", False,
                                    target="< 1 (C.5)", check=lambda d: d["cordon"] < 1),
             "sse_ev_add99": Metric("sse_ev_add99", "SSE per-event delay added p99", "ms", False),
+            "ab_cpu": Metric("ab_cpu", f"proxy CPU per request, both at {AB_CONNS * AB_RATE} req/s at once",
+                             "ms", False),
+            "ab_mb": Metric("ab_mb", "/big 16 MiB routed, both downloading at once", "MB/s", True),
         }
         targets = self.targets()
         self.warmup(targets)
@@ -249,6 +263,7 @@ class Bench:
             self.round_new(order, m, rnd)
             self.round_stream(order, m)
             self.round_sse(order, m)
+            self.round_policy(m)
         memory = {}
         for name, peer in self.peers.items():
             rss, hwm = procs.memory_mib(peer.proc.pid)
@@ -459,6 +474,38 @@ class Bench:
         log("  /big MB/s " + ", ".join(f"{k[0]}:{'mitm' if k[1] == 'mb_routed' else 'tunnel'} {v:.0f}"
                                       for k, v in got.items()))
 
+    def round_policy(self, m: dict[str, Metric]) -> None:
+        """cordon against cordon-bare loaded at the same moment (the same machine conditions for both, which a
+        shared machine cannot give two runs one after the other): hey at a fixed rate through each, CPU per
+        request; then /big through both at once, MB/s."""
+        pair = [self.peers.get(name) for name in ("cordon", BARE)]
+        if None in pair:
+            return
+        self.settle()
+        url = f"https://{ROUTED}:{self.nginx_port}/small"
+        cpu0 = {p.name: procs.cpu_seconds(p.proc.pid) for p in pair if p}
+        runs = {p.name: loadgen.start_hey(self.bin["hey"], url, proxy_port=p.port, host_header=ROUTED,
+                                          conns=AB_CONNS, seconds=self.args.duration, rate=AB_RATE)
+                for p in pair if p}
+        results = {name: loadgen.parse_hey(proc.communicate(timeout=self.args.duration + 60)[0])
+                   for name, proc in runs.items()}
+        for p in pair:
+            assert p is not None
+            res = results[p.name]
+            if res.ok:
+                m["ab_cpu"].add(p.name, (procs.cpu_seconds(p.proc.pid) - cpu0[p.name]) * 1e3 / res.ok)
+        self.settle()
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            speeds = dict(zip([p.name for p in pair if p], pool.map(
+                lambda p: self.download(p.target(), ROUTED) / 1e6, [p for p in pair if p]), strict=True))
+        for name, speed in speeds.items():
+            m["ab_mb"].add(name, speed)
+        cpu = m["ab_cpu"].values
+        log("  at once: CPU/request " + ", ".join(f"{name} {cpu[name][-1]:.3f} ms" for name in cpu)
+            + " | /big " + ", ".join(f"{name} {speed:.0f} MB/s" for name, speed in speeds.items()))
+
     def download(self, t: Target, host: str) -> float:
         """Bytes/s of one curl download of /big."""
         url = f"https://{host}:{self.nginx_port}/big"
@@ -647,6 +694,34 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def policy_section(metrics: list[Metric]) -> str:
+    """What response scrubbing and the audit log cost: cordon (both on, the default) against cordon-bare
+    (both off), measured in the same interleaved rounds, with the goal of issue 19."""
+    by_key = {m.key: m for m in metrics}
+    rows = ["Cost of response scrubbing and the audit log (cordon, both on by default, against cordon-bare, "
+            "both off). The first two rows load both proxies at the same moment (the comparison that holds on "
+            "a shared machine); the last two are the sequential figures of the main table:", "",
+            "| figure | cordon | cordon-bare | on vs off | goal | met |", "|---|---|---|---|---|---|"]
+    measured = False
+    for key, goal, limit in (("ab_cpu", f"≤ +{POLICY_CPU_GOAL:.0%} CPU per request", POLICY_CPU_GOAL),
+                             ("ab_mb", f"within {POLICY_STREAM_GOAL:.0%}", POLICY_STREAM_GOAL),
+                             ("cpu", f"≤ +{POLICY_CPU_GOAL:.0%} CPU per request", POLICY_CPU_GOAL),
+                             ("mb_routed", f"within {POLICY_STREAM_GOAL:.0%}", POLICY_STREAM_GOAL)):
+        metric = by_key.get(key)
+        on, off = (metric.med("cordon"), metric.med(BARE)) if metric else (None, None)
+        if metric is None or on is None or off is None or not off:
+            continue
+        measured = True
+        change = on / off - 1  # CPU: more is worse; MB/s: less is worse
+        cost = change if key in ("cpu", "ab_cpu") else -change
+        met = "yes" if cost <= limit else "**no**"
+        rows.append(f"| {metric.label} ({metric.unit}) | {fmt_num(on)} | {fmt_num(off)} | {change:+.1%} | {goal} "
+                    f"| {met} |")
+    if not measured:
+        return "Cost of response scrubbing and the audit log: not measured (run with cordon and cordon-bare)."
+    return "\n".join(rows)
+
+
 def memory_rows(memory: dict[str, dict[str, float]]) -> list[Metric]:
     """RSS rows as metrics (one round each), so they share the table."""
     idle = Metric("rss_idle", "RSS idle", "MiB", False, target="≤ 40", check=lambda d: d["cordon"] <= 40)
@@ -796,13 +871,15 @@ def main(argv: list[str] | None = None) -> int:
         fair = bench.fair_share() if "cordon" in bench.peers else []
     finally:
         bench.close()
-    names = [t for t in ("direct", "cordon", "mitmproxy", "proxy.py") if (t == "direct" and "direct" in bench.wanted)
-             or t in bench.peers]
+    names = [t for t in ("direct", *TARGETS) if (t == "direct" and "direct" in bench.wanted) or t in bench.peers]
     summary = summary_table(metrics, names)
     detail = detail_table(metrics, names)
     cli_md, _ = cli_section(timings, getattr(bench, "cli_notes", []))
+    policy_md = policy_section(metrics)
     elapsed = time.monotonic() - START
     print(summary)
+    print()
+    print(policy_md)
     print()
     print(cli_md)
     for name, why in bench.skipped.items():
@@ -828,6 +905,8 @@ def main(argv: list[str] | None = None) -> int:
         "meaningless, e.g. an added latency ≤ 0). Proxy on core 0, origins + clients + load tools on core 1.",
         "",
         summary,
+        "",
+        policy_md,
         "",
         "Median [min–max] over rounds:",
         "",

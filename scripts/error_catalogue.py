@@ -50,6 +50,7 @@ IGNORE = {
     "maxsize must be at least",
     "unknown event",
     "unknown status",
+    "has a rate limit but the edge gave no clock",
 }
 _TRIM = " \t\n:;,.'\"`()[]{}…"
 

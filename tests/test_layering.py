@@ -25,7 +25,7 @@ ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
     "cordon": set(),
     "cordon_config": {"tomlkit", "keyring"},
     "cordon_ca": {"cryptography", "certifi"},
-    "cordon_proxy": {"httptools", "uvloop"},
+    "cordon_proxy": {"httptools", "uvloop", "brotli", "zstandard"},  # the last two: the compression extra
     "cordon_setup": {"tomlkit"},
     "cordon_doctor": set(),
     "cordon_pg": {"cryptography"},

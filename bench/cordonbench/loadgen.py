@@ -61,6 +61,15 @@ def run_hey(hey: str, url: str, *, proxy_port: int | None, host_header: str | No
     return parse_hey(proc.stdout)
 
 
+def start_hey(hey: str, url: str, *, proxy_port: int, host_header: str, conns: int, seconds: float,
+              rate: int) -> subprocess.Popen[str]:
+    """hey at a fixed rate (``rate`` requests/s per connection) through a proxy, started, not waited for:
+    two of them load two proxies at the same time (parse each with ``parse_hey(proc.communicate()[0])``)."""
+    argv = [hey, "-c", str(conns), "-q", str(rate), "-z", f"{seconds:g}s", "-t", "20",
+            "-x", f"http://127.0.0.1:{proxy_port}", "-host", host_header, url]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
 def run_curl_download(url: str, *, proxy_port: int | None, cacert: str, resolve: str | None) -> float:
     """Bytes/s of one download of ``url`` to /dev/null with curl (HTTP/1.1)."""
     argv = ["curl", "-sS", "--http1.1", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}",

@@ -1,4 +1,4 @@
-"""The loopback origins: nginx over TLS (static files + Authorization echo) and a small Python SSE server."""
+"""The loopback origins: nginx over TLS (static files, Authorization echo and check) and a Python SSE server."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ http {{
     uwsgi_temp_path {work}/nginx-tmp/uwsgi;
     scgi_temp_path {work}/nginx-tmp/scgi;
     default_type application/octet-stream;
+    # /injected says whether the real secret arrived without echoing it (cordon masks an echoed key)
+    map $http_authorization $bench_injected {{
+        default "other";
+        "Bearer {secret}" "injected";
+        "Bearer dummy-key" "dummy";
+    }}
     server {{
         listen 127.0.0.1:{port} ssl;{also}
         ssl_certificate {cert};
@@ -41,6 +47,10 @@ http {{
         location = /echo {{
             default_type text/plain;
             return 200 "$http_authorization";
+        }}
+        location = /injected {{
+            default_type text/plain;
+            return 200 "$bench_injected";
         }}
     }}
 }}
@@ -61,15 +71,18 @@ def prepare_www(www: Path) -> None:
                 fh.write(block)
 
 
-def start_nginx(nginx: str, work: Path, port: int, leaf: CertFiles, *, also: str | None = None) -> subprocess.Popen:
-    """Start nginx in the foreground (one process, inherits the caller's CPU pinning); ``also``: a second
-    address to listen on (the bench namespace's unrouted address)."""
+def start_nginx(nginx: str, work: Path, port: int, leaf: CertFiles, secret: str, *, also: str | None = None
+                ) -> subprocess.Popen:
+    """Start nginx in the foreground (one process, inherits the caller's CPU pinning); ``secret`` is what
+    ``/injected`` recognises (URL-safe characters only); ``also``: a second address to listen on (the bench
+    namespace's unrouted address)."""
     www = work / "www"
     prepare_www(www)
     (work / "nginx-tmp").mkdir(exist_ok=True)
     conf = work / "nginx.conf"
     extra = f"\n        listen {also}:{port} ssl;" if also else ""
-    conf.write_text(NGINX_CONF.format(work=work, port=port, cert=leaf.cert, key=leaf.key, www=www, also=extra))
+    conf.write_text(NGINX_CONF.format(work=work, port=port, cert=leaf.cert, key=leaf.key, www=www, also=extra,
+                                      secret=secret))
     log = (work / "nginx-stderr.log").open("wb")
     try:
         return subprocess.Popen([nginx, "-p", str(work), "-e", str(work / "nginx-error.log"), "-c", str(conf)],

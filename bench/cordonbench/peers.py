@@ -48,8 +48,9 @@ def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def cordon_toml(port: int, ca_dir: Path, upstream_ca: Path, hosts: list[str]) -> str:
-    """cordon.toml with one header route per host (all taking the secret from CORDON_BENCH_SECRET)."""
+def cordon_toml(port: int, ca_dir: Path, upstream_ca: Path, hosts: list[str], *, policy: bool = True) -> str:
+    """cordon.toml with one header route per host (all taking the secret from CORDON_BENCH_SECRET); ``policy``
+    False switches response scrubbing and the audit log off (the cordon-bare target: their cost)."""
     lines = [
         f"listen = {port}",
         "",
@@ -59,11 +60,14 @@ def cordon_toml(port: int, ca_dir: Path, upstream_ca: Path, hosts: list[str]) ->
         f'ca_key_path = "{ca_dir / "ca-key.pem"}"',
         f'upstream_ca_file = "{upstream_ca}"',
     ]
+    if not policy:
+        lines += ["", "[audit]", "enabled = false"]
     for host in hosts:
         lines += [
             "",
             "[[routes]]",
             f'name = "{host.removesuffix(".test")}"',
+            *([] if policy else ["scrub_responses = false"]),
             "[routes.match]",
             f'host = "{host}"',
             "[routes.auth]",
@@ -79,15 +83,16 @@ def cordon_toml(port: int, ca_dir: Path, upstream_ca: Path, hosts: list[str]) ->
 
 def start_cordon(work: Path, port: int, origin_ca: CertFiles, secret: str, hosts: list[str],
                  core: int | None, extra_env: dict[str, str], *, name: str = "cordon",
-                 token: str | None = None) -> Peer:
+                 token: str | None = None, policy: bool = True) -> Peer:
     """``python -m cordon_proxy start -c cordon.toml`` from the workspace interpreter, in ``work/name``; with
-    ``token``, proxy tokens are on and the peer's clients send that token (``Proxy-Authorization``)."""
+    ``token``, proxy tokens are on and the peer's clients send that token (``Proxy-Authorization``);
+    ``policy`` False: response scrubbing and the audit log off (the cordon-bare target)."""
     cdir = work / name
     if cdir.exists():
         shutil.rmtree(cdir)
     (cdir / "home").mkdir(parents=True)
     toml = cdir / "cordon.toml"
-    toml.write_text(cordon_toml(port, cdir, origin_ca.cert, hosts))
+    toml.write_text(cordon_toml(port, cdir, origin_ca.cert, hosts, policy=policy))
     authorization = None
     if token is not None:
         import base64
@@ -114,8 +119,9 @@ def start_cordon(work: Path, port: int, origin_ca: CertFiles, secret: str, hosts
     from importlib.metadata import version
 
     loop = "uvloop" if _importable("uvloop") else "asyncio"
-    return Peer("cordon", proc, port, str(cdir / "ca-cert.pem"),
-                f"cordon-proxy {version('cordon-proxy')} (Python {sys.version.split()[0]}, {loop} available)",
+    what = "" if policy else ", response scrubbing and audit log off"
+    return Peer(name, proc, port, str(cdir / "ca-cert.pem"),
+                f"cordon-proxy {version('cordon-proxy')} (Python {sys.version.split()[0]}, {loop} available{what})",
                 proxy_authorization=authorization)
 
 

@@ -107,3 +107,19 @@ def test_hey_ok_rps_counts_only_200s() -> None:
     res = parse_hey(HEY)
     assert res.total == 2.0023
     assert res.ok_rps == pytest.approx(2469 / 2.0023)
+
+
+def test_policy_section_compares_cordon_with_cordon_bare() -> None:
+    import run
+
+    cpu = Metric("cpu", "proxy CPU per request (hey)", "ms", False)
+    stream = Metric("mb_routed", "/big 16 MiB, routed (MITM)", "MB/s", True)
+    for value_on, value_off in ((0.110, 0.100), (0.108, 0.100)):
+        cpu.add("cordon", value_on)
+        cpu.add(run.BARE, value_off)
+    stream.add("cordon", 450.0)
+    stream.add(run.BARE, 520.0)
+    text = run.policy_section([cpu, stream])
+    assert "| proxy CPU per request (hey) (ms) | 0.109 | 0.100 | +9.0% | ≤ +10% CPU per request | yes |" in text
+    assert "| /big 16 MiB, routed (MITM) (MB/s) | 450 | 520 | -13.5% | within 10% | **no** |" in text
+    assert "not measured" in run.policy_section([Metric("cpu", "x", "ms", False)])

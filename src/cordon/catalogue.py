@@ -38,6 +38,8 @@ KNOWN_COMMANDS: tuple[KnownCommand, ...] = (
     KnownCommand("token", "cordon-config", "list, rotate and revoke proxy tokens"),
     KnownCommand("config", "cordon-config", "show or change cordon.toml settings; migrate legacy forms"),
     KnownCommand("scopes", "cordon-config", "list cordon's scopes; prune those whose project is gone"),
+    KnownCommand("egress", "cordon-config", "allow, deny and list hosts without a route ([egress])"),
+    KnownCommand("audit", "cordon-config", "verify, tail and export the tamper-evident audit log"),
     KnownCommand("start", "cordon-proxy", "run the proxy in the foreground"),
     KnownCommand("status", "cordon-proxy", "is this scope's proxy running (proven by its identity key)?"),
     KnownCommand("wait", "cordon-proxy", "wait until this scope's proxy answers"),

@@ -192,7 +192,7 @@ def test_route_remove_asks_on_a_terminal(project: Path, monkeypatch: pytest.Monk
 
 def test_route_add_wizard(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     prompts = tty(monkeypatch, ["not a host", "api.anthropic.com", "", "header", "x-api-key", "", "env",
-                                "ANTHROPIC_API_KEY"])
+                                "ANTHROPIC_API_KEY", "", "", ""])
     code, out, _ = run(cli.route_main, ["add"], capsys)
     assert code == 0, out
     (route,) = load_config(project).routes
@@ -201,11 +201,30 @@ def test_route_add_wizard(project: Path, monkeypatch: pytest.MonkeyPatch, capsys
     assert dict(route.secret.fields) == {"var": "ANTHROPIC_API_KEY"}
     assert any("route name [anthropic]" in p for p in prompts)
     assert "not a valid DNS name" in out
+    # least privilege: the provider's suggested rules are the defaults
+    assert route.methods == ("POST", "GET") and route.paths == ("/v1/messages*", "/v1/models*")
+    assert route.rate_limit is None and any("[POST,GET]" in p for p in prompts)
+
+
+def test_route_add_wizard_rules_and_rate_limit(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    tty(monkeypatch, ["api.example.com", "", "", "x-api-key", "", "env", "EXAMPLE_KEY",
+                      "post", "GET", "/v1/../x", "/v1/items*, /v1/status", "-3", "30"])
+    code, out, _ = run(cli.route_main, ["add"], capsys)
+    assert code == 0, out
+    (route,) = load_config(project).routes
+    assert route.methods == ("GET",) and route.paths == ("/v1/items*", "/v1/status")
+    assert route.rate_limit is not None and route.rate_limit.requests_per_minute == 30
+    assert 'write "POST"' in out and "dot segment" in out and "a positive number" in out
+    tty(monkeypatch, ["other.example.com", "other", "", "x-api-key", "", "env", "OTHER_KEY", "any", "any", "none"])
+    assert run(cli.route_main, ["add"], capsys)[0] == 0
+    other = load_config(project).routes[1]
+    assert (other.methods, other.paths, other.rate_limit) == (None, None, None)
 
 
 def test_route_add_wizard_keyring_defaults(project: Path, monkeypatch: pytest.MonkeyPatch,
                                           fake_keyring: MemoryKeyring, capsys: pytest.CaptureFixture[str]) -> None:
-    tty(monkeypatch, ["api.openai.com", "", "", "", "", "", "", "", ""])
+    tty(monkeypatch, ["api.openai.com", "", "", "", "", "", "", "", "", "", "", ""])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": "sk-wizard")
     code, out, _ = run(cli.route_main, ["add"], capsys)
     assert code == 0

@@ -19,7 +19,7 @@ def test_every_error_is_one_plain_text_line_with_code_and_close(code: str) -> No
 
 
 def test_statuses_of_the_spec() -> None:
-    assert {CODES[c] for c in CODES} == {400, 403, 407, 421, 431, 502, 503, 504}
+    assert {CODES[c] for c in CODES} == {400, 403, 407, 421, 429, 431, 502, 503, 504}
 
 
 def test_one_line() -> None:

@@ -299,10 +299,23 @@ def test_close_delimited_response_becomes_chunked_for_http11_client() -> None:
     s = mitm()
     forward(s, b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n")
     out = s.handle(ev.UpstreamData(b"HTTP/1.1 200 OK\r\n\r\nabc"))
-    assert b"Transfer-Encoding: chunked" in sent_client(out)
+    head, body = sent_client(out).split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding: chunked" in head
     end = s.handle(ev.UpstreamClosed())
-    assert sent_client(end) == b"0\r\n\r\n"
+    body += sent_client(end)
+    assert body.endswith(b"0\r\n\r\n") and dechunk(body) == b"abc"  # a last "c" may wait (could begin the key)
     assert cmd.ReleaseUpstream(False) in end
+
+
+def dechunk(body: bytes) -> bytes:
+    """The data of a complete chunked body."""
+    out = b""
+    while True:
+        size_line, body = body.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if not size:
+            return out
+        out, body = out + body[:size], body[size + 2 :]
 
 
 def test_upstream_401_drops_the_cached_secret_and_redirects_are_relayed() -> None:

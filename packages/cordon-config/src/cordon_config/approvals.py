@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cordon_config.files import atomic_write, locked
-from cordon_config.model import BasicAuth, Config, Listener, Route
+from cordon_config.model import AuditConfig, BasicAuth, Config, Egress, Listener, Route
 from cordon_config.scope import CONFIG_NAME, ScopePaths
 
 __all__ = [
     "KEY_NAME", "RECORD_NAME", "ApprovalError", "FieldChange", "Item", "Unapproved", "approve", "approve_command",
-    "check_approved", "format_value", "listener_item", "record_change", "refusal_lines", "route_item",
+    "audit_item", "check_approved", "egress_item", "format_value", "listener_item", "record_change", "refusal_lines",
+    "route_item",
     "scope_flag", "security_items", "settings_item",
 ]
 
@@ -79,13 +80,20 @@ class Item:
 
     @property
     def key(self) -> str:
-        """The item's key in the record: ``route:<name>``, or ``settings``."""
-        return SETTINGS if self.kind == SETTINGS else f"{self.kind}:{self.name}"
+        """The item's key in the record: ``route:<name>``, or for a whole section ``settings``, ``egress`` …"""
+        return self.kind if self.section else f"{self.kind}:{self.name}"
+
+    @property
+    def section(self) -> bool:
+        """A top-level section (one of its kind), not a named entry such as a route."""
+        return self.kind == self.name
 
     @property
     def label(self) -> str:
-        """How messages name it: ``route "openai"`` or ``the [tls]/[secrets] settings``."""
-        return "the [tls]/[secrets] settings" if self.kind == SETTINGS else f'{self.kind} "{self.name}"'
+        """How messages name it: ``route "openai"``, ``the [tls]/[secrets] settings``, ``the [egress] table``."""
+        if self.kind == SETTINGS:
+            return "the [tls]/[secrets] settings"
+        return f"the [{self.kind}] table" if self.section else f'{self.kind} "{self.name}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,13 @@ def route_item(route: Route) -> Item:
         "auth.username": auth.username if isinstance(auth, BasicAuth) else None,
         "allow_plain_http": route.allow_plain_http,
         "secret.source": route.secret.source,
+        # least privilege: the defaults (any method and path, no limit, scrubbing on) are left out, so a route
+        # approved before these keys existed stays approved
+        "match.methods": route.methods,
+        "match.paths": route.paths,
+        "limits.requests_per_minute": route.rate_limit.requests_per_minute if route.rate_limit else None,
+        "limits.burst": route.rate_limit.burst if route.rate_limit else None,
+        "scrub_responses": None if route.scrub_responses else False,
     }
     for key in sorted(route.secret.fields):
         fields[f"secret.{key}"] = route.secret.fields[key]
@@ -161,6 +176,27 @@ def listener_item(listener: Listener) -> Item:
     return Item("listener", listener.name, _drop_none(fields))
 
 
+def egress_item(egress: Egress) -> Item:
+    """``[egress]``: which hosts without a route the agent may reach. The default (tunnel, no list) needs no
+    approval; ``deny`` and every allow entry do, so a widened list is refused until approved."""
+    fields = _drop_none({
+        "unrouted": egress.unrouted if egress.unrouted != "tunnel" else None,
+        "allow": list(egress.allow) or None,
+    })
+    return Item("egress", "egress", fields, implicit={})
+
+
+def audit_item(audit: AuditConfig) -> Item:
+    """``[audit]``: switching the audit log off, or rotating it away faster, needs an approval."""
+    defaults = AuditConfig()
+    fields = _drop_none({
+        "enabled": None if audit.enabled else False,
+        "max_file_bytes": audit.max_file_bytes if audit.max_file_bytes != defaults.max_file_bytes else None,
+        "keep_files": audit.keep_files if audit.keep_files != defaults.keep_files else None,
+    })
+    return Item("audit", "audit", fields, implicit={})
+
+
 def settings_item(config: Config, paths: ScopePaths) -> Item:
     """The top-level keys that decide trust or run code: the CA paths, ``name_constraints``,
     ``upstream_ca_file`` and ``op_path``. cordon's defaults (the scope's CA, nothing else) need no approval."""
@@ -177,9 +213,9 @@ def settings_item(config: Config, paths: ScopePaths) -> Item:
 
 
 def security_items(config: Config, paths: ScopePaths) -> list[Item]:
-    """Everything in ``config`` that needs an approval, as :class:`Item` values: the top-level settings, each
-    route and each listener. Sections added later (``[egress]``) add their items here."""
-    items = [settings_item(config, paths)]
+    """Everything in ``config`` that needs an approval, as :class:`Item` values: the top-level settings, the
+    ``[egress]`` and ``[audit]`` tables, each route and each listener."""
+    items = [settings_item(config, paths), egress_item(config.egress), audit_item(config.audit)]
     items += [route_item(route) for route in config.routes]
     items += [listener_item(listener) for listener in config.listeners]
     return items
@@ -354,7 +390,10 @@ def approve(paths: ScopePaths, config: Config, keys: Iterable[str] | None = None
     (``route:<name>``, ``settings``), or every item when ``keys`` is None (then approvals of items no longer in
     ``config`` are dropped too). ``forget_missing``: item keys to drop. Records exactly ``config`` as parsed
     (what the user was shown), never the file as it is now."""
-    items = {item.key: dict(item.fields) for item in security_items(config, paths)}
+    every = security_items(config, paths)
+    items = {item.key: dict(item.fields) for item in every}
+    # a section at cordon's defaults ([egress], [audit] untouched) is approved without a record: none is kept
+    defaults = {item.key for item in every if item.implicit is not None and dict(item.implicit) == item.fields}
     wanted = set(items) if keys is None else set(keys)
     unknown = wanted - set(items)
     if unknown:
@@ -367,7 +406,10 @@ def approve(paths: ScopePaths, config: Config, keys: Iterable[str] | None = None
         for key in forget_missing:
             record.pop(key, None)
         for key in wanted:
-            record[key] = items[key]
+            if key in defaults and key != SETTINGS:
+                record.pop(key, None)
+            else:
+                record[key] = items[key]
 
     _update(paths, config.path, change)
 
@@ -453,7 +495,7 @@ def refusal_lines(unapproved: Sequence[Unapproved], paths: ScopePaths, *, flag: 
     lines = []
     for entry in unapproved:
         item = entry.item
-        command = approve_command(None if item.kind == SETTINGS else [item.name], flag, item.kind)
+        command = approve_command(None if item.section else [item.name], flag, item.kind)
         if entry.reason == "new":
             what = f"{item.label} is new and not approved ({_summary(entry.changes, new=True)})"
         else:

@@ -1,4 +1,4 @@
-"""Command line: ``cordon route|listener|secret|token ...`` (and ``cordon-config route|listener|secret|token``).
+"""Command line: ``cordon route|listener|secret|token|egress|audit ...`` (and ``cordon-config ...`` the same).
 
 Bad input prints one ``cordon: ...`` line on stderr and exits 2; failures exit 1; Ctrl-C exits 130.
 Secret values and token values are never printed.
@@ -27,6 +27,9 @@ examples:
   {prog} add --name github --host api.github.com --auth-type basic --username x-access-token \\
       --source command --argv "gh auth token"
   {prog} edit openai --source 1password --vault Private --item OpenAI --field credential
+  {prog} edit openai --methods POST,GET --paths "/v1/responses,/v1/chat/completions,/v1/models*"
+  {prog} edit openai --requests-per-minute 120 --burst 20
+  {prog} edit openai --methods "" --paths ""          any method and path again
   {prog} list --json
   {prog} show openai --json
   {prog} remove github --yes --delete-secret
@@ -40,6 +43,22 @@ examples:
   {prog} check                      fetch every route's secret and report ok/failed (never the value)
   {prog} delete openai              remove the stored secret from the keyring
   {prog} delete --account openai    the entry of a route that no longer exists
+"""
+EGRESS_EPILOG = """\
+examples:
+  {prog} list                       what happens to hosts without a route
+  {prog} mode deny                  refuse every host without a route unless it is allowed
+  {prog} allow github.com "*.npmjs.org" pypi.org files.pythonhosted.org
+  {prog} deny github.com            take it off the allow list again
+  {prog} mode tunnel                pass hosts without a route untouched again (the default)
+"""
+AUDIT_EPILOG = """\
+examples:
+  {prog} verify                     check every line's MAC and the chain; names each changed line
+  {prog} tail -n 50                 the last 50 lines
+  {prog} tail -f                    follow new lines (Ctrl-C to stop)
+  {prog} export --since 24h --json  the last day as JSON lines (each with its MAC)
+  {prog} export --since 2026-05-01 --until 2026-05-02T12:00Z
 """
 LISTENER_EPILOG = """\
 examples:
@@ -95,6 +114,17 @@ def _route_fields(parser: argparse.ArgumentParser, *, edit: bool) -> None:
     group.add_argument("--username", metavar="USER", help="user name for --auth-type basic (the secret is the password)")
     group.add_argument("--allow-plain-http", action=argparse.BooleanOptionalAction, default=None,
                        help="also inject into plain http:// requests to this host (default: refuse them)")
+    policy = parser.add_argument_group("least privilege")
+    clear = ' ("" = any again)' if edit else ""
+    policy.add_argument("--methods", metavar="LIST", help="comma-separated methods the route allows, e.g. POST,GET "
+                        f"(default: any){clear}")
+    policy.add_argument("--paths", metavar="LIST", help='comma-separated paths: exact, or a prefix ending in "*", '
+                        f'e.g. "/v1/responses,/v1/models*" (default: any){clear}')
+    policy.add_argument("--requests-per-minute", type=int, metavar="N",
+                        help="rate limit of the route (token bucket; default: none" + ("; 0 = none again)" if edit else ")"))
+    policy.add_argument("--burst", type=int, metavar="N", help="requests allowed at once (default: --requests-per-minute)")
+    policy.add_argument("--scrub", dest="scrub_responses", action=argparse.BooleanOptionalAction, default=None,
+                        help="mask the key in responses (default: on; --no-scrub lets an echoed key through)")
     add_source_arguments(parser, "route")
 
 
@@ -226,6 +256,35 @@ def _add_scopes_commands(parser: argparse.ArgumentParser) -> None:
     prune.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed; remove nothing")
 
 
+def _add_egress_commands(parser: argparse.ArgumentParser) -> None:
+    prog = parser.prog
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    allow = _leaf(sub, "allow", "add hosts to [egress] allow", EGRESS_EPILOG, prog)
+    allow.add_argument("hosts", metavar="HOST", nargs="+", help='a host name, an IP address, or "*.domain"')
+    deny = _leaf(sub, "deny", "remove hosts from [egress] allow", EGRESS_EPILOG, prog)
+    deny.add_argument("hosts", metavar="HOST", nargs="+")
+    mode = _leaf(sub, "mode", "set [egress] unrouted: tunnel (the default) or deny", EGRESS_EPILOG, prog)
+    mode.add_argument("mode", choices=("tunnel", "deny"))
+    lister = _leaf(sub, "list", "show the egress policy", EGRESS_EPILOG, prog)
+    lister.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_audit_commands(parser: argparse.ArgumentParser) -> None:
+    prog = parser.prog
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    check = _leaf(sub, "verify", "check the audit log's MACs and chain; name each changed line", AUDIT_EPILOG, prog)
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    tail = _leaf(sub, "tail", "show the last lines of the audit log", AUDIT_EPILOG, prog)
+    tail.add_argument("-n", "--lines", type=int, default=20, metavar="N", help="how many (default: 20)")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C to stop)")
+    tail.add_argument("--json", action="store_true", help="print the lines as written (JSON, with MACs)")
+    export = _leaf(sub, "export", "print the audit log, or a time range of it", AUDIT_EPILOG, prog)
+    export.add_argument("--since", metavar="TIME", help="ISO time (UTC unless a zone is given) or a duration ago: "
+                        "30m, 2h, 7d")
+    export.add_argument("--until", metavar="TIME", help="same forms as --since")
+    export.add_argument("--json", action="store_true", help="print the lines as written (JSON, with MACs)")
+
+
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "route": ("add, edit, list, show, remove or approve routes in cordon.toml", _add_route_commands, ROUTE_EPILOG),
     "listener": ("add, edit, list, show, remove or approve PostgreSQL listeners in cordon.toml",
@@ -235,6 +294,8 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]]
     "config": ("show or change cordon.toml settings (port, secret_ttl, [tls], [limits]); migrate legacy forms", _add_config_commands,
                CONFIG_EPILOG),
     "scopes": ("list cordon's scopes; prune those whose project is gone", _add_scopes_commands, SCOPES_EPILOG),
+    "egress": ("allow, deny or list hosts without a route ([egress])", _add_egress_commands, EGRESS_EPILOG),
+    "audit": ("verify, tail or export the audit log", _add_audit_commands, AUDIT_EPILOG),
 }
 
 
@@ -247,12 +308,13 @@ def _command_parser(command: str, prog: str) -> argparse.ArgumentParser:
 
 
 def build_parser(prog: str = "cordon-config") -> argparse.ArgumentParser:
-    """The ``cordon-config`` parser: ``route``, ``listener``, ``secret``, ``token``, ``config`` and ``scopes``
-    commands."""
+    """The ``cordon-config`` parser: ``route``, ``listener``, ``secret``, ``token``, ``config``, ``scopes``,
+    ``egress`` and ``audit`` commands."""
     parser = _Parser(prog=prog, description="cordon-config: cordon.toml routes, listeners and settings, their "
-                     "secrets, proxy tokens and the list of scopes.",
+                     "secrets, proxy tokens, the list of scopes, the egress policy and the audit log.",
                      epilog=f"examples:\n  {prog} route list\n  {prog} listener list\n  {prog} secret check\n"
-                     f"  {prog} token list\n  {prog} config set listen 6801\n  {prog} scopes list\n",
+                     f"  {prog} token list\n  {prog} config set listen 6801\n  {prog} scopes list\n"
+                     f"  {prog} egress list\n  {prog} audit verify\n",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name, (summary, fill, epilog) in _COMMANDS.items():
@@ -339,8 +401,24 @@ def scopes_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -
     return _run(_command_parser("scopes", prog or "cordon scopes"), argv, run_scopes)
 
 
+def egress_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon egress allow|deny|mode|list``."""
+    from cordon_config.commands.egress import run_egress
+
+    return _run(_command_parser("egress", prog or "cordon egress"), argv, run_egress)
+
+
+def audit_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``cordon audit verify|tail|export``."""
+    from cordon_config.commands.audit import run_audit
+
+    return _run(_command_parser("audit", prog or "cordon audit"), argv, run_audit)
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon-config route|listener|secret|token|config|scopes ...``."""
+    """``cordon-config route|listener|secret|token|config|scopes|egress|audit ...``."""
+    from cordon_config.commands.audit import run_audit
+    from cordon_config.commands.egress import run_egress
     from cordon_config.commands.listener import run_listener
     from cordon_config.commands.route import run_route
     from cordon_config.commands.scopes import run_scopes
@@ -348,7 +426,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     from cordon_config.commands.token import run_token
 
     handlers = {"route": run_route, "listener": run_listener, "secret": run_secret, "token": run_token,
-                "config": _config_handler, "scopes": run_scopes}
+                "config": _config_handler, "scopes": run_scopes, "egress": run_egress, "audit": run_audit}
     return _run(build_parser(prog or "cordon-config"), argv, lambda args: handlers[args.command](args))
 
 

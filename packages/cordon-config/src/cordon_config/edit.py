@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -23,15 +23,26 @@ from tomlkit.toml_document import TOMLDocument
 from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem, ListenerNotFound, RouteNotFound
 from cordon_config.files import atomic_write, backup_once, locked, read_no_follow
 from cordon_config.locate import key_lines
-from cordon_config.model import BasicAuth, Config, HeaderAuth, Listener, PasswordAuth, Route, SecretRef
+from cordon_config.model import (
+    BasicAuth,
+    Config,
+    Egress,
+    HeaderAuth,
+    Listener,
+    PasswordAuth,
+    RateLimit,
+    Route,
+    SecretRef,
+)
 from cordon_config.parse import DEFAULT_KEYRING_SERVICE, decode_config, parse_config
 from cordon_config.ports import free_port
 
 _UNSET: Any = object()
 
 __all__ = [
-    "UNSET", "ListenerExists", "RouteExists", "add_listener", "add_route", "config_lock", "edit_listener",
-    "edit_route", "free_port", "listener_to_dict", "listener_to_toml", "remove_listener", "remove_route",
+    "UNSET", "ListenerExists", "RouteExists", "add_listener", "add_route", "config_lock", "edit_egress",
+    "edit_listener", "edit_route", "free_port", "listener_to_dict", "listener_to_toml", "remove_listener",
+    "remove_route",
     "route_to_dict", "route_to_toml", "scaffold_config", "scaffold_text", "set_listen", "set_values",
 ]
 UNSET: Any = _UNSET  # for set_values: remove the key
@@ -145,6 +156,10 @@ def route_to_dict(route: Route) -> dict[str, Any]:
     match: dict[str, Any] = {"host": route.host}
     if route.port is not None:
         match["port"] = route.port
+    if route.methods is not None:
+        match["methods"] = list(route.methods)
+    if route.paths is not None:
+        match["paths"] = list(route.paths)
     auth: dict[str, Any]
     if isinstance(route.auth, BasicAuth):
         auth = {"type": "basic", "username": route.auth.username}
@@ -161,6 +176,13 @@ def route_to_dict(route: Route) -> dict[str, Any]:
     data: dict[str, Any] = {"name": route.name, "match": match, "auth": auth}
     if route.allow_plain_http:
         data["allow_plain_http"] = True
+    if not route.scrub_responses:
+        data["scrub_responses"] = False
+    if route.rate_limit is not None:
+        limits: dict[str, Any] = {"requests_per_minute": route.rate_limit.requests_per_minute}
+        if route.rate_limit.burst is not None:
+            limits["burst"] = route.rate_limit.burst
+        data["limits"] = limits
     return data
 
 
@@ -170,8 +192,13 @@ def route_to_toml(route: Route) -> str:
     lines = ["[[routes]]", f"name = {_value(data['name'])}"]
     if "allow_plain_http" in data:
         lines.append("allow_plain_http = true")
+    if "scrub_responses" in data:
+        lines.append("scrub_responses = false")
     lines.append("[routes.match]")
     lines += [f"{key} = {_value(value)}" for key, value in data["match"].items()]
+    if "limits" in data:
+        lines.append("[routes.limits]")
+        lines += [f"{key} = {_value(value)}" for key, value in data["limits"].items()]
     lines.append("[routes.auth]")
     lines += [f"{key} = {_value(value)}" for key, value in data["auth"].items() if key != "secret"]
     lines.append("[routes.auth.secret]")
@@ -311,9 +338,12 @@ def _to_inline(data: Mapping[str, Any]) -> InlineTable:
 
 def edit_route(path: str | os.PathLike[str], name: str, *, new_name: str | None = None, host: str | None = None,
                port: int | None = _UNSET, auth: HeaderAuth | BasicAuth | None = None,
-               secret: SecretRef | None = None, allow_plain_http: bool | None = None) -> tuple[Route, Route]:
+               secret: SecretRef | None = None, allow_plain_http: bool | None = None,
+               methods: tuple[str, ...] | None = _UNSET, paths: tuple[str, ...] | None = _UNSET,
+               rate_limit: RateLimit | None = _UNSET, scrub_responses: bool | None = None) -> tuple[Route, Route]:
     """Change only the given fields of route ``name``; returns ``(before, after)``.
 
+    ``methods``, ``paths`` and ``rate_limit`` given as None remove the rule (any method, any path, no limit).
     Keys that keep their value are not touched, so their comments and formatting survive.
     Raises :class:`RouteNotFound`, :class:`RouteExists` (renaming onto a taken name) or :class:`ConfigError`.
     """
@@ -337,6 +367,11 @@ def edit_route(path: str | os.PathLike[str], name: str, *, new_name: str | None 
         changes["secret"] = secret
     if allow_plain_http is not None:
         changes["allow_plain_http"] = allow_plain_http
+    for key, value in (("methods", methods), ("paths", paths), ("rate_limit", rate_limit)):
+        if value is not _UNSET:
+            changes[key] = value
+    if scrub_responses is not None:
+        changes["scrub_responses"] = scrub_responses
     after = dataclasses.replace(before, **changes)
 
     def change(document: TOMLDocument) -> tuple[Route, Route]:
@@ -351,6 +386,8 @@ def edit_route(path: str | os.PathLike[str], name: str, *, new_name: str | None 
         new_data = route_to_dict(after)
         if before.allow_plain_http and not after.allow_plain_http and "allow_plain_http" in routes[index]:
             new_data["allow_plain_http"] = False
+        if not before.scrub_responses and after.scrub_responses and "scrub_responses" in routes[index]:
+            new_data["scrub_responses"] = True
         _apply(routes[index], old_data, new_data)
         return before, after
 
@@ -483,6 +520,54 @@ def set_values(path: str | os.PathLike[str], values: Mapping[tuple[str, ...], An
         return texts[0], texts[1]
 
     return _edit(file, change, write=write)  # type: ignore[no-any-return]
+
+
+def edit_egress(path: str | os.PathLike[str], *, unrouted: str | None = None, allow: Sequence[str] = (),
+                disallow: Sequence[str] = ()) -> tuple[Egress, Egress]:
+    """Change ``[egress]``: set ``unrouted``, add ``allow`` entries, remove ``disallow`` entries (compared in
+    canonical form); returns ``(before, after)``. Creates the table when missing; an unchanged file is not
+    rewritten. Raises ValueError for an invalid entry, :class:`ConfigError` when the result is invalid."""
+    from cordon_config.egress import canonical_pattern
+    from cordon_config.parse import load_config
+
+    file = Path(os.path.abspath(path))
+    unwanted = {canonical_pattern(entry) for entry in disallow}
+    wanted = [entry for entry in map(canonical_pattern, allow) if entry not in unwanted]  # removal wins
+    before = load_config(file).egress
+
+    def change(document: TOMLDocument) -> None:
+        table = document.get("egress")
+        if table is None:
+            if unrouted in (None, "tunnel") and not wanted:
+                return  # nothing to say that the defaults do not say already
+            table = tomlkit.table()
+            document.add(tomlkit.nl())
+            document.add("egress", table)
+        if unrouted is not None and table.get("unrouted", "tunnel") != unrouted:
+            table["unrouted"] = unrouted
+        entries = table.get("allow")
+        if entries is None and wanted:
+            table["allow"] = tomlkit.array()
+            entries = table["allow"]
+        if entries is None:
+            return
+        present = []
+        for index in reversed(range(len(entries))):  # edit the array in place: its layout and comments stay
+            try:
+                canonical = canonical_pattern(str(entries[index]))
+            except ValueError:
+                continue
+            if canonical in unwanted:
+                del entries[index]
+            else:
+                present.append(canonical)
+        for entry in wanted:
+            if entry not in present:
+                entries.append(entry)
+                present.append(entry)
+
+    _edit(file, change)
+    return before, load_config(file).egress
 
 
 # -- listeners ----------------------------------------------------------------------------------------------

@@ -33,6 +33,19 @@ Auth = HeaderAuth | BasicAuth
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """``[routes.limits]``: a token bucket of ``burst`` requests (default: ``requests_per_minute``) refilled at
+    ``requests_per_minute`` per minute."""
+
+    requests_per_minute: int
+    burst: int | None = None
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else self.requests_per_minute
+
+
+@dataclass(frozen=True, slots=True)
 class SecretRef:
     """Where a route's secret lives: a source name and that source's fields (never the value)."""
 
@@ -50,6 +63,10 @@ class Route:
     secret: SecretRef
     port: int | None = None
     allow_plain_http: bool = False
+    methods: tuple[str, ...] | None = None  # [routes.match] methods: None = any method
+    paths: tuple[str, ...] | None = None  # [routes.match] paths (exact, or a prefix ending in "*"): None = any
+    rate_limit: RateLimit | None = None  # [routes.limits]
+    scrub_responses: bool = True  # mask the injected key in responses (see docs/security.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +123,25 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Egress:
+    """``[egress]``: what happens to traffic for hosts without a route. ``unrouted = "tunnel"`` passes it
+    (untouched, SSRF-checked); ``"deny"`` refuses every host not in ``allow`` (exact names or IP literals, or
+    ``*.domain`` for any name below ``domain``)."""
+
+    unrouted: Literal["tunnel", "deny"] = "tunnel"
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """``[audit]``: the tamper-evident log of routed requests and policy decisions in the state dir."""
+
+    enabled: bool = True
+    max_file_bytes: int = 10 * 1024 * 1024
+    keep_files: int = 5
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole validated cordon.toml."""
 
@@ -116,6 +152,8 @@ class Config:
     limits: Limits = Limits()
     secret_ttl: float = 10.0
     op_path: str | None = None
+    egress: Egress = Egress()
+    audit: AuditConfig = AuditConfig()
     notes: tuple[str, ...] = ()  # legacy forms read (`cordon config migrate` rewrites them), one line each
     listeners: tuple[Listener, ...] = ()
 

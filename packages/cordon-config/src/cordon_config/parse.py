@@ -32,12 +32,15 @@ from cordon_config.legacy import (
 from cordon_config.locate import key_lines, line_of
 from cordon_config.model import (
     DEFAULT_PG_PORT,
+    AuditConfig,
     BasicAuth,
     Config,
+    Egress,
     HeaderAuth,
     Limits,
     Listener,
     PasswordAuth,
+    RateLimit,
     Route,
     SecretRef,
     TLSConfig,
@@ -57,15 +60,19 @@ SOURCES = ("keyring", "1password", "env", "file", "command")
 DEFAULT_KEYRING_SERVICE = "cordon"
 DEFAULT_LISTEN = 6790
 
-TOP_KEYS = ("listen", "tls", "routes", "listeners", "secrets", "limits", "secret_ttl")
+TOP_KEYS = ("listen", "tls", "routes", "listeners", "secrets", "limits", "secret_ttl", "egress", "audit")
 TLS_KEYS = ("enabled", "ca_cert_path", "ca_key_path", "upstream_ca_file", "name_constraints")
 SECRETS_KEYS = ("op_path",)
 LIMIT_KEYS = ("header_bytes", "connect_timeout", "idle_timeout", "response_header_timeout", "max_connections",
               "max_unauthenticated", "first_head_timeout")
-ROUTE_KEYS = ("name", "match", "auth", "allow_plain_http")
-MATCH_KEYS = ("host", "port")
+ROUTE_KEYS = ("name", "match", "auth", "allow_plain_http", "limits", "scrub_responses")
+MATCH_KEYS = ("host", "port", "methods", "paths")
 HEADER_AUTH_KEYS = ("type", "header_name", "scheme", "secret")
 BASIC_AUTH_KEYS = ("type", "username", "secret")
+ROUTE_LIMIT_KEYS = ("requests_per_minute", "burst")
+EGRESS_KEYS = ("unrouted", "allow")
+EGRESS_MODES = ("tunnel", "deny")
+AUDIT_KEYS = ("enabled", "max_file_bytes", "keep_files")
 LISTENER_KEYS = ("name", "port", "upstream", "client_tls", "upstream_tls", "auth")
 PASSWORD_AUTH_KEYS = ("type", "username", "secret")
 CLIENT_TLS_MODES = ("accept", "require", "disable")
@@ -307,6 +314,8 @@ class _Validator:
                     op_path = str(Path(os.path.normpath(self.file.parent / op_path)))
         limits = self.limits(data)
         routes = self.routes(data)
+        egress = self.egress(data)
+        audit = self.audit(data)
         listeners = self.listeners(data, listen)
         if routes:
             if "tls" not in data:
@@ -328,7 +337,8 @@ class _Validator:
             raise ConfigError(self.file, self.problems)
         return Config(
             path=self.file, listen=listen, tls=tls, routes=tuple(routes), limits=limits,
-            secret_ttl=secret_ttl, op_path=op_path, listeners=tuple(listeners), notes=tuple(self.notes),
+            secret_ttl=secret_ttl, op_path=op_path, listeners=tuple(listeners), egress=egress, audit=audit,
+            notes=tuple(self.notes),
         )
 
     def listen(self, data: Mapping[str, Any]) -> int:
@@ -418,9 +428,13 @@ class _Validator:
         auth = self.auth(table)
         secret = self.secret(table)
         allow_plain = self.boolean(table, "allow_plain_http", (), False)
+        methods, paths = self.rules(table)
+        rate_limit = self.route_limits(table)
+        scrub = self.boolean(table, "scrub_responses", (), True)
         if len(self.problems) != before or name is None or host is None or auth is None or secret is None:
             return None
-        return Route(name=name, host=host, auth=auth, secret=secret, port=port, allow_plain_http=allow_plain)
+        return Route(name=name, host=host, auth=auth, secret=secret, port=port, allow_plain_http=allow_plain,
+                     methods=methods, paths=paths, rate_limit=rate_limit, scrub_responses=scrub)
 
     def match(self, table: Mapping[str, Any], hosts: dict[str, list[tuple[int | None, str, int]]], index: int,
               name: str | None) -> tuple[str | None, int | None]:
@@ -589,6 +603,104 @@ class _Validator:
         if not all(key in fields for key in required):
             return None
         return SecretRef(source=source, fields=MappingProxyType(fields))
+
+    # -- policy: rules, limits, egress, audit --------------------------------------------------------------
+    def string_list(self, table: Mapping[str, Any], key: str, prefix: Key, example: str) -> list[str] | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.add((*prefix, key), f"{key} must be an array of strings", f"e.g. {key} = {example}")
+            return None
+        if not value:
+            self.add((*prefix, key), f"{key} must not be empty", f"remove {key} to allow any, or e.g. {key} = {example}")
+            return None
+        return value
+
+    def rules(self, table: Mapping[str, Any]) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+        """``[routes.match] methods`` and ``paths`` (None: any), checked with :mod:`cordon_config.pathrules`."""
+        from cordon_config.pathrules import method_problem, path_rule_problem
+
+        match = table.get("match")
+        if not isinstance(match, dict):
+            return None, None
+        prefix: Key = ("match",)
+        methods = self.string_list(match, "methods", prefix, '["POST", "GET"]')
+        if methods is not None:
+            for method in methods:
+                problem = method_problem(method)
+                if problem:
+                    self.add((*prefix, "methods"), problem, 'e.g. methods = ["POST", "GET"]')
+            methods = list(dict.fromkeys(methods))
+        paths = self.string_list(match, "paths", prefix, '["/v1/responses", "/v1/models*"]')
+        if paths is not None:
+            for rule in paths:
+                problem = path_rule_problem(rule)
+                if problem:
+                    self.add((*prefix, "paths"), problem,
+                             'a path rule is an exact path, or a prefix ending in "*" (docs/configuration.md)')
+            paths = list(dict.fromkeys(paths))
+        return (tuple(methods) if methods else None), (tuple(paths) if paths else None)
+
+    def route_limits(self, table: Mapping[str, Any]) -> RateLimit | None:
+        """``[routes.limits] requests_per_minute`` (and ``burst``)."""
+        limits = self.table(table, "limits")
+        if limits is None:
+            return None
+        prefix: Key = ("limits",)
+        self.unknown_keys(limits, ROUTE_LIMIT_KEYS, prefix)
+        if "requests_per_minute" not in limits:
+            if "burst" in limits:
+                self.add((*prefix, "requests_per_minute"), "requests_per_minute is required with burst",
+                         "add requests_per_minute = 60", line_key=(*prefix, "burst"))
+            return None
+        rate = self.number(limits, "requests_per_minute", prefix, 0, integer=True, minimum=1, maximum=1_000_000)
+        burst = None
+        if "burst" in limits:
+            burst = self.number(limits, "burst", prefix, 0, integer=True, minimum=1, maximum=1_000_000) or None
+        return RateLimit(rate, burst) if rate else None
+
+    def egress(self, data: Mapping[str, Any]) -> Egress:
+        """``[egress] unrouted`` and ``allow``."""
+        from cordon_config.egress import canonical_pattern
+
+        table = self.table(data, "egress")
+        if table is None:
+            return Egress()
+        prefix: Key = ("egress",)
+        self.unknown_keys(table, EGRESS_KEYS, prefix)
+        unrouted = table.get("unrouted", "tunnel")
+        if unrouted not in EGRESS_MODES:
+            self.add((*prefix, "unrouted"), f'unrouted must be "tunnel" or "deny", got {unrouted!r}',
+                     'unrouted = "deny" refuses hosts without a route unless allow lists them')
+            unrouted = "tunnel"
+        allow: list[str] = []
+        raw = table.get("allow", [])
+        if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+            self.add((*prefix, "allow"), "allow must be an array of host names",
+                     'e.g. allow = ["github.com", "*.npmjs.org"]')
+        else:
+            for entry in raw:
+                try:
+                    allow.append(canonical_pattern(entry))
+                except ValueError as exc:
+                    self.add((*prefix, "allow"), str(exc),
+                             'an entry is a host name, an IP address, or "*." and a domain (e.g. "*.npmjs.org")')
+        return Egress(unrouted, tuple(dict.fromkeys(allow)))
+
+    def audit(self, data: Mapping[str, Any]) -> AuditConfig:
+        """``[audit] enabled``, ``max_file_bytes``, ``keep_files``."""
+        table = self.table(data, "audit")
+        if table is None:
+            return AuditConfig()
+        prefix: Key = ("audit",)
+        self.unknown_keys(table, AUDIT_KEYS, prefix)
+        defaults = AuditConfig()
+        enabled = self.boolean(table, "enabled", prefix, True)
+        size = self.number(table, "max_file_bytes", prefix, defaults.max_file_bytes, integer=True,
+                           minimum=64 * 1024, maximum=1_000_000_000)
+        keep = self.number(table, "keep_files", prefix, defaults.keep_files, integer=True, minimum=1, maximum=1000)
+        return AuditConfig(enabled, size, keep)
 
     # -- listeners -------------------------------------------------------------------------------------------
     def listeners(self, data: Mapping[str, Any], listen: int) -> list[Listener]:

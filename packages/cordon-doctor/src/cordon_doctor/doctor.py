@@ -11,6 +11,7 @@ from cordon_config.scope import ScopePaths
 
 from cordon_doctor.checks_files import check_approvals, check_bundle, check_ca, check_config, check_tokens
 from cordon_doctor.checks_integrations import check_integrations
+from cordon_doctor.checks_policy import check_policy
 from cordon_doctor.checks_runtime import (
     check_codex_home,
     check_listeners,
@@ -31,6 +32,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("ca", check_ca),
     ("bundle", check_bundle),
     ("tokens", check_tokens),
+    ("policy", check_policy),
     ("secrets", check_secrets),
     ("port", check_port),
     ("port.scopes", check_port_owner),

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cordon_config.identity import ProbeResult
     from cordon_config.scope import ScopePaths
 
+    from cordon_proxy.audit import AuditLog
     from cordon_proxy.logs import Logger
     from cordon_proxy.runtime import Runtime
 
@@ -267,7 +268,17 @@ def start_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
         return EXIT_FAIL
     if runtime.tokens is None:
         logger.log("warn", f"no proxy tokens ({paths.tokens_path} is absent): any local process may use the routes")
-    return _serve(paths, runtime, logger)
+    audit = None
+    if runtime.config.audit.enabled:
+        from cordon_config.audit import AuditError
+
+        from cordon_proxy.audit import open_audit
+
+        try:
+            audit = open_audit(paths, runtime.config.audit, logger)
+        except AuditError as exc:
+            return _fail(exc.message, exc.hint)
+    return _serve(paths, runtime, logger, audit)
 
 
 def _log_to_file(logger: Logger, path: Path) -> None:
@@ -318,13 +329,13 @@ def _event_loop() -> tuple[str, Callable[[Coroutine[object, object, int]], int]]
     return "uvloop", uvloop.run
 
 
-def _serve(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
+def _serve(paths: ScopePaths, runtime: Runtime, logger: Logger, audit: AuditLog | None) -> int:
     name, run = _event_loop()
     logger.log("info", f"event loop: {name}")
-    return run(_run(paths, runtime, logger))
+    return run(_run(paths, runtime, logger, audit))
 
 
-async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
+async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger, audit: AuditLog | None) -> int:
     import asyncio
 
     from cordon_proxy.hardening import release_startup_memory
@@ -332,11 +343,15 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
     from cordon_proxy.server import loop_exception_handler
 
     config = runtime.config
-    life = Lifecycle(paths, runtime, logger=logger, version=__version__)
+    life = Lifecycle(paths, runtime, logger=logger, version=__version__, audit=audit)
     proxy = life.proxy()
+    if audit is not None:
+        audit.event("start", version=__version__, pid=os.getpid(), config=str(config.path))
     try:
         await proxy.listen(config.listen)
     except OSError as exc:
+        if audit is not None:
+            audit.close()
         if exc.errno == errno.EADDRINUSE:
             return _fail(
                 f"port {config.listen} on 127.0.0.1 is already in use",
@@ -376,6 +391,9 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
     await stop_listeners(listeners)
     from cordon_proxy._tasks import spawn
 
+    if proxy.audit is not None:  # (a reload may have switched it on or off)
+        proxy.audit.event("stop")
+
     drain, interrupt = spawn(proxy.shutdown()), spawn(now.wait())
     await asyncio.wait((drain, interrupt), return_when=asyncio.FIRST_COMPLETED)
     interrupt.cancel()
@@ -383,6 +401,8 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger) -> int:
         drain.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await drain
+        if proxy.audit is not None:
+            proxy.audit.close()  # what shutdown would have done last
         logger.log("warn", "stopped without waiting for in-flight requests (second interrupt)")
         return EXIT_FAIL
     logger.log("info", "stopped")

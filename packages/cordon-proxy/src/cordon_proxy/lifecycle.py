@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from cordon_config.scope import ScopePaths
     from cordon_config.secrets import SecretCache
 
+    from cordon_proxy.audit import AuditLog
     from cordon_proxy.logs import Logger
     from cordon_proxy.server import Proxy
 
@@ -38,8 +40,10 @@ __all__ = ["Lifecycle"]
 class Lifecycle:
     """The proxy of one scope, its runtime and its reloads."""
 
-    def __init__(self, paths: ScopePaths, runtime: Runtime, *, logger: Logger, version: str) -> None:
+    def __init__(self, paths: ScopePaths, runtime: Runtime, *, logger: Logger, version: str,
+                 audit: AuditLog | None = None) -> None:
         self.paths = paths
+        self.audit = audit  # the audit log the proxy starts with ([audit] enabled; a reload may change it)
         self.runtime = runtime
         self.logger = logger
         self.version = version
@@ -49,7 +53,7 @@ class Lifecycle:
         self.gate: TokenGate | None = None
         if runtime.tokens is not None:
             self.gate = TokenGate(paths.tokens_path, paths.namespace, runtime.tokens, log=self._log)
-        self.settings = SettingsRef(self._settings(runtime))
+        self.settings = SettingsRef(self._settings(runtime), clock=time.monotonic)  # the rate limits' clock
         self._reloading: asyncio.Task[None] | None = None
         self._again = False  # a reload was asked for while one was running
         self._watcher: asyncio.Task[None] | None = None
@@ -75,7 +79,7 @@ class Lifecycle:
         pool = UpstreamPool(runtime.trust.context, Resolver(), connect_timeout=limits.connect_timeout,
                             idle_timeout=min(30.0, limits.idle_timeout), cordon_context=runtime.trust.cordon)
         self._proxy = Proxy(self.settings, leaves=runtime.leaves, pool=pool,
-                            secrets=SecretCache(runtime.config.secret_ttl), logger=self.logger)
+                            secrets=SecretCache(runtime.config.secret_ttl), logger=self.logger, audit=self.audit)
         return self._proxy
 
     # -- /health ---------------------------------------------------------------------------------------------
@@ -161,10 +165,36 @@ class Lifecycle:
         secrets: SecretCache = type(proxy.secrets)(runtime.config.secret_ttl)
         proxy.secrets = secrets
         self.settings.swap(self._settings(runtime))
+        self._apply_audit(runtime)
         if tokens_turned_on:  # what was opened without a token may not go on now that tokens are required
             proxy.close_ended(lambda name: False, unauthenticated=True)
         elif self.gate is not None:
             proxy.close_ended(self.gate.still_valid)
+
+    def _apply_audit(self, runtime: Runtime) -> None:
+        """``[audit]`` after a reload: switched on (opened now; a failure is logged and the proxy goes on
+        without), off (closed), or new rotation settings."""
+        proxy, wanted = self._proxy, runtime.config.audit
+        if not wanted.enabled:
+            if proxy.audit is not None:
+                proxy.audit.event("stop", reason="[audit] enabled = false")
+                proxy.audit.close()
+                proxy.audit = None
+            return
+        if proxy.audit is not None:
+            proxy.audit.configure(wanted)
+            return
+        from cordon_config.audit import AuditError
+
+        from cordon_proxy.audit import open_audit
+
+        try:
+            proxy.audit = open_audit(self.paths, wanted, self.logger)
+        except AuditError as exc:
+            self.logger.log("error", f"audit: {exc.message}")
+            return
+        proxy.audit.batch_on(asyncio.get_running_loop())
+        proxy.audit.event("start", version=self.version, pid=self.pid, config=str(runtime.config.path))
 
     # -- tokens ----------------------------------------------------------------------------------------------
     def start_watching(self) -> None:

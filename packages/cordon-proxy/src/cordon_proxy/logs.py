@@ -1,7 +1,7 @@
 """Logs to stderr: one line per request (text or JSON), plus start/stop and debug/trace connection events.
 
 A request line holds time, level, route, token name, method, host, path (never the query), status, bytes and
-duration. Header values, query strings and bodies are never logged, at any level.
+duration (JSON adds the audit decision, request body bytes and how often the key was scrubbed). Header values, query strings and bodies are never logged, at any level.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TextIO
 from cordon_proxy.core.commands import RequestRecord
 from cordon_proxy.core.errors import one_line
 
-__all__ = ["LEVELS", "Logger"]
+__all__ = ["LEVELS", "Logger", "utc_now", "utc_text"]
 
 LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "error": 40}
 
@@ -24,8 +24,13 @@ LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "error": 40}
 _second: list[object] = [-1, ""]  # the last whole second formatted, and its text (one strftime per second)
 
 
-def _now() -> str:
-    t = time.time()
+def utc_now() -> str:
+    """The current UTC time as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (one strftime per second)."""
+    return utc_text(time.time())
+
+
+def utc_text(t: float) -> str:
+    """The epoch time ``t`` as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (one strftime per second)."""
     whole = int(t)
     if _second[0] != whole:
         _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
@@ -82,17 +87,17 @@ class Logger:
         if not self.enabled(level):
             return
         if self.json:
-            self._write(json.dumps({"time": _now(), "level": level, "message": message, **fields}))
+            self._write(json.dumps({"time": utc_now(), "level": level, "message": message, **fields}))
         else:
             extra = "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
-            self._write(f"{_now()} {level.upper():5} {one_line(message, 500)}{extra}")
+            self._write(f"{utc_now()} {level.upper():5} {one_line(message, 500)}{extra}")
 
     def request(self, record: RequestRecord, duration: float) -> None:
         """The one line for a finished request."""
         if record.host == "cordon" and record.path == "/health" and record.status == 200:
             level = "debug"  # every `cordon status`, `wait` and agent hook asks: not worth an INFO line each
         else:
-            level = "info" if record.status and record.status < 500 else "warn"
+            level = "info" if record.status and record.status < 500 and not record.scrubbed else "warn"
         if not self.enabled(level):
             return
         ms = round(duration * 1000, 1)
@@ -100,7 +105,7 @@ class Logger:
             self._write(
                 json.dumps(
                     {
-                        "time": _now(),
+                        "time": utc_now(),
                         "level": level,
                         "route": record.route,
                         "token": record.token,
@@ -111,6 +116,9 @@ class Logger:
                         "bytes": record.bytes,
                         "duration_ms": ms,
                         "error": record.error,
+                        "decision": record.decision,
+                        "bytes_up": record.bytes_up,
+                        "scrubbed": record.scrubbed,
                     }
                 )
             )
@@ -118,9 +126,11 @@ class Logger:
         status = record.status or "-"
         # one_line() collapses runs of spaces anyway: no padding after the level keeps its fast path
         line = (
-            f"{_now()} {level.upper()} {record.method} {record.host}{record.path} {status} {record.bytes}B {ms}ms"
+            f"{utc_now()} {level.upper()} {record.method} {record.host}{record.path} {status} {record.bytes}B {ms}ms"
             f" route={record.route or '-'} token={record.token or '-'}"
         )
         if record.error:
             line += f" error={record.error}"
+        if record.scrubbed:
+            line += f" scrubbed={record.scrubbed} (the key was masked in, or cut from, the response)"
         self._write(one_line(line, 1000))

@@ -30,6 +30,7 @@ from cordon_config.secrets import SecretCache, SecretUnavailable
 
 from cordon_proxy._deadline import Deadline
 from cordon_proxy._tasks import spawn
+from cordon_proxy.audit import AuditLog
 from cordon_proxy.core import commands as cmd
 from cordon_proxy.core import events as ev
 from cordon_proxy.core.errors import error_response, secret_unavailable
@@ -80,12 +81,14 @@ class Proxy:
         pool: UpstreamPool,
         secrets: SecretCache,
         logger: Logger,
+        audit: AuditLog | None = None,
     ) -> None:
         self.settings = settings  # swapped as a whole; each session reads it at every request head
         self.leaves = leaves
         self.pool = pool
         self.secrets = secrets
         self.logger = logger
+        self.audit = audit  # the audit log of the scope ([audit] enabled), else None
         self.connections: set[Connection] = set()
         self.unauthenticated: dict[Connection, None] = {}  # oldest first (insertion order)
         self.stopping = False
@@ -95,7 +98,10 @@ class Proxy:
     async def listen(self, port: int) -> asyncio.Server:
         """Bind 127.0.0.1:``port`` (never another address)."""
         self.server = await asyncio.start_server(self._accept, "127.0.0.1", port, limit=READ_SIZE, backlog=512)
-        self.logger.batch_on(asyncio.get_running_loop())  # request lines: one write per loop iteration
+        loop = asyncio.get_running_loop()
+        self.logger.batch_on(loop)  # request lines: one write per loop iteration
+        if self.audit is not None:
+            self.audit.batch_on(loop)
         self._sweeper = spawn(self._sweep(), name="cordon-pool-sweeper")
         return self.server
 
@@ -163,6 +169,14 @@ class Proxy:
             conn.abort()
         self.pool.close_all()
         self.logger.batch_on(None)
+        if self.audit is not None:
+            self.audit.close()
+
+    def log_request(self, record: cmd.RequestRecord, duration: float) -> None:
+        """The request log line, and the audit line when the core decided something about the request."""
+        self.logger.request(record, duration)
+        if record.decision is not None and self.audit is not None:
+            self.audit.request(record, duration)
 
 
 class Connection:
@@ -413,7 +427,7 @@ class Connection:
             return None
         if type(command) is cmd.LogRequest:
             duration = time.perf_counter() - self.started if self.started else 0.0
-            self.proxy.logger.request(command.record, duration)
+            self.proxy.log_request(command.record, duration)
             return None
         if type(command) is cmd.FetchSecret:
             return self._fetch_secret(command)
@@ -598,8 +612,9 @@ class Connection:
             pump(self.reader, tunnel.writer, 0), pump(tunnel.reader, self.writer, 1), return_exceptions=True
         )
         splice.record.bytes = counts[1]
+        splice.record.bytes_up += counts[0]
         duration = time.perf_counter() - self.started if self.started else 0.0
-        self.proxy.logger.request(splice.record, duration)
+        self.proxy.log_request(splice.record, duration)
 
     # -- teardown ---------------------------------------------------------------------------------------------
     def _start_linger(self) -> None:

@@ -13,7 +13,9 @@ Imported only by tests and the bench script; needs ``trustme`` (a dev dependency
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import gzip
 import http.client
 import json
 import os
@@ -171,6 +173,46 @@ def stream(total: int, chunk: int = 1 << 16) -> Handler:
     return handler
 
 
+def echo_key(form: str = "plain", header: str = "Authorization") -> Handler:
+    """An upstream that gives the injected credential back (what scrubbing must catch): the value of
+    ``header`` in a response header ``X-Echo`` and in the body, as ``form``: ``plain`` (JSON, with its base64
+    too, Content-Length), ``chunked`` (the value split across two chunks sent 50 ms apart), ``gzip`` or ``br``
+    (compressed JSON). Without that header it echoes ``none``."""
+
+    def handler(h: _UpstreamHandler, seen: Seen) -> None:
+        values = seen.header(header)
+        value = values[0] if values else "none"
+        token = value.split(" ", 1)[-1]
+        doc = json.dumps({"authorization": value, "b64": base64.b64encode(token.encode()).decode()}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("X-Echo", value)
+        if form == "chunked":
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            cut = doc.index(token.encode()) + len(token) // 2
+            for part in (doc[:cut], doc[cut:]):
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                h.wfile.flush()
+                time.sleep(0.05)
+            h.wfile.write(b"0\r\n\r\n")
+            return
+        if form in ("gzip", "br"):
+            doc = gzip.compress(doc) if form == "gzip" else _brotli_compress(doc)
+            h.send_header("Content-Encoding", form)
+        h.send_header("Content-Length", str(len(doc)))
+        h.end_headers()
+        h.wfile.write(doc)
+
+    return handler
+
+
+def _brotli_compress(data: bytes) -> bytes:
+    import brotli  # type: ignore[import-untyped]
+
+    return bytes(brotli.compress(data))
+
+
 def die_mid_body(h: _UpstreamHandler, seen: Seen) -> None:
     """Announce 1000 bytes, send 10, then drop the connection."""
     h.send_response(200)
@@ -308,6 +350,11 @@ class RouteSpec:
     allow_plain_http: bool = False
     port: int | None = None
     secret: dict[str, str] | None = None  # another source, e.g. {"source": "file", "path": "/x"}
+    methods: tuple[str, ...] | None = None  # [routes.match] methods
+    paths: tuple[str, ...] | None = None  # [routes.match] paths
+    requests_per_minute: int | None = None  # [routes.limits]
+    burst: int | None = None
+    scrub_responses: bool = True
 
 
 def write_config(
@@ -329,9 +376,19 @@ def write_config(
         lines += ["", "[[routes]]", f'name = "{r.name}"']
         if r.allow_plain_http:
             lines.append("allow_plain_http = true")
+        if not r.scrub_responses:
+            lines.append("scrub_responses = false")
         lines += ["[routes.match]", f'host = "{r.host}"']
         if r.port is not None:
             lines.append(f"port = {r.port}")
+        if r.methods is not None:
+            lines.append(f"methods = {json.dumps(list(r.methods))}")
+        if r.paths is not None:
+            lines.append(f"paths = {json.dumps(list(r.paths))}")
+        if r.requests_per_minute is not None:
+            lines += ["[routes.limits]", f"requests_per_minute = {r.requests_per_minute}"]
+            if r.burst is not None:
+                lines.append(f"burst = {r.burst}")
         lines.append("[routes.auth]")
         if r.basic_username is not None:
             lines += ['type = "basic"', f'username = "{r.basic_username}"']
@@ -551,6 +608,15 @@ def tokens_for(config_path: Path) -> tuple[Path, str]:
     env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
     paths = resolve_scope(None, config_path, env=env, cwd=config_path.parent)
     return paths.tokens_path, paths.namespace
+
+
+def state_dir_for(config_path: Path) -> Path:
+    """The state dir (tokens, audit log) of the scope ``--config config_path`` selects in a ProxyProcess env."""
+    from cordon_config.scope import resolve_scope
+
+    home = config_path.parent / "home"
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    return resolve_scope(None, config_path, env=env, cwd=config_path.parent).state_dir
 
 
 def read_head(sock: socket.socket) -> bytes:

@@ -25,7 +25,7 @@ RESTART = "restart the proxy (cordon start) for the change to take effect"
 TOKEN_RELOAD = "a running proxy re-reads tokens.toml by itself (within a second)"
 SOURCES = ("keyring", "1password", "env", "file", "command")
 ROUTE_FLAGS = "--name --host --auth-type --header-name --scheme --username --source --account --service " \
-              "--vault --item --field --var --path --argv"
+              "--vault --item --field --var --path --argv --methods --paths --requests-per-minute --burst --scrub"
 
 
 class UsageError(Exception):
@@ -167,6 +167,15 @@ def describe_auth(route: Route) -> str:
     return f"{route.auth.header_name}: {scheme}<secret>"
 
 
+def describe_rate_limit(route: Route) -> str:
+    """``120 requests per minute (bursts of 20)`` or ``none``."""
+    limit = route.rate_limit
+    if limit is None:
+        return "none"
+    burst = f" (bursts of {limit.burst})" if limit.burst is not None else ""
+    return f"{limit.requests_per_minute} requests per minute{burst}"
+
+
 def route_json(route: Route) -> dict[str, Any]:
     """A route as JSON-ready data (references to secrets only)."""
     auth: dict[str, Any] = ({"type": "basic", "username": route.auth.username} if isinstance(route.auth, BasicAuth)
@@ -174,7 +183,12 @@ def route_json(route: Route) -> dict[str, Any]:
                                   "scheme": route.auth.scheme})
     fields = {key: list(value) if isinstance(value, tuple) else value for key, value in route.secret.fields.items()}
     return {"name": route.name, "host": route.host, "port": route.port, "auth": auth,
-            "secret": {"source": route.secret.source, **fields}, "allow_plain_http": route.allow_plain_http}
+            "secret": {"source": route.secret.source, **fields}, "allow_plain_http": route.allow_plain_http,
+            "methods": list(route.methods) if route.methods is not None else None,
+            "paths": list(route.paths) if route.paths is not None else None,
+            "rate_limit": ({"requests_per_minute": route.rate_limit.requests_per_minute,
+                            "burst": route.rate_limit.capacity} if route.rate_limit is not None else None),
+            "scrub_responses": route.scrub_responses}
 
 
 def print_json(data: Any) -> None:
@@ -208,7 +222,7 @@ def after_routes_changed(paths: ScopePaths) -> int:
 
     config = load_config(paths.config_path)
     pending = check_approved(config, paths)
-    if any(entry.item.kind not in ("route", "listener") for entry in pending):
+    if any(entry.item.kind == "settings" for entry in pending):  # [egress]/[audit] do not concern the CA
         return OK  # the [tls] settings are not approved: the CA stays as it is (cordon start refuses them)
     unapproved = {(entry.item.kind, entry.item.name) for entry in pending}
     config = dataclasses.replace(

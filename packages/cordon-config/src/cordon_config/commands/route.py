@@ -6,6 +6,8 @@ import argparse
 import os
 import shlex
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from cordon_config.approvals import route_item
 from cordon_config.commands.approve import record
@@ -17,6 +19,7 @@ from cordon_config.commands.common import (
     UsageError,
     after_routes_changed,
     describe_auth,
+    describe_rate_limit,
     describe_secret,
     find_route,
     is_tty,
@@ -29,11 +32,13 @@ from cordon_config.commands.common import (
 )
 from cordon_config.commands.sources import ask, ask_secret, given, secret_from_args
 from cordon_config.errors import ConfigError, RouteNotFound
-from cordon_config.model import BasicAuth, Config, HeaderAuth, Route
+from cordon_config.model import BasicAuth, Config, HeaderAuth, RateLimit, Route
+from cordon_config.pathrules import describe_rules
 from cordon_config.scope import ScopePaths
 
+_POLICY_FLAGS = ("methods", "paths", "requests_per_minute", "burst", "scrub_responses")
 _FIELD_FLAGS = ("host", "port", "auth_type", "header_name", "scheme", "username", "allow_plain_http", "source",
-                "account", "service", "decode", "vault", "item", "field", "var", "path", "argv")
+                "account", "service", "decode", "vault", "item", "field", "var", "path", "argv", *_POLICY_FLAGS)
 
 
 def _auth_from_args(args: argparse.Namespace, base: HeaderAuth | BasicAuth | None) -> HeaderAuth | BasicAuth | None:
@@ -71,6 +76,50 @@ def _auth_from_args(args: argparse.Namespace, base: HeaderAuth | BasicAuth | Non
     return HeaderAuth(header, scheme)
 
 
+def _list_flag(text: str, flag: str, check: Callable[[str], str | None]) -> tuple[str, ...] | None:
+    """A comma-separated ``--methods``/``--paths`` value: None for "" (any), else the checked items."""
+    items = tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
+    if not items:
+        return None
+    for item in items:
+        problem = check(item)
+        if problem:
+            raise UsageError(f"{flag}: {problem}", 'e.g. --methods POST,GET --paths "/v1/responses,/v1/models*"')
+    return items
+
+
+def _rules_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The policy fields the flags give (only those given): methods, paths, rate_limit, scrub_responses."""
+    from cordon_config.pathrules import method_problem, path_rule_problem
+
+    fields: dict[str, Any] = {}
+    if args.methods is not None:
+        fields["methods"] = _list_flag(args.methods, "--methods", method_problem)
+    if args.paths is not None:
+        fields["paths"] = _list_flag(args.paths, "--paths", path_rule_problem)
+    if args.scrub_responses is not None:
+        fields["scrub_responses"] = args.scrub_responses
+    return fields
+
+
+def _rate_limit_from_args(args: argparse.Namespace, base: RateLimit | None) -> tuple[bool, RateLimit | None]:
+    """(given, the route's rate limit) from ``--requests-per-minute`` (0: none) and ``--burst``."""
+    rate, burst = args.requests_per_minute, args.burst
+    if rate is None and burst is None:
+        return False, base
+    if (rate is not None and rate < 0) or (burst is not None and burst < 1):
+        raise UsageError("--requests-per-minute must be 0 or more and --burst 1 or more")
+    if rate == 0:
+        if burst is not None:
+            raise UsageError("--burst needs a rate limit", "give --requests-per-minute N too")
+        return True, None
+    if rate is None:
+        if base is None:
+            raise UsageError("--burst needs a rate limit", "give --requests-per-minute N too")
+        return True, RateLimit(base.requests_per_minute, burst)
+    return True, RateLimit(rate, burst if burst is not None else (base.burst if base else None))
+
+
 def _route_from_args(args: argparse.Namespace) -> Route:
     from cordon_config.hosts import canonical_host
 
@@ -85,7 +134,9 @@ def _route_from_args(args: argparse.Namespace) -> Route:
     auth = _auth_from_args(args, None)
     secret = secret_from_args(args, args.name, None)
     assert auth is not None and secret is not None
-    return Route(args.name, host, auth, secret, args.port, bool(args.allow_plain_http))
+    _, rate_limit = _rate_limit_from_args(args, None)
+    return Route(args.name, host, auth, secret, args.port, bool(args.allow_plain_http), rate_limit=rate_limit,
+                 **_rules_from_args(args))
 
 
 def run_route(args: argparse.Namespace) -> int:
@@ -133,6 +184,15 @@ def run_route(args: argparse.Namespace) -> int:
     print(f"  secret:  {describe_secret(route.secret)}")
     if route.allow_plain_http:
         print("  plain http:// requests are injected too (allow_plain_http = true)")
+    print(f"  allows:  {describe_rules(route.methods, route.paths)}")
+    print(f"  limit:   {describe_rate_limit(route)}")
+    print("  scrub:   " + ("the key is masked in responses" if route.scrub_responses else
+                          "off: a response may carry the key back (scrub_responses = false)"))
+    from cordon_config.providers import by_host
+
+    provider = by_host(route.host)
+    if route.methods is None and route.paths is None and provider is not None and provider.rule_flags():
+        print(f"  suggested rules: cordon route edit {route.name} {provider.rule_flags()}")
     if route.name in unapproved:
         from cordon_config.approvals import approve_command, scope_flag
 
@@ -203,10 +263,14 @@ def _route_edit(args: argparse.Namespace) -> int:
         raise UsageError("nothing to change: give the fields to change", f"flags: {ROUTE_FLAGS}")
     auth = _auth_from_args(args, before.auth)
     secret = secret_from_args(args, args.new_name or before.name, before.secret)
+    policy = _rules_from_args(args)
+    limit_given, rate_limit = _rate_limit_from_args(args, before.rate_limit)
+    if limit_given:
+        policy["rate_limit"] = rate_limit
     try:
         before, after = edit_route(paths.config_path, args.name, new_name=args.new_name, host=args.host,
                                    **({"port": args.port or None} if args.port is not None else {}), auth=auth,
-                                   secret=secret, allow_plain_http=args.allow_plain_http)
+                                   secret=secret, allow_plain_http=args.allow_plain_http, **policy)
     except RouteExists as exc:
         raise UsageError(str(exc)) from None
     except RouteNotFound as exc:
@@ -234,6 +298,9 @@ def _route_changes(before: Route, after: Route) -> list[str]:
         ("injects", describe_auth(before), describe_auth(after)),
         ("secret", describe_secret(before.secret), describe_secret(after.secret)),
         ("plain http", before.allow_plain_http, after.allow_plain_http),
+        ("allows", describe_rules(before.methods, before.paths), describe_rules(after.methods, after.paths)),
+        ("rate limit", describe_rate_limit(before), describe_rate_limit(after)),
+        ("scrub responses", "on" if before.scrub_responses else "off", "on" if after.scrub_responses else "off"),
     ]
     return [f"{label}: {old} -> {new}" for label, old, new in pairs if old != new]
 
@@ -326,6 +393,42 @@ def _wizard(paths: ScopePaths) -> Route:
         if header.lower() == "authorization" and not scheme:
             scheme = "Bearer"
         auth = HeaderAuth(header, scheme)
-    return Route(name, host, auth, ask_secret(name, "_KEY"))
+    secret = ask_secret(name, "_KEY")
+    methods, paths, rate_limit = _wizard_policy(host)
+    return Route(name, host, auth, secret, methods=methods, paths=paths, rate_limit=rate_limit)
+
+
+def _wizard_policy(host: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None, RateLimit | None]:
+    """Least privilege: the methods and paths the route allows (a known provider's suggestion as the
+    default) and its rate limit."""
+    from cordon_config.pathrules import method_problem, path_rule_problem
+    from cordon_config.providers import by_host
+
+    provider = by_host(host)
+    print('least privilege: which requests may use this key ("any" allows everything)')
+
+    def items(text: str, check: Callable[[str], str | None]) -> tuple[str, ...] | None:
+        if text.strip().lower() == "any":
+            return None
+        return _list_flag(text, "value", check)
+
+    def problem(check: Callable[[str], str | None]) -> Callable[[str], str | None]:
+        def run(text: str) -> str | None:
+            try:
+                items(text, check)
+            except UsageError as exc:
+                return str(exc).removeprefix("value: ")
+            return None
+        return run
+
+    methods_default = ",".join(provider.methods) if provider and provider.methods else "any"
+    paths_default = ",".join(provider.paths) if provider and provider.paths else "any"
+    methods = items(ask("allowed methods, comma-separated", methods_default, problem(method_problem)),
+                    method_problem)
+    paths = items(ask('allowed paths, comma-separated (exact, or a prefix ending in "*")', paths_default,
+                       problem(path_rule_problem)), path_rule_problem)
+    rate = ask("requests per minute (a number, or none)", "none",
+                lambda v: None if v == "none" or (v.isdigit() and int(v) > 0) else "a positive number, or none")
+    return methods, paths, (None if rate == "none" else RateLimit(int(rate)))
 
 

@@ -125,7 +125,14 @@ class OpenTunnel:
 
 @dataclass(slots=True)
 class RequestRecord:
-    """The fields of one log line (never header values, query strings or bodies)."""
+    """The fields of one log line (never header values, query strings or bodies).
+
+    ``bytes``: response body bytes to the client; ``bytes_up``: request body bytes to the upstream.
+    ``decision`` (set for routed requests and policy refusals, which the audit log records): ``injected``
+    (the secret went upstream), ``scrubbed`` (and the key was masked in, or cut from, the response),
+    ``denied`` (refused by policy), ``rate-limited``, ``failed`` (not sent: secret, upstream or request
+    trouble). ``scrubbed``: how many occurrences of the key were masked.
+    """
 
     method: str
     host: str
@@ -135,6 +142,9 @@ class RequestRecord:
     status: int = 0
     bytes: int = 0
     error: str | None = None
+    decision: str | None = None
+    bytes_up: int = 0
+    scrubbed: int = 0
 
 
 @dataclass(slots=True)

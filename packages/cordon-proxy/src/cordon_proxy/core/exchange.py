@@ -8,7 +8,9 @@ can be reused. It appends the commands that move bytes to ``out`` and tells the
 state transition, the upstream lease and the log record's fate.
 
 Every response body byte passes through :meth:`Exchange._body_to_client` (the one place for a transform of
-routed response bodies).
+routed response bodies): with ``patterns`` set (a routed exchange whose route scrubs responses), the
+response head's values and the body are scrubbed of the key (:mod:`scrub`), and the ``Accept-Encoding``
+sent upstream lists only codings cordon can decode.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ from cordon_proxy.core.http1 import (
     write_response_head,
 )
 from cordon_proxy.core.inject import forward_request_headers, forward_response_headers
+from cordon_proxy.core.scrub import (
+    KeyForms,
+    Masker,
+    Scrubber,
+    content_codings,
+    narrow_accept_encoding,
+    scrub_headers,
+)
 
 __all__ = ["IDEMPOTENT", "Exchange", "Outcome", "host_value", "is_websocket"]
 
@@ -67,6 +77,7 @@ class Exchange:
         "leased",
         "leftover",
         "path",
+        "patterns",
         "record",
         "response",
         "response_started",
@@ -74,6 +85,7 @@ class Exchange:
         "reusable",
         "reused",
         "route",
+        "scrubber",
         "upstream_host",
         "upstream_port",
         "upstream_tls",
@@ -102,6 +114,8 @@ class Exchange:
         self.reusable = False
         self.error: tuple[str, str] = ("", "")
         self.leftover = b""
+        self.patterns: KeyForms | None = None  # the forms of the key to scrub from the response (None: no scrub)
+        self.scrubber: Masker | Scrubber | None = None  # the response body's (a Masker unless compressed)
 
     # -- to the upstream -------------------------------------------------------------------------------
     def open_command(self, *, fresh: bool = False) -> cmd.OpenUpstream:
@@ -126,6 +140,15 @@ class Exchange:
         )
         if websocket:
             headers.insert(-1, (b"Connection", b"Upgrade"))
+        lowered = head.lowered
+        if self.patterns is not None and lowered is not None and b"accept-encoding" in lowered:
+            values = tuple(head.values(b"accept-encoding"))
+            narrowed = narrow_accept_encoding(values)
+            if values != (narrowed,):  # the usual gzip/deflate/br/zstd lists are left as they are
+                # the forwarded list holds the client's own pairs: drop those by identity, add the narrowed one
+                drop = {id(pair) for pair, name in zip(head.headers, lowered, strict=True) if name == b"accept-encoding"}
+                headers = [pair for pair in headers if id(pair) not in drop]
+                headers.insert(-1, (b"Accept-Encoding", narrowed))
         parser.expect(head.method)
         self.response = parser
         self.leased = True
@@ -134,6 +157,7 @@ class Exchange:
 
     def body_to_upstream(self, data: bytes, out: list[cmd.Command]) -> None:
         """A piece of the request body (chunked again when the client sent chunked)."""
+        self.record.bytes_up += len(data)
         if self.head.body == "chunked":
             data = encode_chunk(data)
         if data:
@@ -192,13 +216,23 @@ class Exchange:
         record = self.record
         for item in events:
             if type(item) is Body:
-                self._body_to_client(item.data, out)
+                if not self._body_to_client(item.data, out):
+                    return self._cut()
             elif type(item) is ResponseHead:
                 if not self._response_head(item, out):
                     return Outcome.BROKEN
             elif type(item) is MessageEnd:
                 if not self.response_started or record.status == 101:
                     continue  # end of an interim (1xx) response, or of the 101 before the Upgrade event
+                scrubber = self.scrubber
+                if scrubber is not None:
+                    rest = scrubber.finish()
+                    if scrubber.cut:
+                        return self._cut()
+                    self._send_body(rest, out)
+                    record.scrubbed += scrubber.count
+                    if scrubber.count:
+                        record.decision = "scrubbed"
                 if self.client_framing == "chunked":
                     out.append(cmd.SendClient(LAST_CHUNK))
                 parser = self.response
@@ -214,13 +248,35 @@ class Exchange:
                 return Outcome.UPGRADE
         return Outcome.MORE
 
-    def _body_to_client(self, data: bytes, out: list[cmd.Command]) -> None:
-        """Every response body byte passes here, re-framed for the client."""
+    def _body_to_client(self, data: bytes, out: list[cmd.Command]) -> bool:
+        """Every response body byte passes here: scrubbed of the key (some bytes may wait for the next piece),
+        re-framed for the client. False when the response must be cut (the key in a compressed body)."""
+        self.record.bytes += len(data)
+        scrubber = self.scrubber
+        if scrubber is not None:
+            data = scrubber.feed(data)
+            if scrubber.cut:
+                return False
         if self.client_framing == "chunked":
-            out.append(cmd.SendClient(encode_chunk(data)))
+            if data:
+                out.append(cmd.SendClient(encode_chunk(data)))
         elif data:
             out.append(cmd.SendClient(data))
-        self.record.bytes += len(data)
+        return True
+
+    def _send_body(self, data: bytes, out: list[cmd.Command]) -> None:
+        """The last bytes a scrubber held back."""
+        if data:
+            out.append(cmd.SendClient(encode_chunk(data) if self.client_framing == "chunked" else data))
+
+    def _cut(self) -> Outcome:
+        """The key is in a body that cannot be masked in place: stop the response (the client's connection is
+        reset after what was sent)."""
+        scrubber = self.scrubber
+        assert scrubber is not None
+        self.record.decision = "scrubbed"
+        self.record.scrubbed += scrubber.count
+        return self._broken("key-in-response", f"response of {self.upstream_host} cut: {scrubber.reason}")
 
     def _response_head(self, head: ResponseHead, out: list[cmd.Command]) -> bool:
         """Send the response head to the client, framed for it; False when the upstream broke the exchange."""
@@ -234,11 +290,23 @@ class Exchange:
                 self.record.status = 101
                 headers = forward_response_headers(head.headers, framing=None, keep=WEBSOCKET_KEEP, lowered=head.lowered)
                 headers.insert(-1, (b"Connection", b"Upgrade"))
+                self._scrub_head(headers)
                 out.append(cmd.SendClient(write_response_head(101, headers, version="1.1")))
                 return True
             headers = forward_response_headers(head.headers, framing=None, lowered=head.lowered)
+            self._scrub_head(headers)
             out.append(cmd.SendClient(write_response_head(status, headers, version="1.1")))
             return True
+        if self.patterns is not None and head.body != "none":
+            codings = content_codings(head.values(b"content-encoding"))
+            if not codings:
+                self.scrubber = Masker(self.patterns)
+            elif (unknown := (scrubber := Scrubber(self.patterns)).start(codings)) is None:
+                self.scrubber = scrubber
+            else:
+                self._broken("unscannable-response", f"upstream {self.upstream_host} answered in the content "
+                             f"coding {unknown[:40]!r}, which cordon cannot scan for the key")
+                return False
         self.response_started = True
         self.record.status = status
         self.keep_alive = head.keep_alive
@@ -266,10 +334,20 @@ class Exchange:
         headers = forward_response_headers(head.headers, framing=framing, lowered=head.lowered)
         if self.close_after:
             headers.append((b"Connection", b"close"))
+        self._scrub_head(headers)
         if status == 401 and self.route is not None:
             out.append(cmd.InvalidateSecret(self.route.name))
         out.append(cmd.SendClient(write_response_head(status, headers, version=self.head.version)))
         return True
+
+
+    def _scrub_head(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Mask the key in the response head's values (routed exchanges that scrub)."""
+        if self.patterns is not None:
+            found = scrub_headers(headers, self.patterns)
+            if found:
+                self.record.scrubbed += found
+                self.record.decision = "scrubbed"
 
 
 def is_websocket(head: RequestHead) -> bool:

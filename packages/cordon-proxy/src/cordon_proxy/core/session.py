@@ -44,10 +44,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from cordon_config.model import Config, Limits, Route
+from cordon_config.model import Config, Egress, Limits, Route
 
 from cordon_proxy.core import commands as cmd
 from cordon_proxy.core import events as ev
+from cordon_proxy.core.admission import EgressPolicy, RateLimiter, retry_after, rule_refusal
 from cordon_proxy.core.errors import error_response
 from cordon_proxy.core.exchange import Exchange, Outcome, host_value, is_websocket
 from cordon_proxy.core.http1 import (
@@ -72,11 +73,17 @@ from cordon_proxy.core.policy import (
     self_connect,
 )
 from cordon_proxy.core.routing import AuthorityError, find_route, parse_absolute, parse_authority, same_host
+from cordon_proxy.core.scrub import KeyForms, key_patterns
 from cordon_proxy.core.states import ProtocolError, Read, State
 
 __all__ = ["TRANSITIONS", "Session", "Settings", "SettingsRef", "Tunnel"]
 
 IPAddress = IPv4Address | IPv6Address
+#: cordon's answers that refuse by policy: audited as ``denied`` (other answers to routed requests: ``failed``)
+DENIALS = frozenset({"route-policy", "egress-denied", "blocked", "proxy-auth-required", "https-required",
+                     "host-mismatch"})
+#: answers to requests without a route that are audited all the same (policy decisions)
+UNROUTED_DECISIONS = frozenset({"egress-denied", "blocked"})
 CONNECTION_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
@@ -91,6 +98,7 @@ class Settings:
     verify_token: Callable[[str], str | None] | None = None
     limits: Limits = field(default_factory=Limits)  # the edge's timeouts and connection limit
     config: Config | None = None  # the cordon.toml these came from (secret sources read their settings there)
+    egress: EgressPolicy = field(default_factory=lambda: EgressPolicy(Egress()))  # hosts without a route
     #: GET /health's answer for its query string (None: a malformed query, 400); default: {"status": "ok"}
     health: Callable[[str], Mapping[str, object] | None] | None = None
     #: whether the token a connection authenticated with (as ``verify_token`` named it) still holds
@@ -110,6 +118,7 @@ class Settings:
             verify_token=verify_token,
             limits=config.limits,
             config=config,
+            egress=EgressPolicy(config.egress),
             health=health,
             token_valid=token_valid,
         )
@@ -124,12 +133,16 @@ class Settings:
 
 
 class SettingsRef:
-    """The one swappable reference to the current :class:`Settings` (a reload calls :meth:`swap`)."""
+    """The one swappable reference to the current :class:`Settings` (a reload calls :meth:`swap`), and what
+    outlives a swap: the routes' rate-limit buckets and the edge's clock (monotonic seconds; the core never
+    reads time itself). Without a clock, a route with a rate limit is a bug of the edge (ProtocolError)."""
 
-    __slots__ = ("current",)
+    __slots__ = ("clock", "current", "limiter")
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] | None = None) -> None:
         self.current = settings
+        self.clock = clock
+        self.limiter = RateLimiter()
 
     def swap(self, settings: Settings) -> None:
         """New requests (on new and existing connections) use ``settings``; requests in flight keep theirs."""
@@ -170,7 +183,8 @@ class Session:
         self._leftover = b""  # client bytes that followed a CONNECT head
         self._linger = False  # closed while the client still sends a body: read it off, then close
         self._response_parser: ResponseParser | None = None  # one per session, reset per exchange (no gc cycle)
-        self._injected_for: tuple[Route, object, tuple[bytes, bytes]] | None = None  # route, secret, header
+        # the last route and secret seen, the header that injects it and the patterns that scrub it
+        self._injected_for: tuple[Route, object, tuple[bytes, bytes], KeyForms] | None = None
 
     # -- what the edge asks ---------------------------------------------------------------------------
     @property
@@ -356,7 +370,8 @@ class Session:
             return
         if route is None:
             self._target = (host, port)
-            self._check_destination(host, port, record, out)
+            if self._egress_allowed(host, record, out):
+                self._check_destination(host, port, record, out)
             return
         if self._leftover:
             self._answer(out, record, "bad-request", "malformed request: data sent before the tunnel opened")
@@ -376,6 +391,7 @@ class Session:
             record = cmd.RequestRecord("TLS", tunnel.host, "", route=tunnel.route.name)
             record.status = 421
             record.error = "host-mismatch"
+            record.decision = "denied"
             out.append(cmd.LogRequest(record))
             self._close(out)
             return
@@ -384,6 +400,17 @@ class Session:
         out.append(cmd.MitmStarted(tunnel.host, tunnel.route.name))
 
     # unrouted destinations (CONNECT tunnels and plain http://)
+    def _egress_allowed(self, host: str, record: cmd.RequestRecord, out: list[cmd.Command]) -> bool:
+        """``[egress] unrouted = "deny"``: a host without a route must be in ``allow`` (else 403)."""
+        egress = self.settings.egress
+        if not egress.deny or egress.allows(host):
+            return True
+        shown = host.lower().rstrip(".")
+        self._answer(out, record, "egress-denied",
+                     f'egress to {shown} is denied ([egress] unrouted = "deny"); allow it with: '
+                     f"cordon egress allow {shown}")
+        return False
+
     def _check_destination(self, host: str, port: int, record: cmd.RequestRecord, out: list[cmd.Command]) -> None:
         """Refuse local names, check literals at once, else ask for resolution."""
         name_reason = blocked_name(host)
@@ -512,7 +539,8 @@ class Session:
         exchange.upstream_port = port
         exchange.host_header = host_value(host, port, 80)
         if route is None:
-            self._check_destination(host, port, record, out)
+            if self._egress_allowed(host, record, out):
+                self._check_destination(host, port, record, out)
             return
         if not route.allow_plain_http:
             self._answer(out, record, "https-required", f'route "{route.name}" requires https')
@@ -556,9 +584,31 @@ class Session:
 
     # -- a routed request: admitted, secret, upstream, forward ----------------------------------------
     def _admit(self, exchange: Exchange, out: list[cmd.Command]) -> None:
-        """The head is accepted and bound to its route: the policy step before any secret is fetched."""
+        """The head is accepted and bound to its route: the policy step before any secret is fetched. A request
+        outside the route's method/path rules gets 403 ``route-policy``, one over its rate limit 429
+        ``rate-limited``; either way nothing is forwarded and no secret is fetched."""
         route = exchange.route
         assert route is not None
+        record = exchange.record
+        if route.methods is not None or route.paths is not None:
+            refusal = rule_refusal(route, exchange.head.method, exchange.path)
+            if refusal is not None:
+                record.decision = "denied"
+                self._answer(out, record, "route-policy", refusal)
+                return
+        limit = route.rate_limit
+        if limit is not None:
+            ref = self._settings_ref
+            if ref.clock is None:
+                raise ProtocolError(f'route "{route.name}" has a rate limit but the edge gave no clock')
+            wait = ref.limiter.take(route.name, limit, ref.clock())
+            if wait:
+                record.decision = "rate-limited"
+                seconds = retry_after(wait)
+                self._answer(out, record, "rate-limited",
+                             f'route "{route.name}" allows {limit.requests_per_minute} requests per minute; '
+                             f"retry in {seconds.decode()} s", extra=[(b"Retry-After", seconds)])
+                return
         self._await(cmd.FetchSecret(route), State.SECRET, out)
 
     def _on_secret(self, event: ev.SecretReady, out: list[cmd.Command]) -> None:
@@ -568,15 +618,18 @@ class Session:
         route = exchange.route
         cached = self._injected_for
         if cached is not None and cached[0] is route and cached[1] is event.secret:
-            injected = cached[2]  # the same secret object (a secret-cache hit) for the same route: same header
+            injected, patterns = cached[2], cached[3]  # a secret-cache hit for the same route: same header
         else:
             try:
                 injected = injected_header(route, event.secret)
             except InjectionError as exc:
                 self._fail(out, "secret-unavailable", str(exc))
                 return
-            self._injected_for = (route, event.secret, injected)
+            patterns = key_patterns(route, event.secret.reveal())
+            self._injected_for = (route, event.secret, injected, patterns)
         exchange.injected = injected
+        if route.scrub_responses:
+            exchange.patterns = patterns
         self._await(exchange.open_command(), State.OPEN_UPSTREAM, out)
 
     def _on_secret_failed(self, event: ev.SecretFailed, out: list[cmd.Command]) -> None:
@@ -601,6 +654,8 @@ class Session:
         else:
             parser.reset()
         self.state = State.FORWARD
+        if exchange.route is not None:
+            exchange.record.decision = "injected"
         out.append(cmd.SendUpstream(exchange.request_head(parser, event.reused)))
         self._pump(out)
 
@@ -694,6 +749,8 @@ class Session:
                 exchange.leased = False
                 out.append(cmd.ReleaseUpstream(False))
             exchange.record.error = "client-closed"
+            if exchange.route is not None and exchange.record.decision is None:
+                exchange.record.decision = "failed"
             out.append(cmd.LogRequest(exchange.record))
             self._exchange = None
         self._close(out)
@@ -707,13 +764,16 @@ class Session:
             return
         self._answer(out, self._record or cmd.RequestRecord("-", "", ""), code, message)
 
-    def _answer(self, out: list[cmd.Command], record: cmd.RequestRecord, code: str, message: str) -> None:
+    def _answer(self, out: list[cmd.Command], record: cmd.RequestRecord, code: str, message: str,
+                extra: list[tuple[bytes, bytes]] | None = None) -> None:
         """cordon's own error answer (it always closes the connection)."""
         exchange = self._exchange
         if exchange is not None and exchange.leased:
             exchange.leased = False
             out.append(cmd.ReleaseUpstream(False))
-        extra: list[tuple[bytes, bytes]] = []
+        if record.decision is None and (record.route is not None or code in UNROUTED_DECISIONS):
+            record.decision = "denied" if code in DENIALS else "failed"
+        extra = extra if extra is not None else []
         if code == "proxy-auth-required":
             extra.append((b"Proxy-Authenticate", b'Basic realm="cordon"'))
         response = error_response(code, message, extra_headers=extra)
