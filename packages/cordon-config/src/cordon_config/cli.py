@@ -68,6 +68,8 @@ examples:
   {prog} set secret_ttl 60
   {prog} get listen --json
   {prog} unset tls.upstream_ca_file
+  {prog} migrate --dry-run          what legacy forms would be rewritten (auth bearer/api_key, [[secrets.providers]])
+  {prog} migrate                    rewrite them in cordon's own terms (as it was: cordon.toml.migrate.bak)
 """
 SCOPES_EPILOG = """\
 examples:
@@ -204,6 +206,10 @@ def _add_config_commands(parser: argparse.ArgumentParser) -> None:
     unset = _leaf(sub, "unset", "remove a setting (back to its default)", epilog, prog)
     unset.add_argument("key", metavar="KEY")
 
+    migrate = _leaf(sub, "migrate", "rewrite legacy forms (auth types bearer/api_key, [[secrets.providers]]) in "
+                    "cordon's own terms, losslessly, keeping the file as it was (.migrate.bak)", CONFIG_EPILOG, prog)
+    migrate.add_argument("-n", "--dry-run", action="store_true", help="say what would change; write nothing")
+    migrate.add_argument("--json", action="store_true", help="print JSON")
 
 def _add_scopes_commands(parser: argparse.ArgumentParser) -> None:
     prog = parser.prog
@@ -226,7 +232,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]]
                  _add_listener_commands, LISTENER_EPILOG),
     "secret": ("store, delete or check route and listener secrets", _add_secret_commands, SECRET_EPILOG),
     "token": ("list, rotate or revoke proxy tokens", _add_token_commands, TOKEN_EPILOG),
-    "config": ("show or change cordon.toml settings (port, secret_ttl, [tls], [limits])", _add_config_commands,
+    "config": ("show or change cordon.toml settings (port, secret_ttl, [tls], [limits]); migrate legacy forms", _add_config_commands,
                CONFIG_EPILOG),
     "scopes": ("list cordon's scopes; prune those whose project is gone", _add_scopes_commands, SCOPES_EPILOG),
 }
@@ -314,10 +320,16 @@ def token_main(argv: Sequence[str] | None = None, *, prog: str | None = None) ->
 
 
 def config_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon config path|get|set|unset``."""
+    """``cordon config path|get|set|unset|migrate``."""
+    return _run(_command_parser("config", prog or "cordon config"), argv, _config_handler)
+
+
+def _config_handler(args: argparse.Namespace) -> int:
+    """``migrate`` rewrites legacy forms (commands/migrate.py); the other actions are settings (commands/settings.py)."""
+    from cordon_config.commands.migrate import run_migrate
     from cordon_config.commands.settings import run_config
 
-    return _run(_command_parser("config", prog or "cordon config"), argv, run_config)
+    return run_migrate(args) if args.action == "migrate" else run_config(args)
 
 
 def scopes_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
@@ -333,11 +345,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     from cordon_config.commands.route import run_route
     from cordon_config.commands.scopes import run_scopes
     from cordon_config.commands.secret import run_secret
-    from cordon_config.commands.settings import run_config
     from cordon_config.commands.token import run_token
 
     handlers = {"route": run_route, "listener": run_listener, "secret": run_secret, "token": run_token,
-                "config": run_config, "scopes": run_scopes}
+                "config": _config_handler, "scopes": run_scopes}
     return _run(build_parser(prog or "cordon-config"), argv, lambda args: handlers[args.command](args))
 
 

@@ -116,6 +116,7 @@ class Config:
     limits: Limits = Limits()
     secret_ttl: float = 10.0
     op_path: str | None = None
+    notes: tuple[str, ...] = ()  # legacy forms read (`cordon config migrate` rewrites them), one line each
     listeners: tuple[Listener, ...] = ()
 
     def tls_hosts(self) -> list[str]:

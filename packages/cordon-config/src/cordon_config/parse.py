@@ -21,6 +21,14 @@ from typing import Any
 
 from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem
 from cordon_config.hosts import canonical_host
+from cordon_config.legacy import (
+    LEGACY_AUTH,
+    auth_note,
+    header_auth_of,
+    is_legacy_auth,
+    providers_note,
+    read_providers,
+)
 from cordon_config.locate import key_lines, line_of
 from cordon_config.model import (
     DEFAULT_PG_PORT,
@@ -187,6 +195,7 @@ class _Validator:
         self.file = file
         self.lines = key_lines(text)
         self.problems: list[ConfigProblem] = []
+        self.notes: list[str] = []  # legacy forms read, each with what it means (cordon_config.legacy)
         self.route_label: str | None = None
         self.route_index: int | None = None
         self.section = "routes"  # the array of tables being validated: "routes" or "listeners"
@@ -275,11 +284,27 @@ class _Validator:
         tls = self.tls(data)
         secret_ttl = self.number(data, "secret_ttl", (), 10.0, integer=False, minimum=0, maximum=86400)
         secrets_table = self.table(data, "secrets") or {}
-        self.unknown_keys(secrets_table, SECRETS_KEYS, ("secrets",))
+        own_keys = {k: v for k, v in secrets_table.items() if k != "providers"}  # read below, never suggested
+        self.unknown_keys(own_keys, SECRETS_KEYS, ("secrets",))
         op_path = self.string(secrets_table, "op_path", ("secrets",), required=False)
         if op_path is not None and "/" in op_path:
             resolved = self.path(secrets_table, "op_path", ("secrets",), required=False)
             op_path = str(resolved) if resolved is not None else None
+        if "providers" in secrets_table:
+            providers = read_providers(secrets_table["providers"])
+            for index, key, message in providers.problems:
+                self.add(("secrets", "providers", index, key) if key else ("secrets", "providers", index), message,
+                         "remove that provider, or write [secrets] op_path yourself")
+            if op_path is not None and providers.op_path not in (None, op_path):
+                self.add(("secrets", "providers"), f"[secrets] op_path and [[secrets.providers]] name different op "
+                         f"programs ({op_path}, {providers.op_path})", "keep one of them")
+            line = line_of(self.lines, ("secrets", "providers", 0))
+            note = providers_note(providers.op_path)
+            self.notes.append(f"{self.file}:{line}: {note}" if line else note)
+            if op_path is None and providers.op_path is not None:
+                op_path = providers.op_path
+                if "/" in op_path:
+                    op_path = str(Path(os.path.normpath(self.file.parent / op_path)))
         limits = self.limits(data)
         routes = self.routes(data)
         listeners = self.listeners(data, listen)
@@ -303,7 +328,7 @@ class _Validator:
             raise ConfigError(self.file, self.problems)
         return Config(
             path=self.file, listen=listen, tls=tls, routes=tuple(routes), limits=limits,
-            secret_ttl=secret_ttl, op_path=op_path, listeners=tuple(listeners),
+            secret_ttl=secret_ttl, op_path=op_path, listeners=tuple(listeners), notes=tuple(self.notes),
         )
 
     def listen(self, data: Mapping[str, Any]) -> int:
@@ -438,6 +463,16 @@ class _Validator:
             self.add((*prefix, "type"), "type is required", 'add type = "header" or type = "basic"')
             self.unknown_keys(auth, tuple(dict.fromkeys(HEADER_AUTH_KEYS + BASIC_AUTH_KEYS)), prefix)
             return None
+        if is_legacy_auth(kind):
+            _, _, allowed = LEGACY_AUTH[kind]
+            for key in auth:
+                if key not in allowed:
+                    self.add(("auth", key), f'unknown key "{key}" for auth type "{kind}"', _suggest(key, allowed))
+            note = auth_note((self.route_label or "").strip('"'), auth)
+            line = line_of(self.lines, ("routes", self.route_index, "auth", "type"))
+            self.notes.append(f"{self.file}:{line}: {note}" if line else note)
+            auth = {**header_auth_of(auth), **({"secret": auth["secret"]} if "secret" in auth else {})}
+            kind = "header"
         if kind == "header":
             self.unknown_keys_for_type(auth, HEADER_AUTH_KEYS, "header")
             header_name = self.string(auth, "header_name", prefix, required=True,

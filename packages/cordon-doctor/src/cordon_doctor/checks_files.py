@@ -42,7 +42,12 @@ def check_config(ctx: DoctorContext) -> list[Finding]:
         return [fail("config", f"cannot read {path}: {exc.strerror}", f"check the permissions of {path}")]
     ctx.config = config
     n = len(config.routes)
-    return [ok("config", f"{path} is valid: listen {config.listen}, {n} route{'s' if n != 1 else ''}")]
+    found = [ok("config", f"{path} is valid: listen {config.listen}, {n} route{'s' if n != 1 else ''}")]
+    migrate = (f"cordon config migrate --config {shlex.quote(str(path))}" if ctx.explicit_config
+               else f"cordon config migrate{ctx.scope_flag}")
+    for note in config.notes:  # legacy forms: read, and said what they mean
+        found.append(warn("config.legacy", note, migrate))
+    return found
 
 
 def check_approvals(ctx: DoctorContext) -> list[Finding]:

@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from cordon_doctor.context import DoctorContext
-from cordon_doctor.finding import Finding, fail, ok
+from cordon_doctor.finding import Finding, fail, ok, warn
 
 
 def _setup_fix(ctx: DoctorContext, name: str) -> str:
+    from cordon_setup.context import home_dir
+    from cordon_setup.integrations import INTEGRATIONS, own_config
+
+    if name in INTEGRATIONS and own_config(name, home_dir(ctx.environ)) is not None:
+        return f"cordon setup {name}"  # Hermes, OpenClaw: a scope of their own, no flag
     if ctx.explicit_config:
         return f"cd {shlex.quote(str(ctx.paths.config_path.parent))} && cordon setup {name}"
     return f"cordon setup {name}{ctx.scope_flag}"
@@ -46,7 +51,7 @@ def check_integrations(ctx: DoctorContext) -> list[Finding]:
 
     if ctx.config is None:
         return []
-    found: list[Finding] = []
+    found: list[Finding] = [*check_node_hook(ctx)]
     for name in installed(ctx.paths):
         check = f"integration.{name}"
         fix = _setup_fix(ctx, name)
@@ -96,3 +101,16 @@ def check_integrations(ctx: DoctorContext) -> list[Finding]:
             found.append(ok(check, f"{files} file(s) point at 127.0.0.1:{ctx.config.listen}, the current token "
                             "and bundle"))
     return found
+
+
+def check_node_hook(ctx: DoctorContext) -> list[Finding]:
+    """The scope's copy of the Node register hook, which ``NODE_OPTIONS`` in the env contract requires."""
+    from cordon_setup.nodehook import hook_is_current, hook_path
+
+    path = hook_path(ctx.paths)
+    if not path.is_file():
+        return [fail("node-hook", f"the Node register hook {path} is missing: Node programs started with this "
+                     "scope's environment (NODE_OPTIONS) cannot start", ctx.setup_fix)]
+    if not hook_is_current(ctx.paths):
+        return [warn("node-hook", f"{path} is from another version of cordon", ctx.setup_fix)]
+    return [ok("node-hook", f"{path} is current (NODE_OPTIONS loads it into every Node program)")]

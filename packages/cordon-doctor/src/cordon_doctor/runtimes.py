@@ -149,6 +149,33 @@ def _python_has(module: str) -> bool:
     return result.returncode == 0
 
 
+NODE_HTTPS_OWN_AGENT = NODE_HTTPS.replace(
+    "{headers:", "{agent: new https.Agent({keepAlive: true}), headers:"
+)  # a library's own agent, as axios, got and SDKs pass one
+
+
+def node_probes(node: str, version: str) -> list[Probe]:
+    """Node with the whole env contract (its ``NODE_OPTIONS`` loads cordon's register hook, which must route
+    fetch, https and a library's own agent on any Node), then fetch and https without the hook (whether this
+    Node would manage alone: ``NODE_USE_ENV_PROXY``)."""
+    vt = node_version_tuple(version)
+    hook = "NODE_OPTIONS (part of `cordon env`) must load cordon's register hook; run `cordon setup` to restore it"
+    alone = ("without cordon's register hook, Node {need} is needed for NODE_USE_ENV_PROXY=1; this is Node {have}: "
+             "keep NODE_OPTIONS as `cordon env` prints it")
+    return [
+        Probe("node-fetch", [node, "-e", NODE_FETCH], "NODE_EXTRA_CA_CERTS", proxy_fix=hook, version=version),
+        Probe("node-https", [node, "-e", NODE_HTTPS], "NODE_EXTRA_CA_CERTS", proxy_fix=hook, version=version),
+        Probe("node-https-own-agent", [node, "-e", NODE_HTTPS_OWN_AGENT], "NODE_EXTRA_CA_CERTS", proxy_fix=hook,
+              version=version),
+        Probe("node-fetch-without-hook", [node, "-e", NODE_FETCH], "NODE_EXTRA_CA_CERTS", env_drop=("NODE_OPTIONS",),
+              expect_proxy=node_honours_env_proxy(vt, https_module=False),
+              proxy_fix=alone.format(need=NODE_FETCH_MIN, have=version), version=version),
+        Probe("node-https-without-hook", [node, "-e", NODE_HTTPS], "NODE_EXTRA_CA_CERTS", env_drop=("NODE_OPTIONS",),
+              expect_proxy=node_honours_env_proxy(vt, https_module=True),
+              proxy_fix=alone.format(need=NODE_HTTPS_MIN, have=version), version=version),
+    ]
+
+
 def discover(which: Callable[[str], str | None] = shutil.which) -> tuple[list[Probe], list[Finding]]:
     """The probes for every runtime found, and a skip finding for each one that is not installed."""
     probes: list[Probe] = []
@@ -174,22 +201,7 @@ def discover(which: Callable[[str], str | None] = shutil.which) -> tuple[list[Pr
         probes.append(Probe("python3-path-urllib", [system_py, "-c", PY_URLLIB], "SSL_CERT_FILE", version=version))
     node = which("node")
     if node:
-        version = _version([node, "--version"])
-        vt = node_version_tuple(version)
-        upgrade = (
-            "Node {need} honours NODE_USE_ENV_PROXY=1; this is Node {have}: upgrade Node, or route the app through a "
-            "proxy agent (undici EnvHttpProxyAgent / global-agent)"
-        )
-        probes.append(Probe("node-fetch", [node, "-e", NODE_FETCH], "NODE_EXTRA_CA_CERTS",
-                            expect_proxy=node_honours_env_proxy(vt, https_module=False),
-                            proxy_fix=upgrade.format(need=NODE_FETCH_MIN, have=version), version=version))
-        honours = node_honours_env_proxy(vt, https_module=False)
-        probes.append(Probe("node-fetch-no-env-proxy", [node, "-e", NODE_FETCH], "NODE_EXTRA_CA_CERTS",
-                            env_drop=("NODE_USE_ENV_PROXY",), expect_proxy=False,
-                            proxy_fix=no_env_proxy_fix(honours, version), version=version))
-        probes.append(Probe("node-https", [node, "-e", NODE_HTTPS], "NODE_EXTRA_CA_CERTS",
-                            expect_proxy=node_honours_env_proxy(vt, https_module=True),
-                            proxy_fix=upgrade.format(need=NODE_HTTPS_MIN, have=version), version=version))
+        probes += node_probes(node, _version([node, "--version"]))
     else:
         missing.append(skip("runtime.node", "node not found on PATH"))
     git = which("git")
@@ -272,6 +284,7 @@ def probe_runtimes(out: TextIO | None = None) -> ProbeReport:
     """Start a sandbox, probe every runtime found, clean up; a failed sandbox is one fail finding."""
     from cordon_ca import write_combined_bundle
     from cordon_setup.envvars import env_contract
+    from cordon_setup.nodehook import ensure_hook
 
     report = ProbeReport()
 
@@ -286,6 +299,7 @@ def probe_runtimes(out: TextIO | None = None) -> ProbeReport:
         box.start()
         assert box.paths is not None
         write_combined_bundle(box.paths.ca_cert, box.paths.combined_bundle)
+        ensure_hook(box.paths)
         contract = env_contract(box.paths, box.port, box.token, routed_hosts=[ROUTE_HOST])
         env = probe_environment(os.environ, contract)
         report.findings.append(ok("runtime.env", f"the env contract with a route for {ROUTE_HOST} "

@@ -140,6 +140,8 @@ def load_runtime(paths: ScopePaths, logger: Logger) -> Runtime:
     from cordon_proxy.upstream import UpstreamTrustError, upstream_trust
 
     config, digest = _read_config(paths)
+    for note in config.notes:  # legacy forms, read as what they mean
+        logger.log("info", f"note: {note}")
     unapproved = approval_problems(config, paths)
     if unapproved:  # nothing a human did not approve is fetched, run or routed (docs/security.md)
         raise LoadFailure(unapproved)

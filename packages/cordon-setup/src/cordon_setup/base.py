@@ -262,6 +262,12 @@ def ensure_base_setup(
             except CAError as exc:
                 raise BaseSetupError(str(exc), with_scope_flag(exc.hint, paths) if exc.hint else None) from None
         note(f"{'would write' if dry_run else 'wrote'} the combined CA bundle: {paths.combined_bundle}")
+    from cordon_setup.nodehook import ensure_hook, hook_is_current, hook_path
+
+    if not hook_is_current(paths):
+        if not dry_run:
+            ensure_hook(paths)
+        note(f"{'would write' if dry_run else 'wrote'} the Node register hook: {hook_path(paths)}")
     store = TokenStore.load(paths.tokens_path)
     if store is None or DEFAULT_TOKEN not in store.names():
         if not dry_run:

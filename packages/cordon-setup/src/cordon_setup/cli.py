@@ -115,6 +115,26 @@ def _say_which(paths: ScopePaths) -> None:
         sys.stderr.write(line + "\n")
 
 
+def _own_scope(args: argparse.Namespace, name: str | None) -> ScopePaths | None:
+    """The scope of its own that integration ``name`` uses (Hermes, OpenClaw: ``--scope`` is an error there,
+    and ``--config`` must name that file), or None when it follows ``--scope``/``--config`` like the others."""
+    from cordon_config.scope import resolve_scope
+
+    from cordon_setup.context import home_dir
+    from cordon_setup.integrations import INTEGRATIONS, own_config
+
+    own = own_config(name, home_dir(os.environ)) if name in INTEGRATIONS else None
+    if own is None:
+        return None
+    if args.scope is not None:
+        raise UsageError(
+            f"{name} is a scope of its own ({own}): drop --scope; later commands take --config {own}"
+        )
+    if args.config is not None and Path(os.path.abspath(args.config)) != own:
+        raise UsageError(f"{name} is a scope of its own: its config is {own}, not {args.config}")
+    return resolve_scope(None, own, env=os.environ, cwd=Path.cwd())
+
+
 def _isatty(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
@@ -126,6 +146,9 @@ examples:
   cordon setup codex                 CA, cordon.toml, tokens, then .codex/.env and .codex/config.toml here
   cordon setup claude-code --scope user --dry-run
                                      show the diff of ~/.claude/settings.json etc. without writing
+  cordon setup hermes                ~/.hermes is its own scope: ~/.hermes/cordon.toml, ~/.hermes/.env, a skill
+  cordon setup openclaw              ~/.openclaw/openclaw.json proxy, the CA for its gateway service, a skill
+  cordon setup aider --scope user    ~/.env for Aider (gemini-cli and opencode work the same way)
   cordon setup                       only the CA, cordon.toml, the combined bundle and tokens.toml
   cordon setup --port 6801           move this scope's proxy to port 6801 (integration files follow)
   cordon setup --secret-ttl 60 --upstream-ca-file /etc/ssl/corp-root.pem
@@ -303,6 +326,8 @@ def _print_setup(outcome: SetupOutcome) -> None:
         return
     for line in describe(outcome):
         print(line)
+    for line in outcome.notes:
+        print(line)
     if not outcome.changed:
         what = f"cordon and {outcome.integration} are" if outcome.integration else "cordon is"
         print(f"nothing to change: {what} already set up ({paths.scope} scope, {paths.config_path})")
@@ -324,7 +349,7 @@ def _setup(args: argparse.Namespace) -> int:
         )
     if args.upstream_ca_file is not None and not args.upstream_ca_file.is_file():
         raise UsageError(f"--upstream-ca-file: no such file: {args.upstream_ca_file}")
-    paths = _which_scope(args)
+    paths = _own_scope(args, args.integration) or _which_scope(args)
     _say_which(paths)
     confirm = move_key = None
     if not args.yes and not args.dry_run and _isatty(sys.stdin) and _isatty(sys.stdout):
@@ -403,7 +428,7 @@ def _integration(args: argparse.Namespace) -> int:
     from cordon_setup.integrations import INTEGRATIONS, disable, installed, plan_disable
     from cordon_setup.plan import render_plan
 
-    paths = _paths(args)
+    paths = _own_scope(args, getattr(args, "name", None)) or _paths(args)
     if args.action == "list":
         names = installed(paths)
         if args.json:
@@ -478,12 +503,23 @@ def build_env_parser(prog: str = "cordon env") -> argparse.ArgumentParser:
 
 def scope_env(paths: ScopePaths, token_name: str = "default") -> dict[str, str]:
     """The env contract of a scope: port, CA and routed hosts from its cordon.toml, the named token from
-    tokens.toml (an error naming the fix when it is missing: never a URL without a token)."""
+    tokens.toml (an error naming the fix when it is missing: never a URL without a token).
+
+    The scope's copy of the Node register hook is refreshed when the state directory exists; where it cannot
+    be, ``NODE_OPTIONS`` is left out (a ``--require`` of a missing file would stop every Node program)."""
+    from cordon_setup.nodehook import ensure_hook, hook_path
+
     facts = read_config_facts(paths)
     if facts is None:
         raise BaseSetupError(*missing_config(paths))
     token = require_token(paths, token_name)
-    return env_contract(paths, facts.listen, token, ca_cert=facts.ca_cert, routed_hosts=facts.routes)
+    env = env_contract(paths, facts.listen, token, ca_cert=facts.ca_cert, routed_hosts=facts.routes)
+    if paths.state_dir.is_dir():
+        with contextlib.suppress(OSError):
+            ensure_hook(paths)
+    if not hook_path(paths).is_file():
+        env.pop("NODE_OPTIONS", None)
+    return env
 
 
 def listener_scope_env(paths: ScopePaths, name: str, token_name: str = "default") -> dict[str, str]:

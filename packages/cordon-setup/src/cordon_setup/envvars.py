@@ -19,6 +19,8 @@ from cordon_config.tokens import proxy_user
 
 __all__ = ["DUMMY_KEY", "bypasses", "env_contract", "no_proxy_for", "proxy_url"]
 
+from cordon_setup.nodehook import hook_path, node_options
+
 NO_PROXY = "localhost,127.0.0.1,::1"
 PROXY_NAMES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 NO_PROXY_NAMES = ("NO_PROXY", "no_proxy")
@@ -67,6 +69,7 @@ def env_contract(
         env[name] = bundle
     env["NODE_EXTRA_CA_CERTS"] = str(ca_cert if ca_cert is not None else paths.ca_cert)
     env["NODE_USE_ENV_PROXY"] = "1"
+    env["NODE_OPTIONS"] = node_options(hook_path(paths))
     for name in sorted(key_variables(routed_hosts)):
         env[name] = DUMMY_KEY
     return env

@@ -19,21 +19,16 @@ from cordon_config.scope import ScopePaths
 
 from cordon_setup.apply import apply_changes, remove_empty_dirs
 from cordon_setup.context import SetupContext
+from cordon_setup.errors import IntegrationError
 from cordon_setup.plan import FileChange, read_agent_file, read_bytes
 from cordon_setup.realkeys import RealKey, dummies_of, keys_in, planned_keys, private_backup
 from cordon_setup.records import Planned, undo_record
-from cordon_setup.targets import claude_code, codex
+from cordon_setup.targets import aider, claude_code, codex, gemini_cli, hermes, openclaw, opencode
 
-INTEGRATIONS: dict[str, ModuleType] = {codex.NAME: codex, claude_code.NAME: claude_code}
+INTEGRATIONS: dict[str, ModuleType] = {
+    module.NAME: module for module in (codex, claude_code, hermes, openclaw, gemini_cli, opencode, aider)
+}
 MANIFEST_VERSION = 1
-
-
-class IntegrationError(RuntimeError):
-    """An integration cannot be planned or undone (one line; ``hint`` says what to do)."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 def target(name: str) -> ModuleType:
@@ -44,6 +39,13 @@ def target(name: str) -> ModuleType:
         raise IntegrationError(
             f"unknown integration {name!r}", hint=f"choose one of: {', '.join(INTEGRATIONS)}"
         ) from None
+
+
+def own_config(name: str, home: Path) -> Path | None:
+    """The cordon.toml of the scope integration ``name`` always uses (Hermes, OpenClaw), or None when it
+    follows ``--scope``/``--config`` like the others."""
+    module = target(name)
+    return module.own_config(home) if hasattr(module, "own_config") else None
 
 
 def manifest_path(paths: ScopePaths, name: str) -> Path:
@@ -185,14 +187,23 @@ def plan_disable(paths: ScopePaths, name: str) -> tuple[DisableReport, list[str]
 
 
 def disable(
-    paths: ScopePaths, name: str, *, revoke: Callable[[ScopePaths, str], bool] | None = None
+    paths: ScopePaths,
+    name: str,
+    *,
+    revoke: Callable[[ScopePaths, str], bool] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> DisableReport:
-    """Remove exactly what setup wrote for ``name``, then revoke its client token (via ``revoke``)."""
+    """Remove exactly what setup wrote for ``name``, then revoke its client token (via ``revoke``) and let the
+    integration undo what is not a file (OpenClaw reinstalls its gateway service without cordon's CA)."""
+    module = target(name)
+    manifest = load_manifest(paths, name) or {}
     report, dirs = plan_disable(paths, name)
     apply_changes(report.changes)
     remove_empty_dirs([*dirs, str(manifest_path(paths, name).parent)])
     if revoke is not None:
         report.token_revoked = revoke(paths, name)
+    if hasattr(module, "after_disable"):
+        report.notes += module.after_disable(paths, manifest, os.environ if environ is None else environ)
     return report
 
 

@@ -183,6 +183,34 @@ def plan_json_settings(
     return _finish(path, before, json_file.dump(data, style), record, mode, old is None)
 
 
+def plan_json_keys(
+    path: Path, values: Mapping[tuple[str, ...], Any], *, old: Record | None, mode: int = 0o600,
+    private: bool = True,
+) -> Planned:
+    """Set each key path of ``values`` (``("proxy", "proxyUrl")`` → value) in a JSON object file, creating the
+    objects on the way; key order and every other member are kept. ``private``: the values hold the proxy
+    token (the file ends 0600)."""
+    before = read_agent_file(path)
+    record = _base_record(path, "json", before, old)
+    data, style = json_file.load(_text(before), where=str(path))
+    created: list[list[str]] = []
+    keys = []
+    for key, value in values.items():
+        parent, made = json_file.ensure_object(data, key[:-1], where=str(path))
+        created += made
+        previous = parent.get(key[-1])
+        if key[-1] not in parent or parent[key[-1]] != value:
+            parent[key[-1]] = value
+        keys.append({"key": list(key), "value": value, "previous": _merge_previous(old, list(key), previous)})
+    record["keys"] = keys
+    for container in created:
+        if container not in record["created_containers"]:
+            record["created_containers"].append(container)
+    if before is not None and json.loads(_text(before) or "{}") == data:
+        return _finish(path, before, _text(before), record, mode, old is None, private=private)
+    return _finish(path, before, json_file.dump(data, style), record, mode, old is None, private=private)
+
+
 def plan_text(path: Path, content: str, *, old: Record | None, mode: int = 0o644, private: bool = False
               ) -> Planned:
     """A whole file cordon owns (the Claude Code skill); ``private`` when ``content`` holds the proxy token."""

@@ -161,6 +161,14 @@ def run_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
     return 128 - code if code < 0 else code
 
 
+def merged_node_options(base: Mapping[str, str], contract: Mapping[str, str]) -> str | None:
+    """The contract's ``NODE_OPTIONS`` followed by one already in ``base`` (Node reads every option in it)."""
+    theirs, ours = base.get("NODE_OPTIONS", "").strip(), contract.get("NODE_OPTIONS", "")
+    if theirs and ours and ours not in theirs:
+        return f"{ours} {theirs}"
+    return ours or None
+
+
 def run_with_proxy(
     argv: Sequence[str],
     *,
@@ -190,7 +198,11 @@ def run_with_proxy(
     elif not state.ours:
         raise _refuse(state, paths)
     try:
-        return run_command(argv, child.env)
+        env = dict(child.env)
+        node_options = merged_node_options(base, env_contract)
+        if node_options:
+            env["NODE_OPTIONS"] = node_options
+        return run_command(argv, env)
     finally:
         if proxy is not None:
             proxy.stop()

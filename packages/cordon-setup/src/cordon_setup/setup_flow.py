@@ -33,6 +33,7 @@ class SetupOutcome:
     plan: IntegrationPlan | None = None
     applied: list[Applied] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the integration did beyond its files
     masks: dict[str, str] = field(default_factory=dict)
     declined: bool = False
     unapproved: list[str] = field(default_factory=list)  # refusal lines: what `cordon start` would refuse
@@ -103,6 +104,8 @@ def run_setup(
         check_writable(paths.config_path)  # first the file the user knows, before any agent file
     if integration is not None:
         module = target(integration)
+        if hasattr(module, "preflight"):
+            module.preflight(environ, home_dir(environ))  # raises before anything is written
         probe = build_context(
             paths,
             integration,
@@ -157,6 +160,8 @@ def run_setup(
         outcome.declined = True
         return outcome
     outcome.applied = apply_changes(plan.all_changes)
+    if hasattr(module, "after_apply") and any(c.changed for c in plan.changes):
+        outcome.notes = module.after_apply(ctx, plan.agent_dir)
     return outcome
 
 
