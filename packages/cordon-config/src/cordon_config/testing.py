@@ -187,6 +187,25 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float = SECRET_SERVICE_TI
             proc.wait(timeout)
 
 
+def wait_for_secret_service(timeout: float = SECRET_SERVICE_TIMEOUT) -> None:
+    """Return once a process owns ``org.freedesktop.secrets`` on the session bus ($DBUS_SESSION_BUS_ADDRESS).
+
+    gnome-keyring-daemon unlocks its login keyring and then takes the name from its main loop, so the name
+    appears a moment after ``gnome-keyring-daemon --unlock`` has returned. A client that calls the Secret
+    Service before then makes a bus with the system's service files start a second daemon (``--start``, no
+    password), and which of the two answers is luck. NameHasOwner starts nothing. Raises TimeoutError."""
+    import time
+
+    from jeepney.bus_messages import message_bus
+    from jeepney.io.blocking import open_dbus_connection
+
+    deadline = time.monotonic() + timeout
+    with open_dbus_connection(bus="SESSION") as bus:
+        while not bus.send_and_get_reply(message_bus.NameHasOwner("org.freedesktop.secrets")).body[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing owns org.freedesktop.secrets on the session bus after {timeout} s")
+            time.sleep(0.05)
+
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
