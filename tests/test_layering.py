@@ -19,6 +19,8 @@ ALLOWED_SIBLINGS: dict[str, set[str]] = {
     "cordon_setup": {"cordon_config", "cordon_ca"},
     "cordon_doctor": {"cordon_config", "cordon_ca", "cordon_setup"},
     "cordon_pg": {"cordon_config", "cordon_ca", "cordon_proxy"},
+    # test support (a dev dependency only): no product package may import it, as no other entry lists it
+    "cordon_testing": {"cordon_config", "cordon_ca", "cordon_proxy", "cordon_setup", "cordon_doctor", "cordon_pg"},
 }
 # package -> third-party top-level modules it may import (beyond its siblings and the stdlib)
 ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
@@ -29,10 +31,8 @@ ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
     "cordon_setup": {"tomlkit"},
     "cordon_doctor": set(),
     "cordon_pg": {"cryptography"},
+    "cordon_testing": {"keyring", "trustme", "pytest", "psycopg", "asyncpg", "brotli"},
 }
-# `<pkg>/testing.py` (and cordon_proxy/testnet.py) are helpers for tests (keyring.testing style): they may use
-# test-only libraries
-TESTING_THIRD_PARTY = {"trustme", "pytest", "psycopg", "asyncpg"}
 NETWORK_MODULES = {"socket", "ssl", "asyncio", "http"}
 # the cordon-config modules allowed a socket, for 127.0.0.1 only (no traffic leaves the host): probing for a free
 # port, and asking the scope's proxy on its port to prove its identity
@@ -96,8 +96,6 @@ def test_imports_respect_the_layering(package: str, path: Path) -> None:
                 assert path.name == "cli.py", f"{rel}: only cordon_ca/cli.py may import {top}"
             if package == "cordon_pg" and path.name in PG_SANS_IO:
                 assert top != "cordon_proxy", f"{rel}: cordon-pg's sans-IO modules import no proxy code"
-            continue
-        if path.name in ("testing.py", "testnet.py") and top in TESTING_THIRD_PARTY:
             continue
         assert top in ALLOWED_THIRD_PARTY[package], f"{rel}: {package} may not import third-party {top}"
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config.audit import AuditFiles, read_entries, verify
-from cordon_proxy.testing import RouteSpec, Stack, echo_key, running_stack, state_dir_for
+from cordon_testing.proxy import RouteSpec, Stack, echo_key, running_stack, state_dir_for
 
 pytestmark = pytest.mark.e2e
 

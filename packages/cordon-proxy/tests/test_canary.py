@@ -28,8 +28,8 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
-from cordon_config.testing import SecretService
-from cordon_proxy.testing import (
+from cordon_testing.config import SecretService
+from cordon_testing.proxy import (
     TEST_HOSTS,
     TEST_NAMES,
     ProxyProcess,
