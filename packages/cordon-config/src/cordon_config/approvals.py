@@ -36,13 +36,12 @@ from typing import Any, Literal
 
 from cordon_config.files import atomic_write, locked
 from cordon_config.model import AuditConfig, BasicAuth, Config, Egress, Listener, Route
-from cordon_config.scope import CONFIG_NAME, ScopePaths
+from cordon_config.scope import ScopePaths
 
 __all__ = [
     "KEY_NAME", "RECORD_NAME", "ApprovalError", "FieldChange", "Item", "Unapproved", "approve", "approve_command",
     "audit_item", "check_approved", "egress_item", "format_value", "listener_item", "record_change", "refusal_lines",
-    "route_item",
-    "scope_flag", "security_items", "settings_item",
+    "route_item", "security_items", "settings_item",
 ]
 
 RECORD_NAME = "approvals.json"
@@ -448,16 +447,6 @@ def record_change(paths: ScopePaths, config_path: Path, before: Item | None, aft
 # -- messages -------------------------------------------------------------------------------------------------
 
 
-def scope_flag(paths: ScopePaths, cwd: Path | None = None) -> str:
-    """`` --scope user``, or `` --config PATH`` unless plain ``cordon`` run in ``cwd`` finds this config."""
-    if paths.scope == "user":
-        return " --scope user"
-    here = Path.cwd() if cwd is None else cwd
-    if paths.config_path == Path(os.path.normpath(here)) / CONFIG_NAME:
-        return ""
-    return f" --config {shlex.quote(str(paths.config_path))}"
-
-
 def approve_command(names: Sequence[str] | None, flag: str = "", kind: str = "route") -> str:
     """``cordon route approve NAME...`` (``cordon listener approve`` for listeners; ``cordon route approve
     --all``, which approves everything, when ``names`` is None)."""
@@ -483,7 +472,7 @@ def refusal_lines(unapproved: Sequence[Unapproved], paths: ScopePaths, *, flag: 
     naming what changed and the command that approves it; one line in all for a config with no record."""
     if not unapproved:
         return []
-    flag = scope_flag(paths) if flag is None else flag
+    flag = paths.flag if flag is None else flag
     review = f"review them with `cordon route list{flag}`, then approve: `{approve_command(None, flag)}`"
     first = unapproved[0]
     if first.reason == "unrecorded":
