@@ -12,23 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from cordon_config.files import atomic_write, ensure_private_dir, fsync_dir, locked, write_new_file
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cordon_ca._files import (
-    atomic_write,
-    destroy,
-    ensure_private_dir,
-    file_lock,
-    fsync_dir,
-    open_for_destroy,
-    overwrite_and_close,
-    write_new_file,
-)
 from cordon_ca.errors import CAError, CAInvalid, CAKeyInsecure, CANotFound, HostNotAllowed
 from cordon_ca.hostnames import general_name, is_ip, normalize_host
+from cordon_ca.shred import destroy, open_for_destroy, overwrite_and_close
 
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=30)
@@ -372,10 +364,6 @@ def build_ca(
     return builder.sign(key, hashes.SHA256()), key
 
 
-def _lock_path(key_path: Path) -> Path:
-    return key_path.parent / f".{key_path.name}.lock"
-
-
 def _write_ca(cert_path: Path, key_path: Path, namespace: str, permitted: Iterable[str] | None) -> CertificateAuthority:
     """Generate and write a CA (caller holds the lock). Key: temp file O_CREAT|O_EXCL|O_NOFOLLOW 0600, rename.
 
@@ -433,7 +421,7 @@ def load_or_create_ca(
     if cert_p.exists() and key_p.exists():
         return CertificateAuthority.load(cert_p, key_p)
     cert_p, key_p = _prepare(cert_p, key_p)
-    with file_lock(_lock_path(key_p)):
+    with locked(key_p):
         if cert_p.exists() and key_p.exists():
             return CertificateAuthority.load(cert_p, key_p)
         if cert_p.exists() or key_p.exists():
@@ -451,7 +439,7 @@ def regenerate_ca(
     """Replace the CA with a new one; the old key is destroyed (overwritten and unlinked, never kept)."""
     hosts = _canonical_permitted(permitted_hosts)
     cert_p, key_p = _prepare(cert_path, key_path)
-    with file_lock(_lock_path(key_p)):
+    with locked(key_p):
         return _write_ca(cert_p, key_p, namespace, hosts)
 
 
@@ -469,7 +457,7 @@ def ensure_ca_matches(
     """
     wanted = _canonical_permitted(permitted_hosts)
     cert_p, key_p = _prepare(cert_path, key_path)
-    with file_lock(_lock_path(key_p)):
+    with locked(key_p):
         if not cert_p.exists() and not key_p.exists():
             _write_ca(cert_p, key_p, namespace, wanted)
             return True

@@ -1,16 +1,18 @@
-"""The only place cordon-config writes files: atomic replacement and a one-time backup, never through a symlink.
+"""The one place cordon writes files: atomic replacement, a one-time backup, private files and directories, and
+the lock around a read-modify-write; never through a symlink. Stdlib only (cordon-ca writes through it too).
 
-cordon-setup writes agent files through these too, so every file cordon edits gets the same rules: a symlink at
-the file or at its backup path stops the command (one line naming the link and its target; nothing written),
-backups are created ``O_CREAT|O_EXCL|O_NOFOLLOW`` with mode 0600.
+cordon-config, cordon-setup (agent files) and cordon-ca (the CA, the bundle, trust anchors) use these, so every
+file cordon writes gets the same rules: a symlink at the file or at its backup path stops the command (one line
+naming the link and its target; nothing written), temporary and backup files are created
+``O_CREAT|O_EXCL|O_NOFOLLOW`` with their final mode, a rename is made durable by an fsync of its directory.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,8 +116,64 @@ def read_no_follow(path: Path) -> bytes | None:
         return handle.read()
 
 
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and any missing parents) with mode 0700; existing directories are left as they are."""
+    missing: list[Path] = []
+    current = Path(path)
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # umask may have cleared owner bits; never add group/other ones
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so a rename into it is durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str, durable: bool = True) -> Path:
+    """Write ``data`` into a fresh file in ``directory`` created ``O_CREAT|O_EXCL|O_NOFOLLOW`` with ``mode``
+    (exactly: the umask does not apply); its path. ``durable`` fsyncs it (skip it for short-lived scratch files)."""
+    while True:
+        tmp = Path(directory) / f".{prefix}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, _CREATE_FLAGS, mode)
+        except FileExistsError:
+            continue
+        break
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return tmp
+
+
 def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> None:
-    """Replace ``path`` with ``data`` atomically: temp file in the same dir, fsync, rename, fsync the dir.
+    """Replace ``path`` with ``data`` atomically: a new file in the same dir (:func:`write_new_file`), fsync,
+    rename, fsync the dir.
 
     The file keeps its current mode unless ``mode`` is given; a new file gets ``mode`` (default 0644, 0600 for
     secrets). A symlink at ``path`` is refused (:class:`SymlinkRefused`), never replaced or followed; a
@@ -132,17 +190,12 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
         final_mode = 0o644 if mode is None else mode
     directory = path.parent
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        tmp = write_new_file(directory, payload, mode=final_mode, prefix=path.name)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise NotWritableError(path, directory, exc.errno) from None
         raise
     try:
-        os.fchmod(fd, final_mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -150,11 +203,7 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
         except FileNotFoundError:
             pass
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(directory)
 
 
 def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> Path | None:
@@ -183,13 +232,13 @@ def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> 
 
 
 @contextmanager
-def locked(path: Path, *, mode: int = 0o600) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive advisory lock (``fcntl.flock``) for a read-modify-write of ``path``.
 
     The lock is taken on ``path``'s directory, so no lock file is left beside the user's files; every cordon
     writer in that directory is serialised for the few milliseconds an edit takes. The kernel releases the
     lock when the process dies, so a killed writer never blocks the next one. Do not nest two ``locked``
-    calls on files of the same directory (flock would wait on itself). ``mode`` is kept for compatibility.
+    calls on files of the same directory (flock would wait on itself).
     """
     import fcntl
 
