@@ -6,13 +6,20 @@ import datetime as dt
 import ipaddress
 import os
 import shlex
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cordon_config.files import atomic_write, ensure_private_dir, fsync_dir, locked, write_new_file
+from cordon_config.files import (
+    PrivateFileError,
+    atomic_write,
+    ensure_private_dir,
+    fsync_dir,
+    locked,
+    read_private,
+    write_new_file,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -275,35 +282,27 @@ def _excludes_subdomains(cert: x509.Certificate, permitted: frozenset[str] | Non
 
 
 def _read_private_key_file(key_path: Path) -> bytes:
-    """Open the key without following symlinks, check owner and mode (like ssh), return its bytes."""
+    """The key's bytes, read as every private file cordon reads (:func:`cordon_config.files.read_private`: no
+    symlink, ours, 0600), with the CA's own messages."""
     quoted = shlex.quote(str(key_path))
     try:
-        fd = os.open(key_path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise CANotFound(f"no CA key at {key_path}", "create one with: cordon ca generate") from None
-    except OSError as exc:
-        if os.path.islink(key_path):
-            raise CAKeyInsecure(
-                f"CA key {key_path} is a symlink; refusing to follow it",
-                f"put the key file itself there and run: chmod 600 {quoted}",
-            ) from None
-        raise CAInvalid(f"cannot read CA key {key_path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise CAKeyInsecure(f"CA key {key_path} is not a regular file")
-        if info.st_uid != os.geteuid():
-            raise CAKeyInsecure(
-                f"CA key {key_path} is owned by uid {info.st_uid}, not by you (uid {os.geteuid()})",
-                f"chown {os.geteuid()} {quoted} && chmod 600 {quoted}",
-            )
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise CAKeyInsecure(
-                f"CA key {key_path} is accessible by group/others (mode {mode:04o})",
-                f"chmod 600 {quoted}",
-            )
-        return handle.read()
+        data = read_private(key_path)
+    except PrivateFileError as exc:
+        if exc.kind == "symlink":
+            raise CAKeyInsecure(f"CA key {key_path} is a symlink; refusing to follow it",
+                                f"put the key file itself there and run: chmod 600 {quoted}") from None
+        if exc.kind == "unreadable":
+            raise CAInvalid(f"cannot read CA key {key_path}: {exc.strerror}") from None
+        if exc.kind == "not-regular":
+            raise CAKeyInsecure(f"CA key {key_path} is not a regular file") from None
+        if exc.kind == "not-owner":
+            raise CAKeyInsecure(f"CA key {key_path} is owned by uid {exc.uid}, not by you (uid {os.geteuid()})",
+                                f"chown {os.geteuid()} {quoted} && chmod 600 {quoted}") from None
+        raise CAKeyInsecure(f"CA key {key_path} is accessible by group/others (mode {exc.mode or 0:04o})",
+                            f"chmod 600 {quoted}") from None
+    if data is None:
+        raise CANotFound(f"no CA key at {key_path}", "create one with: cordon ca generate")
+    return data
 
 
 def _canonical_permitted(permitted_hosts: Iterable[str] | None) -> frozenset[str] | None:

@@ -13,7 +13,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -229,6 +229,75 @@ def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> 
         handle.flush()
         os.fsync(handle.fileno())
     return backup
+
+
+class PrivateFileError(ValueError):
+    """A file that must be private to this user is not: ``kind`` says why (``symlink``, ``unreadable``,
+    ``not-regular``, ``not-owner``, ``loose``), with ``uid``, ``mode`` or ``strerror`` where they apply. ``str()``
+    is one line naming ``what`` it is; callers with their own wording build it from the fields."""
+
+    def __init__(self, path: Path, kind: str, *, what: str = "", uid: int | None = None, mode: int | None = None,
+                 strerror: str | None = None) -> None:
+        self.path, self.kind, self.what, self.uid, self.mode, self.strerror = Path(path), kind, what, uid, mode, strerror
+        name = f"{what} {path}" if what else str(path)
+        messages = {
+            "symlink": f"{name} is a symlink",
+            "unreadable": f"cannot read {name}: {strerror}",
+            "not-regular": f"{name} is not a regular file",
+            "not-owner": f"{name} is owned by uid {uid}, not by you",
+            "loose": f"{name} is accessible by group or others (mode {mode or 0:04o})",
+        }
+        super().__init__(messages[kind])
+
+
+def read_private(path: Path, what: str = "", *, owner: bool = True, tighten: bool = False) -> bytes | None:
+    """The bytes of a private file (None when absent): a regular file, never opened through a symlink (nor a FIFO
+    waited on), owned by this user unless ``owner`` is False, readable by nobody else: a looser mode raises,
+    or with ``tighten`` is set back to 0600 when the file is ours. Raises :class:`PrivateFileError`."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        kind = "symlink" if os.path.islink(path) else "unreadable"
+        raise PrivateFileError(path, kind, what=what, strerror=exc.strerror) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PrivateFileError(path, "not-regular", what=what)
+        ours = info.st_uid == os.geteuid()
+        if owner and not ours:
+            raise PrivateFileError(path, "not-owner", what=what, uid=info.st_uid)
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077 and not tighten:
+            raise PrivateFileError(path, "loose", what=what, mode=mode)
+        if mode & 0o077 and ours:
+            os.fchmod(fd, 0o600)
+        return handle.read()
+
+
+def ensure_private_file(path: Path, make: Callable[[], bytes], read: Callable[[Path], bytes | None]) -> bytes:
+    """What ``read(path)`` gives, or a new private file holding ``make()``: created ``O_CREAT|O_EXCL|O_NOFOLLOW``
+    0600 and fsynced (its directory 0700 when missing). When another process creates it first, its content.
+    Raises FileNotFoundError when it vanished in between, OSError when it cannot be created."""
+    existing = read(path)
+    if existing is not None:
+        return existing
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = make()
+    try:
+        fd = os.open(path, _CREATE_FLAGS, 0o600)
+    except FileExistsError:
+        theirs = read(path)
+        if theirs is None:
+            raise FileNotFoundError(errno.ENOENT, "vanished while it was being created", str(path)) from None
+        return theirs
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return data
 
 
 @contextmanager
