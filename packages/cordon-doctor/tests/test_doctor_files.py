@@ -35,6 +35,7 @@ def test_invalid_config_names_problem_and_file(project, capsys) -> None:
     code, out = doctor(capsys)
     line, fix = line_and_fix(out, "config")
     assert code == 1 and line.startswith("FAIL config:") and "listen_typo" in line
+    assert "problems" not in line  # one problem (with its hint) is that problem, not "1 problems in …"
     assert fix is not None and fix.startswith(f"fix: edit {project.config_path}")
 
 

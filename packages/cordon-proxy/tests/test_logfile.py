@@ -25,7 +25,7 @@ from cordon_proxy.testing import (
 
 pytestmark = pytest.mark.e2e
 
-CORDON = Path(sys.executable).parent / "cordon"
+TOOL = Path(sys.executable).parent / "cordon-proxy"  # this member's own script (`cordon X` is the same command)
 
 
 def start(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -71,10 +71,10 @@ def test_log_file_is_private_appended_and_found_by_cordon_logs(tmp_path: Path) -
         assert code == 0 and "listening on" not in out  # the log went to the file, not to stderr
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert log.read_text().count("listening on 127.0.0.1") == 2  # appended, not replaced
-    logs = subprocess.run([str(CORDON), "logs", "-c", str(config), "-n", "2"], capture_output=True, text=True,
+    logs = subprocess.run([str(TOOL), "logs", "-c", str(config), "-n", "2"], capture_output=True, text=True,
                           timeout=TIMEOUT)
     assert logs.returncode == 0 and logs.stdout.splitlines() == log.read_text().splitlines()[-2:]
-    where = subprocess.run([str(CORDON), "logs", "-c", str(config), "--path"], capture_output=True, text=True,
+    where = subprocess.run([str(TOOL), "logs", "-c", str(config), "--path"], capture_output=True, text=True,
                            timeout=TIMEOUT)
     assert where.stdout.strip() == str(log)
 
@@ -104,7 +104,7 @@ def test_cordon_logs_follows_new_lines(tmp_path: Path) -> None:
     paths.state_dir.mkdir(parents=True)
     log = paths.state_dir / "proxy.log"
     log.write_text("one\ntwo\n")
-    follower = subprocess.Popen([str(CORDON), "logs", "-c", str(config), "-f", "-n", "1"], stdout=subprocess.PIPE,
+    follower = subprocess.Popen([str(TOOL), "logs", "-c", str(config), "-f", "-n", "1"], stdout=subprocess.PIPE,
                                 text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(follower.stdout.readline, "")), daemon=True)
@@ -212,7 +212,7 @@ def test_status_says_one_route(tmp_path: Path) -> None:
     proc = start(config, env={"A_KEY": "x"})
     try:
         wait_healthy(proc, port)
-        status = subprocess.run([str(CORDON), "status", "-c", str(config)], capture_output=True, text=True,
+        status = subprocess.run([str(TOOL), "status", "-c", str(config)], capture_output=True, text=True,
                                 timeout=TIMEOUT)
     finally:
         stop(proc)
@@ -223,7 +223,7 @@ def test_no_config_is_the_same_message_for_start_status_and_wait(tmp_path: Path)
     bare = tmp_path / "bare"
     bare.mkdir()
     for argv in (["start"], ["status"], ["wait", "--timeout", "0"]):
-        done = subprocess.run([str(CORDON), *argv], cwd=bare, capture_output=True, text=True, timeout=TIMEOUT)
+        done = subprocess.run([str(TOOL), *argv], cwd=bare, capture_output=True, text=True, timeout=TIMEOUT)
         assert done.returncode == 1, argv
         assert done.stderr.splitlines() == [
             f"cordon: no cordon.toml in {bare} or a parent directory",

@@ -80,6 +80,12 @@ def test_running_the_same_answer_and_an_edit_makes_the_cache_stale(project: Path
             printed = full(args)
             assert printed[0] == 0
             assert fast(args) == printed, args
+        code = ("import sys\nfrom cordon_proxy.statusfast import main\nrc = main([])\n"
+                "heavy = sorted({'argparse', 'tomllib', 'json', 're', 'hashlib', 'cordon_proxy.cli'} & set(sys.modules))\n"
+                "sys.stderr.write(repr(heavy))\nsys.exit(rc)\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                              cwd=project.parent)
+        assert done.returncode == 0 and "is running" in done.stdout and done.stderr == "[]"
     project.write_text(project.read_text().replace(f"listen = {port}", f"listen = {port + 1}"))
     assert fast([]) is None  # a changed cordon.toml is never answered from the cache
     assert f":{port + 1}\n" in full([])[1]
@@ -154,3 +160,25 @@ def test_a_squatter_answering_like_cordon_with_a_forged_proof_goes_to_the_full_c
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("data", [
+    {"status": "ok", "proof": "ab" * 32, "pid": 123, "version": "0.1.0", "routes": 1,
+     "config": '/a b/é "q"\\x.toml', "config_digest": "sha256:00", "port": 6790},
+    {}, {"a": None, "b": True, "c": False, "d": 0, "e": -5},
+])
+def test_the_health_answer_is_read_as_json_reads_it(data: dict[str, object]) -> None:
+    import json
+
+    from cordon_proxy.statusfast import flat_object
+
+    for separators in ((",", ":"), (", ", ": ")):
+        assert flat_object(json.dumps(data, separators=separators).encode()) == data
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1.5}', b'{"a": [1]}', b'{"a": {"b": 1}}', b'{"a": 01}', b'{"a": 1,}',
+                                  b"[1]", b'{"a": 1} x', b'{"a" 1}', b'{"a": "x}', b"{", b"\xff"])
+def test_anything_else_in_the_answer_goes_to_the_full_command(body: bytes) -> None:
+    from cordon_proxy.statusfast import flat_object
+
+    assert flat_object(body) is None

@@ -20,6 +20,7 @@ from cordon_setup import cli
 from cordon_setup.cli import env_main, run_main, service_main, setup_main
 
 CORDON = Path(sys.executable).parent / "cordon"  # the installed umbrella, as a user runs it
+TOOL = Path(sys.executable).parent / "cordon-setup"  # this member's own script (the same commands)
 
 
 def listen(config: Path) -> int:
@@ -153,17 +154,20 @@ def test_a_missing_or_unknown_token_is_an_error_never_a_url_without_one(two, mon
     assert env_main([]) == 0 and "@127.0.0.1:" in capsys.readouterr().out
 
 
-def test_the_commands_through_the_umbrella_exit_non_zero(two, monkeypatch) -> None:
+def test_the_commands_exit_non_zero_as_processes(two, monkeypatch) -> None:
     a, _ = two
     monkeypatch.chdir(a)
     assert setup_main([]) == 0
     for argv in (["env", "--token", "nope"], ["run", "--token", "nope", "--", "true"]):
-        done = subprocess.run([str(CORDON), *argv], capture_output=True, text=True, timeout=60)
+        done = subprocess.run([str(TOOL), *argv], capture_output=True, text=True, timeout=60)
         assert done.returncode == 1 and done.stdout == "" and "no proxy token named 'nope'" in done.stderr
 
 
 def test_setup_through_a_pipe_closed_early_still_sets_up(two, monkeypatch) -> None:
     """`cordon setup codex | head -1`: the reader goes away after one line; setup finishes anyway."""
+    if not CORDON.exists():
+        pytest.skip("the `cordon` umbrella is not installed here (an isolated member run): it is what keeps "
+                    "a command going when its reader leaves")
     a, _ = two
     done = subprocess.run(f'"{CORDON}" setup codex | head -1', shell=True, cwd=a, capture_output=True,
                           text=True, timeout=120, executable="/bin/bash")
@@ -183,11 +187,11 @@ def test_a_read_only_project_fails_before_anything_is_created(tmp_path: Path) ->
         if shutil.which("unshare") is None:
             pytest.skip("root needs unshare for a read-only mount (directory modes do not stop root)")
         script = (f'mount --bind "{proj}" "{proj}" && mount -o remount,bind,ro "{proj}" && cd "{proj}" && '
-                  f'"{CORDON}" setup codex')
+                  f'"{TOOL}" setup codex')
         argv = ["unshare", "-m", "sh", "-c", script]
     else:
         proj.chmod(0o555)
-        argv = ["sh", "-c", f'cd "{proj}" && "{CORDON}" setup codex']
+        argv = ["sh", "-c", f'cd "{proj}" && "{TOOL}" setup codex']
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     finally:

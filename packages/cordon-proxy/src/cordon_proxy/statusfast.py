@@ -157,7 +157,7 @@ def _key(state_dir: str) -> bytes | None:
 
 
 def _health(port: int, key: bytes | None, *, parse: bool) -> dict[str, object] | None:
-    """The proxy's verified ``/health`` answer (its details parsed only when ``parse``: json loads ``re``),
+    """The proxy's verified ``/health`` answer (its details parsed only when ``parse``),
     ``{}`` when nothing listens (refused), None for anything else, or when the scope has no key to verify
     with (the full command then decides)."""
     import _socket  # not `socket`: it loads enum, selectors and more than this whole path costs
@@ -193,15 +193,70 @@ def _health(port: int, key: bytes | None, *, parse: bool) -> dict[str, object] |
         return None  # not this scope's cordon: the full command names what it is
     if not parse:
         return {"status": "ok"}
-    import json
-
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(answer, dict) or answer.get("port", port) != port:
+    answer = flat_object(body)
+    if answer is None or answer.get("port", port) != port:
         return None
     return answer
+
+
+def flat_object(body: bytes) -> dict[str, object] | None:
+    """A JSON object of strings, integers, booleans and nulls (what ``/health`` answers), read without the
+    ``json`` package (which loads ``re``): strings through the C scanner ``json`` itself uses. None for
+    anything else (the full command then parses it)."""
+    from _json import scanstring
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    words = {"true": True, "false": False, "null": None}
+    found: dict[str, object] = {}
+    i, n = 1, len(text)
+    if not text.startswith("{"):
+        return None
+    try:
+        while i < n:
+            while i < n and text[i] in " \t\r\n":
+                i += 1
+            if text[i] == "}" and not found and text[i + 1:].strip() == "":
+                return found
+            if text[i] != '"':
+                return None
+            key, i = scanstring(text, i + 1, True)
+            while text[i] in " \t":
+                i += 1
+            if text[i] != ":":
+                return None
+            i += 1
+            while text[i] in " \t":
+                i += 1
+            value: object
+            if text[i] == '"':
+                value, i = scanstring(text, i + 1, True)
+            else:
+                end = i
+                while end < n and text[end] not in ",} \t\r\n":
+                    end += 1
+                word = text[i:end]
+                if word in words:
+                    value = words[word]
+                elif (word.lstrip("-").isdigit() and word.isascii() and not word.startswith(("0", "-0"))) or word == "0":
+                    value = int(word)
+                else:
+                    return None
+                i = end
+            found[key] = value
+            while i < n and text[i] in " \t\r\n":
+                i += 1
+            if text[i] == ",":
+                i += 1
+                continue
+            if text[i] == "}" and text[i + 1:].strip() == "":
+                return found
+            return None
+    except (IndexError, ValueError):
+        return None
+    return None
 
 
 def running_text(port: int, config_path: str, health: Mapping[str, object], current: bool, flag: str) -> str:
