@@ -265,13 +265,13 @@ def read_private(path: Path, what: str = "", *, owner: bool = True, tighten: boo
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise PrivateFileError(path, "not-regular", what=what)
+            raise PrivateFileError(path, kind="not-regular", what=what)
         ours = info.st_uid == os.geteuid()
         if owner and not ours:
-            raise PrivateFileError(path, "not-owner", what=what, uid=info.st_uid)
+            raise PrivateFileError(path, kind="not-owner", what=what, uid=info.st_uid)
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077 and not tighten:
-            raise PrivateFileError(path, "loose", what=what, mode=mode)
+            raise PrivateFileError(path, kind="loose", what=what, mode=mode)
         if mode & 0o077 and ours:
             os.fchmod(fd, 0o600)
         return handle.read()
