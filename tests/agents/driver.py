@@ -27,7 +27,7 @@ from typing import Any
 
 import fake_provider
 import trustme
-from cordon_config.testing import wait_for_secret_service
+from cordon_testing.config import wait_for_secret_service
 
 KEYRING_PASSWORD = b"throwaway-keyring-password"
 

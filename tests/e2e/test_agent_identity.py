@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from cordon_proxy.testing import RecordingUpstream, free_port, read_head
+from cordon_testing.proxy import RecordingUpstream, free_port, read_head
 
 pytestmark = pytest.mark.e2e
 

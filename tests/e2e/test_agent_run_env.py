@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 from cordon_config.providers import DUMMY_KEY
-from cordon_proxy.testing import RecordingUpstream, free_port
-from cordon_proxy.testnet import hosts_argv
+from cordon_testing.namespaces import hosts_argv
+from cordon_testing.proxy import RecordingUpstream, free_port
 
 pytestmark = pytest.mark.e2e
 

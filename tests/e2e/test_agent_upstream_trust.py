@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from cordon_ca import load_or_create_ca, write_combined_bundle
-from cordon_proxy.testing import (
+from cordon_testing.namespaces import hosts_argv
+from cordon_testing.proxy import (
     ProxyProcess,
     RecordingUpstream,
     RouteSpec,
@@ -25,7 +26,6 @@ from cordon_proxy.testing import (
     free_port,
     write_config,
 )
-from cordon_proxy.testnet import hosts_argv
 
 pytestmark = pytest.mark.e2e
 

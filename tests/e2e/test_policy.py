@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config.audit import AuditFiles, read_entries, verify
-from cordon_proxy.testing import RouteSpec, Stack, echo_key, running_stack, state_dir_for
+from cordon_testing.proxy import RouteSpec, Stack, echo_key, running_stack, state_dir_for
 
 pytestmark = pytest.mark.e2e
 
@@ -244,3 +244,35 @@ def test_cordon_audit_verify_and_tail_on_the_running_proxy(stack: Stack) -> None
     tail = subprocess.run([*run, "audit", "tail", "-n", "5", "--config", config], capture_output=True, text=True,
                           env=env, timeout=30)
     assert tail.returncode == 0 and len(tail.stdout.splitlines()) == 5
+
+
+def test_a_reload_switches_the_audit_log_and_keeps_the_rate_limit(tmp_path: Path) -> None:
+    """`[audit]` follows a reload both ways (a `stop` line, then nothing; a `start` line again), and a route's
+    rate-limit bucket survives it (a reload must not refill it)."""
+    import signal
+
+    from cordon_testing.config import approve_config
+
+    routes = [RouteSpec("api", "api.test", "CORDON_TEST_SECRET", requests_per_minute=60, burst=1)]
+    with running_stack(tmp_path, routes, {"CORDON_TEST_SECRET": SECRET}) as stack:
+        files = AuditFiles(state_dir_for(stack.proxy.config_path))
+        assert _request(stack, "GET", "/one")[0] == 200
+        config = stack.proxy.config_path
+
+        def reload_with(extra: str, expect: str) -> None:
+            text = config.read_text(encoding="utf-8").split("\n[audit]")[0]
+            config.write_text(text + extra, encoding="utf-8")
+            approve_config(config, env=stack.proxy.env, cwd=config.parent)  # the person approves the edit
+            assert stack.proxy.proc is not None
+            os.kill(stack.proxy.proc.pid, signal.SIGHUP)
+            _wait_for(lambda: stack.proxy.logs().count("reloaded:") >= expect.count("x"), "the reload")
+
+        reload_with("\n[audit]\nenabled = false\n", "x")
+        _wait_for(lambda: any(e.get("kind") == "stop" for e in read_entries(files)), "the stop line")
+        assert _request(stack, "GET", "/two")[0] == 429  # the bucket (burst 1) is as empty as before the reload
+        time.sleep(0.5)
+        count = len(list(read_entries(files)))
+        reload_with("\n[audit]\nenabled = true\n", "xx")
+        _wait_for(lambda: [e["kind"] for e in read_entries(files)][-1:] == ["start"], "the start line")
+        assert count == len(list(read_entries(files))) - 1  # the 429 while it was off left no line
+        assert verify(files).ok

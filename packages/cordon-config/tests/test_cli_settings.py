@@ -22,7 +22,7 @@ from cordon_config.commands import secret as secret_cmd
 from cordon_config.edit import scaffold_config
 from cordon_config.scope import resolve_scope
 from cordon_config.scopes import record_scope
-from cordon_config.testing import MemoryKeyring
+from cordon_testing.config import MemoryKeyring
 
 TOOL = Path(sys.executable).parent / "cordon-config"  # the installed script, as a user runs it
 OPENAI = ["--name", "openai", "--host", "api.openai.com", "--header-name", "Authorization", "--scheme", "Bearer"]

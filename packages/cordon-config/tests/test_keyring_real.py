@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import approve_config, route_block, write_config
+from cordon_testing.config import approve_config, route_block, write_config
 
 pytestmark = pytest.mark.keyring
 
@@ -66,7 +66,7 @@ def test_keyring_routes_against_gnome_keyring(tmp_path: Path) -> None:
         #!/bin/sh
         set -e
         printf %s throwaway-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-        {python} -c 'from cordon_config.testing import wait_for_secret_service; wait_for_secret_service()'
+        {python} -c 'from cordon_testing.config import wait_for_secret_service; wait_for_secret_service()'
         printf '%s\\n' {canary!r} | {python} -m cordon_config secret set openai -c {config}
         {python} -m cordon_config secret check openai -c {config}
         {python} {tmp_path / 'check.py'}

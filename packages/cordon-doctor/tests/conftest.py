@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import isolate_environ
+from cordon_testing.config import isolate_environ
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +20,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environ: Path
     import os
 
     from cordon_config.scope import resolve_scope
-    from cordon_proxy.testing import free_port
     from cordon_setup.base import ensure_base_setup
+    from cordon_testing.proxy import free_port
 
     proj = tmp_path / "proj"
     proj.mkdir()

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cordon_ca._files import write_new_file
+from cordon_config.files import write_new_file
+
 from cordon_ca.authority import CertificateAuthority, IssuedLeaf
 from cordon_ca.errors import HostNotAllowed
 from cordon_ca.hostnames import normalize_host

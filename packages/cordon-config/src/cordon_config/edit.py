@@ -94,7 +94,7 @@ ca_key_path = {_value(str(ca_key_path))}
 
 def config_lock(path: Path) -> AbstractContextManager[None]:
     """Hold the exclusive advisory lock of ``files.locked`` (serialises read-modify-write of the config)."""
-    return locked(path, mode=0o644)
+    return locked(path)
 
 
 def scaffold_config(path: str | os.PathLike[str], *, listen: int, ca_cert_path: str | os.PathLike[str],

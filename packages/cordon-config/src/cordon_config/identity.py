@@ -15,17 +15,16 @@ named by its process where the OS says. The proxy side (:func:`health_answer`) i
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import socket
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs
 
+from cordon_config.files import PrivateFileError, ensure_private_file, read_private
 from cordon_config.proofs import client_auth, compare_digest, config_digest, health_target, server_proof
 from cordon_config.scope import ScopePaths
 
@@ -72,22 +71,13 @@ def key_path(paths: ScopePaths) -> Path:
 
 def _read_key(path: Path) -> bytes | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise IdentityError(f"cannot read {path}: {exc.strerror}", f"remove it; cordon start makes a new one: rm {path}"
-                            ) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise IdentityError(f"{path} is not a regular file", f"remove it: rm {path}")
-        data = os.read(fd, KEY_BYTES + 1)
-        if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid():
-            os.fchmod(fd, 0o600)  # a key others could read proves nothing: private again, whatever its mode was
-    finally:
-        os.close(fd)
-    if len(data) != KEY_BYTES:
+        data = read_private(path, owner=False, tighten=True)  # a key others could read proves nothing: 0600 again
+    except PrivateFileError as exc:
+        if exc.kind == "not-regular":
+            raise IdentityError(f"{path} is not a regular file", f"remove it: rm {path}") from None
+        raise IdentityError(f"cannot read {path}: {exc.strerror}",
+                            f"remove it; cordon start makes a new one: rm {path}") from None
+    if data is not None and len(data) != KEY_BYTES:
         raise IdentityError(f"{path} is not a cordon identity key ({len(data)} bytes)", f"remove it: rm {path}")
     return data
 
@@ -100,26 +90,12 @@ def load_key(paths: ScopePaths) -> bytes | None:
 def ensure_key(paths: ScopePaths) -> bytes:
     """The scope's identity key, created (32 random bytes, 0600, never over a symlink) when missing."""
     path = key_path(paths)
-    existing = _read_key(path)
-    if existing is not None:
-        return existing
-    paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_bytes(KEY_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:  # made by a concurrent start or setup: use theirs
-        theirs = _read_key(path)
-        if theirs is None:
-            raise IdentityError(f"{path} vanished while it was being created", "run the command again") from None
-        return theirs
+        return ensure_private_file(path, lambda: secrets.token_bytes(KEY_BYTES), _read_key)
+    except FileNotFoundError:
+        raise IdentityError(f"{path} vanished while it was being created", "run the command again") from None
     except OSError as exc:
         raise IdentityError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return key
 
 
 # -- the /health exchange (the MACs live in cordon_config.proofs, light enough for fast paths) ------------

@@ -25,12 +25,8 @@ class DoctorContext:
 
     @property
     def scope_flag(self) -> str:
-        """`` --scope user`` / `` --config PATH`` / ``""``: appended to every fix command."""
-        if self.explicit_config:
-            return f" --config {shlex.quote(str(self.paths.config_path))}"
-        if self.paths.scope == "user":
-            return " --scope user"
-        return ""
+        """`` --scope user`` / `` --config PATH`` / ``""``: appended to every fix command (ScopePaths.flag)."""
+        return self.paths.flag
 
     @property
     def setup_fix(self) -> str:

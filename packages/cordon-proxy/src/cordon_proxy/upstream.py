@@ -25,6 +25,8 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
+from cordon_config.hosts import comparable_host
+
 from cordon_proxy.core.policy import literal_address
 
 __all__ = [
@@ -153,7 +155,7 @@ class Resolver:
         literal = literal_address(host)
         if literal is not None:
             return [literal]
-        override = self.overrides.get(host.lower().rstrip("."))
+        override = self.overrides.get(comparable_host(host))
         if override is not None:
             return list(override)
         loop = asyncio.get_running_loop()

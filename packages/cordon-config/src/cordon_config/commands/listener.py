@@ -80,10 +80,10 @@ def run_listener(args: argparse.Namespace) -> int:
     print(f"  logs in:  as {listener.auth.username} with the password from {describe_secret(listener.secret)}")
     print(f'  connect:  psql "host=127.0.0.1 port={listener.port} user={listener.auth.username} dbname=<database>"')
     if listener.name in unapproved:
-        from cordon_config.approvals import approve_command, scope_flag
+        from cordon_config.approvals import approve_command
 
         print(f"  approval: not approved as written ({unapproved[listener.name]}); review, then: "
-              f"{approve_command([listener.name], scope_flag(paths), 'listener')}")
+              f"{approve_command([listener.name], paths.flag, 'listener')}")
     print(f"  config:   {config.path}")
     return OK
 
@@ -112,11 +112,11 @@ def _list(config: Config, paths: ScopePaths, as_json: bool, unapproved: dict[str
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
     if unapproved:
-        from cordon_config.approvals import approve_command, scope_flag
+        from cordon_config.approvals import approve_command
 
         names = [item.name for item in config.listeners if item.name in unapproved]
         print(f"not approved, so cordon will not use them: {', '.join(names)} "
-              f"(review, then: {approve_command(names, scope_flag(paths), 'listener')})")
+              f"(review, then: {approve_command(names, paths.flag, 'listener')})")
     return OK
 
 

@@ -3,7 +3,7 @@ and small config builders.
 
 The backends here are never auto-selected: their ``priority`` raises, so keyring does not consider them
 viable. Select one explicitly with ``keyring.set_keyring(MemoryKeyring())`` (in-process) or, for a
-subprocess, ``PYTHON_KEYRING_BACKEND=cordon_config.testing.FileKeyring`` plus
+subprocess, ``PYTHON_KEYRING_BACKEND=cordon_testing.config.FileKeyring`` plus
 ``CORDON_TEST_KEYRING_FILE=/tmp/.../keyring.json``.
 """
 
@@ -21,11 +21,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from cordon_config.files import atomic_write
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 from keyring.errors import PasswordDeleteError
-
-from cordon_config.files import atomic_write
 
 
 class _TestOnly(KeyringBackend):
