@@ -658,6 +658,16 @@ def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
     return head, body
 
 
+def default_signals() -> None:
+    """``preexec_fn`` for a child a test will interrupt: SIGINT and SIGQUIT back to their default actions.
+
+    A shell starts a background job (``pytest &``, a CI step run that way) with SIGINT and SIGQUIT ignored,
+    children inherit that, and Python installs its KeyboardInterrupt handler only where SIGINT is not ignored:
+    without this, the test's SIGINT never reaches a child that leaves the signal to Python."""
+    for signum in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def terminate(proc: subprocess.Popen[Any], timeout: float = TIMEOUT) -> int:
     """Stop ``proc``: SIGTERM, a bounded wait, SIGKILL as a last resort; returns its exit code."""
     if proc.poll() is None:
