@@ -20,7 +20,7 @@ from cordon_testing.config import approve_config, route_block, write_config
 
 pytestmark = pytest.mark.keyring
 
-MISSING = [tool for tool in ("gnome-keyring-daemon", "dbus-run-session") if shutil.which(tool) is None]
+MISSING = [tool for tool in ("gnome-keyring-daemon", "dbus-run-session", "dbus-send") if shutil.which(tool) is None]
 
 
 @pytest.mark.skipif(bool(MISSING), reason=f"needs {' and '.join(MISSING)} (apt-get install gnome-keyring dbus)")
