@@ -609,7 +609,13 @@ def build_run_parser(prog: str = "cordon run") -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cordon_config.hardening import set_not_dumpable
+
     from cordon_setup.runner import run_with_proxy
+
+    # this process keeps the caller's environment (the secrets the proxy it starts reads): the command, the
+    # same user, must not read it from /proc/<pid>/environ or memory (the command is dumpable again at exec)
+    set_not_dumpable()
 
     command = list(args.command)
     if command and command[0] == "--":
