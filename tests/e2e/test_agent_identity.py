@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
+import stat
 import subprocess
 import threading
 from collections.abc import Iterator
 
 import pytest
+from cordon_config.identity import key_path
+from cordon_config.scope import resolve_scope
+from cordon_testing.project import Project as PlainProject
 from cordon_testing.proxy import RecordingUpstream, free_port, read_head
 
 pytestmark = pytest.mark.e2e
@@ -152,3 +157,20 @@ def test_status_and_doctor_name_the_right_proxy_in_every_combination(projects, u
                 assert status.returncode == 1 and status.stdout.startswith(
                     f"cordon is not running on 127.0.0.1:{port}"), case
                 assert f"ok   port: 127.0.0.1:{port} is free" in doctor.stdout, case
+
+
+def test_an_identity_key_others_could_read_is_refused_by_start_status_and_doctor(tmp_path) -> None:
+    """The same refusal, one line and the way to replace the key, from every command that reads the key."""
+    project = PlainProject(tmp_path / "loose").setup("--port", str(free_port()))
+    key = key_path(resolve_scope(None, None, env=project.env, cwd=project.dir))
+    assert key.exists()
+    key.chmod(0o644)
+    line = f"{key} is accessible by group or others (mode 0644); a copy of it would pass as this scope's cordon"
+    hint = f"replace it: stop this scope's cordon, rm {shlex.quote(str(key))}, and start it again"
+    for args in (("start",), ("status",), ("doctor",)):
+        result = project.run(*args, check=False)
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, (args, out)
+        assert line in out and hint in out, (args, out)
+        assert "Traceback" not in out
+    assert stat.S_IMODE(key.stat().st_mode) == 0o644  # refused, not quietly made 0600 and trusted

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shlex
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,10 +72,16 @@ def key_path(paths: ScopePaths) -> Path:
 
 def _read_key(path: Path) -> bytes | None:
     try:
-        data = read_private(path, owner=False, tighten=True)  # a key others could read proves nothing: 0600 again
+        data = read_private(path, owner=False)
     except PrivateFileError as exc:
         if exc.kind == "not-regular":
             raise IdentityError(f"{path} is not a regular file", f"remove it: rm {path}") from None
+        if exc.kind == "loose":  # it may have been copied: whoever holds a copy passes the proof, so no chmod
+            raise IdentityError(
+                f"{path} is accessible by group or others (mode {exc.mode or 0:04o}); a copy of it would pass as "
+                "this scope's cordon",
+                f"replace it: stop this scope's cordon, rm {shlex.quote(str(path))}, and start it again "
+                "(cordon start makes a new key)") from None
         raise IdentityError(f"cannot read {path}: {exc.strerror}",
                             f"remove it; cordon start makes a new one: rm {path}") from None
     if data is not None and len(data) != KEY_BYTES:

@@ -454,7 +454,7 @@ def _probe(paths: ScopePaths, port: int, timeout: float = 2.0) -> ProbeResult:
     try:
         return probe(paths, port, timeout)
     except IdentityError as exc:
-        raise _Usage(exc.message) from None
+        raise _Usage(exc.message, exc.hint) from None
 
 
 def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
