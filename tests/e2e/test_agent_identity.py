@@ -174,3 +174,18 @@ def test_an_identity_key_others_could_read_is_refused_by_start_status_and_doctor
         assert line in out and hint in out, (args, out)
         assert "Traceback" not in out
     assert stat.S_IMODE(key.stat().st_mode) == 0o644  # refused, not quietly made 0600 and trusted
+
+
+def test_wait_fails_at_the_first_answer_proven_not_to_be_this_scopes_cordon(projects, upstream, tmp_path) -> None:
+    """A squatter answers /health without this scope's proof: waiting longer cannot change that, so `cordon wait`
+    fails on that first answer (one request, not a poll of proofs until the timeout)."""
+    port = free_port()
+    a = projects("a").setup(port, upstream.write_ca(tmp_path / "up-ca.pem"))
+    squatter = Squatter(port)
+    try:
+        waited = a.cordon("wait", "--timeout", "60")
+    finally:
+        squatter.close()
+    assert waited.returncode == 1
+    assert f"cordon: port {port} is held by something that is not this scope's cordon" in waited.stderr
+    assert len(squatter.received) == 1, f"{len(squatter.received)} proof requests"

@@ -233,6 +233,27 @@ def test_a_scope_without_a_key_still_recognises_other_scopes(tmp_path: Path) -> 
         assert probe(a, port).kind == "other-scope"
 
 
+def test_settled_says_whether_waiting_could_change_the_answer(tmp_path: Path) -> None:
+    """``cordon wait`` stops at a settled answer: an HTTP answer this scope's key rejects, or another scope's
+    proof. A peer that speaks no HTTP, or a proof this scope had no key yet to check, may still turn out to be
+    this scope's cordon starting up."""
+    a, b = _paths(tmp_path, "a"), _paths(tmp_path, "b")
+    key_b = ensure_key(b)
+    record_scope(b)
+    with listener(stand_in(key_b, DETAILS)) as port:
+        assert probe(a, port).settled  # another scope's proof
+    with listener(stand_in(b"x" * 32, DETAILS)) as port:
+        assert not probe(a, port).settled  # a has no key yet: its own cordon may be creating it
+        key_a = ensure_key(a)
+        assert probe(a, port).kind == "foreign" and probe(a, port).settled
+    with listener(lambda head: http_json({"status": "ok", "version": "0.1.0", "routes": 1})) as port:
+        assert probe(a, port).settled
+    with listener(lambda head: b"SSH-2.0-OpenSSH\r\n") as port:
+        assert not probe(a, port).settled
+    with listener(stand_in(key_a, DETAILS)) as port:
+        assert not probe(a, port).settled and probe(a, port).ours
+
+
 def test_probe_never_raises_for_garbage_answers(tmp_path: Path) -> None:
     paths = _paths(tmp_path, "a")
     ensure_key(paths)

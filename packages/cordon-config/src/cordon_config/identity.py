@@ -145,7 +145,10 @@ class ProbeResult:
 
     ``kind``: ``ours`` (this scope's cordon; ``health`` holds its verified details), ``other-scope`` (another
     known scope's cordon: ``other_config``/``other_state_dir``), ``foreign`` (anything else: ``owner`` names the
-    process where the OS says, ``detail`` what it answered), ``none`` (nothing listens).
+    process where the OS says, ``detail`` what it answered), ``none`` (nothing listens). ``settled``: the answer
+    proves the listener is not this scope's cordon, so waiting will not change it (another scope's proof, or an
+    HTTP answer that this scope's key does not verify); not for a silent or non-HTTP peer, nor when this scope
+    had no key yet to verify with.
     """
 
     kind: Kind
@@ -155,6 +158,7 @@ class ProbeResult:
     other_state_dir: Path | None = None
     owner: str | None = None
     detail: str = ""
+    settled: bool = False
 
     @property
     def ours(self) -> bool:
@@ -267,20 +271,22 @@ def probe(
         doc = None
     proof = doc.get("proof") if isinstance(doc, dict) else None
     if not isinstance(proof, str) or not re.fullmatch(r"[0-9a-f]{64}", proof):
-        return _foreign(port, f"HTTP {status} without an identity proof (an impostor, or a cordon older than 0.2)")
+        return _foreign(port, f"HTTP {status} without an identity proof (an impostor, or a cordon older than 0.2)",
+                        settled=True)
     if key is not None and compare_digest(proof, server_proof(key, nonce)):
         assert isinstance(doc, dict)
         if doc.get("port") not in (None, port):  # a relay to this scope's cordon on another port
-            return _foreign(port, f"a relay to this scope's cordon on port {doc.get('port')}")
+            return _foreign(port, f"a relay to this scope's cordon on port {doc.get('port')}", settled=True)
         return ProbeResult("ours", port, health=doc)
     other = _other_scope(paths, nonce, proof, env)
     if other is not None:
-        return ProbeResult("other-scope", port, other_config=other.other_config, other_state_dir=other.other_state_dir)
-    return _foreign(port, "an identity proof that no known scope's key verifies")
+        return ProbeResult("other-scope", port, other_config=other.other_config, other_state_dir=other.other_state_dir,
+                           settled=True)
+    return _foreign(port, "an identity proof that no known scope's key verifies", settled=key is not None)
 
 
-def _foreign(port: int, detail: str) -> ProbeResult:
+def _foreign(port: int, detail: str, *, settled: bool = False) -> ProbeResult:
     from cordon_config.portowner import port_owner
 
     owner = port_owner(port)
-    return ProbeResult("foreign", port, owner=str(owner) if owner else None, detail=detail)
+    return ProbeResult("foreign", port, owner=str(owner) if owner else None, detail=detail, settled=settled)
