@@ -99,7 +99,7 @@ class ProxyProcess:
             state = proxy_state(self.paths, self.port, timeout=0.5)
             if state.ours and state.pid in (None, self.proc.pid):
                 return
-            if state.kind != "none" and not state.ours:
+            if state.settled:  # another scope's cordon or an impostor answered; a silence may be ours starting
                 self.stop()
                 raise _refuse(state, self.paths)
             time.sleep(0.05)
