@@ -38,8 +38,8 @@ from cordon_config.scope import ScopePaths
 
 __all__ = [
     "KEY_NAME", "RECORD_NAME", "ApprovalError", "FieldChange", "Item", "Unapproved", "approve", "approve_command",
-    "audit_item", "check_approved", "egress_item", "format_value", "listener_item", "record_change", "refusal_lines",
-    "route_item", "security_items", "settings_item",
+    "approved_items", "audit_item", "check_approved", "egress_item", "format_value", "listener_item",
+    "record_change", "refusal_lines", "route_item", "security_items", "settings_item",
 ]
 
 RECORD_NAME = "approvals.json"
@@ -267,6 +267,13 @@ def _read_record(paths: ScopePaths) -> tuple[dict[str, dict[str, dict[str, Any]]
     if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, data["configs"])):
         return None, f"{_record_path(paths)} does not verify with its key (changed outside cordon)"
     return data["configs"], ""
+
+
+def approved_items(paths: ScopePaths, config_path: Path) -> Mapping[str, Mapping[str, Any]]:
+    """The approved fields of each item of ``config_path`` (item key → fields) as the scope's record holds them;
+    empty when there is no record or it does not verify."""
+    configs, _problem = _read_record(paths)
+    return (configs or {}).get(str(config_path), {})
 
 
 def _ensure_key(paths: ScopePaths) -> bytes:
