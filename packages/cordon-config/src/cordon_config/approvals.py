@@ -25,14 +25,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cordon_config.files import atomic_write, ensure_private_file, locked, read_private
+from cordon_config.files import atomic_write, ensure_key_file, locked, read_key_file, read_private
 from cordon_config.model import AuditConfig, BasicAuth, Config, Egress, Listener, Route
 from cordon_config.scope import ScopePaths
 
@@ -46,7 +45,6 @@ RECORD_NAME = "approvals.json"
 KEY_NAME = "approval.key"
 VERSION = 1
 SETTINGS = "settings"
-_KEY_BYTES = 32
 _MAC_CONTEXT = b"cordon-approvals\0"
 
 Reason = Literal["new", "changed", "unrecorded", "unverified"]
@@ -239,10 +237,7 @@ def _mac(key: bytes, configs: Mapping[str, Any]) -> str:
 
 
 def _read_key(paths: ScopePaths) -> bytes | None:
-    key = read_private(_key_path(paths), "the approval key")
-    if key is not None and len(key) != _KEY_BYTES:
-        raise ValueError(f"the approval key {_key_path(paths)} is damaged ({len(key)} bytes, not {_KEY_BYTES})")
-    return key
+    return read_key_file(_key_path(paths), "the approval key")
 
 
 def _read_record(paths: ScopePaths) -> tuple[dict[str, dict[str, dict[str, Any]]] | None, str]:
@@ -280,7 +275,7 @@ def _ensure_key(paths: ScopePaths) -> bytes:
     """The scope's approval key, created (32 random bytes, 0600, ``O_EXCL|O_NOFOLLOW``) when missing."""
     path = _key_path(paths)
     try:
-        return ensure_private_file(path, lambda: secrets.token_bytes(_KEY_BYTES), lambda _: _read_key(paths))
+        return ensure_key_file(path, lambda _: _read_key(paths))
     except ValueError as exc:
         raise ApprovalError(str(exc), f"remove it and approve again: rm {shlex.quote(str(path))}") from None
     except FileNotFoundError:  # removed right after another cordon created it

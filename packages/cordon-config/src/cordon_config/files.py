@@ -171,9 +171,10 @@ def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str, dura
     return tmp
 
 
-def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically: a new file in the same dir (:func:`write_new_file`), fsync,
-    rename, fsync the dir.
+    rename, fsync the dir. ``durable=False`` skips both fsyncs (a file rewritten often, from an event loop,
+    whose last version may be lost in a crash).
 
     The file keeps its current mode unless ``mode`` is given; a new file gets ``mode`` (default 0644, 0600 for
     secrets). A symlink at ``path`` is refused (:class:`SymlinkRefused`), never replaced or followed; a
@@ -190,7 +191,7 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
         final_mode = 0o644 if mode is None else mode
     directory = path.parent
     try:
-        tmp = write_new_file(directory, payload, mode=final_mode, prefix=path.name)
+        tmp = write_new_file(directory, payload, mode=final_mode, prefix=path.name, durable=durable)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise NotWritableError(path, directory, exc.errno) from None
@@ -203,7 +204,8 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> Path | None:
@@ -233,12 +235,14 @@ def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> 
 
 class PrivateFileError(ValueError):
     """A file that must be private to this user is not: ``kind`` says why (``symlink``, ``unreadable``,
-    ``not-regular``, ``not-owner``, ``loose``), with ``uid``, ``mode`` or ``strerror`` where they apply. ``str()``
-    is one line naming ``what`` it is; callers with their own wording build it from the fields."""
+    ``not-regular``, ``not-owner``, ``loose``, ``damaged``: a key of the wrong size), with ``uid``, ``mode``,
+    ``size`` or ``strerror`` where they apply. ``str()`` is one line naming ``what`` it is; callers with their own
+    wording build it from the fields."""
 
     def __init__(self, path: Path, kind: str, *, what: str = "", uid: int | None = None, mode: int | None = None,
-                 strerror: str | None = None) -> None:
+                 strerror: str | None = None, size: int | None = None) -> None:
         self.path, self.kind, self.what, self.uid, self.mode, self.strerror = Path(path), kind, what, uid, mode, strerror
+        self.size = size
         name = f"{what} {path}" if what else str(path)
         messages = {
             "symlink": f"{name} is a symlink",
@@ -246,6 +250,7 @@ class PrivateFileError(ValueError):
             "not-regular": f"{name} is not a regular file",
             "not-owner": f"{name} is owned by uid {uid}, not by you",
             "loose": f"{name} is accessible by group or others (mode {mode or 0:04o})",
+            "damaged": f"{name} is damaged ({size} bytes, not {KEY_BYTES})",
         }
         super().__init__(messages[kind])
 
@@ -298,6 +303,24 @@ def ensure_private_file(path: Path, make: Callable[[], bytes], read: Callable[[P
         handle.flush()
         os.fsync(handle.fileno())
     return data
+
+
+KEY_BYTES = 32  # every random key cordon keeps in a state dir (identity, approvals, audit): HMAC-SHA256 keys
+
+
+def read_key_file(path: Path, what: str = "", *, owner: bool = True, tighten: bool = False) -> bytes | None:
+    """A random key kept by :func:`ensure_key_file` (None when absent): :func:`read_private`, and a file that is not
+    :data:`KEY_BYTES` long raises :class:`PrivateFileError` of kind ``damaged``."""
+    key = read_private(path, what, owner=owner, tighten=tighten)
+    if key is not None and len(key) != KEY_BYTES:
+        raise PrivateFileError(path, "damaged", what=what, size=len(key))
+    return key
+
+
+def ensure_key_file(path: Path, read: Callable[[Path], bytes | None]) -> bytes:
+    """The key ``read(path)`` gives (the caller's :func:`read_key_file` with its own wording), or a new private file of
+    :data:`KEY_BYTES` random bytes (see :func:`ensure_private_file`)."""
+    return ensure_private_file(path, lambda: secrets.token_bytes(KEY_BYTES), read)
 
 
 @contextmanager

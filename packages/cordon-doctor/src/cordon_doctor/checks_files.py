@@ -167,7 +167,9 @@ def _check_constraints(ctx: DoctorContext, ca: object) -> list[Finding]:
 
 def _old_key_copies(ctx: DoctorContext) -> list[Finding]:
     """A ``.bak`` of the CA key (cordon 0.1 kept one on every re-issue) is a CA key all the same."""
-    old = ctx.ca_key_path.with_name(ctx.ca_key_path.name + ".bak")
+    from cordon_ca.authority import legacy_key_backup
+
+    old = legacy_key_backup(ctx.ca_key_path)
     if not os.path.lexists(old):
         return []
     return [warn("ca.old_key", f"an old CA key is kept at {old}: whoever copies it can mint certificates its CA "
