@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cordon_config.files import atomic_write
+from cordon_config.ports import free_port
 from cordon_config.scope import ScopePaths, resolve_scope
 
 from cordon_doctor.echo import EchoServer
@@ -28,7 +29,6 @@ from cordon_doctor.proxyproc import (
     ProxyProcess,
     ProxyStartError,
     current_environ,
-    free_port,
     proxy_environment,
 )
 
