@@ -1,4 +1,4 @@
-"""Behaviour kept by the hot-path optimisations (issue 9): no timing here, only what must stay true."""
+"""Behaviour kept by the hot-path optimisations: no timing here, only what must stay true."""
 
 from __future__ import annotations
 

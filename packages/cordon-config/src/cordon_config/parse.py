@@ -1,4 +1,4 @@
-"""cordon.toml text → validated :class:`~cordon_config.model.Config` (spec §2).
+"""cordon.toml text → validated :class:`~cordon_config.model.Config`.
 
 The stdlib ``tomllib`` parses valid files into plain Python, and the validator below checks every rule,
 collecting all problems into one :class:`ConfigError` with file, line, route, key, message and hint for each.

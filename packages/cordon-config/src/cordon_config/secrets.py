@@ -1,7 +1,7 @@
 """Route and listener secrets: a masked value type, fetching from every source, a short-lived cache and a
 start-up check.
 
-Sources (spec §2): keyring, 1password (``op read``), env, file, command. ``keyring`` is imported lazily,
+Sources: keyring, 1password (``op read``), env, file, command. ``keyring`` is imported lazily,
 only when a keyring secret is used. No error message, repr or log line ever contains a secret value.
 """
 

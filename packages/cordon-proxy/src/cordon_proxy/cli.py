@@ -1,6 +1,6 @@
 """Command line of cordon-proxy: ``cordon start|status|wait|stop|restart|reload``.
 
-``start`` runs the proxy in the foreground in the order of spec §3 (:func:`cordon_proxy.runtime.load_runtime`:
+``start`` runs the proxy in the foreground, loading in a fixed order (:func:`cordon_proxy.runtime.load_runtime`:
 config → approvals → every secret → CA → tokens → upstream trust → identity key), then binds
 127.0.0.1:<listen> and serves. SIGINT/SIGTERM let in-flight requests finish (up to 10 s), then exit 0; SIGHUP
 reloads (the same loading; on any problem the running config stays and the reason is logged).

@@ -1,4 +1,4 @@
-"""Base setup (spec §5): the CA if missing, a scaffold cordon.toml on a free port, the combined CA bundle and
+"""Base setup: the CA if missing, a scaffold cordon.toml on a free port, the combined CA bundle and
 tokens.toml with a ``default`` token. Idempotent: what exists is kept (an existing cordon.toml is never
 rewritten); reused by ``cordon doctor`` and ``cordon demo``.
 """
