@@ -107,8 +107,8 @@ def _read_private(path: Path, what: str, *, key: bool = False) -> bytes | None:
         return read_key_file(path, what, owner=False) if key else read_private(path, what, owner=False)
     except PrivateFileError as exc:
         if exc.kind == "damaged":
-            raise AuditError(str(exc), "keep the log for reference, move it and the key away, and restart cordon") \
-                from None
+            raise AuditError(str(exc),
+                             hint="keep the log for reference, move it and the key away, and restart cordon") from None
         if exc.kind == "not-regular":
             raise AuditError(str(exc), f"remove it: rm {path}") from None
         if exc.kind == "loose":

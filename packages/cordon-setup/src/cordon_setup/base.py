@@ -34,7 +34,7 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
         facts = read_facts(paths)
         return None if facts is None else replace(facts, listen=facts.port(DEFAULT_PORT))
     except FactsError as exc:
-        raise BaseSetupError(str(exc), "fix it, or check it with: cordon doctor") from None
+        raise BaseSetupError(str(exc), hint="fix it, or check it with: cordon doctor") from None
 
 
 def _approved_ca(paths: ScopePaths, facts: ConfigFacts | None) -> tuple[list[str] | None, bool] | None:
