@@ -20,13 +20,14 @@ from cordon_config.files import (
     read_private,
     write_new_file,
 )
+from cordon_config.hosts import is_ip
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cordon_ca.errors import CAError, CAInvalid, CAKeyInsecure, CANotFound, HostNotAllowed
-from cordon_ca.hostnames import general_name, is_ip, normalize_host
+from cordon_ca.hostnames import general_name, normalize_host
 from cordon_ca.shred import destroy, open_for_destroy, overwrite_and_close
 
 CA_VALIDITY = dt.timedelta(days=3650)

@@ -9,6 +9,7 @@ naming the link and its target; nothing written), temporary and backup files are
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -98,18 +99,26 @@ def refuse_symlink(path: Path) -> None:
     raise SymlinkRefused(Path(path), target)
 
 
+def _open_no_follow(path: Path) -> int | None:
+    """A read-only descriptor of ``path``, None when absent: never through a symlink (ELOOP), never waiting on a
+    FIFO planted there (O_NONBLOCK)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+
+
 def read_no_follow(path: Path) -> bytes | None:
     """The bytes of the regular file at ``path`` (None when absent), never through a symlink
     (:class:`SymlinkRefused`); a FIFO or device planted there is refused too, without blocking on it."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
+        fd = _open_no_follow(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             refuse_symlink(Path(path))
         raise
+    if fd is None:
+        return None
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise OSError(errno.EINVAL, "not a regular file; cordon only edits regular files", str(path))
@@ -145,6 +154,12 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file a failed write leaves (gone already is fine)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
 def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str, durable: bool = True) -> Path:
     """Write ``data`` into a fresh file in ``directory`` created ``O_CREAT|O_EXCL|O_NOFOLLOW`` with ``mode``
     (exactly: the umask does not apply); its path. ``durable`` fsyncs it (skip it for short-lived scratch files)."""
@@ -163,10 +178,7 @@ def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str, dura
             if durable:
                 os.fsync(handle.fileno())
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(tmp)
         raise
     return tmp
 
@@ -199,10 +211,7 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None, dura
     try:
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(tmp)
         raise
     if durable:
         fsync_dir(directory)
@@ -259,14 +268,13 @@ def read_private(path: Path, what: str = "", *, owner: bool = True, tighten: boo
     """The bytes of a private file (None when absent): a regular file, never opened through a symlink (nor a FIFO
     waited on), owned by this user unless ``owner`` is False, readable by nobody else: a looser mode raises,
     or with ``tighten`` is set back to 0600 when the file is ours. Raises :class:`PrivateFileError`."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
+        fd = _open_no_follow(path)
     except OSError as exc:
         kind = "symlink" if os.path.islink(path) else "unreadable"
         raise PrivateFileError(path, kind, what=what, strerror=exc.strerror) from None
+    if fd is None:
+        return None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from cordon_config.identity import ProbeResult
     from cordon_config.scope import ScopePaths
 
-__all__ = ["STOP_TIMEOUT", "ProxyExited", "ProxyNotOurs", "ProxyProcess", "ProxyTimeout", "proxy_argv"]
+__all__ = ["STOP_TIMEOUT", "ProxyExited", "ProxyNotOurs", "ProxyProcess", "ProxyTimeout", "proxy_argv", "stop_process"]
 
 STOP_TIMEOUT = 12.0  # the proxy drains in-flight requests for up to 10 s after SIGTERM
 POLL_INTERVAL = 0.05
@@ -48,6 +48,18 @@ class ProxyNotOurs(RuntimeError):
     def __init__(self, state: ProbeResult) -> None:
         super().__init__(state.message())
         self.state = state
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:
+    """Stop a child: SIGTERM (the proxy drains), a bounded wait, SIGKILL as a last resort; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    return proc.returncode
 
 
 def proxy_argv(config_path: Path, *extra: str) -> list[str]:
@@ -141,14 +153,4 @@ class ProxyProcess:
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM (it drains), a bounded wait, then SIGKILL; its exit code (None when never started).
         Idempotent."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        return proc.returncode
+        return None if self.proc is None else stop_process(self.proc, timeout)

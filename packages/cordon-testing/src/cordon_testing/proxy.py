@@ -19,7 +19,6 @@ import gzip
 import http.client
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cordon_config.ports import free_port
-from cordon_config.proxyproc import ProxyExited, ProxyTimeout, proxy_argv
+from cordon_config.proxyproc import ProxyExited, ProxyTimeout, proxy_argv, stop_process
 from cordon_config.proxyproc import ProxyProcess as Process
 
 from cordon_testing.namespaces import UNROUTED_ADDRESS, PrivateNetwork, hosts_argv
@@ -509,10 +508,8 @@ class ProxyProcess:
         return 0 if code is None else code
 
     def logs(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+        """Everything the proxy wrote ('' before it started)."""
+        return "" if self.process is None else self.process.log_text()
 
     def __enter__(self) -> ProxyProcess:
         return self.start()
@@ -621,14 +618,7 @@ def read_head(sock: socket.socket) -> bytes:
 
 def terminate(proc: subprocess.Popen[Any], timeout: float = TIMEOUT) -> int:
     """Stop ``proc``: SIGTERM, a bounded wait, SIGKILL as a last resort; returns its exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-    return proc.returncode
+    return stop_process(proc, timeout)
 
 
 def curl(*args: str, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT,
