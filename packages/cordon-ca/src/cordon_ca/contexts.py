@@ -114,7 +114,7 @@ class LeafContextCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._scratch: Path | None = None  # private 0700 dir, created on first miss, removed with the cache
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[..., LeafContextCache] | None = None
         self.hits = 0
         self.misses = 0
 

@@ -7,9 +7,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cordon_config.scope import ScopePaths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cordon_config.approvals import Unapproved
+    from cordon_config.model import Config
 
 
 @dataclass
@@ -19,9 +23,9 @@ class DoctorContext:
     paths: ScopePaths
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
-    config: Any | None = None
+    config: Config | None = None
     explicit_config: bool = False
-    unapproved: list[Any] = field(default_factory=list)  # cordon_config.approvals.Unapproved, from "approvals"
+    unapproved: list[Unapproved] = field(default_factory=list)  # from the "approvals" check
 
     @property
     def scope_flag(self) -> str:

@@ -113,7 +113,7 @@ def _make_private(path: Path) -> int | None:
         os.close(fd)
 
 
-def remove_empty_dirs(dirs: Iterable[Path]) -> None:
+def remove_empty_dirs(dirs: Iterable[str | Path]) -> None:
     """Remove each directory if it is empty (deepest first); leave anything non-empty alone."""
     for directory in sorted({Path(d) for d in dirs}, key=lambda p: len(p.parts), reverse=True):
         try:

@@ -91,7 +91,7 @@ def _expected_failure(exc: Exception) -> int | None:
     from cordon_setup.apply import ConflictError
     from cordon_setup.edits.json_file import JsonEditError
     from cordon_setup.edits.toml_file import TomlEditError
-    from cordon_setup.integrations import IntegrationError
+    from cordon_setup.errors import IntegrationError
     from cordon_setup.runner import RunError
     from cordon_setup.service import ServiceError
 
@@ -157,7 +157,7 @@ examples:
 """
 
 
-def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
+def build_setup_parser(prog: str = "cordon setup") -> _Parser:
     from cordon_setup.integrations import INTEGRATIONS
 
     parser = _Parser(
@@ -388,7 +388,7 @@ examples:
 """
 
 
-def build_integration_parser(prog: str = "cordon integration") -> argparse.ArgumentParser:
+def build_integration_parser(prog: str = "cordon integration") -> _Parser:
     from cordon_setup.integrations import INTEGRATIONS
 
     parser = _Parser(
@@ -479,7 +479,7 @@ examples:
 """
 
 
-def build_env_parser(prog: str = "cordon env") -> argparse.ArgumentParser:
+def build_env_parser(prog: str = "cordon env") -> _Parser:
     parser = _Parser(
         prog=prog,
         description="Print the proxy and CA variables (the env contract) for this scope.",
@@ -590,7 +590,7 @@ examples:
 """
 
 
-def build_run_parser(prog: str = "cordon run") -> argparse.ArgumentParser:
+def build_run_parser(prog: str = "cordon run") -> _Parser:
     parser = _Parser(
         prog=prog,
         description="Run CMD with the env contract applied. If no proxy is healthy for this config, one is "
@@ -650,7 +650,7 @@ examples:
 """
 
 
-def build_service_parser(prog: str = "cordon service") -> argparse.ArgumentParser:
+def build_service_parser(prog: str = "cordon service") -> _Parser:
     parser = _Parser(
         prog=prog,
         description="Run the proxy as a background service: a systemd user unit on Linux, a launchd agent on "
@@ -786,7 +786,7 @@ def build_parser(prog: str = "cordon-setup") -> argparse.ArgumentParser:
     return parser
 
 
-PARSERS: dict[str, Callable[[str], argparse.ArgumentParser]] = {
+PARSERS: dict[str, Callable[[str], _Parser]] = {
     "setup": build_setup_parser,
     "integration": build_integration_parser,
     "env": build_env_parser,

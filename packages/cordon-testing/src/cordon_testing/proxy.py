@@ -210,7 +210,7 @@ def echo_key(form: str = "plain", header: str = "Authorization") -> Handler:
 
 
 def _brotli_compress(data: bytes) -> bytes:
-    import brotli  # type: ignore[import-untyped]
+    import brotli
 
     return bytes(brotli.compress(data))
 

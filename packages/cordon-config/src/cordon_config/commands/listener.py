@@ -23,7 +23,7 @@ from cordon_config.commands.common import (
     scope_of,
     write_error,
 )
-from cordon_config.commands.sources import SOURCE_FLAGS, ask, ask_secret, given, secret_from_args
+from cordon_config.commands.sources import SOURCE_FLAGS, ask, ask_choice, ask_secret, given, secret_from_args
 from cordon_config.errors import ConfigError, ListenerNotFound
 from cordon_config.model import Config, Listener, PasswordAuth
 from cordon_config.scope import ScopePaths
@@ -271,10 +271,8 @@ def _wizard(paths: ScopePaths) -> Listener:
                "use lower-case letters, digits, '.', '_' and '-'")
     port = int(ask("local port (127.0.0.1)", str(free_port(15432)), port_problem))
     username = ask("database user cordon logs in as")
-    client_tls = ask("TLS towards clients (" + ", ".join(CLIENT_TLS_MODES) + ")", "accept",
-                     lambda v: None if v in CLIENT_TLS_MODES else "one of: " + ", ".join(CLIENT_TLS_MODES))
-    upstream_tls = ask("TLS towards the server (" + ", ".join(UPSTREAM_TLS_MODES) + ")", "verify-full",
-                       lambda v: None if v in UPSTREAM_TLS_MODES else "one of: " + ", ".join(UPSTREAM_TLS_MODES))
+    client_tls = ask_choice("TLS towards clients", CLIENT_TLS_MODES, "accept")
+    upstream_tls = ask_choice("TLS towards the server", UPSTREAM_TLS_MODES, "verify-full")
     secret = ask_secret(name, "_PASSWORD")
     return Listener(name, port, host, parse_upstream(upstream)[1], PasswordAuth(username), secret,
-                    client_tls, upstream_tls)  # type: ignore[arg-type]
+                    client_tls, upstream_tls)

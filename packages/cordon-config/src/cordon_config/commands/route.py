@@ -394,8 +394,8 @@ def _wizard(paths: ScopePaths) -> Route:
             scheme = "Bearer"
         auth = HeaderAuth(header, scheme)
     secret = ask_secret(name, "_KEY")
-    methods, paths, rate_limit = _wizard_policy(host)
-    return Route(name, host, auth, secret, methods=methods, paths=paths, rate_limit=rate_limit)
+    methods, path_rules, rate_limit = _wizard_policy(host)
+    return Route(name, host, auth, secret, methods=methods, paths=path_rules, rate_limit=rate_limit)
 
 
 def _wizard_policy(host: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None, RateLimit | None]:

@@ -161,7 +161,8 @@ def _secret_check(args: argparse.Namespace) -> int:
     from cordon_config.secrets import SecretUnavailable, fetch_secret, kind_of
 
     paths, config = load(args)
-    routes = [find_secret_owner(config, args.name)] if args.name else [*config.routes, *config.listeners]
+    routes: list[Route | Listener] = (
+        [find_secret_owner(config, args.name)] if args.name else [*config.routes, *config.listeners])
     pending = check_approved(config, paths)
     settings_pending = any(entry.item.kind == "settings" for entry in pending)  # [egress]/[audit]: no secret
     unapproved = {(entry.item.kind, entry.item.name) for entry in pending}
