@@ -56,14 +56,12 @@ def test_what_no_caller_can_do_without_is_one_line(scope: ScopePaths, text: str,
 def test_a_bad_listen_is_an_error_only_for_who_asks_for_the_port(scope: ScopePaths) -> None:
     scope.config_path.write_text('listen = "6790"\n')
     facts = read_facts(scope)
-    assert facts is not None and facts.listen is None
+    assert facts is not None and facts.listen == 6790
     with pytest.raises(FactsError, match="listen must be a port number 1-65535, not '6790'"):
-        facts.port(6790)
-    scope.config_path.write_text("")
-    facts = read_facts(scope)
-    assert facts is not None and facts.port(6790) == 6790
-    with pytest.raises(FactsError, match="it is missing"):
         facts.port()
+    scope.config_path.write_text("")
+    facts = read_facts(scope, default_listen=7000)
+    assert facts is not None and facts.port() == 7000
 
 
 def test_only_approved_route_hosts_are_permitted(scope: ScopePaths) -> None:

@@ -25,7 +25,9 @@ from cordon_config.hosts import canonical_host
 if TYPE_CHECKING:
     from cordon_config.scope import ScopePaths
 
-__all__ = ["ConfigFacts", "FactsError", "approved_hosts", "listen_of", "read_document", "read_facts"]
+DEFAULT_LISTEN = 6790  # the port of a new scope's proxy, and `listen`'s suggested value
+
+__all__ = ["DEFAULT_LISTEN", "ConfigFacts", "FactsError", "approved_hosts", "listen_of", "read_document", "read_facts"]
 
 
 class FactsError(ValueError):
@@ -34,12 +36,13 @@ class FactsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ConfigFacts:
-    """What :func:`read_facts` found: ``listen`` (None when absent or not a port), the CA paths (absolute; the scope's when
-    unset), ``[tls] name_constraints`` (None when unset), each route as (name, canonical host) and the
-    listeners (name → (port, username))."""
+    """What :func:`read_facts` found: ``listen`` (the default port when absent; when it is not a port,
+    ``listen_error`` says why and :meth:`port` raises it), the CA paths (absolute; the scope's when unset),
+    ``[tls] name_constraints`` (None when unset), each route as (name, canonical host) and the listeners
+    (name → (port, username))."""
 
     path: Path
-    listen: int | None
+    listen: int
     ca_cert: Path
     ca_key: Path
     name_constraints: bool | None = None
@@ -48,13 +51,11 @@ class ConfigFacts:
     listeners: dict[str, tuple[int, str]] = field(default_factory=dict)
     listen_error: str | None = None  # why ``listen`` is not a port, when it is present and is not
 
-    def port(self, default: int | None = None) -> int:
-        """``listen``, else ``default``; :class:`FactsError` when it is not a port or absent without default."""
-        if self.listen is not None:
-            return self.listen
-        if self.listen_error is None and default is not None:
-            return default
-        raise FactsError(self.listen_error or f"{self.path}: listen must be a port number 1-65535 (it is missing)")
+    def port(self) -> int:
+        """``listen``; :class:`FactsError` when the file's ``listen`` is not a port."""
+        if self.listen_error is not None:
+            raise FactsError(self.listen_error)
+        return self.listen
 
     @property
     def routes(self) -> dict[str, str]:
@@ -116,8 +117,9 @@ def _route_hosts(doc: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-def read_facts(paths: ScopePaths) -> ConfigFacts | None:
-    """The facts of the scope's cordon.toml, None when it does not exist (see the module docstring)."""
+def read_facts(paths: ScopePaths, *, default_listen: int = DEFAULT_LISTEN) -> ConfigFacts | None:
+    """The facts of the scope's cordon.toml, None when it does not exist (see the module docstring);
+    ``default_listen`` stands for a missing or wrong ``listen``."""
     config_path = Path(os.path.abspath(paths.config_path))
     doc = read_document(config_path)
     if doc is None:
@@ -126,7 +128,8 @@ def read_facts(paths: ScopePaths) -> ConfigFacts | None:
     if not isinstance(tls, dict):
         raise FactsError(f"{config_path}: [tls] must be a table")
     setting = tls.get("name_constraints")
-    listeners = doc.get("listeners") if isinstance(doc.get("listeners"), list) else []
+    listeners_value = doc.get("listeners")
+    listeners: list[Any] = listeners_value if isinstance(listeners_value, list) else []
     named: dict[str, tuple[int, str]] = {}
     for item in listeners:
         auth = item.get("auth") if isinstance(item, dict) else None
@@ -135,10 +138,11 @@ def read_facts(paths: ScopePaths) -> ConfigFacts | None:
         port, user = item.get("port"), auth.get("username")
         if isinstance(item.get("name"), str) and isinstance(port, int) and isinstance(user, str):
             named[item["name"]] = (port, user)
+    listen, listen_error = default_listen, None
     try:
-        listen, listen_error = listen_of(doc, config_path), None
+        listen = listen_of(doc, config_path) or default_listen
     except FactsError as exc:
-        listen, listen_error = None, str(exc)
+        listen_error = str(exc)
     return ConfigFacts(
         path=config_path,
         listen=listen,

@@ -6,7 +6,6 @@ rewritten); reused by ``cordon doctor`` and ``cordon demo``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from cordon_config.facts import ConfigFacts, FactsError, approved_hosts, read_facts
@@ -31,8 +30,10 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
     """The scope's cordon.toml facts (:mod:`cordon_config.facts`) with ``listen`` defaulted to
     :data:`DEFAULT_PORT`, None when the file does not exist."""
     try:
-        facts = read_facts(paths)
-        return None if facts is None else replace(facts, listen=facts.port(DEFAULT_PORT))
+        facts = read_facts(paths, default_listen=DEFAULT_PORT)
+        if facts is not None:
+            facts.port()  # a wrong listen stops setup here, with the file's line
+        return facts
     except FactsError as exc:
         raise BaseSetupError(str(exc), hint="fix it, or check it with: cordon doctor") from None
 
