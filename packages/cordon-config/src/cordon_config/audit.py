@@ -372,8 +372,9 @@ def verify(files: AuditFiles, key: bytes | None = None) -> Report:
         report.problems.append(Problem("head", str(files.head), exc.message))
         return report
     if head is None:
-        if report.files:
-            report.notes.append(f"{files.head} is missing: lines deleted at the end cannot be detected")
+        if report.files:  # the proxy writes it with its first lines: gone means deleted
+            report.problems.append(Problem("head", str(files.head), f"{files.head} is missing (deleted?), so "
+                                           f"lines deleted at the end of {files.log.name} cannot be ruled out"))
     elif last_seq is None or head[0] > last_seq:
         first_missing = (last_seq or 0) + 1
         span = f"seq {first_missing}" if head[0] == first_missing else f"seq {first_missing}–{head[0]}"

@@ -108,6 +108,27 @@ def _open_no_follow(path: Path) -> int | None:
         return None
 
 
+def refuse_symlinked_dirs(path: Path, root: Path) -> None:
+    """Raise :class:`SymlinkRefused` when a directory between ``root`` (not itself) and ``path`` (its parent
+    included) is a symlink, dangling or not: a file under it would be read or written through the link. Nothing
+    is checked for a ``path`` outside ``root``."""
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    try:
+        parts = path.parent.relative_to(root).parts
+    except ValueError:
+        return
+    directory = root
+    for part in parts:
+        directory = directory / part
+        try:
+            refuse_symlink(directory)
+        except SymlinkRefused as exc:
+            exc.hint = f"{directory} must be a real directory, not a link: use the directory it points to " \
+                       f"({exc.target}) in its place (move it there, or point the agent at it), then run the " \
+                       "command again"
+            raise
+
+
 def read_no_follow(path: Path) -> bytes | None:
     """The bytes of the regular file at ``path`` (None when absent), never through a symlink
     (:class:`SymlinkRefused`); a FIFO or device planted there is refused too, without blocking on it."""

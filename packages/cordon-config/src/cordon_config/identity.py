@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shlex
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,13 +71,19 @@ def key_path(paths: ScopePaths) -> Path:
 
 def _read_key(path: Path) -> bytes | None:
     try:
-        return read_key_file(path, owner=False, tighten=True)  # a key others could read proves nothing: 0600 again
+        return read_key_file(path, owner=False)
     except PrivateFileError as exc:
         if exc.kind == "damaged":
             raise IdentityError(f"{path} is not a cordon identity key ({exc.size} bytes)", f"remove it: rm {path}") \
                 from None
         if exc.kind == "not-regular":
             raise IdentityError(f"{path} is not a regular file", f"remove it: rm {path}") from None
+        if exc.kind == "loose":  # it may have been copied: whoever holds a copy passes the proof, so no chmod
+            raise IdentityError(
+                f"{path} is accessible by group or others (mode {exc.mode or 0:04o}); a copy of it would pass as "
+                "this scope's cordon",
+                f"replace it: stop this scope's cordon, rm {shlex.quote(str(path))}, and start it again "
+                "(cordon start makes a new key)") from None
         raise IdentityError(f"cannot read {path}: {exc.strerror}",
                             f"remove it; cordon start makes a new one: rm {path}") from None
 
@@ -137,7 +144,10 @@ class ProbeResult:
 
     ``kind``: ``ours`` (this scope's cordon; ``health`` holds its verified details), ``other-scope`` (another
     known scope's cordon: ``other_config``/``other_state_dir``), ``foreign`` (anything else: ``owner`` names the
-    process where the OS says, ``detail`` what it answered), ``none`` (nothing listens).
+    process where the OS says, ``detail`` what it answered), ``none`` (nothing listens). ``settled``: the answer
+    proves the listener is not this scope's cordon, so waiting will not change it (another scope's proof, or an
+    HTTP answer that this scope's key does not verify); not for a silent or non-HTTP peer, nor when this scope
+    had no key yet to verify with.
     """
 
     kind: Kind
@@ -147,6 +157,7 @@ class ProbeResult:
     other_state_dir: Path | None = None
     owner: str | None = None
     detail: str = ""
+    settled: bool = False
 
     @property
     def ours(self) -> bool:
@@ -259,20 +270,22 @@ def probe(
         doc = None
     proof = doc.get("proof") if isinstance(doc, dict) else None
     if not isinstance(proof, str) or not re.fullmatch(r"[0-9a-f]{64}", proof):
-        return _foreign(port, f"HTTP {status} without an identity proof (an impostor, or a cordon older than 0.2)")
+        return _foreign(port, f"HTTP {status} without an identity proof (an impostor, or a cordon older than 0.2)",
+                        settled=True)
     if key is not None and compare_digest(proof, server_proof(key, nonce)):
         assert isinstance(doc, dict)
         if doc.get("port") not in (None, port):  # a relay to this scope's cordon on another port
-            return _foreign(port, f"a relay to this scope's cordon on port {doc.get('port')}")
+            return _foreign(port, f"a relay to this scope's cordon on port {doc.get('port')}", settled=True)
         return ProbeResult("ours", port, health=doc)
     other = _other_scope(paths, nonce, proof, env)
     if other is not None:
-        return ProbeResult("other-scope", port, other_config=other.other_config, other_state_dir=other.other_state_dir)
-    return _foreign(port, "an identity proof that no known scope's key verifies")
+        return ProbeResult("other-scope", port, other_config=other.other_config, other_state_dir=other.other_state_dir,
+                           settled=True)
+    return _foreign(port, "an identity proof that no known scope's key verifies", settled=key is not None)
 
 
-def _foreign(port: int, detail: str) -> ProbeResult:
+def _foreign(port: int, detail: str, *, settled: bool = False) -> ProbeResult:
     from cordon_config.portowner import port_owner
 
     owner = port_owner(port)
-    return ProbeResult("foreign", port, owner=str(owner) if owner else None, detail=detail)
+    return ProbeResult("foreign", port, owner=str(owner) if owner else None, detail=detail, settled=settled)

@@ -131,6 +131,12 @@ def upstream_trust(
                 "its own CA upstream",
                 f"remove that certificate from {upstream_ca_file} (the file is for the CA of a private upstream)",
             )
+        if not others:
+            raise UpstreamTrustError(
+                f"[tls] upstream_ca_file {upstream_ca_file} contains no PEM certificate",
+                "point it at the PEM CA certificate of your private upstream, or remove it: "
+                "cordon config unset tls.upstream_ca_file",
+            )
         trusted += others
     for path in cordon_cas:
         with contextlib.suppress(UpstreamTrustError):

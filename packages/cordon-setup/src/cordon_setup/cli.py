@@ -339,6 +339,20 @@ def _print_setup(outcome: SetupOutcome) -> None:
             print(f"  {number}. {step}")
 
 
+def _check_upstream_ca_file(path: Path) -> None:
+    """UsageError unless ``--upstream-ca-file`` is a readable file holding a PEM certificate."""
+    from cordon_config.pem import no_certificate_message
+
+    if not path.is_file():
+        raise UsageError(f"--upstream-ca-file: no such file: {path}")
+    try:
+        problem = no_certificate_message(path, path.read_bytes())
+    except OSError as exc:
+        problem = f"cannot read {path}: {exc.strerror or exc}"
+    if problem is not None:
+        raise UsageError(f"--upstream-ca-file: {problem}")
+
+
 def _setup(args: argparse.Namespace) -> int:
     from cordon_setup.integrations import INTEGRATIONS
     from cordon_setup.setup_flow import run_setup
@@ -347,8 +361,8 @@ def _setup(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown integration {args.integration!r}; choose one of: {', '.join(INTEGRATIONS)}"
         )
-    if args.upstream_ca_file is not None and not args.upstream_ca_file.is_file():
-        raise UsageError(f"--upstream-ca-file: no such file: {args.upstream_ca_file}")
+    if args.upstream_ca_file is not None:
+        _check_upstream_ca_file(args.upstream_ca_file)
     paths = _own_scope(args, args.integration) or _which_scope(args)
     _say_which(paths)
     confirm = move_key = None
@@ -609,7 +623,13 @@ def build_run_parser(prog: str = "cordon run") -> _Parser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cordon_config.hardening import set_not_dumpable
+
     from cordon_setup.runner import run_with_proxy
+
+    # this process keeps the caller's environment (the secrets the proxy it starts reads): the command, the
+    # same user, must not read it from /proc/<pid>/environ or memory (the command is dumpable again at exec)
+    set_not_dumpable()
 
     command = list(args.command)
     if command and command[0] == "--":
