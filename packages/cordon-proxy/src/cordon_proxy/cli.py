@@ -549,11 +549,11 @@ def restart_main(argv: Sequence[str] | None = None, *, prog: str | None = None) 
             return _fail(exc.message, exc.hint)
     import subprocess
 
+    from cordon_config.proxyproc import proxy_argv
     from cordon_config.scopes import scope_log
 
     log_path = scope_log(paths)  # where `cordon logs` looks
-    argv_ = [sys.executable, "-m", "cordon_proxy", "start", "--config", str(paths.config_path), "--log-file",
-             str(log_path)]
+    argv_ = proxy_argv(paths.config_path, "--log-file", str(log_path))
     proc = subprocess.Popen(argv_, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, cwd="/")
     deadline = time.monotonic() + args.timeout
