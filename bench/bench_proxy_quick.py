@@ -2,7 +2,7 @@
 
 Run from the repo root:  uv run python bench/bench_proxy_quick.py [--big-mib 1024] [--requests 500]
 
-Everything stays on 127.0.0.1: a threaded Python TLS upstream (cordon_proxy.testing.RecordingUpstream) with a
+Everything stays on 127.0.0.1: a threaded Python TLS upstream (cordon_testing.proxy.RecordingUpstream) with a
 trustme certificate, the real proxy as a subprocess (``python -m cordon_proxy start``), ``api.test`` resolved by
 the proxy's test-only override. Measures:
 
@@ -33,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from cordon_proxy.testing import (
+from cordon_testing.proxy import (
     ProxyProcess,
     RecordingUpstream,
     RouteSpec,

@@ -3,7 +3,7 @@
     uv run python bench/pg.py            # full run (~7 min), writes its section of bench/RESULTS.md
     uv run python bench/pg.py --quick    # short development run (~1 min), prints only
 
-One real PostgreSQL (Debian's package, started here by cordon_pg.testing) serves every target. The targets, all
+One real PostgreSQL (Debian's package, started here by cordon_testing.postgres) serves every target. The targets, all
 on 127.0.0.1 and all without a client password (cordon with tokens off, PgBouncer with ``auth_type = trust``),
 logging in to the server with SCRAM-SHA-256 as ``scram_user``:
 
@@ -98,7 +98,7 @@ class PgBench:
     """Everything one run starts; ``close`` stops it all."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from cordon_pg.testing import PostgresServer, missing_reason
+        from cordon_testing.postgres import PostgresServer, missing_reason
 
         reason = missing_reason()
         if reason is not None:
@@ -131,7 +131,7 @@ class PgBench:
         self._start_pgbouncer()
 
     def _start_cordon(self) -> None:
-        from cordon_pg.testing import ListenerSpec, write_listener_config
+        from cordon_testing.postgres import ListenerSpec, write_listener_config
 
         listen = procs.free_port()
         secret = {"source": "env", "var": "CORDON_BENCH_PG_PASSWORD"}
@@ -145,7 +145,7 @@ class PgBench:
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         env.update(HOME=str(directory), XDG_CONFIG_HOME=str(directory / ".config"),
                    CORDON_BENCH_PG_PASSWORD=self.pg.passwords["scram_user"])
-        from cordon_config.testing import approve_config
+        from cordon_testing.config import approve_config
 
         approve_config(config, env=env, cwd=directory)  # as the person running the bench would: approve --all
         out = open(directory / "cordon.log", "wb")  # noqa: SIM115 - lives as long as the proxy

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cordon_proxy.testnet import UNROUTED_ADDRESS, private_argv
+from cordon_testing.namespaces import UNROUTED_ADDRESS, private_argv
 from cordonbench import clients, loadgen, origins, peers, procs, tools
 from cordonbench.certs import make_ca, make_leaf
 from cordonbench.clients import Target

@@ -4,6 +4,8 @@
 #   - `cordon --help`, `cordon demo`, `cordon-ca generate --config ...` from the venv's bin/
 #   - each wheel's METADATA pins its sibling requirements to a range (`cordon-config<0.2,>=0.1`)
 #   - each wheel ships its man pages as wheel data (share/man/man1/*.1)
+#   - no wheel ships test support (cordon_testing, a `testing.py`/`testnet.py`, trustme in its requirements);
+#     the test-support member packages/cordon-testing is not built
 # Everything runs under a throwaway HOME / XDG_CONFIG_HOME; the demo only talks to 127.0.0.1.
 # Third-party dependencies come from the package index as usual (SSL_CERT_FILE etc. are left as they are,
 # so a TLS-intercepting mirror keeps working for uv).
@@ -27,11 +29,16 @@ else
 fi
 start=$SECONDS
 
-step "uv build --all-packages"
-uv build --all-packages --no-create-gitignore -q -o "$tmp/dist" 2>&1 | grep -v '^Building' || true
-ls "$tmp/dist"
+test_support=cordon-testing  # a dev dependency of every member, never shipped
 members=(cordon)
-for dir in packages/*/; do members+=("$(basename "$dir")"); done
+for dir in packages/*/; do
+    [ "$(basename "$dir")" = "$test_support" ] || members+=("$(basename "$dir")")
+done
+step "uv build (the product: ${members[*]})"
+for member in "${members[@]}"; do
+    uv build --package "$member" --no-create-gitignore -q -o "$tmp/dist" 2>&1 | grep -v '^Building' || true
+done
+ls "$tmp/dist"
 for member in "${members[@]}"; do
     ls "$tmp/dist/${member//-/_}-"*.whl >/dev/null 2>&1 || fail "no wheel for $member"
 done
@@ -59,6 +66,23 @@ for line in meta.splitlines():
         print(f"  {wheel.rsplit('/', 1)[-1].split('-')[0]}: {req}")
 if bad:
     sys.exit(f"smoke: FAIL: {wheel}: sibling requirement without a >=,< range: {bad}")
+PY
+done
+
+step "no test support in the product wheels"
+for wheel in "$tmp/dist"/*.whl; do
+    python3 - "$wheel" <<'PY'
+import sys, zipfile
+wheel = sys.argv[1]
+with zipfile.ZipFile(wheel) as zf:
+    names = zf.namelist()
+    meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+shipped = [n for n in names if n.startswith("cordon_testing/") or n.rsplit("/", 1)[-1] in ("testing.py", "testnet.py")]
+needs = [line for line in meta.splitlines() if line.startswith("Requires-Dist: ")
+         and line.split()[1].split(";")[0].lower().startswith(("cordon-testing", "trustme"))]
+if shipped or needs:
+    sys.exit(f"smoke: FAIL: {wheel.rsplit('/', 1)[-1]} carries test support: {shipped + needs}")
+print(f"  {wheel.rsplit('/', 1)[-1]}: {len(names)} files, no test support")
 PY
 done
 

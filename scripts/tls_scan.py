@@ -6,8 +6,8 @@ What it does, all on 127.0.0.1:
 1. Ensures a throwaway sslyze venv at bench/.work/sslyze-venv (git-ignored), outside the project's
    dependencies: created with `uv venv` and `uv pip install 'sslyze>=6,<7'` when missing. Only this step
    sees the caller's environment unchanged (SSL_CERT_FILE etc. for a TLS-intercepting package mirror).
-2. Starts a real proxy against a TLS upstream with `cordon_proxy.testing.running_stack`, both inside a
-   private network namespace of the scan's own (`cordon_proxy.testnet.PrivateNetwork`: loopback plus one
+2. Starts a real proxy against a TLS upstream with `cordon_testing.proxy.running_stack`, both inside a
+   private network namespace of the scan's own (`cordon_testing.namespaces.PrivateNetwork`: loopback plus one
    address the SSRF policy allows, nothing else), where sslyze and the probes run too (`api.test` is routed;
    `other.test`, unrouted, resolves to that allowed address through the proxy's hosts file).
 3. Runs the sslyze CLI in that venv, tunnelled through the proxy (`--https_tunnel`), against
@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cordon_proxy.testing import Stack, running_stack
-from cordon_proxy.testnet import PrivateNetwork
+from cordon_testing.namespaces import PrivateNetwork
+from cordon_testing.proxy import Stack, running_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "bench" / ".work" / "sslyze-venv"

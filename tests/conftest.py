@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import isolate_environ
+from cordon_testing.config import isolate_environ
 
 _ORIGINAL_ENV = dict(os.environ)
 

@@ -14,11 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED_SIBLINGS: dict[str, set[str]] = {
     "cordon": set(),
     "cordon_config": set(),
-    "cordon_ca": {"cordon_config"},  # only from cli.py, checked below
+    "cordon_ca": {"cordon_config"},  # cli.py; the library only CA_LIBRARY_CONFIG, checked below
     "cordon_proxy": {"cordon_ca", "cordon_config"},
     "cordon_setup": {"cordon_config", "cordon_ca"},
     "cordon_doctor": {"cordon_config", "cordon_ca", "cordon_setup"},
     "cordon_pg": {"cordon_config", "cordon_ca", "cordon_proxy"},
+    # test support (a dev dependency only): no product package may import it, as no other entry lists it
+    "cordon_testing": {"cordon_config", "cordon_ca", "cordon_proxy", "cordon_setup", "cordon_doctor", "cordon_pg"},
 }
 # package -> third-party top-level modules it may import (beyond its siblings and the stdlib)
 ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
@@ -29,10 +31,11 @@ ALLOWED_THIRD_PARTY: dict[str, set[str]] = {
     "cordon_setup": {"tomlkit"},
     "cordon_doctor": set(),
     "cordon_pg": {"cryptography"},
+    "cordon_testing": {"keyring", "trustme", "pytest", "psycopg", "asyncpg", "brotli"},
 }
-# `<pkg>/testing.py` (and cordon_proxy/testnet.py) are helpers for tests (keyring.testing style): they may use
-# test-only libraries
-TESTING_THIRD_PARTY = {"trustme", "pytest", "psycopg", "asyncpg"}
+# the cordon-config modules the CA library (all of cordon_ca but cli.py) may import: stdlib only, the one owner of
+# a decision the CA shares (host names, file writing)
+CA_LIBRARY_CONFIG = {"cordon_config.hosts", "cordon_config.files"}
 NETWORK_MODULES = {"socket", "ssl", "asyncio", "http"}
 # the cordon-config modules allowed a socket, for 127.0.0.1 only (no traffic leaves the host): probing for a free
 # port, and asking the scope's proxy on its port to prove its identity
@@ -92,12 +95,10 @@ def test_imports_respect_the_layering(package: str, path: Path) -> None:
             continue
         if top.startswith("cordon"):
             assert top in ALLOWED_SIBLINGS[package], f"{rel}: {package} may not import {top}"
-            if package == "cordon_ca":
-                assert path.name == "cli.py", f"{rel}: only cordon_ca/cli.py may import {top}"
+            if package == "cordon_ca" and path.name != "cli.py":
+                assert name in CA_LIBRARY_CONFIG, f"{rel}: the CA library imports only {sorted(CA_LIBRARY_CONFIG)}"
             if package == "cordon_pg" and path.name in PG_SANS_IO:
                 assert top != "cordon_proxy", f"{rel}: cordon-pg's sans-IO modules import no proxy code"
-            continue
-        if path.name in ("testing.py", "testnet.py") and top in TESTING_THIRD_PARTY:
             continue
         assert top in ALLOWED_THIRD_PARTY[package], f"{rel}: {package} may not import third-party {top}"
 
@@ -107,3 +108,11 @@ def test_cordon_proxy_finds_listener_runners_only_through_entry_points() -> None
     for package, path in SOURCES:
         if package == "cordon_proxy":
             assert not any(name.split(".")[0] == "cordon_pg" for name in _imports(path)), path
+
+
+@pytest.mark.parametrize("module", sorted(CA_LIBRARY_CONFIG))
+def test_what_the_ca_library_imports_from_cordon_config_is_stdlib_only(module: str) -> None:
+    """cordon-ca stays light: the cordon-config modules its library uses import nothing beyond the stdlib."""
+    path = ROOT / "packages" / "cordon-config" / "src" / (module.replace(".", "/") + ".py")
+    outside = {name for name in _imports(path) if name.split(".")[0] not in STDLIB | {"__future__"}}
+    assert not outside, f"{module} imports {sorted(outside)}"

@@ -18,6 +18,7 @@ from cordon.catalogue import KNOWN_COMMANDS, TOOL_DISTS
 ROOT = Path(__file__).resolve().parents[1]
 MEMBER_DIRS = sorted(p.parent for p in (ROOT / "packages").glob("*/pyproject.toml"))
 PROJECTS = {"cordon": ROOT, **{d.name: d for d in MEMBER_DIRS}}
+TEST_SUPPORT = "cordon-testing"  # a workspace member for tests only: a dev dependency, never shipped
 _REQ = re.compile(r"^\s*([A-Za-z0-9._-]+)\s*(\[[^\]]*\])?\s*([^;]*)")
 
 
@@ -46,8 +47,19 @@ def _sibling_requirements(project: Path) -> list[tuple[str, str]]:
 
 
 def test_every_catalogue_tool_is_a_workspace_member() -> None:
-    assert set(TOOL_DISTS) == {d.name for d in MEMBER_DIRS}
+    assert set(TOOL_DISTS) == {d.name for d in MEMBER_DIRS} - {TEST_SUPPORT}
     assert {c.dist for c in KNOWN_COMMANDS} <= set(TOOL_DISTS)
+
+
+@pytest.mark.parametrize("name", sorted(set(PROJECTS) - {TEST_SUPPORT}))
+def test_test_support_is_never_a_product_dependency(name: str) -> None:
+    """cordon-testing (and trustme through it) only in dev groups: a product wheel never pulls test code in."""
+    project = _pyproject(PROJECTS[name])["project"]
+    extras = [req for reqs in project.get("optional-dependencies", {}).values() for req in reqs]
+    for req in [*project.get("dependencies", []), *extras]:
+        match = _REQ.match(req)
+        assert match is not None, req
+        assert match.group(1).lower().replace("_", "-") not in (TEST_SUPPORT, "trustme"), f"{name}: {req}"
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTS))

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cordon_config.testing import approve_config
+from cordon_testing.config import approve_config
 
 from cordonbench.certs import CertFiles, make_ca
 from cordonbench.clients import Target

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from cordon_config.scope import ScopePaths, resolve_scope
-from cordon_config.testing import approve_config
 from cordon_config.tokens import TokenStore
-from cordon_proxy.testing import terminate
-from cordon_proxy.testnet import hosts_argv, require
-from cordon_setup.testing import CORDON
-from cordon_setup.testing import Project as SetupProject
+from cordon_testing.config import approve_config
+from cordon_testing.namespaces import hosts_argv, require
+from cordon_testing.project import CORDON
+from cordon_testing.project import Project as SetupProject
+from cordon_testing.proxy import terminate
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,8 @@ def dead_port() -> Iterator[int]:
 
 
 class Project(SetupProject):
-    """:class:`cordon_setup.testing.Project` routing ``api.test`` to a recording upstream, its proxy in a mount
-    namespace whose hosts file maps ``api.test`` to 127.0.0.1 (cordon_proxy.testnet: no product switch).
+    """:class:`cordon_testing.project.Project` routing ``api.test`` to a recording upstream, its proxy in a mount
+    namespace whose hosts file maps ``api.test`` to 127.0.0.1 (cordon_testing.namespaces: no product switch).
 
     ``setup`` runs ``cordon setup --port``, routes ``api.test`` (secret from the ``env`` source
     ``SECRET_VAR``) and trusts the upstream's CA (``cordon config set tls.upstream_ca_file``); ``start`` runs

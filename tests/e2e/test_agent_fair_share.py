@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config.tokens import TokenStore
-from cordon_proxy.testing import TIMEOUT, Stack, read_head, running_stack, tokens_for
+from cordon_testing.proxy import TIMEOUT, Stack, read_head, running_stack, tokens_for
 
 pytestmark = pytest.mark.e2e
 

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
+import stat
 import subprocess
 import threading
 from collections.abc import Iterator
 
 import pytest
-from cordon_proxy.testing import RecordingUpstream, free_port, read_head
+from cordon_config.identity import key_path
+from cordon_config.scope import resolve_scope
+from cordon_testing.project import Project as PlainProject
+from cordon_testing.proxy import RecordingUpstream, free_port, read_head
 
 pytestmark = pytest.mark.e2e
 
@@ -152,3 +157,35 @@ def test_status_and_doctor_name_the_right_proxy_in_every_combination(projects, u
                 assert status.returncode == 1 and status.stdout.startswith(
                     f"cordon is not running on 127.0.0.1:{port}"), case
                 assert f"ok   port: 127.0.0.1:{port} is free" in doctor.stdout, case
+
+
+def test_an_identity_key_others_could_read_is_refused_by_start_status_and_doctor(tmp_path) -> None:
+    """The same refusal, one line and the way to replace the key, from every command that reads the key."""
+    project = PlainProject(tmp_path / "loose").setup("--port", str(free_port()))
+    key = key_path(resolve_scope(None, None, env=project.env, cwd=project.dir))
+    assert key.exists()
+    key.chmod(0o644)
+    line = f"{key} is accessible by group or others (mode 0644); a copy of it would pass as this scope's cordon"
+    hint = f"replace it: stop this scope's cordon, rm {shlex.quote(str(key))}, and start it again"
+    for args in (("start",), ("status",), ("doctor",)):
+        result = project.run(*args, check=False)
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, (args, out)
+        assert line in out and hint in out, (args, out)
+        assert "Traceback" not in out
+    assert stat.S_IMODE(key.stat().st_mode) == 0o644  # refused, not quietly made 0600 and trusted
+
+
+def test_wait_fails_at_the_first_answer_proven_not_to_be_this_scopes_cordon(projects, upstream, tmp_path) -> None:
+    """A squatter answers /health without this scope's proof: waiting longer cannot change that, so `cordon wait`
+    fails on that first answer (one request, not a poll of proofs until the timeout)."""
+    port = free_port()
+    a = projects("a").setup(port, upstream.write_ca(tmp_path / "up-ca.pem"))
+    squatter = Squatter(port)
+    try:
+        waited = a.cordon("wait", "--timeout", "60")
+    finally:
+        squatter.close()
+    assert waited.returncode == 1
+    assert f"cordon: port {port} is held by something that is not this scope's cordon" in waited.stderr
+    assert len(squatter.received) == 1, f"{len(squatter.received)} proof requests"

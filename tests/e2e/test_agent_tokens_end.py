@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 from cordon_config.tokens import TokenStore
-from cordon_proxy.testing import TIMEOUT, RecordingUpstream, Stack, read_head, running_stack, tokens_for
-from cordon_proxy.testnet import PrivateNetwork
+from cordon_testing.namespaces import PrivateNetwork
+from cordon_testing.proxy import TIMEOUT, RecordingUpstream, Stack, read_head, running_stack, tokens_for
 
 pytestmark = pytest.mark.e2e
 

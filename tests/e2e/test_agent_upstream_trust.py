@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from cordon_ca import load_or_create_ca, write_combined_bundle
-from cordon_proxy.testing import (
+from cordon_testing.namespaces import hosts_argv
+from cordon_testing.proxy import (
     ProxyProcess,
     RecordingUpstream,
     RouteSpec,
@@ -25,7 +26,6 @@ from cordon_proxy.testing import (
     free_port,
     write_config,
 )
-from cordon_proxy.testnet import hosts_argv
 
 pytestmark = pytest.mark.e2e
 
@@ -88,3 +88,20 @@ def test_a_cordon_ca_in_upstream_ca_file_stops_the_proxy_from_starting(tmp_path:
     assert result.returncode == 1
     assert result.stderr.startswith(f"cordon: [tls] upstream_ca_file {certs / 'ca-cert.pem'} contains a cordon CA (")
     assert "hint: remove that certificate from" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_upstream_ca_file_with_no_certificate_stops_the_proxy_from_starting(tmp_path: Path) -> None:
+    """A file with no PEM certificate (written into cordon.toml by hand, or by an agent and then approved) is
+    not silently "no extra roots": start refuses with one line."""
+    port = free_port()
+    hostname = tmp_path / "hostname"
+    hostname.write_text("devbox\n")
+    config = write_config(tmp_path, port, [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")],
+                          upstream_ca_file=hostname)
+    env = dict(os.environ, CORDON_TEST_SECRET=SECRET)
+    approve_as_user(config, env)
+    argv = hosts_argv([sys.executable, "-m", "cordon_proxy", "start", "-c", str(config)], {}, tmp_path / "hosts")
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cordon: [tls] upstream_ca_file {hostname} contains no PEM certificate\n" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cordon_proxy.testing import TIMEOUT, RouteSpec, Stack, running_stack, sse
+from cordon_testing.proxy import TIMEOUT, RouteSpec, Stack, running_stack, sse
 
 pytestmark = pytest.mark.e2e
 

@@ -6,11 +6,11 @@ Every `cordon ...` step runs as ``python -m cordon ...`` in a subprocess. Two st
   the (dummy) key; at startup it loads ``$CODEX_HOME/.env`` the way Codex does (dotenv, ``CODEX_*`` names
   dropped) and calls the OpenAI API at ``$OPENAI_BASE_URL`` through ``HTTPS_PROXY``, trusting ``SSL_CERT_FILE``;
   the shell command it launches gets ``[shell_environment_policy.set]`` from ``$CODEX_HOME/config.toml``.
-* ``api.openai.com`` is replaced by ``api.openai.test``: a local TLS upstream (cordon_proxy.testing), which the
-  proxy reaches through the hosts file of its own mount namespace (cordon_proxy.testnet) and trusts through
+* ``api.openai.com`` is replaced by ``api.openai.test``: a local TLS upstream (cordon_testing.proxy), which the
+  proxy reaches through the hosts file of its own mount namespace (cordon_testing.namespaces) and trusts through
   ``[tls] upstream_ca_file``. That host name is the one deviation from the guide.
 
-The secret lives in a keyring, as in the guide, but a file-backed test keyring (cordon_config.testing) so
+The secret lives in a keyring, as in the guide, but a file-backed test keyring (cordon_testing.config) so
 the real user's keyring is never touched. Where that test keyring cannot be selected, the route uses the
 ``env`` source instead (``--source env --var ...``, no ``cordon secret set``): the second deviation.
 """
@@ -32,8 +32,8 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-testing = pytest.importorskip("cordon_proxy.testing")
-from cordon_proxy.testnet import hosts_argv  # noqa: E402 - after the importorskip above
+testing = pytest.importorskip("cordon_testing.proxy")
+from cordon_testing.namespaces import hosts_argv  # noqa: E402 - after the importorskip above
 
 SECRET = "sk-real-openai-key-0123456789"
 DUMMY = "dummy-replaced-by-cordon"
@@ -105,7 +105,7 @@ CODEX_STAND_IN = textwrap.dedent(
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHON_KEYRING_BACKEND"] = "cordon_config.testing.FileKeyring"
+    env["PYTHON_KEYRING_BACKEND"] = "cordon_testing.config.FileKeyring"
     env["CORDON_TEST_KEYRING_FILE"] = str(tmp_path / "keyring.json")
     return env
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cordon_doctor.testing import write_fake_proxy
+from cordon_testing.doctor import write_fake_proxy
 
 pytestmark = pytest.mark.e2e
 

@@ -8,9 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import approve_config
-from cordon_doctor.testing import doctor
-from cordon_pg.testing import ListenerSpec, PostgresServer, free_port, missing_reason, write_listener_config
+from cordon_testing.config import approve_config
+from cordon_testing.doctor import doctor
+from cordon_testing.postgres import (
+    ListenerSpec,
+    PostgresServer,
+    free_port,
+    missing_reason,
+    write_listener_config,
+)
 
 pytestmark = pytest.mark.e2e
 

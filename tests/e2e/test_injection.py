@@ -2,7 +2,7 @@
 
 Every request carries a dummy key; the recording upstream must see the real secret and never the dummy, and
 the client must never see the secret. Loopback only (``api.test`` resolves through the hosts file of the
-proxy's mount namespace, see cordon_proxy.testnet).
+proxy's mount namespace, see cordon_testing.namespaces).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cordon_proxy.testing import Stack, curl, running_stack
-from cordon_proxy.testnet import PrivateNetwork
+from cordon_testing.namespaces import PrivateNetwork
+from cordon_testing.proxy import Stack, curl, running_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cordon_proxy.testing import TIMEOUT, RecordingUpstream, free_port, status
+from cordon_testing.proxy import TIMEOUT, RecordingUpstream, free_port, status
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config.audit import AuditFiles, read_entries, verify
-from cordon_proxy.testing import RouteSpec, Stack, echo_key, running_stack, state_dir_for
+from cordon_testing.proxy import RouteSpec, Stack, echo_key, running_stack, state_dir_for
 
 pytestmark = pytest.mark.e2e
 
@@ -251,7 +251,7 @@ def test_a_reload_switches_the_audit_log_and_keeps_the_rate_limit(tmp_path: Path
     rate-limit bucket survives it (a reload must not refill it)."""
     import signal
 
-    from cordon_config.testing import approve_config
+    from cordon_testing.config import approve_config
 
     routes = [RouteSpec("api", "api.test", "CORDON_TEST_SECRET", requests_per_minute=60, burst=1)]
     with running_stack(tmp_path, routes, {"CORDON_TEST_SECRET": SECRET}) as stack:

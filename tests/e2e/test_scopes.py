@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cordon_proxy.testing import RecordingUpstream
-from cordon_setup.testing import Project, run_client
+from cordon_testing.project import Project, run_client
+from cordon_testing.proxy import RecordingUpstream
 
 pytestmark = pytest.mark.e2e
 

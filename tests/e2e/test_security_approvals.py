@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cordon_proxy.testing import (
+from cordon_testing.proxy import (
     ProxyProcess,
     RecordingUpstream,
     RouteSpec,

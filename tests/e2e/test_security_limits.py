@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cordon_proxy.testing import Stack, read_head, running_stack
+from cordon_testing.proxy import Stack, read_head, running_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cordon_proxy.testing import Stack, running_stack
+from cordon_testing.proxy import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from cordon_proxy.testing import Stack, running_stack
+from cordon_testing.proxy import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cordon_ca import BundleError, load_or_create_ca, server_context, write_combined_bundle
 from cordon_ca import bundle as bundle_mod
-from cordon_ca.testing import python_handshake, serving
+from cordon_testing.tls import python_handshake, serving
 from cryptography import x509
 
 

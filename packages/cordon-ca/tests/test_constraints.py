@@ -18,7 +18,7 @@ from cordon_ca import (
     load_or_create_ca,
     server_context,
 )
-from cordon_ca.testing import curl_get, have, node_get, openssl_verify, python_handshake, serving, write_pem
+from cordon_testing.tls import curl_get, have, node_get, openssl_verify, python_handshake, serving, write_pem
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec

@@ -18,7 +18,7 @@ from cordon_ca import (
     server_context,
 )
 from cordon_ca.contexts import scratch_root
-from cordon_ca.testing import python_handshake, serving, write_pem
+from cordon_testing.tls import python_handshake, serving, write_pem
 
 
 @pytest.fixture

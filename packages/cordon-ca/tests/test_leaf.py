@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cordon_ca import CertificateAuthority, HostNotAllowed, load_or_create_ca, server_context
-from cordon_ca.testing import curl_get, have, node_get, openssl_verify, python_handshake, serving, write_pem
+from cordon_testing.tls import curl_get, have, node_get, openssl_verify, python_handshake, serving, write_pem
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID

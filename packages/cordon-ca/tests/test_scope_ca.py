@@ -111,7 +111,7 @@ def test_turning_constraints_off_reissues_an_unconstrained_ca(tmp_path: Path) ->
 
 
 def test_a_matching_ca_loads_without_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A CA in a directory its user cannot write (no lock file possible) still loads when it matches: the lock
+    """A CA its user cannot lock (a directory it cannot write) still loads when it matches: the lock
     is only for writing. (Simulated: as root, every directory is writable.)"""
     paths = scope(tmp_path)
     ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace, permitted_hosts=["a.test"])
@@ -119,7 +119,7 @@ def test_a_matching_ca_loads_without_the_lock(tmp_path: Path, monkeypatch: pytes
     def no_lock(path: object) -> object:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(authority, "file_lock", no_lock)
+    monkeypatch.setattr(authority, "locked", no_lock)
     ca, written = ensure_scope_ca(paths.ca_cert, paths.ca_key, namespace=paths.namespace,
                                   permitted_hosts=["A.test."])
     assert not written and ca.permitted_hosts == frozenset({"a.test"})

@@ -1,5 +1,5 @@
 """OS trust store: logic with injected paths and fake tools (real subprocesses), and the real Debian path
-when running as root with update-ca-certificates installed."""
+when asked to (``CORDON_TEST_REAL_TRUST_STORE=1``), running as root with update-ca-certificates installed."""
 
 from __future__ import annotations
 
@@ -174,6 +174,13 @@ def _pem_body(pem: bytes) -> bytes:
     return b"".join(line for line in pem.splitlines() if not line.startswith(b"-----"))
 
 
+#: opt-in: the real trust-store test adds a CA to this machine's trust store (and removes it again)
+REAL_TRUST_STORE = "CORDON_TEST_REAL_TRUST_STORE"
+
+
+@pytest.mark.skipif(os.environ.get(REAL_TRUST_STORE) != "1",
+                    reason=f"edits this machine's trust store: opt in with {REAL_TRUST_STORE}=1 (as root, on a "
+                    "throwaway machine)")
 @pytest.mark.skipif(os.geteuid() != 0, reason="the real Debian trust test needs root")
 @pytest.mark.skipif(shutil.which("update-ca-certificates") is None and not Path("/usr/sbin/update-ca-certificates").exists(),
                     reason="update-ca-certificates is not installed")

@@ -20,7 +20,7 @@ from cordon_config.approvals import (
     route_item,
 )
 from cordon_config.scope import ScopePaths, resolve_scope
-from cordon_config.testing import route_block
+from cordon_testing.config import route_block
 
 ROUTE = route_block("openai", "api.openai.com", 'source = "env"\nvar = "OPENAI_API_KEY"',
                     auth='type = "header"\nheader_name = "Authorization"\nscheme = "Bearer"')

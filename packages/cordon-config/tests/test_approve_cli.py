@@ -15,7 +15,7 @@ from cordon_config.approvals import check_approved
 from cordon_config.commands import approve as approve_cmd
 from cordon_config.edit import scaffold_config
 from cordon_config.scope import ScopePaths, resolve_scope
-from cordon_config.testing import MemoryKeyring, approve_config, route_block
+from cordon_testing.config import MemoryKeyring, approve_config, route_block
 
 OPENAI = ["--name", "openai", "--host", "api.openai.com", "--header-name", "Authorization", "--scheme", "Bearer",
           "--source", "env", "--var", "OPENAI_API_KEY"]

@@ -18,8 +18,8 @@ from cordon_config.commands import secret as secret_cmd
 from cordon_config.commands import token as token_cmd
 from cordon_config.edit import scaffold_config
 from cordon_config.scope import ScopePaths, resolve_scope
-from cordon_config.testing import MemoryKeyring, approve_config
 from cordon_config.tokens import TokenStore
+from cordon_testing.config import MemoryKeyring, approve_config
 
 Main = Callable[..., int]
 

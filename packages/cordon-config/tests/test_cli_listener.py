@@ -16,7 +16,7 @@ from cordon_config.commands import common
 from cordon_config.commands import listener as listener_cmd
 from cordon_config.commands import secret as secret_cmd
 from cordon_config.edit import scaffold_config
-from cordon_config.testing import MemoryKeyring, approve_config
+from cordon_testing.config import MemoryKeyring, approve_config
 
 PROD = ["--name", "prod-db", "--port", "15432", "--upstream", "db.example.com:5432", "--username", "app_user"]
 

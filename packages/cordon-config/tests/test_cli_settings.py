@@ -22,7 +22,7 @@ from cordon_config.commands import secret as secret_cmd
 from cordon_config.edit import scaffold_config
 from cordon_config.scope import resolve_scope
 from cordon_config.scopes import record_scope
-from cordon_config.testing import MemoryKeyring
+from cordon_testing.config import MemoryKeyring
 
 TOOL = Path(sys.executable).parent / "cordon-config"  # the installed script, as a user runs it
 OPENAI = ["--name", "openai", "--host", "api.openai.com", "--header-name", "Authorization", "--scheme", "Bearer"]
@@ -332,9 +332,20 @@ def test_a_trust_setting_changed_with_cordon_config_is_approved(project: Path, t
     paths = resolve_scope(None, None, env=os.environ, cwd=project.parent)
     approve(paths, load_config(project))
     roots = tmp_path / "roots.pem"
-    roots.write_text("x\n")
+    roots.write_text("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")  # parsed by the proxy, not here
     assert cli.config_main(["set", "tls.upstream_ca_file", str(roots)]) == 0
     assert check_approved(load_config(project), paths) == []
     project.write_text(project.read_text().replace(str(roots), str(tmp_path / "other.pem")))
     (tmp_path / "other.pem").write_text("x\n")
     assert [u.item.kind for u in check_approved(load_config(project), paths)] == ["settings"]
+
+
+def test_an_upstream_ca_file_with_no_pem_certificate_is_refused_at_set_time(project: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    hostname = tmp_path / "hostname"
+    hostname.write_text("devbox\n")
+    before = project.read_text()
+    assert cli.config_main(["set", "tls.upstream_ca_file", str(hostname)]) != 0
+    err = capsys.readouterr().err
+    assert f"{hostname} contains no PEM certificate" in err and len(err.splitlines()) <= 2, err
+    assert project.read_text() == before

@@ -51,12 +51,21 @@ def test_key_is_made_once_0600_and_reused(tmp_path: Path) -> None:
     assert key_path(paths).stat().st_mode & 0o777 == 0o600
 
 
-def test_a_loose_key_is_made_private_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_key_others_could_read_is_refused_not_tightened(tmp_path: Path, mode: int) -> None:
+    """A key that was readable by others may have been copied, and a copy passes the proof: a chmod would not
+    undo that, so the key is refused (with how to replace it), and left as it is."""
     paths = _paths(tmp_path, "a")
-    ensure_key(paths)
-    key_path(paths).chmod(0o644)
-    load_key(paths)
-    assert key_path(paths).stat().st_mode & 0o777 == 0o600
+    key = ensure_key(paths)
+    key_path(paths).chmod(mode)
+    for call in (load_key, ensure_key):
+        with pytest.raises(IdentityError) as info:
+            call(paths)
+        assert info.value.message == (f"{key_path(paths)} is accessible by group or others (mode {mode:04o}); a copy "
+                                      "of it would pass as this scope's cordon")
+        assert info.value.hint == (f"replace it: stop this scope's cordon, rm {key_path(paths)}, and start it "
+                                   "again (cordon start makes a new key)")
+    assert key_path(paths).stat().st_mode & 0o777 == mode and key_path(paths).read_bytes() == key
 
 
 def test_a_symlinked_or_wrong_sized_key_is_refused(tmp_path: Path) -> None:
@@ -222,6 +231,27 @@ def test_a_scope_without_a_key_still_recognises_other_scopes(tmp_path: Path) -> 
     record_scope(b)
     with listener(stand_in(key_b, DETAILS)) as port:
         assert probe(a, port).kind == "other-scope"
+
+
+def test_settled_says_whether_waiting_could_change_the_answer(tmp_path: Path) -> None:
+    """``cordon wait`` stops at a settled answer: an HTTP answer this scope's key rejects, or another scope's
+    proof. A peer that speaks no HTTP, or a proof this scope had no key yet to check, may still turn out to be
+    this scope's cordon starting up."""
+    a, b = _paths(tmp_path, "a"), _paths(tmp_path, "b")
+    key_b = ensure_key(b)
+    record_scope(b)
+    with listener(stand_in(key_b, DETAILS)) as port:
+        assert probe(a, port).settled  # another scope's proof
+    with listener(stand_in(b"x" * 32, DETAILS)) as port:
+        assert not probe(a, port).settled  # a has no key yet: its own cordon may be creating it
+        key_a = ensure_key(a)
+        assert probe(a, port).kind == "foreign" and probe(a, port).settled
+    with listener(lambda head: http_json({"status": "ok", "version": "0.1.0", "routes": 1})) as port:
+        assert probe(a, port).settled
+    with listener(lambda head: b"SSH-2.0-OpenSSH\r\n") as port:
+        assert not probe(a, port).settled
+    with listener(stand_in(key_a, DETAILS)) as port:
+        assert not probe(a, port).settled and probe(a, port).ours
 
 
 def test_probe_never_raises_for_garbage_answers(tmp_path: Path) -> None:

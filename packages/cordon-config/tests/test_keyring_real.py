@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import approve_config, route_block, write_config
+from cordon_testing.config import approve_config, route_block, write_config
 
 pytestmark = pytest.mark.keyring
 

@@ -22,7 +22,7 @@ from cordon_config.secrets import (
     fetch_secret,
     header_value_problem,
 )
-from cordon_config.testing import MemoryKeyring
+from cordon_testing.config import MemoryKeyring
 
 
 def canary() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import isolate_environ
+from cordon_testing.config import isolate_environ
 
 
 @pytest.fixture(autouse=True)

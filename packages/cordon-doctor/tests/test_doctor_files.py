@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cordon_doctor.cli import doctor_main
-from cordon_doctor.testing import doctor, line_and_fix
+from cordon_testing.doctor import doctor, line_and_fix
 
 
 def test_healthy_scope_passes(project, capsys) -> None:

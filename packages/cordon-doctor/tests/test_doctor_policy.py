@@ -7,7 +7,7 @@ import importlib.util
 import json
 
 from cordon_config.audit import AuditFiles, ensure_key, head_text, seal
-from cordon_doctor.testing import doctor, line_and_fix
+from cordon_testing.doctor import doctor, line_and_fix
 
 OPENAI = """[[routes]]
 name = "openai"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config.identity import config_digest, ensure_key, health_answer
-from cordon_doctor.testing import doctor, line_and_fix
+from cordon_testing.doctor import doctor, line_and_fix
 
 ENV_ROUTE = ('[[routes]]\nname = "api"\n[routes.match]\nhost = "api.test"\n[routes.auth]\ntype = "header"\n'
              'header_name = "Authorization"\nscheme = "Bearer"\n[routes.auth.secret]\nsource = "env"\n'

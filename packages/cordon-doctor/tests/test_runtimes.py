@@ -119,7 +119,7 @@ def test_doctor_runtimes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
 
 
 def test_broken_proxy_is_one_fail_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cordon_doctor.testing import write_fake_proxy
+    from cordon_testing.doctor import write_fake_proxy
 
     fake = write_fake_proxy(tmp_path / "fake", "crash")
     monkeypatch.setenv("PYTHONPATH", str(fake))

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import isolate_environ
-from cordon_pg.testing import PostgresServer, missing_reason
+from cordon_testing.config import isolate_environ
+from cordon_testing.postgres import PostgresServer, missing_reason
 
 PG_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGPASSFILE", "PGDATABASE", "PGSSLMODE",
                 "PGSERVICE", "PGSERVICEFILE", "PGSSLROOTCERT", "PGOPTIONS", "PGAPPNAME", "PGCHANNELBINDING")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cordon_pg.cli import main
-from cordon_pg.testing import ListenerSpec, PostgresServer, free_port, write_listener_config
+from cordon_testing.postgres import ListenerSpec, PostgresServer, free_port, write_listener_config
 
 pytestmark = pytest.mark.e2e
 

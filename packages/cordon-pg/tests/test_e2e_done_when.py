@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cordon_config.testing import SecretService, secret_service_missing
-from cordon_pg.testing import ListenerSpec, PostgresServer, free_port, write_listener_config
-from cordon_proxy.testing import ProxyProcess
+from cordon_testing.config import SecretService, secret_service_missing
+from cordon_testing.postgres import ListenerSpec, PostgresServer, free_port, write_listener_config
+from cordon_testing.proxy import ProxyProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.keyring]
 

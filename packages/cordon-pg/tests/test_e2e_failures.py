@@ -12,8 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cordon_pg.testing import CLIENTS, ListenerSpec, PostgresServer, free_port, psql, write_listener_config
-from cordon_proxy.testing import ProxyProcess
+from cordon_testing.postgres import (
+    CLIENTS,
+    ListenerSpec,
+    PostgresServer,
+    free_port,
+    psql,
+    write_listener_config,
+)
+from cordon_testing.proxy import ProxyProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -202,7 +209,7 @@ def test_start_names_a_taken_listener_port(pg: PostgresServer, tmp_path: Path) -
 def test_start_refuses_a_listener_the_agent_redirected(pg: PostgresServer, tmp_path: Path) -> None:
     """SECURITY.md §E rule 2: the agent rewrites where the password goes; cordon start refuses until a human
     approves: no listener is served, so nothing can reach the new upstream."""
-    from cordon_config.testing import approve_config
+    from cordon_testing.config import approve_config
 
     listen = free_port()
     trap = NoTLSServer()  # the attacker's "database"

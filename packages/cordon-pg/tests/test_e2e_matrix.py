@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cordon_pg.testing import (
+from cordon_testing.postgres import (
     CLIENTS,
     ListenerSpec,
     PostgresServer,
@@ -19,7 +19,7 @@ from cordon_pg.testing import (
     psql,
     write_listener_config,
 )
-from cordon_proxy.testing import ProxyProcess
+from cordon_testing.proxy import ProxyProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from cordon_pg.testing import (
+from cordon_testing.postgres import (
     ListenerSpec,
     PostgresServer,
     asyncpg_connect,
@@ -23,7 +23,7 @@ from cordon_pg.testing import (
     rss_kib,
     write_listener_config,
 )
-from cordon_proxy.testing import ProxyProcess
+from cordon_testing.proxy import ProxyProcess
 
 pytestmark = pytest.mark.e2e
 

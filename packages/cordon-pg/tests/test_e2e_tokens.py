@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 from cordon_config.tokens import TokenStore
-from cordon_pg.testing import (
+from cordon_testing.postgres import (
     CLIENTS,
     ListenerSpec,
     PostgresServer,
@@ -18,7 +18,7 @@ from cordon_pg.testing import (
     psycopg_connect,
     write_listener_config,
 )
-from cordon_proxy.testing import ProxyProcess, tokens_for
+from cordon_testing.proxy import ProxyProcess, tokens_for
 
 pytestmark = pytest.mark.e2e
 

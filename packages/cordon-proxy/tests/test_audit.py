@@ -150,6 +150,35 @@ def test_a_forged_head_or_a_missing_key_is_reported(tmp_path: Path) -> None:
     assert "is missing" in verify(files).problems[0].message
 
 
+def test_a_deleted_head_fails_verification(tmp_path: Path) -> None:
+    """Deleting the last lines and ``audit.head`` together must not pass: the tail cannot be checked."""
+    write(tmp_path, 5).close()
+    files = AuditFiles(tmp_path)
+    _tamper(files.log, 3, "truncate")
+    files.head.unlink()
+    report = verify(files)
+    assert not report.ok
+    assert [(p.kind, p.message) for p in report.problems] == [
+        ("head", f"{files.head} is missing (deleted?), so lines deleted at the end of audit.log cannot be ruled out")]
+
+
+def test_cordon_audit_verify_exits_non_zero_without_the_head(tmp_path: Path, capsys) -> None:
+    from cordon_config.cli import audit_main
+
+    config = tmp_path / "cordon.toml"
+    config.write_text('listen = 8787\n')
+    from cordon_config.scope import resolve_scope
+
+    state = resolve_scope(None, config, env=os.environ, cwd=tmp_path).state_dir
+    write(state, 3).close()
+    assert audit_main(["verify", "--config", str(config)]) == 0
+    AuditFiles(state).head.unlink()
+    capsys.readouterr()
+    assert audit_main(["verify", "--config", str(config)]) != 0
+    err = capsys.readouterr().err
+    assert "audit.head is missing (deleted?), so lines deleted at the end of audit.log cannot be ruled out" in err
+
+
 def test_rotation_by_size_carries_the_chain_across_files(tmp_path: Path) -> None:
     config = AuditConfig(max_file_bytes=64 * 1024, keep_files=3)
     write(tmp_path, 1500, config).close()

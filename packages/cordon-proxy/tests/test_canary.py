@@ -25,11 +25,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-from cordon_config.testing import SecretService
-from cordon_proxy.testing import (
+from cordon_testing.config import SecretService
+from cordon_testing.proxy import (
     TEST_HOSTS,
     TEST_NAMES,
     ProxyProcess,
@@ -107,6 +108,7 @@ class Run:
     keyring: SecretService | None  # None: no gnome-keyring here, the keyring route is left out
     op_fail_flag: Path
     responses: list[bytes] = field(default_factory=list)
+    driven: dict[str, Any] = field(default_factory=dict)  # what each driven path got back (see _drive)
 
 
 def _write_config(
@@ -357,55 +359,92 @@ def _status(response: bytes) -> int:
 # -- the drive ----------------------------------------------------------------------------------------------
 
 
-def test_drive_every_path(run: Run) -> None:
-    r, up = run, run.upstream.port
+def _drive(r: Run) -> dict[str, Any]:
+    """Every path the proxy has, once: what each client got back, by label (the tests below read these)."""
+    up = r.upstream.port
     dead = free_port()
+    got: dict[str, Any] = {}
     vaults = [OP_HOST, *([KEYRING_HOST] if r.keyring else [])]  # routes whose secret lives in a vault
     for host in ("api.test", "other.test", "third.test", *vaults):
-        assert _status(_tunnel(r, host, up, _get(host, "/ok?key=sk-dummy"))) == 200, host
-    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/status/401"))) == 401
-    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/status/500"))) == 500
-    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/x", host_header="evil.test"))) == 421
+        got[f"ok {host}"] = _tunnel(r, host, up, _get(host, "/ok?key=sk-dummy"))
+    got["401"] = _tunnel(r, "api.test", up, _get("api.test", "/status/401"))
+    got["500"] = _tunnel(r, "api.test", up, _get("api.test", "/status/500"))
+    got["misdirected"] = _tunnel(r, "api.test", up, _get("api.test", "/x", host_header="evil.test"))
     smuggle = b"POST /x HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-    assert _status(_tunnel(r, "api.test", up, smuggle)) == 400
+    got["smuggle"] = _tunnel(r, "api.test", up, smuggle)
     huge = _get("api.test", "/x", extra="X-Big: " + "b" * 70000 + "\r\n")
-    assert _status(_tunnel(r, "api.test", up, huge)) == 431
-    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/slow"))) == 504
-    assert _status(_tunnel(r, "api.test", dead, _get("api.test", "/x"))) == 502
-    assert _status(_tunnel(r, "api.test", r.bad_tls.port, _get("api.test", "/x"))) == 502
-    assert _status(_tunnel(r, "api.test", up, _get("api.test", "/x"), token=False)) == 407
+    got["huge"] = _tunnel(r, "api.test", up, huge)
+    got["slow"] = _tunnel(r, "api.test", up, _get("api.test", "/slow"))
+    got["dead"] = _tunnel(r, "api.test", dead, _get("api.test", "/x"))
+    got["bad tls"] = _tunnel(r, "api.test", r.bad_tls.port, _get("api.test", "/x"))
+    got["no token"] = _tunnel(r, "api.test", up, _get("api.test", "/x"), token=False)
     plain = f"GET http://api.test:{up}/x HTTP/1.1\r\nHost: api.test:{up}\r\nProxy-Authorization: {r.token_header}\r\n\r\n"
-    assert _status(_plain(r, plain.encode())) == 403
+    got["plain http"] = _plain(r, plain.encode())
     blocked = f"CONNECT 127.1:{dead} HTTP/1.1\r\nHost: 127.1:{dead}\r\nProxy-Authorization: {r.token_header}\r\n\r\n"
-    assert _status(_plain(r, blocked.encode())) == 403
+    got["blocked"] = _plain(r, blocked.encode())
     # a crash inside the request handler (fault injection): whatever the client gets, the proxy keeps serving
     for host in ("api.test", *vaults):
         _tunnel(r, host, up, _get(host, "/__crash__"))
-        assert health_ok(r.proxy.port, timeout=TIMEOUT), f"the proxy died after a handler crash ({host})"
+        got[f"alive after a crash ({host})"] = health_ok(r.proxy.port, timeout=TIMEOUT)
     # the command helper fails (its stdout holds the secret, its stderr is reported)
     r.fail_flag.touch()
     try:
-        assert _status(_tunnel(r, "third.test", up, _get("third.test", "/x"))) == 503
+        got["command fails"] = _tunnel(r, "third.test", up, _get("third.test", "/x"))
     finally:
         r.fail_flag.unlink()
     # `op` signed out: it prints the secret on stdout and fails (its stderr is reported)
     r.op_fail_flag.touch()
     try:
-        answer = _tunnel(r, OP_HOST, up, _get(OP_HOST, "/x"))
+        got["op fails"] = _tunnel(r, OP_HOST, up, _get(OP_HOST, "/x"))
     finally:
         r.op_fail_flag.unlink()
-    assert _status(answer) == 503 and b"not signed in" in answer, answer
     # the keyring entry now holds a value that is not a valid header value
     if r.keyring is not None:
         r.keyring.set(r.canaries.keyring + "\r\nX-Evil: 1", KEYRING_SERVICE, KEYRING_ACCOUNT)
-        answer = _tunnel(r, KEYRING_HOST, up, _get(KEYRING_HOST, "/x"))
-        assert _status(answer) == 503 and b"line break" in answer, answer
+        got["keyring bad value"] = _tunnel(r, KEYRING_HOST, up, _get(KEYRING_HOST, "/x"))
     # the file now holds a value that is not a valid header value
     r.stores[0].write_text(r.canaries.file + "\r\nX-Evil: 1\n", encoding="utf-8")
-    assert _status(_tunnel(r, "other.test", up, _get("other.test", "/x"))) == 503
-    assert b"X-Evil" not in r.upstream.all_bytes()
+    got["file bad value"] = _tunnel(r, "other.test", up, _get("other.test", "/x"))
+    return got
 
 
+@pytest.fixture(scope="module")
+def driven(run: Run) -> Run:
+    """The proxy after every path was driven once (``run.driven``), whichever test of this module runs first."""
+    if not run.driven:
+        run.driven = _drive(run)
+    return run
+
+
+def test_drive_every_path(driven: Run) -> None:
+    got = driven.driven
+    vaults = [OP_HOST, *([KEYRING_HOST] if driven.keyring else [])]
+    for host in ("api.test", "other.test", "third.test", *vaults):
+        assert _status(got[f"ok {host}"]) == 200, host
+    assert _status(got["401"]) == 401
+    assert _status(got["500"]) == 500
+    assert _status(got["misdirected"]) == 421
+    assert _status(got["smuggle"]) == 400
+    assert _status(got["huge"]) == 431
+    assert _status(got["slow"]) == 504
+    assert _status(got["dead"]) == 502
+    assert _status(got["bad tls"]) == 502
+    assert _status(got["no token"]) == 407
+    assert _status(got["plain http"]) == 403
+    assert _status(got["blocked"]) == 403
+    for host in ("api.test", *vaults):
+        assert got[f"alive after a crash ({host})"], f"the proxy died after a handler crash ({host})"
+    assert _status(got["command fails"]) == 503
+    answer = got["op fails"]
+    assert _status(answer) == 503 and b"not signed in" in answer, answer
+    if driven.keyring is not None:
+        answer = got["keyring bad value"]
+        assert _status(answer) == 503 and b"line break" in answer, answer
+    assert _status(got["file bad value"]) == 503
+    assert b"X-Evil" not in driven.upstream.all_bytes()
+
+
+@pytest.mark.usefixtures("driven")
 def test_upstream_received_the_secrets(run: Run) -> None:
     """Control: the canaries did flow (as the injected credentials), so their absence elsewhere means something."""
     seen = run.upstream.all_bytes()
@@ -418,12 +457,14 @@ def test_upstream_received_the_secrets(run: Run) -> None:
 
 @pytest.mark.skipif(bool(KEYRING_MISSING), reason=f"the keyring source needs a real Secret Service: "
                     f"{' and '.join(KEYRING_MISSING)} missing (apt-get install gnome-keyring dbus)")
+@pytest.mark.usefixtures("driven")
 def test_upstream_received_the_keyring_secret(run: Run) -> None:
     """Control for the keyring route: the value stored in gnome-keyring reached the upstream via the proxy."""
     assert run.keyring is not None
     assert f"X-Keyring-Key: {run.canaries.keyring}".encode() in run.upstream.all_bytes()
 
 
+@pytest.mark.usefixtures("driven")
 def test_canary_absent_from_logs(run: Run) -> None:
     run.proxy.stop()  # flush and close everything the proxy writes
     logs = run.proxy.logs()
@@ -432,6 +473,7 @@ def test_canary_absent_from_logs(run: Run) -> None:
         assert form not in logs, f"{name} leaked into the proxy's stdout/stderr"
 
 
+@pytest.mark.usefixtures("driven")
 def test_canary_absent_from_client_responses(run: Run) -> None:
     assert run.responses
     everything = b"\n".join(run.responses)
@@ -439,6 +481,7 @@ def test_canary_absent_from_client_responses(run: Run) -> None:
         assert form.encode() not in everything, f"{name} leaked to a client"
 
 
+@pytest.mark.usefixtures("driven")
 def test_canary_absent_from_files(run: Run) -> None:
     run.proxy.stop()
     stores = {p.resolve() for p in run.stores}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cordon_proxy.cli import build_parser, main, status_main, wait_main
-from cordon_proxy.testing import (
+from cordon_testing.proxy import (
     ProxyProcess,
     RouteSpec,
     approve_as_user,
@@ -171,7 +171,7 @@ def test_health_checks_are_not_logged_at_info(tmp_path: Path) -> None:
 
 
 def test_trace_logging_shows_connection_events_but_no_secret_or_query(tmp_path: Path) -> None:
-    from cordon_proxy.testing import RecordingUpstream
+    from cordon_testing.proxy import RecordingUpstream
 
     secret = "sk-trace-canary-7f3a9"
     with RecordingUpstream() as up:

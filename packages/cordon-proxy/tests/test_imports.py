@@ -14,7 +14,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from cordon_proxy.testing import TIMEOUT, running_stack
+from cordon_testing.proxy import TIMEOUT, running_stack
 
 pytestmark = pytest.mark.e2e
 

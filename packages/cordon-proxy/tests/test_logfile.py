@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cordon_config.scope import resolve_scope
 from cordon_proxy.logfile import tail_lines
-from cordon_proxy.testing import (
+from cordon_testing.proxy import (
     TIMEOUT,
     RecordingUpstream,
     approve_as_user,
@@ -143,7 +143,7 @@ def test_a_second_interrupt_stops_at_once(tmp_path: Path) -> None:
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 
-    from cordon_proxy.testing import RouteSpec
+    from cordon_testing.proxy import RouteSpec
 
     with RecordingUpstream() as upstream:
         upstream.handlers["/slow"] = hang
@@ -177,7 +177,7 @@ def test_a_second_interrupt_stops_at_once(tmp_path: Path) -> None:
 
 def test_start_does_not_quietly_replace_a_deleted_ca(tmp_path: Path) -> None:
     """The CA is gone but the bundle clients trust still holds it: refuse, and say how to make a new one."""
-    from cordon_proxy.testing import RouteSpec
+    from cordon_testing.proxy import RouteSpec
 
     port = free_port()
     config = write_config(tmp_path, port, [RouteSpec("a", "api.test", "A_KEY")])
@@ -195,7 +195,7 @@ def test_start_does_not_quietly_replace_a_deleted_ca(tmp_path: Path) -> None:
 
 
 def test_a_failed_secret_check_hints_per_source_not_cordon_secret_set(tmp_path: Path) -> None:
-    from cordon_proxy.testing import RouteSpec
+    from cordon_testing.proxy import RouteSpec
 
     config = write_config(tmp_path, free_port(), [RouteSpec("a", "api.test", "CORDON_UNSET_VAR_X")])
     code, out = finish(start(config))
@@ -205,7 +205,7 @@ def test_a_failed_secret_check_hints_per_source_not_cordon_secret_set(tmp_path: 
 
 
 def test_status_says_one_route(tmp_path: Path) -> None:
-    from cordon_proxy.testing import RouteSpec
+    from cordon_testing.proxy import RouteSpec
 
     port = free_port()
     config = write_config(tmp_path, port, [RouteSpec("a", "api.test", "A_KEY")])
@@ -228,3 +228,23 @@ def test_no_config_is_the_same_message_for_start_status_and_wait(tmp_path: Path)
         assert done.stderr.splitlines() == [
             f"cordon: no cordon.toml in {bare} or a parent directory",
             "hint: run `cordon setup` in the project directory (or pass --config PATH, or --scope user)"], argv
+
+
+def test_start_with_a_corrupt_ca_key_hints_the_command_for_this_config(tmp_path: Path) -> None:
+    """`cordon start --config X` with a damaged CA key: the hint's `cordon ca generate --force` names the same
+    config, or it would replace the CA of another scope (or fail to find one)."""
+    import shlex
+
+    from cordon_testing.proxy import RouteSpec
+
+    port = free_port()
+    config = write_config(tmp_path, port, [RouteSpec("a", "api.test", "A_KEY")])
+    proc = start(config, env={"A_KEY": "x"})  # first start: creates the CA
+    wait_healthy(proc, port)
+    assert stop(proc)[0] == 0
+    key = tmp_path / "state" / "certs" / "ca-key.pem"
+    key.write_bytes(b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    code, out = finish(start(config, env={"A_KEY": "x"}))
+    assert code == 1 and f"{key} is not an unencrypted PEM private key" in out, out
+    assert f"hint: replace it with: cordon ca generate --force --config {shlex.quote(str(config))} (the old key " \
+           "is destroyed)" in out, out

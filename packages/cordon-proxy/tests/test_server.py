@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from cordon_proxy.testing import (
+from cordon_testing.proxy import (
     TIMEOUT,
     ProxyProcess,
     RecordingUpstream,
@@ -300,7 +300,7 @@ def test_routed_connect_needs_a_valid_token(token_stack: tuple[Stack, str]) -> N
 def unrouted_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str]]:
     """A token stack inside a private network, where other.test (unrouted) resolves to an allowed address."""
     from cordon_config.tokens import TokenStore
-    from cordon_proxy.testnet import PrivateNetwork
+    from cordon_testing.namespaces import PrivateNetwork
 
     holder: dict[str, str] = {}
 

@@ -16,7 +16,7 @@ from cordon_config.scope import resolve_scope
 from cordon_proxy import statusfast
 from cordon_proxy.cli import status_main
 from cordon_proxy.statusfast import fast_status, parse_args
-from cordon_proxy.testing import ProxyProcess, approve_as_user, free_port, write_config
+from cordon_testing.proxy import ProxyProcess, approve_as_user, free_port, write_config
 
 
 @pytest.fixture(autouse=True)

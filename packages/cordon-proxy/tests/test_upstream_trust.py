@@ -112,3 +112,12 @@ def test_an_unreadable_or_malformed_upstream_ca_file_is_one_clear_error(tmp_path
     with pytest.raises(UpstreamTrustError) as malformed:
         upstream_trust(bad)
     assert "is not a PEM certificate bundle" in malformed.value.message
+
+
+def test_an_upstream_ca_file_with_no_pem_certificate_is_refused(tmp_path: Path) -> None:
+    hostname = tmp_path / "hostname"
+    hostname.write_text("devbox\n")  # as /etc/hostname: readable, but no certificate in it
+    with pytest.raises(UpstreamTrustError) as info:
+        upstream_trust(hostname)
+    assert info.value.message == f"[tls] upstream_ca_file {hostname} contains no PEM certificate"
+    assert info.value.hint and "cordon config unset tls.upstream_ca_file" in info.value.hint

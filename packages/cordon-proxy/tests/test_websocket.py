@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from cordon_proxy.testing import ProxyProcess, RouteSpec, free_port, write_config
+from cordon_testing.proxy import ProxyProcess, RouteSpec, free_port, write_config
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.server import Server, ServerConnection, serve

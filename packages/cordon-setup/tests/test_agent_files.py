@@ -147,3 +147,89 @@ def test_an_existing_backup_is_never_overwritten(project: Path, capsys) -> None:
     (codex / ".env.cordon.bak").write_text("the very first original\n")
     assert setup_main(["codex", "--yes"]) == 0
     assert (codex / ".env.cordon.bak").read_text() == "the very first original\n"
+
+
+# (integration, setup arguments, the agent's directory relative to the project "P" or home "H")
+LINKED_DIRS = [
+    ("codex", [], "P/.codex"),
+    ("claude-code", [], "P/.claude"),
+    ("gemini-cli", [], "P/.gemini"),
+    ("gemini-cli", [], "P/.gemini/skills"),
+    ("opencode", [], "P/.opencode"),
+    ("codex", ["--scope", "user"], "H/.codex"),
+    ("claude-code", ["--scope", "user"], "H/.claude"),
+    ("gemini-cli", ["--scope", "user"], "H/.gemini"),
+    ("opencode", ["--scope", "user"], "H/.config/opencode"),
+    ("hermes", [], "H/.hermes"),
+]
+
+
+def _where(spec: str, project: Path) -> Path:
+    root = project if spec.startswith("P/") else Path(os.environ["HOME"])
+    return root / spec[2:]
+
+
+@pytest.mark.parametrize(("name", "args", "linked"), LINKED_DIRS,
+                         ids=[f"{c[0]}:{c[2]}" for c in LINKED_DIRS])
+def test_setup_refuses_a_symlinked_agent_directory(project: Path, tmp_path: Path, name: str, args: list[str],
+                                                   linked: str, capsys) -> None:
+    """`ln -s /elsewhere .codex; cordon setup codex -y` must not write the token, the config or a backup into
+    /elsewhere (nor a directory below the agent's, nor a user-level one such as ~/.claude)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".env").write_text(OUTSIDE)
+    link = _where(linked, project)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere, target_is_directory=True)
+    before = files_under(elsewhere)
+    home_before = files_under(Path(os.environ["HOME"]))
+    assert setup_main([name, *args, "--yes"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (f"cordon: {link} is a symlink to {elsewhere}; cordon does not read or write through "
+                        "symlinks there, so nothing was written"), lines
+    assert lines[1] == (f"hint: {link} must be a real directory, not a link: use the directory it points to "
+                        f"({elsewhere}) in its place (move it there, or point the agent at it), then run the "
+                        "command again")
+    assert files_under(elsewhere) == before  # no token, config, skill or backup written through the link
+    assert files_under(Path(os.environ["HOME"])) == home_before
+    assert not (project / "cordon.toml").exists()  # stopped before the base setup too
+    assert link.is_symlink()
+
+
+@pytest.mark.parametrize(("name", "args", "linked"), LINKED_DIRS,
+                         ids=[f"{c[0]}:{c[2]}" for c in LINKED_DIRS])
+def test_disable_refuses_an_agent_directory_swapped_for_a_symlink(project: Path, tmp_path: Path, name: str,
+                                                                  args: list[str], linked: str, capsys) -> None:
+    """After setup, the agent replaces its directory with a link to a copy elsewhere: `integration disable`
+    must not restore, delete or rmdir anything through it."""
+    assert setup_main([name, *args, "--yes"]) == 0, capsys.readouterr().err
+    real = _where(linked, project)
+    elsewhere = tmp_path / "elsewhere"
+    real.rename(elsewhere)
+    real.symlink_to(elsewhere, target_is_directory=True)
+    before = files_under(elsewhere)
+    capsys.readouterr()
+    assert integration_main(["disable", name, *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"cordon: {real} is a symlink to {elsewhere}; cordon does not read or write through "), err
+    assert files_under(elsewhere) == before
+    assert real.is_symlink()
+
+
+def test_a_directory_linked_between_plan_and_apply_stops_every_write(project: Path, tmp_path: Path) -> None:
+    """The plan was made with a real .codex; the agent swaps it for a link before the files are written:
+    applying refuses before writing any of them."""
+    from cordon_config.files import SymlinkRefused
+    from cordon_setup.apply import apply_changes
+    from cordon_setup.plan import FileChange
+
+    codex, elsewhere = project / ".codex", tmp_path / "elsewhere"
+    codex.mkdir()
+    changes = [FileChange(project / "AGENTS.md", None, b"first\n", within=project),
+               FileChange(codex / ".env", None, b"TOKEN=x\n", within=project)]
+    codex.rmdir()
+    elsewhere.mkdir()
+    codex.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(SymlinkRefused):
+        apply_changes(changes)
+    assert not (project / "AGENTS.md").exists() and list(elsewhere.iterdir()) == []

@@ -76,7 +76,7 @@ def test_settings_as_flags_for_a_new_and_an_existing_config(two, monkeypatch, ca
     a, _ = two
     monkeypatch.chdir(a)
     roots = tmp_path / "roots.pem"
-    roots.write_text("not checked here\n")
+    roots.write_text("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")  # parsed by the proxy, not here
     assert setup_main(["--secret-ttl", "30", "--dry-run"]) == 0
     assert not (a / "cordon.toml").exists() and "secret_ttl = 30" in capsys.readouterr().out
     assert setup_main(["--secret-ttl", "30"]) == 0
@@ -88,6 +88,11 @@ def test_settings_as_flags_for_a_new_and_an_existing_config(two, monkeypatch, ca
     capsys.readouterr()
     assert setup_main(["--upstream-ca-file", str(tmp_path / "missing.pem")]) == 2
     assert "--upstream-ca-file: no such file" in capsys.readouterr().err
+    hostname = tmp_path / "hostname"
+    hostname.write_text("devbox\n")
+    assert setup_main(["--upstream-ca-file", str(hostname)]) == 2
+    assert f"--upstream-ca-file: {hostname} contains no PEM certificate" in capsys.readouterr().err
+    assert tomllib.loads((a / "cordon.toml").read_text())["tls"]["upstream_ca_file"] == str(roots)
     with pytest.raises(SystemExit):
         setup_main(["--port", "70000"])
     assert "port 70000 is not between 1 and 65535" in capsys.readouterr().err

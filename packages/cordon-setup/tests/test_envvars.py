@@ -1,8 +1,9 @@
 from pathlib import Path
 
 import pytest
+from cordon_config.noproxy import bypasses
 from cordon_config.scope import resolve_scope
-from cordon_setup.envvars import bypasses, env_contract, proxy_url
+from cordon_setup.envvars import env_contract, proxy_url
 
 
 def _paths(tmp_path: Path):

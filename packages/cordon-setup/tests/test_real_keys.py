@@ -34,7 +34,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     """The environment of `cordon setup` in these tests: a throwaway HOME and a file keyring (never the user's)."""
     full = dict(os.environ)
     full.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "home" / ".config"),
-                PYTHON_KEYRING_BACKEND="cordon_config.testing.FileKeyring",
+                PYTHON_KEYRING_BACKEND="cordon_testing.config.FileKeyring",
                 CORDON_TEST_KEYRING_FILE=str(tmp_path / "keyring.json"), NO_COLOR="1")
     return full
 

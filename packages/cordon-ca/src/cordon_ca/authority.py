@@ -6,29 +6,28 @@ import datetime as dt
 import ipaddress
 import os
 import shlex
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from cordon_config.files import (
+    PrivateFileError,
+    atomic_write,
+    ensure_private_dir,
+    fsync_dir,
+    locked,
+    read_private,
+    write_new_file,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cordon_ca._files import (
-    atomic_write,
-    destroy,
-    ensure_private_dir,
-    file_lock,
-    fsync_dir,
-    open_for_destroy,
-    overwrite_and_close,
-    write_new_file,
-)
 from cordon_ca.errors import CAError, CAInvalid, CAKeyInsecure, CANotFound, HostNotAllowed
 from cordon_ca.hostnames import general_name, is_ip, normalize_host
+from cordon_ca.shred import destroy, open_for_destroy, overwrite_and_close
 
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=30)
@@ -283,35 +282,27 @@ def _excludes_subdomains(cert: x509.Certificate, permitted: frozenset[str] | Non
 
 
 def _read_private_key_file(key_path: Path) -> bytes:
-    """Open the key without following symlinks, check owner and mode (like ssh), return its bytes."""
+    """The key's bytes, read as every private file cordon reads (:func:`cordon_config.files.read_private`: no
+    symlink, ours, 0600), with the CA's own messages."""
     quoted = shlex.quote(str(key_path))
     try:
-        fd = os.open(key_path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise CANotFound(f"no CA key at {key_path}", "create one with: cordon ca generate") from None
-    except OSError as exc:
-        if os.path.islink(key_path):
-            raise CAKeyInsecure(
-                f"CA key {key_path} is a symlink; refusing to follow it",
-                f"put the key file itself there and run: chmod 600 {quoted}",
-            ) from None
-        raise CAInvalid(f"cannot read CA key {key_path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise CAKeyInsecure(f"CA key {key_path} is not a regular file")
-        if info.st_uid != os.geteuid():
-            raise CAKeyInsecure(
-                f"CA key {key_path} is owned by uid {info.st_uid}, not by you (uid {os.geteuid()})",
-                f"chown {os.geteuid()} {quoted} && chmod 600 {quoted}",
-            )
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise CAKeyInsecure(
-                f"CA key {key_path} is accessible by group/others (mode {mode:04o})",
-                f"chmod 600 {quoted}",
-            )
-        return handle.read()
+        data = read_private(key_path)
+    except PrivateFileError as exc:
+        if exc.kind == "symlink":
+            raise CAKeyInsecure(f"CA key {key_path} is a symlink; refusing to follow it",
+                                f"put the key file itself there and run: chmod 600 {quoted}") from None
+        if exc.kind == "unreadable":
+            raise CAInvalid(f"cannot read CA key {key_path}: {exc.strerror}") from None
+        if exc.kind == "not-regular":
+            raise CAKeyInsecure(f"CA key {key_path} is not a regular file") from None
+        if exc.kind == "not-owner":
+            raise CAKeyInsecure(f"CA key {key_path} is owned by uid {exc.uid}, not by you (uid {os.geteuid()})",
+                                f"chown {os.geteuid()} {quoted} && chmod 600 {quoted}") from None
+        raise CAKeyInsecure(f"CA key {key_path} is accessible by group/others (mode {exc.mode or 0:04o})",
+                            f"chmod 600 {quoted}") from None
+    if data is None:
+        raise CANotFound(f"no CA key at {key_path}", "create one with: cordon ca generate")
+    return data
 
 
 def _canonical_permitted(permitted_hosts: Iterable[str] | None) -> frozenset[str] | None:
@@ -372,10 +363,6 @@ def build_ca(
     return builder.sign(key, hashes.SHA256()), key
 
 
-def _lock_path(key_path: Path) -> Path:
-    return key_path.parent / f".{key_path.name}.lock"
-
-
 def _write_ca(cert_path: Path, key_path: Path, namespace: str, permitted: Iterable[str] | None) -> CertificateAuthority:
     """Generate and write a CA (caller holds the lock). Key: temp file O_CREAT|O_EXCL|O_NOFOLLOW 0600, rename.
 
@@ -433,7 +420,7 @@ def load_or_create_ca(
     if cert_p.exists() and key_p.exists():
         return CertificateAuthority.load(cert_p, key_p)
     cert_p, key_p = _prepare(cert_p, key_p)
-    with file_lock(_lock_path(key_p)):
+    with locked(key_p):
         if cert_p.exists() and key_p.exists():
             return CertificateAuthority.load(cert_p, key_p)
         if cert_p.exists() or key_p.exists():
@@ -451,7 +438,7 @@ def regenerate_ca(
     """Replace the CA with a new one; the old key is destroyed (overwritten and unlinked, never kept)."""
     hosts = _canonical_permitted(permitted_hosts)
     cert_p, key_p = _prepare(cert_path, key_path)
-    with file_lock(_lock_path(key_p)):
+    with locked(key_p):
         return _write_ca(cert_p, key_p, namespace, hosts)
 
 
@@ -469,7 +456,7 @@ def ensure_ca_matches(
     """
     wanted = _canonical_permitted(permitted_hosts)
     cert_p, key_p = _prepare(cert_path, key_path)
-    with file_lock(_lock_path(key_p)):
+    with locked(key_p):
         if not cert_p.exists() and not key_p.exists():
             _write_ca(cert_p, key_p, namespace, wanted)
             return True

@@ -6,10 +6,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from cordon_config.files import atomic_write, ensure_private_dir
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from cordon_ca._files import atomic_write, ensure_private_dir
 from cordon_ca.errors import BundleError
 
 # First existing wins. Debian/Ubuntu/Arch/Gentoo, Fedora/RHEL, RHEL 7+ extracted, openSUSE, OpenELEC,

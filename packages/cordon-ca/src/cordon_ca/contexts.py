@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cordon_ca._files import write_new_file
+from cordon_config.files import write_new_file
+
 from cordon_ca.authority import CertificateAuthority, IssuedLeaf
 from cordon_ca.errors import HostNotAllowed
 from cordon_ca.hostnames import normalize_host
@@ -113,7 +114,7 @@ class LeafContextCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._scratch: Path | None = None  # private 0700 dir, created on first miss, removed with the cache
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[..., LeafContextCache] | None = None
         self.hits = 0
         self.misses = 0
 

@@ -1,35 +1,22 @@
-"""Normalising the host a leaf is issued for: a DNS name or an IP literal."""
+"""The host a leaf is issued for (a DNS name or an IP literal), in cordon's one canonical form
+(:func:`cordon_config.hosts.canonical_leaf_host`), and its SubjectAlternativeName entry."""
 
 from __future__ import annotations
 
 import ipaddress
-import re
 
+from cordon_config.hosts import canonical_leaf_host
 from cryptography import x509
 
 from cordon_ca.errors import HostNotAllowed
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-
 
 def normalize_host(host: str) -> str:
-    """Lower-case, drop one trailing dot, IDN → punycode, unbracket IPv6; raise HostNotAllowed if invalid."""
-    if not isinstance(host, str) or not host or host != host.strip():
-        raise HostNotAllowed(f"invalid host {host!r}")
-    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    """:func:`~cordon_config.hosts.canonical_leaf_host`, raising HostNotAllowed for an invalid host."""
     try:
-        return ipaddress.ip_address(name).compressed
-    except ValueError:
-        pass
-    if name.endswith("."):
-        name = name[:-1]
-    try:
-        name = name.lower() if name.isascii() else name.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
-        raise HostNotAllowed(f"invalid host {host!r}") from exc
-    if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
-        raise HostNotAllowed(f"invalid host {host!r}")
-    return name
+        return canonical_leaf_host(host)
+    except ValueError as exc:
+        raise HostNotAllowed(str(exc)) from None
 
 
 def is_ip(host: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -16,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from cordon_config.files import atomic_write
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from cordon_ca._files import atomic_write, which
 from cordon_ca.errors import TrustError
 
 DEBIAN_DIR = Path("/usr/local/share/ca-certificates")
@@ -29,6 +30,14 @@ Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
 
 def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=300, check=False)
+
+
+def which(name: str) -> str | None:
+    """``shutil.which`` that also looks in the sbin directories non-root PATHs often lack."""
+    found = shutil.which(name)
+    if found:
+        return found
+    return shutil.which(name, path=os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin")))
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from cordon_config.files import atomic_write, ensure_private_dir
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cordon_ca._files import atomic_write, ensure_private_dir
 from cordon_ca.authority import CertificateAuthority
 from cordon_ca.recognise import CORDON_CA_ORGANIZATION
 

@@ -25,24 +25,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import shlex
-import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cordon_config.files import atomic_write, locked
+from cordon_config.files import atomic_write, ensure_private_file, locked, read_private
 from cordon_config.model import AuditConfig, BasicAuth, Config, Egress, Listener, Route
-from cordon_config.scope import CONFIG_NAME, ScopePaths
+from cordon_config.scope import ScopePaths
 
 __all__ = [
     "KEY_NAME", "RECORD_NAME", "ApprovalError", "FieldChange", "Item", "Unapproved", "approve", "approve_command",
     "audit_item", "check_approved", "egress_item", "format_value", "listener_item", "record_change", "refusal_lines",
-    "route_item",
-    "scope_flag", "security_items", "settings_item",
+    "route_item", "security_items", "settings_item",
 ]
 
 RECORD_NAME = "approvals.json"
@@ -241,30 +238,8 @@ def _mac(key: bytes, configs: Mapping[str, Any]) -> str:
     return hmac.new(key, _MAC_CONTEXT + body, hashlib.sha256).hexdigest()
 
 
-def _read_private(path: Path, what: str) -> bytes | None:
-    """The bytes of a 0600 file of ours, not followed through a symlink; None when absent."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if os.path.islink(path):
-            raise ValueError(f"{what} {path} is a symlink") from None
-        raise ValueError(f"cannot read {what} {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{what} {path} is not a regular file")
-        if info.st_uid != os.geteuid():
-            raise ValueError(f"{what} {path} is owned by uid {info.st_uid}, not by you")
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            raise ValueError(f"{what} {path} is accessible by group or others "
-                             f"(mode {stat.S_IMODE(info.st_mode):04o})")
-        return handle.read()
-
-
 def _read_key(paths: ScopePaths) -> bytes | None:
-    key = _read_private(_key_path(paths), "the approval key")
+    key = read_private(_key_path(paths), "the approval key")
     if key is not None and len(key) != _KEY_BYTES:
         raise ValueError(f"the approval key {_key_path(paths)} is damaged ({len(key)} bytes, not {_KEY_BYTES})")
     return key
@@ -274,7 +249,7 @@ def _read_record(paths: ScopePaths) -> tuple[dict[str, dict[str, dict[str, Any]]
     """(approved items per config path, "") when the record verifies; (None, "") when there is none;
     (None, why) when it exists but cannot be trusted."""
     try:
-        raw = _read_private(_record_path(paths), "the approval record")
+        raw = read_private(_record_path(paths), "the approval record")
         if raw is None:
             return None, ""
         key = _read_key(paths)
@@ -298,22 +273,11 @@ def _ensure_key(paths: ScopePaths) -> bytes:
     """The scope's approval key, created (32 random bytes, 0600, ``O_EXCL|O_NOFOLLOW``) when missing."""
     path = _key_path(paths)
     try:
-        existing = _read_key(paths)
+        return ensure_private_file(path, lambda: secrets.token_bytes(_KEY_BYTES), lambda _: _read_key(paths))
     except ValueError as exc:
         raise ApprovalError(str(exc), f"remove it and approve again: rm {shlex.quote(str(path))}") from None
-    if existing is not None:
-        return existing
-    key = secrets.token_bytes(_KEY_BYTES)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:  # another cordon created it just now
+    except FileNotFoundError:  # removed right after another cordon created it
         return _ensure_key(paths)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return key
 
 
 def _prepare_state_dir(paths: ScopePaths) -> None:
@@ -448,16 +412,6 @@ def record_change(paths: ScopePaths, config_path: Path, before: Item | None, aft
 # -- messages -------------------------------------------------------------------------------------------------
 
 
-def scope_flag(paths: ScopePaths, cwd: Path | None = None) -> str:
-    """`` --scope user``, or `` --config PATH`` unless plain ``cordon`` run in ``cwd`` finds this config."""
-    if paths.scope == "user":
-        return " --scope user"
-    here = Path.cwd() if cwd is None else cwd
-    if paths.config_path == Path(os.path.normpath(here)) / CONFIG_NAME:
-        return ""
-    return f" --config {shlex.quote(str(paths.config_path))}"
-
-
 def approve_command(names: Sequence[str] | None, flag: str = "", kind: str = "route") -> str:
     """``cordon route approve NAME...`` (``cordon listener approve`` for listeners; ``cordon route approve
     --all``, which approves everything, when ``names`` is None)."""
@@ -483,7 +437,7 @@ def refusal_lines(unapproved: Sequence[Unapproved], paths: ScopePaths, *, flag: 
     naming what changed and the command that approves it; one line in all for a config with no record."""
     if not unapproved:
         return []
-    flag = scope_flag(paths) if flag is None else flag
+    flag = paths.flag if flag is None else flag
     review = f"review them with `cordon route list{flag}`, then approve: `{approve_command(None, flag)}`"
     first = unapproved[0]
     if first.reason == "unrecorded":

@@ -31,11 +31,12 @@ import json
 import os
 import re
 import secrets
-import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cordon_config.files import PrivateFileError, ensure_private_file, read_private
 
 __all__ = [
     "HEAD_NAME",
@@ -102,26 +103,16 @@ class AuditFiles:
 
 
 def _read_private(path: Path, what: str) -> bytes | None:
-    """The bytes of a private regular file (None when absent), never through a symlink."""
+    """The bytes of a private regular file (:func:`cordon_config.files.read_private`; None when absent)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
+        return read_private(path, what, owner=False)
+    except PrivateFileError as exc:
+        if exc.kind == "not-regular":
+            raise AuditError(str(exc), f"remove it: rm {path}") from None
+        if exc.kind == "loose":
+            raise AuditError(f"{what} {path} is accessible by group or others", f"chmod 600 {path}") from None
         raise AuditError(f"cannot read {what} {path}: {exc.strerror}",
                          "it must be a regular file of yours, not a symlink") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise AuditError(f"{what} {path} is not a regular file", f"remove it: rm {path}")
-        if stat.S_IMODE(st.st_mode) & 0o077:
-            raise AuditError(f"{what} {path} is accessible by group or others", f"chmod 600 {path}")
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def load_key(files: AuditFiles) -> bytes | None:
@@ -135,27 +126,13 @@ def load_key(files: AuditFiles) -> bytes | None:
 
 def ensure_key(files: AuditFiles) -> bytes:
     """The scope's audit key, created (32 random bytes, 0600, never over a symlink) when missing."""
-    existing = load_key(files)
-    if existing is not None:
-        return existing
-    files.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_bytes(KEY_BYTES)
     try:
-        fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        theirs = load_key(files)
-        if theirs is None:
-            raise AuditError(f"{files.key} vanished while it was being created", "start cordon again") from None
-        return theirs
+        return ensure_private_file(files.key, lambda: secrets.token_bytes(KEY_BYTES), lambda _: load_key(files))
+    except FileNotFoundError:
+        raise AuditError(f"{files.key} vanished while it was being created", "start cordon again") from None
     except OSError as exc:
         raise AuditError(f"cannot create the audit key {files.key}: {exc.strerror}",
                          "run cordon as the user who owns the state dir") from None
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return key
 
 
 # -- writing ----------------------------------------------------------------------------------------------------
@@ -397,8 +374,9 @@ def verify(files: AuditFiles, key: bytes | None = None) -> Report:
         report.problems.append(Problem("head", str(files.head), exc.message))
         return report
     if head is None:
-        if report.files:
-            report.notes.append(f"{files.head} is missing: lines deleted at the end cannot be detected")
+        if report.files:  # the proxy writes it with its first lines: gone means deleted
+            report.problems.append(Problem("head", str(files.head), f"{files.head} is missing (deleted?), so "
+                                           f"lines deleted at the end of {files.log.name} cannot be ruled out"))
     elif last_seq is None or head[0] > last_seq:
         first_missing = (last_seq or 0) + 1
         span = f"seq {first_missing}" if head[0] == first_missing else f"seq {first_missing}–{head[0]}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
 from cordon_config.commands.common import FAILED, INTERRUPTED, USAGE, UsageError
@@ -128,7 +127,7 @@ def _route_fields(parser: argparse.ArgumentParser, *, edit: bool) -> None:
     add_source_arguments(parser, "route")
 
 
-def _leaf(sub: Any, name: str, help_text: str, epilog: str, prog_of: str) -> argparse.ArgumentParser:
+def _leaf(sub: argparse._SubParsersAction[_Parser], name: str, help_text: str, epilog: str, prog_of: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text,
                             epilog=epilog.format(prog=prog_of),
                             formatter_class=argparse.RawDescriptionHelpFormatter)

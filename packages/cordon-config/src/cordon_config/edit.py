@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import tomlkit
 from tomlkit.exceptions import ParseError, TOMLKitError
@@ -38,6 +38,7 @@ from cordon_config.parse import DEFAULT_KEYRING_SERVICE, decode_config, parse_co
 from cordon_config.ports import free_port
 
 _UNSET: Any = object()
+_T = TypeVar("_T")  # what an edit's ``change`` returns
 
 __all__ = [
     "UNSET", "ListenerExists", "RouteExists", "add_listener", "add_route", "config_lock", "edit_egress",
@@ -56,7 +57,7 @@ class ListenerExists(ValueError):
     """A route or listener with that name is already configured."""
 
 
-def _value(item: Any) -> str:
+def _value(item: object) -> str:
     return tomlkit.item(item).as_string()
 
 
@@ -94,7 +95,7 @@ ca_key_path = {_value(str(ca_key_path))}
 
 def config_lock(path: Path) -> AbstractContextManager[None]:
     """Hold the exclusive advisory lock of ``files.locked`` (serialises read-modify-write of the config)."""
-    return locked(path, mode=0o644)
+    return locked(path)
 
 
 def scaffold_config(path: str | os.PathLike[str], *, listen: int, ca_cert_path: str | os.PathLike[str],
@@ -111,8 +112,14 @@ def scaffold_config(path: str | os.PathLike[str], *, listen: int, ca_cert_path: 
     return config
 
 
-def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, Any]], *, write: bool = True
-               ) -> Any:
+@overload
+def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, None]], *, write: bool = True
+               ) -> Config: ...
+@overload
+def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, _T]], *, write: bool = True
+               ) -> _T: ...
+def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, object]], *, write: bool = True
+               ) -> object:
     """Locked read → ``change(text) -> (new_text, result)`` → validate → .bak once → atomic write (``write``)."""
     file = Path(os.path.abspath(path))
     with config_lock(file):
@@ -131,11 +138,15 @@ def _edit_text(path: str | os.PathLike[str], change: Callable[[str], tuple[str, 
     return result if result is not None else config
 
 
-def _edit(path: str | os.PathLike[str], change: Callable[[TOMLDocument], Any], *, write: bool = True) -> Any:
+@overload
+def _edit(path: str | os.PathLike[str], change: Callable[[TOMLDocument], None], *, write: bool = True) -> Config: ...
+@overload
+def _edit(path: str | os.PathLike[str], change: Callable[[TOMLDocument], _T], *, write: bool = True) -> _T: ...
+def _edit(path: str | os.PathLike[str], change: Callable[[TOMLDocument], object], *, write: bool = True) -> object:
     """Like :func:`_edit_text`, with ``change`` mutating the tomlkit document."""
     file = Path(os.path.abspath(path))
 
-    def on_text(text: str) -> tuple[str, Any]:
+    def on_text(text: str) -> tuple[str, object]:
         try:
             document = tomlkit.parse(text)
         except ParseError as exc:
@@ -306,7 +317,8 @@ def _add_key(table: Any, key: str, value: Any) -> None:
     for index, (name, item) in enumerate(body or ()):
         if name is not None and not isinstance(item, Table | AoT):
             last = index
-    if last is None or last + 1 >= len(body) or not hasattr(container, "_insert_at"):
+    if (container is None or body is None or last is None or last + 1 >= len(body)
+            or not hasattr(container, "_insert_at")):
         table[key] = value  # nothing after the last key (or no key yet): appending is the same
         return
     container._insert_at(last + 1, key, value)
@@ -519,7 +531,7 @@ def set_values(path: str | os.PathLike[str], values: Mapping[tuple[str, ...], An
         texts.append(tomlkit.dumps(document))
         return texts[0], texts[1]
 
-    return _edit(file, change, write=write)  # type: ignore[no-any-return]
+    return _edit(file, change, write=write)
 
 
 def edit_egress(path: str | os.PathLike[str], *, unrouted: str | None = None, allow: Sequence[str] = (),

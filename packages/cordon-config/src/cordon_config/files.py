@@ -1,17 +1,19 @@
-"""The only place cordon-config writes files: atomic replacement and a one-time backup, never through a symlink.
+"""The one place cordon writes files: atomic replacement, a one-time backup, private files and directories, and
+the lock around a read-modify-write; never through a symlink. Stdlib only (cordon-ca writes through it too).
 
-cordon-setup writes agent files through these too, so every file cordon edits gets the same rules: a symlink at
-the file or at its backup path stops the command (one line naming the link and its target; nothing written),
-backups are created ``O_CREAT|O_EXCL|O_NOFOLLOW`` with mode 0600.
+cordon-config, cordon-setup (agent files) and cordon-ca (the CA, the bundle, trust anchors) use these, so every
+file cordon writes gets the same rules: a symlink at the file or at its backup path stops the command (one line
+naming the link and its target; nothing written), temporary and backup files are created
+``O_CREAT|O_EXCL|O_NOFOLLOW`` with their final mode, a rename is made durable by an fsync of its directory.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -96,6 +98,27 @@ def refuse_symlink(path: Path) -> None:
     raise SymlinkRefused(Path(path), target)
 
 
+def refuse_symlinked_dirs(path: Path, root: Path) -> None:
+    """Raise :class:`SymlinkRefused` when a directory between ``root`` (not itself) and ``path`` (its parent
+    included) is a symlink, dangling or not: a file under it would be read or written through the link. Nothing
+    is checked for a ``path`` outside ``root``."""
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    try:
+        parts = path.parent.relative_to(root).parts
+    except ValueError:
+        return
+    directory = root
+    for part in parts:
+        directory = directory / part
+        try:
+            refuse_symlink(directory)
+        except SymlinkRefused as exc:
+            exc.hint = f"{directory} must be a real directory, not a link: use the directory it points to " \
+                       f"({exc.target}) in its place (move it there, or point the agent at it), then run the " \
+                       "command again"
+            raise
+
+
 def read_no_follow(path: Path) -> bytes | None:
     """The bytes of the regular file at ``path`` (None when absent), never through a symlink
     (:class:`SymlinkRefused`); a FIFO or device planted there is refused too, without blocking on it."""
@@ -114,8 +137,64 @@ def read_no_follow(path: Path) -> bytes | None:
         return handle.read()
 
 
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and any missing parents) with mode 0700; existing directories are left as they are."""
+    missing: list[Path] = []
+    current = Path(path)
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # umask may have cleared owner bits; never add group/other ones
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so a rename into it is durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str, durable: bool = True) -> Path:
+    """Write ``data`` into a fresh file in ``directory`` created ``O_CREAT|O_EXCL|O_NOFOLLOW`` with ``mode``
+    (exactly: the umask does not apply); its path. ``durable`` fsyncs it (skip it for short-lived scratch files)."""
+    while True:
+        tmp = Path(directory) / f".{prefix}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, _CREATE_FLAGS, mode)
+        except FileExistsError:
+            continue
+        break
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return tmp
+
+
 def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> None:
-    """Replace ``path`` with ``data`` atomically: temp file in the same dir, fsync, rename, fsync the dir.
+    """Replace ``path`` with ``data`` atomically: a new file in the same dir (:func:`write_new_file`), fsync,
+    rename, fsync the dir.
 
     The file keeps its current mode unless ``mode`` is given; a new file gets ``mode`` (default 0644, 0600 for
     secrets). A symlink at ``path`` is refused (:class:`SymlinkRefused`), never replaced or followed; a
@@ -132,17 +211,12 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
         final_mode = 0o644 if mode is None else mode
     directory = path.parent
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        tmp = write_new_file(directory, payload, mode=final_mode, prefix=path.name)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise NotWritableError(path, directory, exc.errno) from None
         raise
     try:
-        os.fchmod(fd, final_mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -150,11 +224,7 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
         except FileNotFoundError:
             pass
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(directory)
 
 
 def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> Path | None:
@@ -182,14 +252,83 @@ def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> 
     return backup
 
 
+class PrivateFileError(ValueError):
+    """A file that must be private to this user is not: ``kind`` says why (``symlink``, ``unreadable``,
+    ``not-regular``, ``not-owner``, ``loose``), with ``uid``, ``mode`` or ``strerror`` where they apply. ``str()``
+    is one line naming ``what`` it is; callers with their own wording build it from the fields."""
+
+    def __init__(self, path: Path, kind: str, *, what: str = "", uid: int | None = None, mode: int | None = None,
+                 strerror: str | None = None) -> None:
+        self.path, self.kind, self.what, self.uid, self.mode, self.strerror = Path(path), kind, what, uid, mode, strerror
+        name = f"{what} {path}" if what else str(path)
+        messages = {
+            "symlink": f"{name} is a symlink",
+            "unreadable": f"cannot read {name}: {strerror}",
+            "not-regular": f"{name} is not a regular file",
+            "not-owner": f"{name} is owned by uid {uid}, not by you",
+            "loose": f"{name} is accessible by group or others (mode {mode or 0:04o})",
+        }
+        super().__init__(messages[kind])
+
+
+def read_private(path: Path, what: str = "", *, owner: bool = True, tighten: bool = False) -> bytes | None:
+    """The bytes of a private file (None when absent): a regular file, never opened through a symlink (nor a FIFO
+    waited on), owned by this user unless ``owner`` is False, readable by nobody else: a looser mode raises,
+    or with ``tighten`` is set back to 0600 when the file is ours. Raises :class:`PrivateFileError`."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        kind = "symlink" if os.path.islink(path) else "unreadable"
+        raise PrivateFileError(path, kind, what=what, strerror=exc.strerror) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PrivateFileError(path, kind="not-regular", what=what)
+        ours = info.st_uid == os.geteuid()
+        if owner and not ours:
+            raise PrivateFileError(path, kind="not-owner", what=what, uid=info.st_uid)
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077 and not tighten:
+            raise PrivateFileError(path, kind="loose", what=what, mode=mode)
+        if mode & 0o077 and ours:
+            os.fchmod(fd, 0o600)
+        return handle.read()
+
+
+def ensure_private_file(path: Path, make: Callable[[], bytes], read: Callable[[Path], bytes | None]) -> bytes:
+    """What ``read(path)`` gives, or a new private file holding ``make()``: created ``O_CREAT|O_EXCL|O_NOFOLLOW``
+    0600 and fsynced (its directory 0700 when missing). When another process creates it first, its content.
+    Raises FileNotFoundError when it vanished in between, OSError when it cannot be created."""
+    existing = read(path)
+    if existing is not None:
+        return existing
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = make()
+    try:
+        fd = os.open(path, _CREATE_FLAGS, 0o600)
+    except FileExistsError:
+        theirs = read(path)
+        if theirs is None:
+            raise FileNotFoundError(errno.ENOENT, "vanished while it was being created", str(path)) from None
+        return theirs
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return data
+
+
 @contextmanager
-def locked(path: Path, *, mode: int = 0o600) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive advisory lock (``fcntl.flock``) for a read-modify-write of ``path``.
 
     The lock is taken on ``path``'s directory, so no lock file is left beside the user's files; every cordon
     writer in that directory is serialised for the few milliseconds an edit takes. The kernel releases the
     lock when the process dies, so a killed writer never blocks the next one. Do not nest two ``locked``
-    calls on files of the same directory (flock would wait on itself). ``mode`` is kept for compatibility.
+    calls on files of the same directory (flock would wait on itself).
     """
     import fcntl
 

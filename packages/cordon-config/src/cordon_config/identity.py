@@ -15,17 +15,17 @@ named by its process where the OS says. The proxy side (:func:`health_answer`) i
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
+import shlex
 import socket
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs
 
+from cordon_config.files import PrivateFileError, ensure_private_file, read_private
 from cordon_config.proofs import client_auth, compare_digest, config_digest, health_target, server_proof
 from cordon_config.scope import ScopePaths
 
@@ -72,22 +72,19 @@ def key_path(paths: ScopePaths) -> Path:
 
 def _read_key(path: Path) -> bytes | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise IdentityError(f"cannot read {path}: {exc.strerror}", f"remove it; cordon start makes a new one: rm {path}"
-                            ) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise IdentityError(f"{path} is not a regular file", f"remove it: rm {path}")
-        data = os.read(fd, KEY_BYTES + 1)
-        if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid():
-            os.fchmod(fd, 0o600)  # a key others could read proves nothing: private again, whatever its mode was
-    finally:
-        os.close(fd)
-    if len(data) != KEY_BYTES:
+        data = read_private(path, owner=False)
+    except PrivateFileError as exc:
+        if exc.kind == "not-regular":
+            raise IdentityError(f"{path} is not a regular file", f"remove it: rm {path}") from None
+        if exc.kind == "loose":  # it may have been copied: whoever holds a copy passes the proof, so no chmod
+            raise IdentityError(
+                f"{path} is accessible by group or others (mode {exc.mode or 0:04o}); a copy of it would pass as "
+                "this scope's cordon",
+                f"replace it: stop this scope's cordon, rm {shlex.quote(str(path))}, and start it again "
+                "(cordon start makes a new key)") from None
+        raise IdentityError(f"cannot read {path}: {exc.strerror}",
+                            f"remove it; cordon start makes a new one: rm {path}") from None
+    if data is not None and len(data) != KEY_BYTES:
         raise IdentityError(f"{path} is not a cordon identity key ({len(data)} bytes)", f"remove it: rm {path}")
     return data
 
@@ -100,26 +97,12 @@ def load_key(paths: ScopePaths) -> bytes | None:
 def ensure_key(paths: ScopePaths) -> bytes:
     """The scope's identity key, created (32 random bytes, 0600, never over a symlink) when missing."""
     path = key_path(paths)
-    existing = _read_key(path)
-    if existing is not None:
-        return existing
-    paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_bytes(KEY_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:  # made by a concurrent start or setup: use theirs
-        theirs = _read_key(path)
-        if theirs is None:
-            raise IdentityError(f"{path} vanished while it was being created", "run the command again") from None
-        return theirs
+        return ensure_private_file(path, lambda: secrets.token_bytes(KEY_BYTES), _read_key)
+    except FileNotFoundError:
+        raise IdentityError(f"{path} vanished while it was being created", "run the command again") from None
     except OSError as exc:
         raise IdentityError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return key
 
 
 # -- the /health exchange (the MACs live in cordon_config.proofs, light enough for fast paths) ------------
@@ -162,7 +145,10 @@ class ProbeResult:
 
     ``kind``: ``ours`` (this scope's cordon; ``health`` holds its verified details), ``other-scope`` (another
     known scope's cordon: ``other_config``/``other_state_dir``), ``foreign`` (anything else: ``owner`` names the
-    process where the OS says, ``detail`` what it answered), ``none`` (nothing listens).
+    process where the OS says, ``detail`` what it answered), ``none`` (nothing listens). ``settled``: the answer
+    proves the listener is not this scope's cordon, so waiting will not change it (another scope's proof, or an
+    HTTP answer that this scope's key does not verify); not for a silent or non-HTTP peer, nor when this scope
+    had no key yet to verify with.
     """
 
     kind: Kind
@@ -172,6 +158,7 @@ class ProbeResult:
     other_state_dir: Path | None = None
     owner: str | None = None
     detail: str = ""
+    settled: bool = False
 
     @property
     def ours(self) -> bool:
@@ -284,20 +271,22 @@ def probe(
         doc = None
     proof = doc.get("proof") if isinstance(doc, dict) else None
     if not isinstance(proof, str) or not re.fullmatch(r"[0-9a-f]{64}", proof):
-        return _foreign(port, f"HTTP {status} without an identity proof (an impostor, or a cordon older than 0.2)")
+        return _foreign(port, f"HTTP {status} without an identity proof (an impostor, or a cordon older than 0.2)",
+                        settled=True)
     if key is not None and compare_digest(proof, server_proof(key, nonce)):
         assert isinstance(doc, dict)
         if doc.get("port") not in (None, port):  # a relay to this scope's cordon on another port
-            return _foreign(port, f"a relay to this scope's cordon on port {doc.get('port')}")
+            return _foreign(port, f"a relay to this scope's cordon on port {doc.get('port')}", settled=True)
         return ProbeResult("ours", port, health=doc)
     other = _other_scope(paths, nonce, proof, env)
     if other is not None:
-        return ProbeResult("other-scope", port, other_config=other.other_config, other_state_dir=other.other_state_dir)
-    return _foreign(port, "an identity proof that no known scope's key verifies")
+        return ProbeResult("other-scope", port, other_config=other.other_config, other_state_dir=other.other_state_dir,
+                           settled=True)
+    return _foreign(port, "an identity proof that no known scope's key verifies", settled=key is not None)
 
 
-def _foreign(port: int, detail: str) -> ProbeResult:
+def _foreign(port: int, detail: str, *, settled: bool = False) -> ProbeResult:
     from cordon_config.portowner import port_owner
 
     owner = port_owner(port)
-    return ProbeResult("foreign", port, owner=str(owner) if owner else None, detail=detail)
+    return ProbeResult("foreign", port, owner=str(owner) if owner else None, detail=detail, settled=settled)

@@ -8,6 +8,7 @@ index in the path. It is a best-effort lexer for reporting; the real parsing is 
 from __future__ import annotations
 
 import re
+from typing import TypedDict
 
 _PART = re.compile(r"""[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'""")
 _KEY = re.compile(
@@ -18,11 +19,18 @@ _INLINE_KEY = re.compile(r"""([A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*=""")
 Path = tuple[str | int, ...]
 
 
+class _ScanState(TypedDict):
+    """What is open at the end of a line: a multi-line string's quotes, and the bracket depth."""
+
+    ml: str | None
+    depth: int
+
+
 def _split_key(text: str) -> tuple[str, ...]:
     return tuple(part[1:-1] if part[0] in "\"'" else part for part in _PART.findall(text))
 
 
-def _scan_value(value: str, state: dict[str, object]) -> None:
+def _scan_value(value: str, state: _ScanState) -> None:
     """Track open multi-line strings and bracket depth across lines (mutates ``state``)."""
     i = 0
     n = len(value)
@@ -53,9 +61,9 @@ def _scan_value(value: str, state: dict[str, object]) -> None:
             i = n if end < 0 else end + 1
             continue
         if ch in "[{":
-            state["depth"] = int(state.get("depth", 0)) + 1  # type: ignore[call-overload]
+            state["depth"] += 1
         elif ch in "]}":
-            state["depth"] = max(0, int(state.get("depth", 0)) - 1)  # type: ignore[call-overload]
+            state["depth"] = max(0, state["depth"] - 1)
         i += 1
 
 
@@ -67,9 +75,9 @@ def key_lines(text: str, headers: list[tuple[Path, int]] | None = None) -> dict[
     lines: dict[Path, int] = {}
     prefix: Path = ()
     aot_index: dict[tuple[str, ...], int] = {}
-    state: dict[str, object] = {"ml": None, "depth": 0}
+    state: _ScanState = {"ml": None, "depth": 0}
     for number, raw in enumerate(text.splitlines(), start=1):
-        if state.get("ml") or state.get("depth"):
+        if state["ml"] or state["depth"]:
             _scan_value(raw, state)
             continue
         stripped = raw.strip()

@@ -31,7 +31,7 @@ def backup_path(file: Path) -> Path:
     return file.with_name(file.name + ".migrate.bak")
 
 
-def _with_comment(value: Any, old: Item | None) -> Item:
+def _with_comment(value: object, old: Item | None) -> Item:
     """``value`` as a tomlkit item carrying ``old``'s end-of-line comment."""
     new = tomlkit.item(value)
     if old is not None and old.trivia.comment:

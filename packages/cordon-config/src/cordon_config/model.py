@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
+
+from cordon_config.hosts import canonical_host
 
 SecretSourceName = Literal["keyring", "1password", "env", "file", "command"]
 ClientTLS = Literal["accept", "require", "disable"]
@@ -173,14 +175,19 @@ class Config:
         return None
 
     def route_for_host(self, host: str, port: int | None = None) -> Route | None:
-        """The route whose host equals ``host`` after canonicalisation (and whose port matches, if set)."""
-        from cordon_config.hosts import canonical_host
+        """The route for ``host`` (see :func:`route_for_host`)."""
+        return route_for_host(self.routes, host, port)
 
-        try:
-            wanted = canonical_host(host)
-        except ValueError:
-            return None
-        for route in self.routes:
-            if route.host == wanted and (route.port is None or port is None or route.port == port):
-                return route
+
+def route_for_host(routes: Sequence[Route], host: str, port: int | None = None) -> Route | None:
+    """The route whose host equals ``host`` after canonicalisation (and whose port matches, when the route names
+    one and ``port`` is given), or None. An IP literal, in any spelling, never matches: routes are names. The
+    one route lookup (``Config.route_for_host``, the proxy's session)."""
+    try:
+        wanted = canonical_host(host)
+    except ValueError:
         return None
+    for route in routes:
+        if route.host == wanted and (route.port is None or port is None or route.port == port):
+            return route
+    return None

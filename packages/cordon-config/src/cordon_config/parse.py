@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem
 from cordon_config.hosts import canonical_host
@@ -34,6 +34,7 @@ from cordon_config.model import (
     DEFAULT_PG_PORT,
     AuditConfig,
     BasicAuth,
+    ClientTLS,
     Config,
     Egress,
     HeaderAuth,
@@ -44,6 +45,7 @@ from cordon_config.model import (
     Route,
     SecretRef,
     TLSConfig,
+    UpstreamTLS,
 )
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -75,8 +77,9 @@ EGRESS_MODES = ("tunnel", "deny")
 AUDIT_KEYS = ("enabled", "max_file_bytes", "keep_files")
 LISTENER_KEYS = ("name", "port", "upstream", "client_tls", "upstream_tls", "auth")
 PASSWORD_AUTH_KEYS = ("type", "username", "secret")
-CLIENT_TLS_MODES = ("accept", "require", "disable")
-UPSTREAM_TLS_MODES = ("verify-full", "disable")
+CLIENT_TLS_MODES: tuple[ClientTLS, ...] = ("accept", "require", "disable")
+UPSTREAM_TLS_MODES: tuple[UpstreamTLS, ...] = ("verify-full", "disable")
+_Mode = TypeVar("_Mode", bound=str)  # one of a setting's allowed values (a Literal type)
 SOURCE_FIELDS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # source: (required, optional)
     "keyring": (("account",), ("service", "decode")),
@@ -257,8 +260,14 @@ class _Validator:
             return default
         return value
 
+    @overload
+    def number(self, data: Mapping[str, Any], key: str, prefix: Key, default: int, *, integer: Literal[True],
+               minimum: float, maximum: float) -> int: ...
+    @overload
     def number(self, data: Mapping[str, Any], key: str, prefix: Key, default: float, *, integer: bool,
-               minimum: float, maximum: float) -> Any:
+               minimum: float, maximum: float) -> float: ...
+    def number(self, data: Mapping[str, Any], key: str, prefix: Key, default: float, *, integer: bool,
+               minimum: float, maximum: float) -> float:
         value = data.get(key, default)
         ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
         if isinstance(value, bool) or not ok_type:
@@ -376,7 +385,7 @@ class _Validator:
         prefix: Key = ("limits",)
         self.unknown_keys(table, LIMIT_KEYS, prefix)
         defaults = Limits()
-        values = {}
+        values: dict[str, Any] = {}  # int or float per LIMIT_RULES, as each field of Limits wants
         for key, (kind, low, high) in LIMIT_RULES.items():
             values[key] = self.number(table, key, prefix, getattr(defaults, key), integer=kind is int,
                                       minimum=low, maximum=high)
@@ -483,7 +492,8 @@ class _Validator:
                 if key not in allowed:
                     self.add(("auth", key), f'unknown key "{key}" for auth type "{kind}"', _suggest(key, allowed))
             note = auth_note((self.route_label or "").strip('"'), auth)
-            line = line_of(self.lines, ("routes", self.route_index, "auth", "type"))
+            index = self.route_index
+            line = None if index is None else line_of(self.lines, ("routes", index, "auth", "type"))
             self.notes.append(f"{self.file}:{line}: {note}" if line else note)
             auth = {**header_auth_of(auth), **({"secret": auth["secret"]} if "secret" in auth else {})}
             kind = "header"
@@ -740,8 +750,8 @@ class _Validator:
                 or secret is None):
             return None
         return Listener(name=name, port=port, upstream_host=upstream[0], upstream_port=upstream[1],
-                        auth=PasswordAuth(username), secret=secret, client_tls=client_tls,  # type: ignore[arg-type]
-                        upstream_tls=upstream_tls)  # type: ignore[arg-type]
+                        auth=PasswordAuth(username), secret=secret, client_tls=client_tls,
+                        upstream_tls=upstream_tls)
 
     def listener_port(self, table: Mapping[str, Any], index: int, ports: dict[int, str]) -> int | None:
         if "port" not in table:
@@ -758,14 +768,14 @@ class _Validator:
         ports[port] = f'listener "{label}"' if isinstance(label, str) and label else f"listener #{index + 1}"
         return port
 
-    def choice(self, table: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    def choice(self, table: Mapping[str, Any], key: str, allowed: tuple[_Mode, ...]) -> _Mode:
         value = table.get(key, allowed[0])
         if value not in allowed:
             shown = f'"{value}"' if isinstance(value, str) else _kind(value)
             self.add((key,), f"{key} must be one of " + ", ".join(f'"{a}"' for a in allowed) + f", not {shown}",
                      f'{key} = "{allowed[0]}" is the default')
             return allowed[0]
-        return str(value)
+        return allowed[allowed.index(value)]
 
     def upstream(self, table: Mapping[str, Any]) -> tuple[str, int] | None:
         hint = 'e.g. upstream = "db.example.com:5432" (host, and the port when it is not 5432)'

@@ -6,14 +6,19 @@
 
 from __future__ import annotations
 
-try:  # the builtin SHA-256: no OpenSSL to load (Python 3.12 renamed the module)
-    from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # pragma: no cover - Python 3.11
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found, no-redef, unused-ignore]
-    except ImportError:
-        from hashlib import sha256  # type: ignore[no-redef, unused-ignore]
 from _operator import _compare_digest as compare_digest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the private modules have no stubs; hashlib's sha256 has their signature
+    from hashlib import sha256
+else:
+    try:  # the builtin SHA-256: no OpenSSL to load (Python 3.12 renamed the module)
+        from _sha2 import sha256
+    except ImportError:  # pragma: no cover - Python 3.11
+        try:
+            from _sha256 import sha256
+        except ImportError:
+            from hashlib import sha256
 
 __all__ = ["client_auth", "compare_digest", "config_digest", "health_target", "server_proof"]
 

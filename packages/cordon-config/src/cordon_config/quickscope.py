@@ -130,16 +130,13 @@ def _parent(path: str) -> str:
     return head
 
 
-def _load_sha256():  # type: ignore[no-untyped-def]
-    # the built-in module, not hashlib: hashlib loads OpenSSL (~3 ms)
+if TYPE_CHECKING:
+    from hashlib import sha256 as _sha256
+else:  # the built-in module, not hashlib: hashlib loads OpenSSL (~3 ms)
     try:
-        from _sha256 import sha256  # Python 3.11
+        from _sha256 import sha256 as _sha256  # Python 3.11
     except ImportError:
         try:
-            from _sha2 import sha256  # Python 3.12+
+            from _sha2 import sha256 as _sha256  # Python 3.12+
         except ImportError:
-            from hashlib import sha256
-    return sha256
-
-
-_sha256 = _load_sha256()
+            from hashlib import sha256 as _sha256

@@ -375,7 +375,8 @@ def check_secrets(config: Config, *, fetch: Callable[..., Secret] | None = None)
     """Fetch every route's and listener's secret once; return ``(name, reason)`` for each that failed."""
     fetcher = fetch or fetch_secret
     failures: list[tuple[str, str]] = []
-    for item in (*config.routes, *config.listeners):
+    owners: tuple[Route | Listener, ...] = (*config.routes, *config.listeners)
+    for item in owners:
         try:
             fetcher(item, config=config)
         except SecretUnavailable as exc:

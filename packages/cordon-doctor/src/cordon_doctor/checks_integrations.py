@@ -47,7 +47,8 @@ def check_integrations(ctx: DoctorContext) -> list[Finding]:
     from cordon_setup.base import token_value
     from cordon_setup.context import SetupContext, home_dir
     from cordon_setup.envvars import env_contract
-    from cordon_setup.integrations import IntegrationError, installed, load_manifest, plan_integration
+    from cordon_setup.errors import IntegrationError
+    from cordon_setup.integrations import installed, load_manifest, plan_integration
 
     if ctx.config is None:
         return []

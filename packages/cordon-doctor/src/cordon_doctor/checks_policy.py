@@ -8,6 +8,10 @@ import importlib.util
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, ok, warn
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cordon_config.model import Config
+
 #: the optional decoders scrubbing uses (cordon-proxy's ``compression`` extra); gzip and deflate are stdlib
 OPTIONAL_DECODERS = (("br", "brotli"), ("zstd", "zstandard"))
 
@@ -44,14 +48,13 @@ def check_policy(ctx: DoctorContext) -> list[Finding]:
                              "in one anyway", "pip install 'cordon-proxy[compression]' (brotli, zstandard)"))
     elif config.routes:
         findings.append(ok("policy.decoders", "compressed responses are scanned for the key: gzip, deflate, br, zstd"))
-    findings.append(_audit(ctx))
+    findings.append(_audit(ctx, config))
     return findings
 
 
-def _audit(ctx: DoctorContext) -> Finding:
+def _audit(ctx: DoctorContext, config: Config) -> Finding:
     from cordon_config.audit import AuditError, AuditFiles, log_files, verify
 
-    config = ctx.config
     files = AuditFiles(ctx.paths.state_dir)
     if not config.audit.enabled:
         return warn("policy.audit", "the audit log is off ([audit] enabled = false): routed requests leave no "

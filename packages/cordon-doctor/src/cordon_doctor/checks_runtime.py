@@ -9,6 +9,11 @@ from pathlib import Path
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, ok, skip, warn
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cordon_config.model import Listener, Route
+    from cordon_config.secrets import SecretUnavailable
+
 
 def check_port(ctx: DoctorContext) -> list[Finding]:
     """The configured port is free, or this scope's cordon (proven by its identity key) answers on it, running
@@ -94,12 +99,12 @@ def check_codex_home(ctx: DoctorContext) -> list[Finding]:
                  f'export CODEX_HOME="{codex_dir}"   (add it to your shell profile or the project\'s .envrc)')]
 
 
-def _secret_fix(ctx: DoctorContext, route: object, exc: object) -> str:
+def _secret_fix(ctx: DoctorContext, route: Route | Listener, exc: SecretUnavailable) -> str:
     from cordon_config.secrets import kind_of
 
-    name = getattr(route, "name", "?")
-    source = route.secret.source  # type: ignore[attr-defined]
-    kind = kind_of(route)  # type: ignore[arg-type]
+    name = route.name
+    source = route.secret.source
+    kind = kind_of(route)
     reason = str(getattr(exc, "reason", ""))
     hint = getattr(exc, "hint", None)
     flag = ctx.scope_flag
@@ -119,14 +124,14 @@ def _secret_fix(ctx: DoctorContext, route: object, exc: object) -> str:
     if source == "1password" and "not signed in" in reason:
         return "eval $(op signin)   (or unlock the 1Password app with CLI integration enabled)"
     if source == "env":
-        var = route.secret.fields.get("var", "VAR")  # type: ignore[attr-defined]
+        var = route.secret.fields.get("var", "VAR")
         return f"export {var}=...   in the environment that runs cordon start (for the service: " \
                f"systemctl --user set-environment {var}=...)"
     if source == "file":
-        path = route.secret.fields.get("path", "FILE")  # type: ignore[attr-defined]
+        path = route.secret.fields.get("path", "FILE")
         return f"put the secret in {path} and chmod 600 {path}"
     if source == "command":
-        argv = route.secret.fields.get("argv", [])  # type: ignore[attr-defined]
+        argv = route.secret.fields.get("argv", [])
         return f"run the command yourself to see why it fails: {' '.join(map(str, argv))}"
     return hint or f"cordon secret check{flag} {name}"
 
@@ -140,7 +145,8 @@ def check_secrets(ctx: DoctorContext) -> list[Finding]:
     found: list[Finding] = []
     settings = any(entry.item.kind not in ("route", "listener") for entry in ctx.unapproved)
     unapproved = {(entry.item.kind, entry.item.name) for entry in ctx.unapproved}
-    for route in (*ctx.config.routes, *ctx.config.listeners):
+    owners: tuple[Route | Listener, ...] = (*ctx.config.routes, *ctx.config.listeners)
+    for route in owners:
         kind = kind_of(route)
         check = f"{kind}.{route.name}.secret"
         if settings or (kind, route.name) in unapproved:  # an unapproved `command` would run here: never fetch it

@@ -7,9 +7,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cordon_config.scope import ScopePaths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cordon_config.approvals import Unapproved
+    from cordon_config.model import Config
 
 
 @dataclass
@@ -19,18 +23,14 @@ class DoctorContext:
     paths: ScopePaths
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
-    config: Any | None = None
+    config: Config | None = None
     explicit_config: bool = False
-    unapproved: list[Any] = field(default_factory=list)  # cordon_config.approvals.Unapproved, from "approvals"
+    unapproved: list[Unapproved] = field(default_factory=list)  # from the "approvals" check
 
     @property
     def scope_flag(self) -> str:
-        """`` --scope user`` / `` --config PATH`` / ``""``: appended to every fix command."""
-        if self.explicit_config:
-            return f" --config {shlex.quote(str(self.paths.config_path))}"
-        if self.paths.scope == "user":
-            return " --scope user"
-        return ""
+        """`` --scope user`` / `` --config PATH`` / ``""``: appended to every fix command (ScopePaths.flag)."""
+        return self.paths.flag
 
     @property
     def setup_fix(self) -> str:

@@ -297,7 +297,7 @@ def probe_runtimes(out: TextIO | None = None) -> ProbeReport:
     box = Sandbox(on_step)
     try:
         box.start()
-        assert box.paths is not None
+        assert box.paths is not None and box.token is not None
         write_combined_bundle(box.paths.ca_cert, box.paths.combined_bundle)
         ensure_hook(box.paths)
         contract = env_contract(box.paths, box.port, box.token, routed_hosts=[ROUTE_HOST])

@@ -259,7 +259,7 @@ class Sandbox:
 @contextmanager
 def _signals_held() -> Iterator[None]:
     """Ignore SIGINT/SIGTERM inside the block (main thread only); restore the previous handlers after."""
-    saved: dict[int, Any] = {}
+    saved: dict[signal.Signals, Any] = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
             saved[sig] = signal.signal(sig, signal.SIG_IGN)

@@ -324,10 +324,10 @@ class _Connection:
             return
         reasons: list[str] = []
         for address in addresses:
-            leg = _Leg(self, "upstream")
             try:
                 async with asyncio.timeout(timeout):
-                    await loop.create_connection(lambda leg=leg: leg, str(address), listener.upstream_port)
+                    _, leg = await loop.create_connection(lambda: _Leg(self, "upstream"), str(address),
+                                                          listener.upstream_port)
             except TimeoutError:
                 reasons.append(f"{address}: timed out after {timeout:g} s")
                 continue

@@ -275,13 +275,13 @@ class Session:
                 yield SendClient(pq.authentication(pq.AUTH_SASL_CONTINUE, answer))
             else:
                 try:
-                    answer, name, password = self._scram_server.final(reply.body)
+                    answer, name, scram_password = self._scram_server.final(reply.body)
                 except ScramError:
                     raise bad_token from None
-                confirmed = tokens.verify(password)
+                confirmed = tokens.verify(scram_password)
                 if confirmed is None:
                     raise bad_token
-                self.token, self.token_value = confirmed, password
+                self.token, self.token_value = confirmed, scram_password
                 yield SendClient(pq.authentication(pq.AUTH_SASL_FINAL, answer))
                 yield from self._connect()
 

@@ -454,7 +454,7 @@ def _probe(paths: ScopePaths, port: int, timeout: float = 2.0) -> ProbeResult:
     try:
         return probe(paths, port, timeout)
     except IdentityError as exc:
-        raise _Usage(exc.message) from None
+        raise _Usage(exc.message, exc.hint) from None
 
 
 def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
@@ -488,7 +488,8 @@ def status_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -
 
 
 def wait_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``cordon wait``: poll until this scope's proxy answers (exit 0) or the timeout passes (exit 1)."""
+    """``cordon wait``: poll until this scope's proxy answers (exit 0) or the timeout passes (exit 1); fail at once
+    when the port answers as something that is proven not to be this scope's cordon."""
     args = _parse(prog or "cordon wait", argv, "wait")
     if args.timeout < 0:
         return _fail("--timeout must not be negative", code=EXIT_USAGE)
@@ -504,6 +505,8 @@ def wait_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> 
             return _fail(str(exc), exc.hint, code=exc.code)
         if state.ours:
             return EXIT_OK
+        if state.settled:  # another scope's cordon or an impostor answered: waiting will not change that
+            return _fail(state.message(), state.hint(paths.config_path, paths.flag))
         if time.monotonic() >= deadline:
             if state.kind == "none":
                 sys.stderr.write(f"cordon: no proxy answered on 127.0.0.1:{port} within {args.timeout:g} s\n")

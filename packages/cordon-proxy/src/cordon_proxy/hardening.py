@@ -5,10 +5,10 @@ Call :func:`harden_process` once at ``cordon start``, before any secret is loade
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import sys
+
+from cordon_config.hardening import PR_GET_DUMPABLE, PR_SET_DUMPABLE, get_dumpable, libc, set_not_dumpable
 
 try:
     import resource
@@ -17,27 +17,6 @@ except ImportError:  # Windows
 
 __all__ = ["PR_GET_DUMPABLE", "PR_SET_DUMPABLE", "get_dumpable", "harden_process", "release_startup_memory"]
 
-PR_SET_DUMPABLE = 4
-PR_GET_DUMPABLE = 3
-
-
-def _libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
-def get_dumpable() -> int | None:
-    """The process's ``PR_GET_DUMPABLE`` value on Linux, None elsewhere or when prctl is unavailable."""
-    libc = _libc()
-    if libc is None:
-        return None
-    value = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
-    return None if value < 0 else int(value)
-
 
 def harden_process() -> dict[str, object]:
     """Disable core dumps and ptrace by same-user peers (Linux), raise the fd soft limit to the hard one.
@@ -45,14 +24,7 @@ def harden_process() -> dict[str, object]:
     Returns what was done, e.g. ``{"dumpable": 0, "core_limit": (0, 0), "nofile": (65536, 65536)}``;
     a step that failed or does not exist on this platform is reported as ``None``. Never raises.
     """
-    done: dict[str, object] = {"dumpable": None, "core_limit": None, "nofile": None}
-    libc = _libc()
-    if libc is not None:
-        try:
-            if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0:
-                done["dumpable"] = get_dumpable()
-        except (AttributeError, OSError):
-            pass
+    done: dict[str, object] = {"dumpable": set_not_dumpable(), "core_limit": None, "nofile": None}
     if resource is not None:
         try:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -76,8 +48,8 @@ def release_startup_memory() -> bool:
     """Give the memory that start-up used only briefly (config, CA checks, the bundle) back to the system:
     a full collection, then glibc's ``malloc_trim(0)`` (about 0.6 MiB of idle RSS). True when trimmed."""
     gc.collect()
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    lib = libc()
+    trim = getattr(lib, "malloc_trim", None) if lib is not None else None
     if trim is None:
         return False
     try:

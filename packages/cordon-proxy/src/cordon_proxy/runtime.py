@@ -110,7 +110,11 @@ def _load_ca(config: Config, paths: ScopePaths, logger: Logger) -> tuple[LeafCon
                                       bundle=paths.combined_bundle,
                                       keep_unconstrained=config.tls.name_constraints is None)
     except CAError as exc:
-        raise LoadFailure([str(getattr(exc, "message", exc))], getattr(exc, "hint", None)) from None
+        from cordon_config.scope import with_scope_flag
+
+        hint = getattr(exc, "hint", None)
+        raise LoadFailure([str(getattr(exc, "message", exc))],
+                          with_scope_flag(hint, paths) if hint else None) from None
     except OSError as exc:
         raise LoadFailure([f"cannot prepare the CA: {exc.filename or cert}: {exc.strerror or exc}"]) from None
     if written and existed:

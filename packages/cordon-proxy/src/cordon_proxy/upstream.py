@@ -25,6 +25,8 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
+from cordon_config.hosts import comparable_host
+
 from cordon_proxy.core.policy import literal_address
 
 __all__ = [
@@ -129,6 +131,12 @@ def upstream_trust(
                 "its own CA upstream",
                 f"remove that certificate from {upstream_ca_file} (the file is for the CA of a private upstream)",
             )
+        if not others:
+            raise UpstreamTrustError(
+                f"[tls] upstream_ca_file {upstream_ca_file} contains no PEM certificate",
+                "point it at the PEM CA certificate of your private upstream, or remove it: "
+                "cordon config unset tls.upstream_ca_file",
+            )
         trusted += others
     for path in cordon_cas:
         with contextlib.suppress(UpstreamTrustError):
@@ -153,7 +161,7 @@ class Resolver:
         literal = literal_address(host)
         if literal is not None:
             return [literal]
-        override = self.overrides.get(host.lower().rstrip("."))
+        override = self.overrides.get(comparable_host(host))
         if override is not None:
             return list(override)
         loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cordon_config.files import atomic_write, backup_once
 
-from cordon_setup.plan import FileChange, read_agent_file
+from cordon_setup.plan import FileChange, read_agent_file, refuse_linked_dirs
 
 BACKUP_SUFFIX = ".cordon.bak"
 
@@ -49,8 +49,12 @@ def _ensure_parent(path: Path) -> None:
 def apply_changes(changes: Iterable[FileChange]) -> list[Applied]:
     """Apply each change that changes something; refuse (ConflictError) a file that moved since planning.
 
-    A private file (it holds the proxy token) whose content is already right is still made 0600.
+    A private file (it holds the proxy token) whose content is already right is still made 0600. A symlinked
+    directory on the way to any of the files (see ``FileChange.within``) stops it before anything is written.
     """
+    changes = list(changes)
+    for change in changes:
+        refuse_linked_dirs(change)
     done: list[Applied] = []
     for change in changes:
         path = Path(change.path)
@@ -113,7 +117,7 @@ def _make_private(path: Path) -> int | None:
         os.close(fd)
 
 
-def remove_empty_dirs(dirs: Iterable[Path]) -> None:
+def remove_empty_dirs(dirs: Iterable[str | Path]) -> None:
     """Remove each directory if it is empty (deepest first); leave anything non-empty alone."""
     for directory in sorted({Path(d) for d in dirs}, key=lambda p: len(p.parts), reverse=True):
         try:

@@ -62,7 +62,8 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
     listen = doc.get("listen", DEFAULT_PORT)
     if isinstance(listen, bool) or not isinstance(listen, int) or not 1 <= listen <= 65535:
         raise BaseSetupError(f"{paths.config_path}: listen must be a port number 1-65535, not {listen!r}")
-    tls = doc.get("tls") if isinstance(doc.get("tls"), dict) else {}
+    tls_table, route_tables, listeners = doc.get("tls"), doc.get("routes"), doc.get("listeners")
+    tls = tls_table if isinstance(tls_table, dict) else {}
     base = paths.config_path.parent
 
     def _path(key: str, default: Path) -> Path:
@@ -73,11 +74,11 @@ def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
         return path if path.is_absolute() else base / path
 
     routes: dict[str, str] = {}
-    for route in doc.get("routes", []) if isinstance(doc.get("routes"), list) else []:
+    for route in route_tables if isinstance(route_tables, list) else []:
         match = route.get("match") if isinstance(route, dict) else None
         if isinstance(match, dict) and isinstance(match.get("host"), str):
             routes[match["host"].lower().rstrip(".")] = str(route.get("name", "?"))
-    listeners = doc.get("listeners") if isinstance(doc.get("listeners"), list) else []
+    listeners = listeners if isinstance(listeners, list) else []
     listener_tls = any(isinstance(item, dict) and item.get("client_tls", "accept") != "disable" for item in listeners)
     named: dict[str, tuple[int, str]] = {}
     for item in listeners:
@@ -106,8 +107,8 @@ def _approved_ca(paths: ScopePaths, facts: ConfigFacts | None) -> tuple[list[str
     try:
         config = load_config(paths.config_path)
     except (ConfigError, OSError):  # nothing starts from it anyway: the CA follows the file as it did
-        hosts = {*facts.routes, *(["localhost"] if facts.listener_tls else [])}
-        return permitted_for(facts.name_constraints, hosts), facts.name_constraints is None
+        named = {*facts.routes, *(["localhost"] if facts.listener_tls else [])}
+        return permitted_for(facts.name_constraints, named), facts.name_constraints is None
     pending = check_approved(config, paths)
     if any(entry.item.kind not in ("route", "listener") for entry in pending):
         return None

@@ -91,7 +91,7 @@ def _expected_failure(exc: Exception) -> int | None:
     from cordon_setup.apply import ConflictError
     from cordon_setup.edits.json_file import JsonEditError
     from cordon_setup.edits.toml_file import TomlEditError
-    from cordon_setup.integrations import IntegrationError
+    from cordon_setup.errors import IntegrationError
     from cordon_setup.runner import RunError
     from cordon_setup.service import ServiceError
 
@@ -157,7 +157,7 @@ examples:
 """
 
 
-def build_setup_parser(prog: str = "cordon setup") -> argparse.ArgumentParser:
+def build_setup_parser(prog: str = "cordon setup") -> _Parser:
     from cordon_setup.integrations import INTEGRATIONS
 
     parser = _Parser(
@@ -339,6 +339,20 @@ def _print_setup(outcome: SetupOutcome) -> None:
             print(f"  {number}. {step}")
 
 
+def _check_upstream_ca_file(path: Path) -> None:
+    """UsageError unless ``--upstream-ca-file`` is a readable file holding a PEM certificate."""
+    from cordon_config.pem import no_certificate_message
+
+    if not path.is_file():
+        raise UsageError(f"--upstream-ca-file: no such file: {path}")
+    try:
+        problem = no_certificate_message(path, path.read_bytes())
+    except OSError as exc:
+        problem = f"cannot read {path}: {exc.strerror or exc}"
+    if problem is not None:
+        raise UsageError(f"--upstream-ca-file: {problem}")
+
+
 def _setup(args: argparse.Namespace) -> int:
     from cordon_setup.integrations import INTEGRATIONS
     from cordon_setup.setup_flow import run_setup
@@ -347,8 +361,8 @@ def _setup(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown integration {args.integration!r}; choose one of: {', '.join(INTEGRATIONS)}"
         )
-    if args.upstream_ca_file is not None and not args.upstream_ca_file.is_file():
-        raise UsageError(f"--upstream-ca-file: no such file: {args.upstream_ca_file}")
+    if args.upstream_ca_file is not None:
+        _check_upstream_ca_file(args.upstream_ca_file)
     paths = _own_scope(args, args.integration) or _which_scope(args)
     _say_which(paths)
     confirm = move_key = None
@@ -388,7 +402,7 @@ examples:
 """
 
 
-def build_integration_parser(prog: str = "cordon integration") -> argparse.ArgumentParser:
+def build_integration_parser(prog: str = "cordon integration") -> _Parser:
     from cordon_setup.integrations import INTEGRATIONS
 
     parser = _Parser(
@@ -479,7 +493,7 @@ examples:
 """
 
 
-def build_env_parser(prog: str = "cordon env") -> argparse.ArgumentParser:
+def build_env_parser(prog: str = "cordon env") -> _Parser:
     parser = _Parser(
         prog=prog,
         description="Print the proxy and CA variables (the env contract) for this scope.",
@@ -590,7 +604,7 @@ examples:
 """
 
 
-def build_run_parser(prog: str = "cordon run") -> argparse.ArgumentParser:
+def build_run_parser(prog: str = "cordon run") -> _Parser:
     parser = _Parser(
         prog=prog,
         description="Run CMD with the env contract applied. If no proxy is healthy for this config, one is "
@@ -609,7 +623,13 @@ def build_run_parser(prog: str = "cordon run") -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cordon_config.hardening import set_not_dumpable
+
     from cordon_setup.runner import run_with_proxy
+
+    # this process keeps the caller's environment (the secrets the proxy it starts reads): the command, the
+    # same user, must not read it from /proc/<pid>/environ or memory (the command is dumpable again at exec)
+    set_not_dumpable()
 
     command = list(args.command)
     if command and command[0] == "--":
@@ -650,7 +670,7 @@ examples:
 """
 
 
-def build_service_parser(prog: str = "cordon service") -> argparse.ArgumentParser:
+def build_service_parser(prog: str = "cordon service") -> _Parser:
     parser = _Parser(
         prog=prog,
         description="Run the proxy as a background service: a systemd user unit on Linux, a launchd agent on "
@@ -786,7 +806,7 @@ def build_parser(prog: str = "cordon-setup") -> argparse.ArgumentParser:
     return parser
 
 
-PARSERS: dict[str, Callable[[str], argparse.ArgumentParser]] = {
+PARSERS: dict[str, Callable[[str], _Parser]] = {
     "setup": build_setup_parser,
     "integration": build_integration_parser,
     "env": build_env_parser,

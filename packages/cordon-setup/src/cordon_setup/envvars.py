@@ -17,7 +17,7 @@ from cordon_config.providers import DUMMY_KEY, key_variables
 from cordon_config.scope import ScopePaths
 from cordon_config.tokens import proxy_user
 
-__all__ = ["DUMMY_KEY", "bypasses", "env_contract", "no_proxy_for", "proxy_url"]
+__all__ = ["env_contract", "listener_env", "no_proxy_for", "proxy_url"]
 
 from cordon_setup.nodehook import hook_path, node_options
 

@@ -15,12 +15,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from cordon_config.files import refuse_symlinked_dirs
 from cordon_config.scope import ScopePaths
 
 from cordon_setup.apply import apply_changes, remove_empty_dirs
-from cordon_setup.context import SetupContext
+from cordon_setup.context import SetupContext, home_dir
 from cordon_setup.errors import IntegrationError
-from cordon_setup.plan import FileChange, read_agent_file, read_bytes
+from cordon_setup.plan import FileChange, read_agent_file, read_bytes, refuse_linked_dirs
 from cordon_setup.realkeys import RealKey, dummies_of, keys_in, planned_keys, private_backup
 from cordon_setup.records import Planned, undo_record
 from cordon_setup.targets import aider, claude_code, codex, gemini_cli, hermes, openclaw, opencode
@@ -103,6 +104,8 @@ def plan_integration(name: str, ctx: SetupContext, *, agent_dir: Path | None = N
     old = load_manifest(ctx.paths, name)
     old_records = {r["path"]: r for r in (old or {}).get("files", [])}
     directory = agent_dir or module.agent_dir(ctx)
+    within = write_root(name, directory, ctx.project_dir, ctx.home)
+    refuse_symlinked_dirs(directory / "file", within)  # before anything is read through a linked agent dir
     replaced = sorted(set(dummies_of(old)) | set(dummies))
     if replaced:
         from cordon_config.providers import DUMMY_KEY
@@ -112,6 +115,10 @@ def plan_integration(name: str, ctx: SetupContext, *, agent_dir: Path | None = N
     real_keys = planned_keys(planned)
     moves: list[FileChange] = []
     planned = [_keep_keys_out_of_backups(ctx.paths, name, item, moves) for item in planned]
+    planned = [Planned(dataclasses.replace(p.change, within=within), p.record) for p in planned]
+    moves = [dataclasses.replace(m, within=within) for m in moves]
+    for item in [*moves, *(p.change for p in planned)]:
+        refuse_linked_dirs(item)
     records = [p.record for p in planned]
     new_paths = {r["path"] for r in records}
     records += [r for path, r in old_records.items() if path not in new_paths]
@@ -132,6 +139,16 @@ def plan_integration(name: str, ctx: SetupContext, *, agent_dir: Path | None = N
     after = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
     change = FileChange(path, read_bytes(path), after, mode=0o600, summary=True)
     return IntegrationPlan(name, directory, [p.change for p in planned], manifest, change, moves, real_keys)
+
+
+def write_root(name: str, agent_dir: Path, project_dir: Path, home: Path) -> Path:
+    """The directory below which no directory on the way to an agent file may be a symlink: the project or home
+    when the agent's files live right there (aider, opencode), else the parent of the agent's own directory, so
+    a linked ``.codex``, ``~/.claude``, ``$CODEX_HOME`` or ``~/.hermes`` (a scope of its own) is refused; the
+    links above it are the user's."""
+    if own_config(name, home) is None and agent_dir in (project_dir, home):
+        return agent_dir
+    return agent_dir.parent
 
 
 def _keep_keys_out_of_backups(paths: ScopePaths, name: str, item: Planned, moves: list[FileChange]) -> Planned:
@@ -175,9 +192,14 @@ def plan_disable(paths: ScopePaths, name: str) -> tuple[DisableReport, list[str]
         )
     report = DisableReport()
     dirs: list[str] = []
+    directory = Path(manifest.get("agent_dir") or paths.config_path.parent)
+    within = write_root(name, directory, paths.config_path.parent, home_dir(os.environ))
     for record in manifest.get("files", []):
+        refuse_symlinked_dirs(Path(record["path"]), within)  # nothing read or undone through a linked dir
+        if record.get("backup"):
+            refuse_symlinked_dirs(Path(record["backup"]), within)
         undo = undo_record(record)
-        report.changes += undo.changes
+        report.changes += [dataclasses.replace(change, within=within) for change in undo.changes]
         report.left_alone += undo.left_alone
         report.notes += undo.notes
         dirs += undo.dirs

@@ -20,7 +20,9 @@ class FileChange:
     (an existing file keeps its mode). ``private``: the file holds the proxy token, so it ends 0600 whatever
     mode it had. ``backup``: copy an existing file once (0600) to ``backup_path``, by default
     ``<name>.cordon.bak`` beside it, before the first change. ``summary``: a diff would be noise (a CA bundle)
-    or must not be shown (a backup holding a key): render one line instead.
+    or must not be shown (a backup holding a key): render one line instead. ``within``: the directory (the
+    project, home, or the parent of the agent's own directory) below which no directory on the way to the file
+    or its backup may be a symlink.
     """
 
     path: Path
@@ -31,6 +33,7 @@ class FileChange:
     summary: bool = False
     private: bool = False
     backup_path: Path | None = None
+    within: Path | None = None
 
     @property
     def changed(self) -> bool:
@@ -62,6 +65,16 @@ def read_agent_file(path: Path) -> bytes | None:
     from cordon_config.files import read_no_follow
 
     return read_no_follow(Path(path))
+
+
+def refuse_linked_dirs(change: FileChange) -> None:
+    """:func:`~cordon_config.files.refuse_symlinked_dirs` for the change's file and its backup (``within``)."""
+    from cordon_config.files import refuse_symlinked_dirs
+
+    if change.within is not None:
+        refuse_symlinked_dirs(Path(change.path), change.within)
+        if change.backup_path is not None:
+            refuse_symlinked_dirs(change.backup_path, change.within)
 
 
 def _lines(data: bytes | None) -> list[str]:

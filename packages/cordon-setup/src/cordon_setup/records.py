@@ -244,7 +244,7 @@ def _restore_or_delete(record: Record, path: Path, current: bytes, undo: Undo) -
     if original is None or sha256(original) != record["original_sha256"]:
         return False
     undo.changes.append(FileChange(path, current, original))
-    if record.get("backup_created"):
+    if record.get("backup_created") and backup is not None:  # always set here: original came from it
         undo.changes.append(FileChange(backup, original, None))
     return True
 
@@ -252,7 +252,8 @@ def _restore_or_delete(record: Record, path: Path, current: bytes, undo: Undo) -
 def _is_empty(fmt: str, text: str) -> bool:
     if fmt == "json":
         try:
-            return json.loads(text or "{}") == {}
+            data: object = json.loads(text or "{}")
+            return data == {}
         except json.JSONDecodeError:
             return False
     return not text.strip()

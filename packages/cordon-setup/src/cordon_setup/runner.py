@@ -179,7 +179,7 @@ def run_with_proxy(
     environ: Mapping[str, str] | None = None,
     start_timeout: float = START_TIMEOUT,
     start_argv: Sequence[str] | None = None,
-    notify: Callable[[str], None] | None = None,
+    notify: Callable[[str], object] | None = None,
 ) -> int:
     """Run ``argv`` with the env contract on top of ``environ`` minus its secrets; start a proxy for its
     lifetime if none is up. ``notify`` gets one line per variable removed or replaced (never a value), before
@@ -188,8 +188,9 @@ def run_with_proxy(
 
     base = dict(os.environ if environ is None else environ)
     child = child_environment(base, env_contract, secret_references(paths.config_path))
-    for line in child.notices if notify is not None else ():
-        notify(line)
+    if notify is not None:
+        for line in child.notices:
+            notify(line)
     proxy = None
     state = proxy_state(paths, port)
     if state.kind == "none":

@@ -130,7 +130,7 @@ def run_setup(
             for change in rewrite_integrations(paths, None):
                 if not change.summary and change.path:
                     progress(f"rewrote {change.path} (port {listen})")
-    outcome.unapproved = unapproved_lines(paths, cwd)
+    outcome.unapproved = unapproved_lines(paths)
     if integration is None:
         return outcome
     token = token_value(paths, integration)
@@ -150,7 +150,7 @@ def run_setup(
                 paths, integration, port=listen, token=token, environ=environ, cwd=cwd, cordon_cmd=cordon_cmd
             )
             plan = plan_integration(integration, ctx, dummies=moved)
-    outcome.key_warnings += _key_warnings(paths, integration, plan, cwd, moved)
+    outcome.key_warnings += _key_warnings(paths, integration, plan, moved)
     outcome.plan = plan
     outcome.next_steps = module.next_steps(ctx, plan.agent_dir)
     if dry_run:
@@ -186,13 +186,10 @@ def _move_keys(paths: ScopePaths, keys: list[RealKey], ask: Callable[[RealKey, D
     return moved
 
 
-def _key_warnings(paths: ScopePaths, integration: str, plan: IntegrationPlan, cwd: Path, moved: list[str]
-                  ) -> list[str]:
+def _key_warnings(paths: ScopePaths, integration: str, plan: IntegrationPlan, moved: list[str]) -> list[str]:
     """The exact commands for every real key the planned files still hold, or held before setup replaced it
     (not for those just ``moved`` into cordon)."""
-    from cordon_config.approvals import scope_flag
-
-    flag = scope_flag(paths, cwd)
+    flag = paths.flag
     planned = {change.path: change for change in plan.changes}
     records = {Path(r["path"]): r for r in plan.manifest["files"]}
     lines: list[str] = []
@@ -209,16 +206,16 @@ def _key_warnings(paths: ScopePaths, integration: str, plan: IntegrationPlan, cw
     return lines
 
 
-def unapproved_lines(paths: ScopePaths, cwd: Path) -> list[str]:
+def unapproved_lines(paths: ScopePaths) -> list[str]:
     """What ``cordon start`` would refuse in the scope's cordon.toml (setup approves only what it writes)."""
     from cordon_config import ConfigError, load_config
-    from cordon_config.approvals import check_approved, refusal_lines, scope_flag
+    from cordon_config.approvals import check_approved, refusal_lines
 
     try:
         config = load_config(paths.config_path)
     except (ConfigError, OSError):
         return []
-    return refusal_lines(check_approved(config, paths), paths, flag=scope_flag(paths, cwd))
+    return refusal_lines(check_approved(config, paths), paths, flag=paths.flag)
 
 
 def _planned_port(base: list[FileChange | str], current: int) -> int:

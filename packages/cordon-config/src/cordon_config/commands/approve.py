@@ -17,7 +17,6 @@ from cordon_config.approvals import (
     check_approved,
     format_value,
     record_change,
-    scope_flag,
 )
 from cordon_config.commands.common import (
     OK,
@@ -82,7 +81,7 @@ def run_approve(args: argparse.Namespace, kind: str = "route") -> int:
         raise UsageError(f"give the {kind}s to approve, or --all", f"e.g. cordon {kind} approve {example}, or "
                          f"cordon {kind} approve --all after reviewing `cordon {kind} list`")
     paths, config = load(args)
-    flag = scope_flag(paths)
+    flag = paths.flag
     pending = check_approved(config, paths)
     if not args.all:
         for name in args.names:

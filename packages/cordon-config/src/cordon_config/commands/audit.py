@@ -44,11 +44,11 @@ def _time_of(entry: dict[str, Any]) -> datetime | None:
 
 
 def _size(n: object) -> str:
-    value = n if isinstance(n, int) else 0
+    value: float = n if isinstance(n, int) else 0
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
             return f"{value}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024  # type: ignore[assignment]
+        value /= 1024
     return str(n)
 
 

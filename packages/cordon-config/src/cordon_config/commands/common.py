@@ -10,7 +10,7 @@ import sys
 from typing import Any, TextIO
 
 from cordon_config.errors import ConfigError
-from cordon_config.model import BasicAuth, Config, Listener, Route, SecretRef
+from cordon_config.model import BasicAuth, Config, Listener, Route, SecretRef, SecretSourceName
 from cordon_config.scope import (
     ScopeError,
     ScopePaths,
@@ -23,7 +23,7 @@ from cordon_config.scope import (
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 RESTART = "restart the proxy (cordon start) for the change to take effect"
 TOKEN_RELOAD = "a running proxy re-reads tokens.toml by itself (within a second)"
-SOURCES = ("keyring", "1password", "env", "file", "command")
+SOURCES: tuple[SecretSourceName, ...] = ("keyring", "1password", "env", "file", "command")
 ROUTE_FLAGS = "--name --host --auth-type --header-name --scheme --username --source --account --service " \
               "--vault --item --field --var --path --argv --methods --paths --requests-per-minute --burst --scrub"
 
@@ -124,10 +124,11 @@ def find_listener(config: Config, name: str) -> Listener:
 
 def find_secret_owner(config: Config, name: str) -> Route | Listener:
     """The route or listener called ``name`` (they share one name space)."""
-    for item in (*config.routes, *config.listeners):
+    owners: tuple[Route | Listener, ...] = (*config.routes, *config.listeners)
+    for item in owners:
         if item.name == name:
             return item
-    names = ", ".join(item.name for item in (*config.routes, *config.listeners)) or "none"
+    names = ", ".join(item.name for item in owners) or "none"
     raise UsageError(f"no route or listener named {name!r} in {config.path}", f"names: {names}")
 
 

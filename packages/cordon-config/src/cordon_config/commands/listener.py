@@ -23,7 +23,7 @@ from cordon_config.commands.common import (
     scope_of,
     write_error,
 )
-from cordon_config.commands.sources import SOURCE_FLAGS, ask, ask_secret, given, secret_from_args
+from cordon_config.commands.sources import SOURCE_FLAGS, ask, ask_choice, ask_secret, given, secret_from_args
 from cordon_config.errors import ConfigError, ListenerNotFound
 from cordon_config.model import Config, Listener, PasswordAuth
 from cordon_config.scope import ScopePaths
@@ -80,10 +80,10 @@ def run_listener(args: argparse.Namespace) -> int:
     print(f"  logs in:  as {listener.auth.username} with the password from {describe_secret(listener.secret)}")
     print(f'  connect:  psql "host=127.0.0.1 port={listener.port} user={listener.auth.username} dbname=<database>"')
     if listener.name in unapproved:
-        from cordon_config.approvals import approve_command, scope_flag
+        from cordon_config.approvals import approve_command
 
         print(f"  approval: not approved as written ({unapproved[listener.name]}); review, then: "
-              f"{approve_command([listener.name], scope_flag(paths), 'listener')}")
+              f"{approve_command([listener.name], paths.flag, 'listener')}")
     print(f"  config:   {config.path}")
     return OK
 
@@ -112,11 +112,11 @@ def _list(config: Config, paths: ScopePaths, as_json: bool, unapproved: dict[str
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
     if unapproved:
-        from cordon_config.approvals import approve_command, scope_flag
+        from cordon_config.approvals import approve_command
 
         names = [item.name for item in config.listeners if item.name in unapproved]
         print(f"not approved, so cordon will not use them: {', '.join(names)} "
-              f"(review, then: {approve_command(names, scope_flag(paths), 'listener')})")
+              f"(review, then: {approve_command(names, paths.flag, 'listener')})")
     return OK
 
 
@@ -271,10 +271,8 @@ def _wizard(paths: ScopePaths) -> Listener:
                "use lower-case letters, digits, '.', '_' and '-'")
     port = int(ask("local port (127.0.0.1)", str(free_port(15432)), port_problem))
     username = ask("database user cordon logs in as")
-    client_tls = ask("TLS towards clients (" + ", ".join(CLIENT_TLS_MODES) + ")", "accept",
-                     lambda v: None if v in CLIENT_TLS_MODES else "one of: " + ", ".join(CLIENT_TLS_MODES))
-    upstream_tls = ask("TLS towards the server (" + ", ".join(UPSTREAM_TLS_MODES) + ")", "verify-full",
-                       lambda v: None if v in UPSTREAM_TLS_MODES else "one of: " + ", ".join(UPSTREAM_TLS_MODES))
+    client_tls = ask_choice("TLS towards clients", CLIENT_TLS_MODES, "accept")
+    upstream_tls = ask_choice("TLS towards the server", UPSTREAM_TLS_MODES, "verify-full")
     secret = ask_secret(name, "_PASSWORD")
     return Listener(name, port, host, parse_upstream(upstream)[1], PasswordAuth(username), secret,
-                    client_tls, upstream_tls)  # type: ignore[arg-type]
+                    client_tls, upstream_tls)

@@ -168,11 +168,11 @@ def run_route(args: argparse.Namespace) -> int:
         for row in rows:
             print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
         if unapproved:
-            from cordon_config.approvals import approve_command, scope_flag
+            from cordon_config.approvals import approve_command
 
             names = [route.name for route in config.routes if route.name in unapproved]
             print(f"not approved, so cordon will not use them: {', '.join(names)} "
-                  f"(review, then: {approve_command(names, scope_flag(paths))})")
+                  f"(review, then: {approve_command(names, paths.flag)})")
         return OK
     route = find_route(config, args.name)
     if args.json:
@@ -194,10 +194,10 @@ def run_route(args: argparse.Namespace) -> int:
     if route.methods is None and route.paths is None and provider is not None and provider.rule_flags():
         print(f"  suggested rules: cordon route edit {route.name} {provider.rule_flags()}")
     if route.name in unapproved:
-        from cordon_config.approvals import approve_command, scope_flag
+        from cordon_config.approvals import approve_command
 
         print(f"  approval: not approved as written ({unapproved[route.name]}); review, then: "
-              f"{approve_command([route.name], scope_flag(paths))}")
+              f"{approve_command([route.name], paths.flag)}")
     print(f"  config:  {config.path}")
     return OK
 
@@ -394,8 +394,8 @@ def _wizard(paths: ScopePaths) -> Route:
             scheme = "Bearer"
         auth = HeaderAuth(header, scheme)
     secret = ask_secret(name, "_KEY")
-    methods, paths, rate_limit = _wizard_policy(host)
-    return Route(name, host, auth, secret, methods=methods, paths=paths, rate_limit=rate_limit)
+    methods, path_rules, rate_limit = _wizard_policy(host)
+    return Route(name, host, auth, secret, methods=methods, paths=path_rules, rate_limit=rate_limit)
 
 
 def _wizard_policy(host: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None, RateLimit | None]:

@@ -34,11 +34,11 @@ def _keyring_route(args: argparse.Namespace) -> tuple[Config, Route | Listener]:
                          f"`cordon secret {args.action}` manages keyring secrets only",
                          f"store it in that source, or switch: cordon {kind} edit {route.name} --source keyring")
     if args.action == "set" and (kind, route.name) in _unapproved(config, paths):
-        from cordon_config.approvals import approve_command, scope_flag
+        from cordon_config.approvals import approve_command
 
         raise Failure(f"{kind} {route.name} is not approved as {config.path} says, so no secret is stored for it",
                       f"review it (cordon {kind} show {route.name}), then: "
-                      f"{approve_command([route.name], scope_flag(paths), kind)}")
+                      f"{approve_command([route.name], paths.flag, kind)}")
     return config, route
 
 
@@ -157,11 +157,12 @@ def run_secret(args: argparse.Namespace) -> int:
 
 
 def _secret_check(args: argparse.Namespace) -> int:
-    from cordon_config.approvals import approve_command, check_approved, scope_flag
+    from cordon_config.approvals import approve_command, check_approved
     from cordon_config.secrets import SecretUnavailable, fetch_secret, kind_of
 
     paths, config = load(args)
-    routes = [find_secret_owner(config, args.name)] if args.name else [*config.routes, *config.listeners]
+    routes: list[Route | Listener] = (
+        [find_secret_owner(config, args.name)] if args.name else [*config.routes, *config.listeners])
     pending = check_approved(config, paths)
     settings_pending = any(entry.item.kind == "settings" for entry in pending)  # [egress]/[audit]: no secret
     unapproved = {(entry.item.kind, entry.item.name) for entry in pending}
@@ -173,7 +174,7 @@ def _secret_check(args: argparse.Namespace) -> int:
             results.append({"route": route.name, "kind": kind, "ok": False, "source": route.secret.source,
                             "reason": "not fetched: " + ("the [tls]/[secrets] settings are" if settings_pending
                                                          else f"the {kind} is") + " not approved as written",
-                            "hint": f"review it, then: {approve_command(names, scope_flag(paths), kind)}"})
+                            "hint": f"review it, then: {approve_command(names, paths.flag, kind)}"})
             continue
         try:
             fetch_secret(route, config=config)

@@ -54,10 +54,19 @@ def _boolean(text: str) -> bool:
     raise UsageError(f"not true or false: {text!r}")
 
 
-def _file(text: str) -> str:
+def _certificate_file(text: str) -> str:
+    from cordon_config.pem import no_certificate_message
+
     path = Path(text).expanduser().absolute()
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    problem = no_certificate_message(path, data)
+    if problem is not None:
+        raise UsageError(problem)
     return str(path)
 
 
@@ -84,7 +93,7 @@ class Setting:
 SETTINGS = {setting.name: setting for setting in (
     Setting(("listen",), _port, "the proxy's port on 127.0.0.1 (no other cordon scope may use it)", True),
     Setting(("secret_ttl",), _number, "seconds a fetched secret stays in memory (0: fetch on every request)"),
-    Setting(("tls", "upstream_ca_file"), _file, "extra root CAs (PEM) for upstream TLS, added to the system store"),
+    Setting(("tls", "upstream_ca_file"), _certificate_file, "extra root CAs (PEM) for upstream TLS, added to the system store"),
     Setting(("tls", "name_constraints"), _boolean, "limit the CA to the routed hosts (re-issued when they change)"),
     Setting(("secrets", "op_path"), _text, "the 1Password CLI to run (a name on PATH or an absolute path)"),
     Setting(("limits", "header_bytes"), _integer, "largest request or response head accepted"),

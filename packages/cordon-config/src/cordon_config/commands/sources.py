@@ -7,10 +7,12 @@ import json
 import os
 import shlex
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from cordon_config.commands.common import SOURCES, UsageError
 from cordon_config.model import SecretRef
+
+_Choice = TypeVar("_Choice", bound=str)  # one of a question's allowed answers (a Literal type)
 
 SOURCE_FLAGS = ("source", "account", "service", "decode", "vault", "item", "field", "var", "path", "argv")
 
@@ -100,7 +102,7 @@ def secret_from_args(args: argparse.Namespace, route_name: str, base: SecretRef 
     missing = [name for name in required if name not in fields]
     if missing:
         raise UsageError(f"--source {source} needs " + " ".join(flag(name) for name in missing))
-    return SecretRef(source, fields)  # type: ignore[arg-type]
+    return SecretRef(source, fields)
 
 
 def ask(prompt: str, default: str | None = None, check: Callable[[str], str | None] | None = None) -> str:
@@ -117,10 +119,16 @@ def ask(prompt: str, default: str | None = None, check: Callable[[str], str | No
         return answer
 
 
+def ask_choice(prompt: str, allowed: tuple[_Choice, ...], default: _Choice) -> _Choice:
+    """``ask`` for one of ``allowed``, which the prompt lists."""
+    answer = ask(f"{prompt} (" + ", ".join(allowed) + ")", default,
+                 lambda v: None if v in allowed else "one of: " + ", ".join(allowed))
+    return allowed[allowed.index(answer)]  # the element itself, typed as one of the allowed values
+
+
 def ask_secret(name: str, env_suffix: str) -> SecretRef:
     """The wizard's questions for a secret source; ``env_suffix`` ends the suggested variable name."""
-    source = ask("secret source (" + ", ".join(SOURCES) + ")", "keyring",
-                 lambda v: None if v in SOURCES else "one of: " + ", ".join(SOURCES))
+    source = ask_choice("secret source", SOURCES, "keyring")
     fields: dict[str, Any] = {}
     if source == "keyring":
         fields["account"] = ask("keyring account", name)
@@ -137,4 +145,4 @@ def ask_secret(name: str, env_suffix: str) -> SecretRef:
         fields["path"] = os.path.abspath(ask("file holding the secret (mode 0600)"))
     else:
         fields["argv"] = parse_argv(ask("command printing the secret (e.g. gh auth token)"))
-    return SecretRef(source, fields)  # type: ignore[arg-type]
+    return SecretRef(source, fields)

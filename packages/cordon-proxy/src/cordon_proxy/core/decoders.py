@@ -112,7 +112,7 @@ class _Zlib(Decoder):
 
 class _Brotli(Decoder):
     def __init__(self) -> None:
-        import brotli  # type: ignore[import-untyped]
+        import brotli
 
         self._d = brotli.Decompressor()
         self._error: type[Exception] = brotli.error

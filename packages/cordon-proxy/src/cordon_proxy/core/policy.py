@@ -17,6 +17,8 @@ import ipaddress
 import re
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+from cordon_config.hosts import comparable_host
+
 __all__ = [
     "METADATA_ADDRESSES",
     "TargetError",
@@ -252,7 +254,7 @@ def literal_address(host: str) -> IPv4Address | IPv6Address | None:
 
 def blocked_name(host: str) -> str | None:
     """Why a host *name* is refused before resolution (``localhost`` and ``*.localhost``), or None."""
-    name = host.strip().lower().rstrip(".")
+    name = comparable_host(host.strip())
     if name == "localhost" or name.endswith(".localhost"):
         return LOOPBACK
     return None

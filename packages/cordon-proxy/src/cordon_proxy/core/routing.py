@@ -1,4 +1,5 @@
-"""Host names and authorities: parsing, comparison and route lookup (pure).
+"""Host names and authorities: parsing and comparison (pure; the route lookup is
+:func:`cordon_config.model.route_for_host`).
 
 The binding invariant (SECURITY.md A.2) compares names with :func:`same_host`: lower-case, one trailing dot
 dropped, IDN as punycode. Routes are names: an IP literal (in any spelling) never matches one.
@@ -6,29 +7,18 @@ dropped, IDN as punycode. Routes are names: an IP literal (in any spelling) neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from cordon_config.hosts import comparable_host
 
-from cordon_config.hosts import canonical_host
-from cordon_config.model import Route
-
-__all__ = ["AuthorityError", "find_route", "normalize", "parse_absolute", "parse_authority", "same_host"]
+__all__ = ["AuthorityError", "parse_absolute", "parse_authority", "same_host"]
 
 
 class AuthorityError(ValueError):
     """An authority or absolute-form target cordon cannot interpret (message safe to show)."""
 
 
-def normalize(host: str) -> str:
-    """Comparable form of a host: canonical DNS name, or the lower-cased text when it is not one."""
-    try:
-        return canonical_host(host)
-    except ValueError:
-        return host.lower().rstrip(".") if host.endswith(".") and not host.endswith("..") else host.lower()
-
-
 def same_host(a: str, b: str) -> bool:
     """True when ``a`` and ``b`` name the same host after canonicalisation."""
-    return a == b or normalize(a) == normalize(b)
+    return a == b or comparable_host(a) == comparable_host(b)
 
 
 def parse_authority(text: str) -> tuple[str, int | None]:
@@ -74,15 +64,3 @@ def parse_absolute(target: str) -> tuple[str, str, int | None, str]:
     if not path.startswith("/"):
         path = "/" + path
     return scheme, host, port, path
-
-
-def find_route(routes: Sequence[Route], host: str, port: int | None) -> Route | None:
-    """The route for ``host`` (and ``port`` when the route names one), or None. IP literals never match."""
-    try:
-        wanted = canonical_host(host)
-    except ValueError:
-        return None
-    for route in routes:
-        if route.host == wanted and (route.port is None or port is None or route.port == port):
-            return route
-    return None

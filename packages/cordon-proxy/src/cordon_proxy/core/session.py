@@ -44,7 +44,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from cordon_config.model import Config, Egress, Limits, Route
+from cordon_config.hosts import comparable_host
+from cordon_config.model import Config, Egress, Limits, Route, route_for_host
 
 from cordon_proxy.core import commands as cmd
 from cordon_proxy.core import events as ev
@@ -72,7 +73,7 @@ from cordon_proxy.core.policy import (
     parse_connect_target,
     self_connect,
 )
-from cordon_proxy.core.routing import AuthorityError, find_route, parse_absolute, parse_authority, same_host
+from cordon_proxy.core.routing import AuthorityError, parse_absolute, parse_authority, same_host
 from cordon_proxy.core.scrub import KeyForms, key_patterns
 from cordon_proxy.core.states import ProtocolError, Read, State
 
@@ -364,7 +365,7 @@ class Session:
             self._answer(out, record, "bad-request", f"malformed request: {exc}")
             return
         record.host = f"{host}:{port}"
-        route = find_route(self.settings.routes, host, port)
+        route = route_for_host(self.settings.routes, host, port)
         record.route = route.name if route else None
         if not self._check_token(head, record=record, out=out):
             return
@@ -405,7 +406,7 @@ class Session:
         egress = self.settings.egress
         if not egress.deny or egress.allows(host):
             return True
-        shown = host.lower().rstrip(".")
+        shown = comparable_host(host)
         self._answer(out, record, "egress-denied",
                      f'egress to {shown} is denied ([egress] unrouted = "deny"); allow it with: '
                      f"cordon egress allow {shown}")
@@ -464,7 +465,7 @@ class Session:
         self, tunnel: Tunnel, head: RequestHead, record: cmd.RequestRecord, out: list[cmd.Command]
     ) -> None:
         if tunnel.routes is not self.settings.routes:  # reloaded: this request follows the current route
-            current = find_route(self.settings.routes, tunnel.host, tunnel.port)
+            current = route_for_host(self.settings.routes, tunnel.host, tunnel.port)
             if current is None:
                 record.host = tunnel.host
                 self._answer(out, record, "host-mismatch",
@@ -530,7 +531,7 @@ class Session:
             self._answer(out, record, "bad-request", "malformed request: use CONNECT for https:// targets")
             return
         port = port or 80
-        route = find_route(self.settings.routes, host, port)
+        route = route_for_host(self.settings.routes, host, port)
         record.route = route.name if route else None
         if not self._check_token(head, record=record, out=out):
             return

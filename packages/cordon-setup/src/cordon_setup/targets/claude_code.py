@@ -6,8 +6,9 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
+from cordon_config.providers import DUMMY_KEY
+
 from cordon_setup.context import SetupContext
-from cordon_setup.envvars import DUMMY_KEY
 from cordon_setup.records import Planned, Record, plan_json_settings, plan_text
 from cordon_setup.targets.skill import SKILL
 

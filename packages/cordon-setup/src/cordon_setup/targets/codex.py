@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from cordon_config.providers import DUMMY_KEY
+
 from cordon_setup.context import SetupContext
 from cordon_setup.records import Planned, Record, plan_dotenv, plan_toml_table
 
@@ -55,7 +57,7 @@ def next_steps(ctx: SetupContext, directory: Path) -> list[str]:
         steps.append(
             f"(Codex reads {directory / '.env'} by default; keep CODEX_HOME unset or point it there)"
         )
-    steps.append("codex login    # choose the API key option and enter: dummy-replaced-by-cordon")
+    steps.append(f"codex login    # choose the API key option and enter: {DUMMY_KEY}")
     existing = ctx.routes.get(HOST)
     if existing:
         steps.append(f"(cordon.toml already routes {HOST}: route '{existing}')")

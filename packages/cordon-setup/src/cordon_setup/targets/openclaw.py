@@ -86,7 +86,7 @@ def plan(ctx: SetupContext, directory: Path, old: Mapping[str, Record]) -> list[
     config = directory / "openclaw.json"
     dotenv = directory / ".env"
     skill = directory / "skills" / "cordon" / "SKILL.md"
-    proxy = {("proxy", "enabled"): True, ("proxy", "proxyUrl"): ctx.env["HTTPS_PROXY"]}
+    proxy: dict[tuple[str, ...], object] = {("proxy", "enabled"): True, ("proxy", "proxyUrl"): ctx.env["HTTPS_PROXY"]}
     return [
         plan_json_keys(config, proxy, old=old.get(str(config))),
         plan_dotenv(dotenv, {**ca_environment(ctx.env), **dummy_key(PROVIDER)}, marker=MARKER,

@@ -179,7 +179,8 @@ class PrivateNetwork:
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` on a thread inside this namespace (sockets it creates stay there); its result or exception."""
-        box: dict[str, object] = {}
+        value: list[T] = []
+        error: list[BaseException] = []
 
         def run() -> None:
             try:
@@ -191,16 +192,16 @@ class PrivateNetwork:
                         raise OSError(err, f"setns: {os.strerror(err)}")
                 finally:
                     os.close(fd)
-                box["value"] = fn()
+                value.append(fn())
             except BaseException as exc:  # handed to the caller's thread
-                box["error"] = exc
+                error.append(exc)
 
         thread = threading.Thread(target=run, name="private-network", daemon=True)
         thread.start()
         thread.join()
-        if "error" in box:
-            raise box["error"]  # type: ignore[misc]
-        return box["value"]  # type: ignore[return-value]
+        if error:
+            raise error[0]
+        return value[0]
 
     def create_connection(self, address: tuple[str, int], timeout: float | None = None) -> socket.socket:
         """``socket.create_connection`` from inside this namespace."""

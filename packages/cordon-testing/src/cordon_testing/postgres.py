@@ -92,9 +92,10 @@ class PostgresServer:
     ca_pem: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.bin = find_pg_bin()
-        if self.bin is None:
+        found = find_pg_bin()
+        if found is None:
             raise RuntimeError(missing_reason() or "no PostgreSQL")
+        self.bin = found
         self.user = _server_user() if os.geteuid() == 0 else None
         self.root = Path(tempfile.mkdtemp(prefix="cordon-pg-"))  # outside pytest's 0700 tmp: the server user
         self.data = self.root / "data"                            # must reach it

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from cordon_config.edit import scaffold_config
-from cordon_config.testing import FileKeyring, MemoryKeyring, approve_config
+from cordon_testing.config import FileKeyring, MemoryKeyring, approve_config
 from keyring.backend import get_all_keyring
 
 
@@ -23,7 +23,7 @@ def test_file_keyring_selected_by_environment_in_a_subprocess(tmp_path: Path) ->
     config = tmp_path / "cordon.toml"
     scaffold_config(config, listen=6790, ca_cert_path="/c", ca_key_path="/k")
     store = tmp_path / "keyring.json"
-    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "cordon_config.testing.FileKeyring",
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "cordon_testing.config.FileKeyring",
            "CORDON_TEST_KEYRING_FILE": str(store)}
     approve_config(config, env=env)
     common = [sys.executable, "-m", "cordon_config"]

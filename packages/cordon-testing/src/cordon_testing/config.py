@@ -3,7 +3,7 @@ and small config builders.
 
 The backends here are never auto-selected: their ``priority`` raises, so keyring does not consider them
 viable. Select one explicitly with ``keyring.set_keyring(MemoryKeyring())`` (in-process) or, for a
-subprocess, ``PYTHON_KEYRING_BACKEND=cordon_config.testing.FileKeyring`` plus
+subprocess, ``PYTHON_KEYRING_BACKEND=cordon_testing.config.FileKeyring`` plus
 ``CORDON_TEST_KEYRING_FILE=/tmp/.../keyring.json``.
 """
 
@@ -21,11 +21,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from cordon_config.files import atomic_write
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 from keyring.errors import PasswordDeleteError
 
-from cordon_config.files import atomic_write
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import pytest
 
 
 class _TestOnly(KeyringBackend):
@@ -41,7 +44,7 @@ class MemoryKeyring(_TestOnly):
     """An in-memory keyring for unit tests."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # keyring's KeyringBackend.__init__ is unannotated
         self.entries: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:
@@ -76,7 +79,8 @@ class FileKeyring(_TestOnly):
 
     def _load(self) -> dict[str, str]:
         try:
-            return json.loads(self._path().read_text(encoding="utf-8"))
+            entries: dict[str, str] = json.loads(self._path().read_text(encoding="utf-8"))
+            return entries
         except FileNotFoundError:
             return {}
 
@@ -152,17 +156,17 @@ TEST_STRIPPED_ENV: tuple[str, ...] = (
 )
 
 
-def isolate_environ(monkeypatch: object, tmp_path: Path) -> Path:
+def isolate_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Strip :data:`TEST_STRIPPED_ENV` and point HOME and XDG_CONFIG_HOME into ``tmp_path``; returns HOME.
 
     ``monkeypatch`` is pytest's fixture; each package's conftest wraps this in an autouse fixture.
     """
     for name in TEST_STRIPPED_ENV:
-        monkeypatch.delenv(name, raising=False)  # type: ignore[attr-defined]
+        monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    monkeypatch.setenv("HOME", str(home))  # type: ignore[attr-defined]
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))  # type: ignore[attr-defined]
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     return home
 
 

@@ -5,8 +5,8 @@
   path, header list, body, connection number) and answers with a JSON echo, or with a handler per path
   (SSE, large streams, status codes).
 * :class:`ProxyProcess`: starts ``python -m cordon_proxy start -c ...`` in a mount namespace whose /etc/hosts
-  maps the test names to 127.0.0.1 (see :mod:`cordon_proxy.testnet`; optionally inside a
-  :class:`~cordon_proxy.testnet.PrivateNetwork`), waits for /health, stops it with SIGTERM.
+  maps the test names to 127.0.0.1 (see :mod:`cordon_testing.namespaces`; optionally inside a
+  :class:`~cordon_testing.namespaces.PrivateNetwork`), waits for /health, stops it with SIGTERM.
 
 Imported only by tests and the bench script; needs ``trustme`` (a dev dependency).
 """
@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cordon_proxy.testnet import UNROUTED_ADDRESS, PrivateNetwork, hosts_argv
+from cordon_testing.namespaces import UNROUTED_ADDRESS, PrivateNetwork, hosts_argv
 
 TIMEOUT = 15.0
 TEST_NAMES = ("api.test", "other.test", "third.test", "bad.test", "filed.test")
@@ -208,7 +208,7 @@ def echo_key(form: str = "plain", header: str = "Authorization") -> Handler:
 
 
 def _brotli_compress(data: bytes) -> bytes:
-    import brotli  # type: ignore[import-untyped]
+    import brotli
 
     return bytes(brotli.compress(data))
 
@@ -271,8 +271,8 @@ class RecordingUpstream:
     ``ca`` is a ``trustme.CA``; its PEM goes to ``ca_path`` for clients and for the proxy's
     ``[tls] upstream_ca_file``. ``hosts``, ``not_before`` and ``not_after`` shape the server's certificate
     (e.g. a wrong name, or an expired one, from a trusted CA). With ``network`` it listens inside that
-    :class:`~cordon_proxy.testnet.PrivateNetwork` on every address there (127.0.0.1 and
-    :data:`~cordon_proxy.testnet.UNROUTED_ADDRESS`).
+    :class:`~cordon_testing.namespaces.PrivateNetwork` on every address there (127.0.0.1 and
+    :data:`~cordon_testing.namespaces.UNROUTED_ADDRESS`).
     """
 
     def __init__(self, ca: Any = None, *, tls: bool = True, hosts: tuple[str, ...] = TEST_HOSTS,
@@ -407,7 +407,8 @@ def approve_as_user(config_path: Path, env: Mapping[str, str]) -> None:
     """Approve ``config_path`` in the scope a proxy started with ``env`` and ``-c config_path`` uses; a config
     that does not load is left for the proxy to report."""
     from cordon_config import ConfigError
-    from cordon_config.testing import approve_config
+
+    from cordon_testing.config import approve_config
 
     try:
         approve_config(config_path, env=env, cwd=config_path.parent)
@@ -433,8 +434,8 @@ class ProxyProcess:
     """``python -m cordon_proxy start -c <config>`` as a subprocess, logs captured to a file.
 
     ``resolve`` maps names to addresses in the hosts file of the proxy's mount namespace (default: every test
-    name → 127.0.0.1); ``network`` runs it inside a :class:`~cordon_proxy.testnet.PrivateNetwork`, where the
-    test names default to :data:`~cordon_proxy.testnet.UNROUTED_ADDRESS` (so an unrouted tunnel to them is
+    name → 127.0.0.1); ``network`` runs it inside a :class:`~cordon_testing.namespaces.PrivateNetwork`, where the
+    test names default to :data:`~cordon_testing.namespaces.UNROUTED_ADDRESS` (so an unrouted tunnel to them is
     allowed by the SSRF policy and reaches an upstream listening there).
     """
 
@@ -580,7 +581,7 @@ def running_stack(
     """Start a recording upstream and a proxy routing ``api.test`` to it (secret ``sk-real-...`` from env).
 
     With ``network`` both run inside that private network namespace, where an unrouted tunnel can reach the
-    upstream at :data:`~cordon_proxy.testnet.UNROUTED_ADDRESS`; connect with :meth:`Stack.connect`.
+    upstream at :data:`~cordon_testing.namespaces.UNROUTED_ADDRESS`; connect with :meth:`Stack.connect`.
     """
     routes = routes if routes is not None else [RouteSpec("api", "api.test", "CORDON_TEST_SECRET")]
     secrets = dict(secrets or {"CORDON_TEST_SECRET": "sk-real-secret-0123456789"})
