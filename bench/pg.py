@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cordon_config.proxyproc import proxy_argv
 from cordonbench import procs
 from cordonbench.stats import fmt_num, fmt_ratio, median, percentile, render_markdown
 
@@ -149,7 +150,7 @@ class PgBench:
 
         approve_config(config, env=env, cwd=directory)  # as the person running the bench would: approve --all
         out = open(directory / "cordon.log", "wb")  # noqa: SIM115 - lives as long as the proxy
-        proc = subprocess.Popen(procs.pinned([sys.executable, "-m", "cordon_proxy", "start", "-c", str(config)], 0),
+        proc = subprocess.Popen(procs.pinned(proxy_argv(config), 0),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         self.proxies["cordon"] = self.proxies["cordon-tls"] = proc
         procs.wait_port(specs[1].port, proc, 30, "cordon")

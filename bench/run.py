@@ -42,7 +42,7 @@ FIRST_HEAD_TIMEOUT = 5.0  # cordon's default [limits] first_head_timeout: the fl
 INSIDE_ENV = "CORDON_BENCH_INSIDE_NAMESPACE"
 BARE = "cordon-bare"  # cordon with response scrubbing and the audit log off: what those two cost
 TARGETS = ("cordon", BARE, "mitmproxy", "proxy.py")
-#: the goal for scrubbing + audit (issue 19): CPU per request at most this much above cordon-bare, and
+#: the goal for scrubbing + audit: CPU per request at most this much above cordon-bare, and
 #: streamed MB/s within this much of it
 POLICY_CPU_GOAL = 0.10
 POLICY_STREAM_GOAL = 0.10
@@ -696,7 +696,7 @@ def machine_info() -> dict[str, str]:
 
 def policy_section(metrics: list[Metric]) -> str:
     """What response scrubbing and the audit log cost: cordon (both on, the default) against cordon-bare
-    (both off) in the same rounds, with the goal of issue 19. The change is the median over rounds of each
+    (both off) in the same rounds, against POLICY_CPU_GOAL. The change is the median over rounds of each
     round's on ÷ off (paired: the two were measured in the same minute), not the ratio of two medians."""
     by_key = {m.key: m for m in metrics}
     rows = ["Cost of response scrubbing and the audit log (cordon, both on by default, against cordon-bare, "

@@ -1,4 +1,4 @@
-"""The docs stay true (issue 10).
+"""The docs stay true.
 
 - docs/troubleshooting.md has an entry for every `X-Cordon-Error` code the proxy can send and every error
   message the tools can print (found in their sources by scripts/error_catalogue.py; see its docstring for

@@ -1,4 +1,4 @@
-"""Every `--help` page carries real examples (issue 10).
+"""Every `--help` page carries real examples.
 
 The pages are discovered, not listed (scripts/cli_pages.py): `cordon --help`, each `cordon.commands` entry
 point, and every argparse subcommand inside. A page passes when its text has an `example:`/`examples:` section

@@ -1,4 +1,4 @@
-"""Release metadata: independent versions, sibling ranges, command entry points, changelogs (issue 10).
+"""Release metadata: independent versions, sibling ranges, command entry points, changelogs.
 
 Reads the pyproject files as TOML (no build); `scripts/smoke_wheels.sh` checks the same ranges in the built
 wheels' METADATA.

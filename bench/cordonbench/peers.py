@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cordon_config.proxyproc import proxy_argv
 from cordon_testing.config import approve_config
 
 from cordonbench.certs import CertFiles, make_ca
@@ -113,7 +114,7 @@ def start_cordon(work: Path, port: int, origin_ca: CertFiles, secret: str, hosts
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
         env.pop(var, None)
     approve_config(toml, env=env, cwd=cdir)  # as the person running the bench would: `cordon route approve --all`
-    argv = pinned([sys.executable, "-m", "cordon_proxy", "start", "-c", str(toml)], core)
+    argv = pinned(proxy_argv(toml), core)
     proc = _spawn(argv, env, cdir / "cordon.log")
     wait_port(port, proc, 30, "cordon")
     from importlib.metadata import version

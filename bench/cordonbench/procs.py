@@ -9,6 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from cordon_config.ports import free_port
+
+__all__ = ["cpu_seconds", "descendants", "free_port", "memory_mib", "pinned", "stop", "wait_port"]
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -58,13 +62,6 @@ def memory_mib(pid: int) -> tuple[float, float]:
             elif line.startswith("VmHWM:"):
                 hwm += int(line.split()[1])
     return rss / 1024, hwm / 1024
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen | None, timeout: float, what: str) -> None:

@@ -1,4 +1,4 @@
-"""The agent is the adversary: proxy identity before trust (SECURITY.md §E rule 3; issue 16 "whose proxy").
+"""The agent is the adversary: proxy identity before trust (SECURITY.md §E rule 3: whose proxy is it).
 
 Attack: with cordon down, a process listens on the scope's port and answers ``/health`` like cordon did. Then
 every client of cordon (status, wait, run, doctor, the Claude Code hook, service status) is tried; the squatter

@@ -1,4 +1,4 @@
-"""Two real projects, the real `cordon` command and the real proxy (issue 16): the env contract works whatever
+"""Two real projects, the real `cordon` command and the real proxy: the env contract works whatever
 the project directory is called and whatever NO_PROXY said; every scope has its own port; a missing token is
 an error; discovery from a subdirectory; one place for logs.
 

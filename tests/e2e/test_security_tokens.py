@@ -1,4 +1,4 @@
-"""End-to-end: proxy tokens (spec §4, SECURITY.md A.5) against the real proxy subprocess.
+"""End-to-end: proxy tokens (SECURITY.md A.5) against the real proxy subprocess.
 
 With tokens.toml present at start, all traffic needs a valid ``Proxy-Authorization`` (SECURITY.md §E rule 4:
 the proxy is no open egress for every local user): routed and unrouted CONNECT, routed and unrouted plain-HTTP

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cordon_ca import CertificateAuthority
 from cordon_ca.cli import build_parser, main, trust_main, untrust_main
+from cordon_testing.config import approve_config, route_block
 
 
 @pytest.fixture
@@ -87,24 +88,34 @@ def test_user_scope_and_paths(project: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_config_tls_paths_and_name_constraints(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (project / "cordon.toml").write_text(
+    """The CA permits exactly the approved routes' hosts: an agent's new route, or a route it points elsewhere,
+    is left out until the user approves it (SECURITY.md §E rule 6)."""
+    secret = 'source = "env"\nvar = "K"'
+    config = project / "cordon.toml"
+    config.write_text(
         'listen = 6790\n[tls]\nenabled = true\nca_cert_path = "tls/ca.pem"\nca_key_path = "tls/ca-key.pem"\n'
-        "name_constraints = true\n"
-        '[[routes]]\nname = "a"\n[routes.match]\nhost = "API.Test"\n'
-        '[[routes]]\nname = "b"\n[routes.match]\nhost = "b.test."\n'
+        "name_constraints = true\n\n" + route_block("a", "API.Test", secret) + route_block("b", "b.test.", secret)
     )
+    approve_config(config)
     code, out, _ = run(capsys, "generate", "--json")
     info = json.loads(out)
     assert code == 0
     assert info["cert_path"] == str(project / "tls/ca.pem")
     assert info["permitted_hosts"] == ["api.test", "b.test"]
     assert stat.S_IMODE((project / "tls/ca-key.pem").stat().st_mode) == 0o600
-    config = project / "cordon.toml"
-    config.write_text(config.read_text() + '[[routes]]\nname = "c"\n[routes.match]\nhost = "c.test"\n')
+    config.write_text(config.read_text().replace('host = "b.test."', 'host = "evil.test"')
+                      + route_block("c", "c.test", secret))
     code, out, err = run(capsys, "generate", "--json")
     assert code == 0 and json.loads(out)["status"] == "exists" and "not exactly the routed hosts" in err
     code, out, _ = run(capsys, "generate", "--force", "--json")
-    assert json.loads(out)["permitted_hosts"] == ["api.test", "b.test", "c.test"]
+    assert json.loads(out)["permitted_hosts"] == ["api.test"]  # neither the new route nor the re-pointed one
+    config.write_text(config.read_text() + "[[routes]]\nname = \"half\"\n[routes.match]\nhost = \"d.test\"\n")
+    code, out, _ = run(capsys, "generate", "--force", "--json")  # a half-written route does not stop it
+    assert code == 0 and json.loads(out)["permitted_hosts"] == ["api.test"]
+    config.write_text(config.read_text().split("[[routes]]\nname = \"half\"")[0])
+    approve_config(config)
+    code, out, _ = run(capsys, "generate", "--force", "--json")
+    assert json.loads(out)["permitted_hosts"] == ["api.test", "c.test", "evil.test"]
 
 
 def test_bundle(project: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -122,7 +133,7 @@ def test_bad_input_exit_2(project: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 2 and err.startswith("cordon: ") and len(err.splitlines()) == 1
     (project / "cordon.toml").write_text("listen = [\n")
     code, _, err = run(capsys, "show")
-    assert code == 2 and err.startswith("cordon: ") and "invalid TOML" in err
+    assert code == 2 and err.startswith("cordon: ") and "not valid TOML" in err
     assert main(["frobnicate"]) == 2
     assert capsys.readouterr().err.startswith("cordon: argument COMMAND: invalid choice")
 

@@ -1,4 +1,4 @@
-"""`cordon config`, `cordon scopes`, and the rough edges of route/secret a new user hit (issue 16 minors)."""
+"""`cordon config`, `cordon scopes`, and the rough edges of route/secret a new user hit."""
 
 from __future__ import annotations
 

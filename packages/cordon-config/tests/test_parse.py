@@ -1,4 +1,4 @@
-"""Validation of cordon.toml (spec §2): data-driven invalid configs, valid round trips, the model."""
+"""Validation of cordon.toml: data-driven invalid configs, valid round trips, the model."""
 
 from __future__ import annotations
 

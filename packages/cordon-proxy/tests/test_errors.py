@@ -1,4 +1,4 @@
-"""cordon's own error answers (spec §3, SECURITY.md A.11)."""
+"""cordon's own error answers (SECURITY.md A.11)."""
 
 from __future__ import annotations
 

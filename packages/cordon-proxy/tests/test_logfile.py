@@ -1,4 +1,4 @@
-"""`cordon start --log-file`, `cordon logs`, and how `cordon start` stops and fails (issue 16)."""
+"""`cordon start --log-file`, `cordon logs`, and how `cordon start` stops and fails."""
 
 from __future__ import annotations
 

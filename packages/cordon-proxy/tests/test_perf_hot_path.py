@@ -1,4 +1,4 @@
-"""Behaviour kept by the hot-path optimisations (issue 9): no timing here, only what must stay true."""
+"""Behaviour kept by the hot-path optimisations: no timing here, only what must stay true."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import io
 
 import pytest
 from cordon_config.model import HeaderAuth, Route, SecretRef
+from cordon_config.secrets import header_value_problem, is_header_value
 from cordon_proxy._deadline import Deadline
 from cordon_proxy.core import commands as cmd
 from cordon_proxy.core import events as ev
 from cordon_proxy.core.errors import one_line
 from cordon_proxy.core.http1 import Body, FramingError, MessageEnd, ResponseHead, ResponseParser
-from cordon_proxy.core.inject import _valid_field_value, forward_request_headers
+from cordon_proxy.core.inject import forward_request_headers
 from cordon_proxy.core.session import Session, Settings
 from cordon_proxy.logs import Logger
 from hypothesis import given
@@ -136,7 +137,8 @@ def test_one_line_matches_the_reference(text: str) -> None:
 @given(st.text(max_size=40))
 def test_field_value_check_matches_the_reference(value: str) -> None:
     expected = bool(value) and value == value.strip(" \t") and all(c == "\t" or " " <= c <= "~" for c in value)
-    assert _valid_field_value(value) == expected
+    assert is_header_value(value) == expected
+    assert (header_value_problem(value) is None) == expected
 
 
 def test_cached_drop_set_still_strips_credentials_and_connection_named_headers() -> None:

@@ -700,7 +700,7 @@ def test_plain_http_unrouted_to_private_address_is_403() -> None:
     assert status_of(s.handle(ev.Resolved(s.awaiting, [ip_address("10.0.0.5")]))) == 403
 
 
-# -- WebSocket (spec §3, beyond) --------------------------------------------------------------------------
+# -- WebSocket --------------------------------------------------------------------------------------------
 
 WS_REQUEST = (
     b"GET /ws HTTP/1.1\r\nHost: api.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -1,4 +1,4 @@
-"""WebSocket through the MITM (spec §3, beyond), with the ``websockets`` library on both ends.
+"""WebSocket through the MITM, with the ``websockets`` library on both ends.
 
 The upgrade request to a routed host is injected like any request; after the upstream's ``101`` the bytes are
 spliced both ways until either side closes (text, binary, close codes both ways). Any other upstream status is

@@ -1,5 +1,5 @@
 """Setup and the env contract across scopes: a port per scope, settings as flags, a second scope only when asked,
-nothing half done, and never a proxy URL without a token (issue 16)."""
+nothing half done, and never a proxy URL without a token."""
 
 from __future__ import annotations
 

@@ -20,13 +20,14 @@ from cordon_config.files import (
     read_private,
     write_new_file,
 )
+from cordon_config.hosts import is_ip
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cordon_ca.errors import CAError, CAInvalid, CAKeyInsecure, CANotFound, HostNotAllowed
-from cordon_ca.hostnames import general_name, is_ip, normalize_host
+from cordon_ca.hostnames import general_name, normalize_host
 from cordon_ca.shred import destroy, open_for_destroy, overwrite_and_close
 
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -363,6 +364,11 @@ def build_ca(
     return builder.sign(key, hashes.SHA256()), key
 
 
+def legacy_key_backup(key_path: Path) -> Path:
+    """``<key>.bak``: the copy of the old CA key that cordon 0.1 kept on every re-issue (a CA key all the same)."""
+    return key_path.with_name(key_path.name + ".bak")
+
+
 def _write_ca(cert_path: Path, key_path: Path, namespace: str, permitted: Iterable[str] | None) -> CertificateAuthority:
     """Generate and write a CA (caller holds the lock). Key: temp file O_CREAT|O_EXCL|O_NOFOLLOW 0600, rename.
 
@@ -384,7 +390,7 @@ def _write_ca(cert_path: Path, key_path: Path, namespace: str, permitted: Iterab
         raise
     if old_key is not None:
         overwrite_and_close(old_key)
-    destroy(key_path.with_name(key_path.name + ".bak"))
+    destroy(legacy_key_backup(key_path))
     fsync_dir(key_path.parent)
     atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return CertificateAuthority(cert, key, cert_path=cert_path, key_path=key_path)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cordon_config.argparsing import CordonArgumentParser as _Parser
-from cordon_config.hosts import canonical_host
+from cordon_config.facts import FactsError, approved_hosts, read_facts
 from cordon_config.scope import ScopeError, ScopePaths, add_scope_arguments, scope_from_args, with_scope_flag
 
 from cordon_ca import trust
@@ -31,62 +30,27 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class CAPaths:
-    """Where this scope's CA lives: [tls] paths from cordon.toml when set, else the scope defaults."""
+    """Where this scope's CA lives ([tls] paths from cordon.toml when set, else the scope's) and what it permits."""
 
     scope: ScopePaths
     cert: Path
     key: Path
     bundle: Path
-    permitted_hosts: frozenset[str] | None  # the routed hosts; None with [tls] name_constraints = false
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        return {}
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _config_path(value: Any, key: str, config: Path) -> Path | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"{config}: [tls] {key} must be a non-empty string path")
-    path = Path(value)
-    return path if path.is_absolute() else config.parent / path
+    permitted_hosts: frozenset[str] | None  # the approved routes' hosts; None with [tls] name_constraints = false
 
 
 def ca_paths(args: argparse.Namespace) -> CAPaths:
-    """Resolve the scope and read ``[tls]`` (ca_cert_path, ca_key_path, name_constraints) from cordon.toml."""
+    """Resolve the scope and read its CA paths, ``name_constraints`` and approved hosts from cordon.toml."""
     try:
         scope = scope_from_args(args)
-    except ScopeError as exc:
+        facts = read_facts(scope)
+    except (ScopeError, FactsError) as exc:
         raise UsageError(str(exc)) from None
-    data = _read_config(scope.config_path)
-    tls = data.get("tls", {})
-    if not isinstance(tls, dict):
-        raise UsageError(f"{scope.config_path}: [tls] must be a table")
-    cert = _config_path(tls.get("ca_cert_path"), "ca_cert_path", scope.config_path) or scope.ca_cert
-    key = _config_path(tls.get("ca_key_path"), "ca_key_path", scope.config_path) or scope.ca_key
-    setting = tls.get("name_constraints")
-    hosts = set()
-    for route in data.get("routes", []) if isinstance(data.get("routes"), list) else []:
-        match = route.get("match") if isinstance(route, dict) else None
-        host = match.get("host") if isinstance(match, dict) else None
-        if isinstance(host, str):
-            try:
-                hosts.add(canonical_host(host))
-            except ValueError as exc:
-                raise UsageError(f"{scope.config_path}: {exc}") from None
-    permitted = permitted_for(setting if isinstance(setting, bool) else None, hosts)
-    return CAPaths(scope, cert, key, scope.combined_bundle, None if permitted is None else frozenset(permitted))
+    if facts is None:
+        return CAPaths(scope, scope.ca_cert, scope.ca_key, scope.combined_bundle, frozenset())
+    permitted = permitted_for(facts.name_constraints, approved_hosts(facts, scope))
+    return CAPaths(scope, facts.ca_cert, facts.ca_key, scope.combined_bundle,
+                   None if permitted is None else frozenset(permitted))
 
 
 def _fail(exc: CAError) -> int:

@@ -19,13 +19,6 @@ def normalize_host(host: str) -> str:
         raise HostNotAllowed(str(exc)) from None
 
 
-def is_ip(host: str) -> bool:
-    """True when the (normalised) host is an IP literal."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def general_name(host: str) -> x509.GeneralName:

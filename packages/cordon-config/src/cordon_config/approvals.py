@@ -25,28 +25,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cordon_config.files import atomic_write, ensure_private_file, locked, read_private
+from cordon_config.files import atomic_write, ensure_key_file, locked, read_key_file, read_private
 from cordon_config.model import AuditConfig, BasicAuth, Config, Egress, Listener, Route
 from cordon_config.scope import ScopePaths
 
 __all__ = [
     "KEY_NAME", "RECORD_NAME", "ApprovalError", "FieldChange", "Item", "Unapproved", "approve", "approve_command",
-    "audit_item", "check_approved", "egress_item", "format_value", "listener_item", "record_change", "refusal_lines",
-    "route_item", "security_items", "settings_item",
+    "approved_items", "audit_item", "check_approved", "egress_item", "format_value", "listener_item",
+    "record_change", "refusal_lines", "route_item", "security_items", "settings_item",
 ]
 
 RECORD_NAME = "approvals.json"
 KEY_NAME = "approval.key"
 VERSION = 1
 SETTINGS = "settings"
-_KEY_BYTES = 32
 _MAC_CONTEXT = b"cordon-approvals\0"
 
 Reason = Literal["new", "changed", "unrecorded", "unverified"]
@@ -239,10 +237,7 @@ def _mac(key: bytes, configs: Mapping[str, Any]) -> str:
 
 
 def _read_key(paths: ScopePaths) -> bytes | None:
-    key = read_private(_key_path(paths), "the approval key")
-    if key is not None and len(key) != _KEY_BYTES:
-        raise ValueError(f"the approval key {_key_path(paths)} is damaged ({len(key)} bytes, not {_KEY_BYTES})")
-    return key
+    return read_key_file(_key_path(paths), "the approval key")
 
 
 def _read_record(paths: ScopePaths) -> tuple[dict[str, dict[str, dict[str, Any]]] | None, str]:
@@ -269,11 +264,18 @@ def _read_record(paths: ScopePaths) -> tuple[dict[str, dict[str, dict[str, Any]]
     return data["configs"], ""
 
 
+def approved_items(paths: ScopePaths, config_path: Path) -> Mapping[str, Mapping[str, Any]]:
+    """The approved fields of each item of ``config_path`` (item key → fields) as the scope's record holds them;
+    empty when there is no record or it does not verify."""
+    configs, _problem = _read_record(paths)
+    return (configs or {}).get(str(config_path), {})
+
+
 def _ensure_key(paths: ScopePaths) -> bytes:
     """The scope's approval key, created (32 random bytes, 0600, ``O_EXCL|O_NOFOLLOW``) when missing."""
     path = _key_path(paths)
     try:
-        return ensure_private_file(path, lambda: secrets.token_bytes(_KEY_BYTES), lambda _: _read_key(paths))
+        return ensure_key_file(path, lambda _: _read_key(paths))
     except ValueError as exc:
         raise ApprovalError(str(exc), f"remove it and approve again: rm {shlex.quote(str(path))}") from None
     except FileNotFoundError:  # removed right after another cordon created it

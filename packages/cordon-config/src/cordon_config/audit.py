@@ -30,13 +30,12 @@ import hmac
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cordon_config.files import PrivateFileError, ensure_private_file, read_private
+from cordon_config.files import PrivateFileError, ensure_key_file, read_key_file, read_private
 
 __all__ = [
     "HEAD_NAME",
@@ -61,7 +60,6 @@ __all__ = [
 LOG_NAME = "audit.log"
 KEY_NAME = "audit.key"
 HEAD_NAME = "audit.head"
-KEY_BYTES = 32
 _CONTEXT = b"cordon-audit\0"
 _HEAD_CONTEXT = b"cordon-audit-head\0"
 _MAC_TAIL = re.compile(rb',"mac":"([0-9a-f]{64})"\}$')
@@ -102,11 +100,15 @@ class AuditFiles:
 # -- the key ----------------------------------------------------------------------------------------------------
 
 
-def _read_private(path: Path, what: str) -> bytes | None:
-    """The bytes of a private regular file (:func:`cordon_config.files.read_private`; None when absent)."""
+def _read_private(path: Path, what: str, *, key: bool = False) -> bytes | None:
+    """The bytes of a private regular file (:func:`cordon_config.files.read_private`, or with ``key``
+    :func:`cordon_config.files.read_key_file`; None when absent)."""
     try:
-        return read_private(path, what, owner=False)
+        return read_key_file(path, what, owner=False) if key else read_private(path, what, owner=False)
     except PrivateFileError as exc:
+        if exc.kind == "damaged":
+            raise AuditError(str(exc),
+                             hint="keep the log for reference, move it and the key away, and restart cordon") from None
         if exc.kind == "not-regular":
             raise AuditError(str(exc), f"remove it: rm {path}") from None
         if exc.kind == "loose":
@@ -117,17 +119,13 @@ def _read_private(path: Path, what: str) -> bytes | None:
 
 def load_key(files: AuditFiles) -> bytes | None:
     """The scope's audit key, or None when there is none yet (raises AuditError for a broken one)."""
-    key = _read_private(files.key, "the audit key")
-    if key is not None and len(key) != KEY_BYTES:
-        raise AuditError(f"the audit key {files.key} is damaged ({len(key)} bytes, not {KEY_BYTES})",
-                         "keep the log for reference, move it and the key away, and restart cordon")
-    return key
+    return _read_private(files.key, "the audit key", key=True)
 
 
 def ensure_key(files: AuditFiles) -> bytes:
     """The scope's audit key, created (32 random bytes, 0600, never over a symlink) when missing."""
     try:
-        return ensure_private_file(files.key, lambda: secrets.token_bytes(KEY_BYTES), lambda _: load_key(files))
+        return ensure_key_file(files.key, lambda _: load_key(files))
     except FileNotFoundError:
         raise AuditError(f"{files.key} vanished while it was being created", "start cordon again") from None
     except OSError as exc:

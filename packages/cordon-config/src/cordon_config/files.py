@@ -9,6 +9,7 @@ naming the link and its target; nothing written), temporary and backup files are
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -98,6 +99,15 @@ def refuse_symlink(path: Path) -> None:
     raise SymlinkRefused(Path(path), target)
 
 
+def _open_no_follow(path: Path) -> int | None:
+    """A read-only descriptor of ``path``, None when absent: never through a symlink (ELOOP), never waiting on a
+    FIFO planted there (O_NONBLOCK)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+
+
 def refuse_symlinked_dirs(path: Path, root: Path) -> None:
     """Raise :class:`SymlinkRefused` when a directory between ``root`` (not itself) and ``path`` (its parent
     included) is a symlink, dangling or not: a file under it would be read or written through the link. Nothing
@@ -122,15 +132,14 @@ def refuse_symlinked_dirs(path: Path, root: Path) -> None:
 def read_no_follow(path: Path) -> bytes | None:
     """The bytes of the regular file at ``path`` (None when absent), never through a symlink
     (:class:`SymlinkRefused`); a FIFO or device planted there is refused too, without blocking on it."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
+        fd = _open_no_follow(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             refuse_symlink(Path(path))
         raise
+    if fd is None:
+        return None
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise OSError(errno.EINVAL, "not a regular file; cordon only edits regular files", str(path))
@@ -166,6 +175,12 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file a failed write leaves (gone already is fine)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
 def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str, durable: bool = True) -> Path:
     """Write ``data`` into a fresh file in ``directory`` created ``O_CREAT|O_EXCL|O_NOFOLLOW`` with ``mode``
     (exactly: the umask does not apply); its path. ``durable`` fsyncs it (skip it for short-lived scratch files)."""
@@ -184,17 +199,15 @@ def write_new_file(directory: Path, data: bytes, *, mode: int, prefix: str, dura
             if durable:
                 os.fsync(handle.fileno())
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(tmp)
         raise
     return tmp
 
 
-def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically: a new file in the same dir (:func:`write_new_file`), fsync,
-    rename, fsync the dir.
+    rename, fsync the dir. ``durable=False`` skips both fsyncs (a file rewritten often, from an event loop,
+    whose last version may be lost in a crash).
 
     The file keeps its current mode unless ``mode`` is given; a new file gets ``mode`` (default 0644, 0600 for
     secrets). A symlink at ``path`` is refused (:class:`SymlinkRefused`), never replaced or followed; a
@@ -211,7 +224,7 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
         final_mode = 0o644 if mode is None else mode
     directory = path.parent
     try:
-        tmp = write_new_file(directory, payload, mode=final_mode, prefix=path.name)
+        tmp = write_new_file(directory, payload, mode=final_mode, prefix=path.name, durable=durable)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise NotWritableError(path, directory, exc.errno) from None
@@ -219,12 +232,10 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> N
     try:
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(tmp)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> Path | None:
@@ -254,12 +265,14 @@ def backup_once(path: Path, suffix: str = ".bak", *, to: Path | None = None) -> 
 
 class PrivateFileError(ValueError):
     """A file that must be private to this user is not: ``kind`` says why (``symlink``, ``unreadable``,
-    ``not-regular``, ``not-owner``, ``loose``), with ``uid``, ``mode`` or ``strerror`` where they apply. ``str()``
-    is one line naming ``what`` it is; callers with their own wording build it from the fields."""
+    ``not-regular``, ``not-owner``, ``loose``, ``damaged``: a key of the wrong size), with ``uid``, ``mode``,
+    ``size`` or ``strerror`` where they apply. ``str()`` is one line naming ``what`` it is; callers with their own
+    wording build it from the fields."""
 
     def __init__(self, path: Path, kind: str, *, what: str = "", uid: int | None = None, mode: int | None = None,
-                 strerror: str | None = None) -> None:
+                 strerror: str | None = None, size: int | None = None) -> None:
         self.path, self.kind, self.what, self.uid, self.mode, self.strerror = Path(path), kind, what, uid, mode, strerror
+        self.size = size
         name = f"{what} {path}" if what else str(path)
         messages = {
             "symlink": f"{name} is a symlink",
@@ -267,6 +280,7 @@ class PrivateFileError(ValueError):
             "not-regular": f"{name} is not a regular file",
             "not-owner": f"{name} is owned by uid {uid}, not by you",
             "loose": f"{name} is accessible by group or others (mode {mode or 0:04o})",
+            "damaged": f"{name} is damaged ({size} bytes, not {KEY_BYTES})",
         }
         super().__init__(messages[kind])
 
@@ -275,14 +289,13 @@ def read_private(path: Path, what: str = "", *, owner: bool = True, tighten: boo
     """The bytes of a private file (None when absent): a regular file, never opened through a symlink (nor a FIFO
     waited on), owned by this user unless ``owner`` is False, readable by nobody else: a looser mode raises,
     or with ``tighten`` is set back to 0600 when the file is ours. Raises :class:`PrivateFileError`."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
+        fd = _open_no_follow(path)
     except OSError as exc:
         kind = "symlink" if os.path.islink(path) else "unreadable"
         raise PrivateFileError(path, kind, what=what, strerror=exc.strerror) from None
+    if fd is None:
+        return None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -319,6 +332,24 @@ def ensure_private_file(path: Path, make: Callable[[], bytes], read: Callable[[P
         handle.flush()
         os.fsync(handle.fileno())
     return data
+
+
+KEY_BYTES = 32  # every random key cordon keeps in a state dir (identity, approvals, audit): HMAC-SHA256 keys
+
+
+def read_key_file(path: Path, what: str = "", *, owner: bool = True, tighten: bool = False) -> bytes | None:
+    """A random key kept by :func:`ensure_key_file` (None when absent): :func:`read_private`, and a file that is not
+    :data:`KEY_BYTES` long raises :class:`PrivateFileError` of kind ``damaged``."""
+    key = read_private(path, what, owner=owner, tighten=tighten)
+    if key is not None and len(key) != KEY_BYTES:
+        raise PrivateFileError(path, "damaged", what=what, size=len(key))
+    return key
+
+
+def ensure_key_file(path: Path, read: Callable[[Path], bytes | None]) -> bytes:
+    """The key ``read(path)`` gives (the caller's :func:`read_key_file` with its own wording), or a new private file of
+    :data:`KEY_BYTES` random bytes (see :func:`ensure_private_file`)."""
+    return ensure_private_file(path, lambda: secrets.token_bytes(KEY_BYTES), read)
 
 
 @contextmanager

@@ -34,7 +34,8 @@ def fold(name: str) -> str:
         raise ValueError(f"host {name!r} is not a valid internationalised name") from exc
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
+    """True when ``text`` is an IP literal (no brackets)."""
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -51,7 +52,7 @@ def canonical_host(name: str) -> str:
         raise ValueError("host is empty")
     if name.strip() != name:
         raise ValueError(f"host {name!r} has surrounding whitespace")
-    if _is_ip(name.removesuffix(".").strip("[]")):
+    if is_ip(name.removesuffix(".").strip("[]")):
         raise ValueError(f"host {name!r} is an IP address; routes match DNS names only")
     try:
         host = fold(name)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs
 
-from cordon_config.files import PrivateFileError, ensure_private_file, read_private
+from cordon_config.files import PrivateFileError, ensure_key_file, read_key_file
 from cordon_config.proofs import client_auth, compare_digest, config_digest, health_target, server_proof
 from cordon_config.scope import ScopePaths
 
@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 KEY_NAME = "identity.key"
-KEY_BYTES = 32
 NONCE_RE = re.compile(r"[0-9a-f]{64}")
 _MAX_ANSWER = 65536
 
@@ -72,8 +71,11 @@ def key_path(paths: ScopePaths) -> Path:
 
 def _read_key(path: Path) -> bytes | None:
     try:
-        data = read_private(path, owner=False)
+        return read_key_file(path, owner=False)
     except PrivateFileError as exc:
+        if exc.kind == "damaged":
+            raise IdentityError(f"{path} is not a cordon identity key ({exc.size} bytes)", f"remove it: rm {path}") \
+                from None
         if exc.kind == "not-regular":
             raise IdentityError(f"{path} is not a regular file", f"remove it: rm {path}") from None
         if exc.kind == "loose":  # it may have been copied: whoever holds a copy passes the proof, so no chmod
@@ -84,9 +86,6 @@ def _read_key(path: Path) -> bytes | None:
                 "(cordon start makes a new key)") from None
         raise IdentityError(f"cannot read {path}: {exc.strerror}",
                             f"remove it; cordon start makes a new one: rm {path}") from None
-    if data is not None and len(data) != KEY_BYTES:
-        raise IdentityError(f"{path} is not a cordon identity key ({len(data)} bytes)", f"remove it: rm {path}")
-    return data
 
 
 def load_key(paths: ScopePaths) -> bytes | None:
@@ -98,7 +97,7 @@ def ensure_key(paths: ScopePaths) -> bytes:
     """The scope's identity key, created (32 random bytes, 0600, never over a symlink) when missing."""
     path = key_path(paths)
     try:
-        return ensure_private_file(path, lambda: secrets.token_bytes(KEY_BYTES), _read_key)
+        return ensure_key_file(path, _read_key)
     except FileNotFoundError:
         raise IdentityError(f"{path} vanished while it was being created", "run the command again") from None
     except OSError as exc:

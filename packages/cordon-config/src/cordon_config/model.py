@@ -1,4 +1,4 @@
-"""The validated, immutable model of a cordon.toml (spec §2). Built by ``parse.py``; read by every tool."""
+"""The validated, immutable model of a cordon.toml. Built by ``parse.py``; read by every tool."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class TLSConfig:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The ``[limits]`` table (spec §3); sizes in bytes, times in seconds."""
+    """The ``[limits]`` table; sizes in bytes, times in seconds."""
 
     header_bytes: int = 65536
     connect_timeout: float = 10.0

@@ -1,4 +1,4 @@
-"""cordon.toml text → validated :class:`~cordon_config.model.Config` (spec §2).
+"""cordon.toml text → validated :class:`~cordon_config.model.Config`.
 
 The stdlib ``tomllib`` parses valid files into plain Python, and the validator below checks every rule,
 collecting all problems into one :class:`ConfigError` with file, line, route, key, message and hint for each.
@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar, overload
 
 from cordon_config.errors import ConfigError, ConfigNotFound, ConfigProblem
+from cordon_config.facts import DEFAULT_LISTEN
 from cordon_config.hosts import canonical_host
 from cordon_config.legacy import (
     LEGACY_AUTH,
@@ -60,7 +61,6 @@ RESERVED_HEADERS = frozenset(
 )
 SOURCES = ("keyring", "1password", "env", "file", "command")
 DEFAULT_KEYRING_SERVICE = "cordon"
-DEFAULT_LISTEN = 6790
 
 TOP_KEYS = ("listen", "tls", "routes", "listeners", "secrets", "limits", "secret_ttl", "egress", "audit")
 TLS_KEYS = ("enabled", "ca_cert_path", "ca_key_path", "upstream_ca_file", "name_constraints")

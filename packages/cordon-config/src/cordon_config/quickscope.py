@@ -1,4 +1,4 @@
-"""Where a scope's files are, from ``os`` alone: config discovery and the paths of spec §1.
+"""Where a scope's files are, from ``os`` alone: config discovery and the paths of each scope.
 
 The one implementation of finding the project's cordon.toml upwards (like git finds ``.git``):
 :func:`cordon_config.scope.resolve_scope` uses :func:`find_project`, and the fast paths that must start in a

@@ -1,4 +1,4 @@
-"""Scopes and the paths they imply (spec §1), and finding the project's cordon.toml like git finds ``.git``.
+"""Scopes and the paths they imply, and finding the project's cordon.toml like git finds ``.git``.
 
 This module is the one ``--scope``/``--config`` helper every cordon tool uses. It imports only the standard
 library, so tools that need nothing else from cordon-config (cordon-ca's CLI) stay light.
@@ -105,7 +105,7 @@ def resolve_scope(
     cwd: Path,
     discover: bool = True,
 ) -> ScopePaths:
-    """Resolve ``--scope``/``--config`` into paths (spec §1).
+    """Resolve ``--scope``/``--config`` into paths.
 
     Without either (or with ``--scope project``) the project is found upwards from ``cwd`` (module docstring);
     ``discover=False`` takes ``cwd`` as it is and reads nothing from disk.

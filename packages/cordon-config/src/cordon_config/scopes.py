@@ -123,14 +123,14 @@ def known_scopes(env: Mapping[str, str] | None = None) -> list[KnownScope]:
 
 
 def listen_port(config_path: Path) -> int | None:
-    """``listen`` of a cordon.toml (read with tomllib alone), or None when it is absent or unreadable."""
-    import tomllib
+    """``listen`` of a cordon.toml (the lenient reader), or None when it is absent or unreadable."""
+    from cordon_config.facts import FactsError, listen_of, read_document
 
     try:
-        value = tomllib.loads(config_path.read_text(encoding="utf-8")).get("listen")
-    except (OSError, ValueError, UnicodeDecodeError):
+        doc = read_document(config_path)
+        return None if doc is None else listen_of(doc, config_path)
+    except FactsError:
         return None
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536 else None
 
 
 def ports_in_use(env: Mapping[str, str] | None = None, *, exclude: Path | None = None) -> dict[int, Path]:

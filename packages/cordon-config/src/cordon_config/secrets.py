@@ -1,7 +1,7 @@
 """Route and listener secrets: a masked value type, fetching from every source, a short-lived cache and a
 start-up check.
 
-Sources (spec §2): keyring, 1password (``op read``), env, file, command. ``keyring`` is imported lazily,
+Sources: keyring, 1password (``op read``), env, file, command. ``keyring`` is imported lazily,
 only when a keyring secret is used. No error message, repr or log line ever contains a secret value.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -92,8 +93,20 @@ class SecretUnavailable(Exception):
         return f"secret for {self.kind} {self.route_name!r} is unavailable: {self.reason}"
 
 
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]+")
+
+
+def is_header_value(value: str) -> bool:
+    """Whether ``value`` can be sent as an HTTP header value (RFC 9110 field-value, ASCII only): non-empty, HTAB,
+    space and visible ASCII only, no leading or trailing whitespace. The one rule: the proxy checks every
+    injected secret with it, :func:`header_value_problem` says why a value breaks it."""
+    return _FIELD_VALUE.fullmatch(value) is not None and value[0] not in " \t" and value[-1] not in " \t"
+
+
 def header_value_problem(value: str) -> str | None:
-    """Why ``value`` cannot be an HTTP header value (RFC 9110 field-value), or None. Never echoes it."""
+    """Why ``value`` cannot be an HTTP header value (:func:`is_header_value`), or None. Never echoes it."""
+    if is_header_value(value):
+        return None
     if not value:
         return "the value is empty"
     for ch in value:
@@ -106,9 +119,7 @@ def header_value_problem(value: str) -> str | None:
             return "the value contains a control character"
         if code > 0x7E:
             return "the value contains non-ASCII characters"
-    if value[0] in " \t" or value[-1] in " \t":
-        return "the value has leading or trailing whitespace"
-    return None
+    return "the value has leading or trailing whitespace"
 
 
 def password_value_problem(value: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Proxy tokens (spec §4): ``tokens.toml`` (0600) with named random tokens and constant-time verification.
+"""Proxy tokens: ``tokens.toml`` (0600) with named random tokens and constant-time verification.
 
 File layout::
 

@@ -10,6 +10,8 @@ import shlex
 import stat
 from pathlib import Path
 
+from cordon_config.facts import FactsError, approved_hosts, read_facts
+
 from cordon_doctor.context import DoctorContext
 from cordon_doctor.finding import Finding, fail, ok, skip, warn
 
@@ -146,9 +148,11 @@ def _check_constraints(ctx: DoctorContext, ca: object) -> list[Finding]:
                                  reissue)]
         return [*found, warn("ca.constraints", "the CA is not name-constrained (made by cordon 0.1): a copy of its "
                              "key can mint a certificate for any site that clients trusting it accept", reissue)]
-    unapproved = {e.item.name for e in ctx.unapproved if e.item.kind == "route"}
-    approved_hosts = {r.host for r in config.routes if r.name not in unapproved}
-    wanted = [host for host in config.tls_hosts() if host in approved_hosts or host == "localhost"]  # listeners
+    try:
+        facts = read_facts(ctx.paths)
+    except FactsError:  # changed since it loaded: the next run checks it
+        facts = None
+    wanted = approved_hosts(facts, ctx.paths) if facts is not None else []
     uncovered = [host for host in wanted if host not in permitted]
     if uncovered:
         return [*found, fail("ca.constraints", f"the CA's name constraints do not cover: {', '.join(uncovered)} "
@@ -163,7 +167,9 @@ def _check_constraints(ctx: DoctorContext, ca: object) -> list[Finding]:
 
 def _old_key_copies(ctx: DoctorContext) -> list[Finding]:
     """A ``.bak`` of the CA key (cordon 0.1 kept one on every re-issue) is a CA key all the same."""
-    old = ctx.ca_key_path.with_name(ctx.ca_key_path.name + ".bak")
+    from cordon_ca.authority import legacy_key_backup
+
+    old = legacy_key_backup(ctx.ca_key_path)
     if not os.path.lexists(old):
         return []
     return [warn("ca.old_key", f"an old CA key is kept at {old}: whoever copies it can mint certificates its CA "

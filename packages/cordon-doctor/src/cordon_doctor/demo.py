@@ -51,7 +51,7 @@ class ClientExchange:
 
 
 def proxy_authorization(namespace: str, token: str) -> str:
-    """``Basic base64(<namespace>:<token>)`` (spec §4)."""
+    """``Basic base64(<namespace>:<token>)``: the proxy token as ``Proxy-Authorization`` carries it."""
     return "Basic " + base64.b64encode(f"{namespace}:{token}".encode()).decode()
 
 

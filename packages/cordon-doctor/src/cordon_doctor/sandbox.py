@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cordon_config.files import atomic_write
+from cordon_config.ports import free_port
 from cordon_config.scope import ScopePaths, resolve_scope
 
 from cordon_doctor.echo import EchoServer
@@ -27,7 +29,6 @@ from cordon_doctor.proxyproc import (
     ProxyProcess,
     ProxyStartError,
     current_environ,
-    free_port,
     proxy_environment,
 )
 
@@ -160,10 +161,8 @@ class Sandbox:
         up_ca = create_upstream_ca(up / "upstream-ca.pem", up / "upstream-ca-key.pem", name="cordon demo upstream")
         cert_pem, key_pem = up_ca.issue_leaf(ROUTE_HOST)
         cert_file, key_file = up / "localhost.pem", up / "localhost-key.pem"
-        cert_file.write_bytes(cert_pem)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key_pem)
+        atomic_write(cert_file, cert_pem, mode=0o644)
+        atomic_write(key_file, key_pem, mode=0o600)
         self.upstream_ca = up / "upstream-ca.pem"
         self.echo = EchoServer(cert_file, key_file).start()
         return f"TLS echo server at https://{ROUTE_HOST}:{self.echo.port} (own CA; the proxy verifies it)"
@@ -181,7 +180,7 @@ class Sandbox:
 
     def _write_config(self) -> None:
         assert self.paths is not None and self.upstream_ca is not None
-        self.paths.config_path.write_text(render_config(self.port, self.paths, self.upstream_ca))
+        atomic_write(self.paths.config_path, render_config(self.port, self.paths, self.upstream_ca))
 
     def _check_config(self) -> None:
         """Validate with cordon-config's own loader, so a mismatch shows here rather than as a dead proxy, and

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TypeAlias
 
 from cordon_config.audit import (
-    HEAD_NAME,
     AuditError,
     AuditFiles,
     ensure_key,
@@ -30,6 +29,7 @@ from cordon_config.audit import (
     seal,
     seal_text,
 )
+from cordon_config.files import atomic_write
 from cordon_config.model import AuditConfig
 from cordon_config.scope import ScopePaths
 
@@ -225,19 +225,11 @@ class AuditLog:
             self._write_head()
 
     def _write_head(self) -> None:
-        """Replace ``audit.head`` (a temporary file renamed over it; not fsynced: losing the last second of it in
-        a crash only weakens the end-of-log check for that second, and an fsync would stall the event loop)."""
+        """Replace ``audit.head`` (:func:`cordon_config.files.atomic_write`, not durable: losing the last second
+        of it in a crash only weakens the end-of-log check for that second, and an fsync would stall the loop)."""
         self._head_due = False
-        head, temp = self.files.head, self.files.head.with_name(f".{HEAD_NAME}.tmp")
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, head_text(self._key, self._seq, self._mac).encode("ascii"))
-            finally:
-                os.close(fd)
-            os.replace(temp, head)
+            atomic_write(self.files.head, head_text(self._key, self._seq, self._mac), mode=0o600, durable=False)
         except OSError as exc:
             self.logger.log("error", f"audit: cannot write {self.files.head}: {exc.strerror or exc}")
 

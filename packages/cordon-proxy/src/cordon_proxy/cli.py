@@ -1,6 +1,6 @@
 """Command line of cordon-proxy: ``cordon start|status|wait|stop|restart|reload``.
 
-``start`` runs the proxy in the foreground in the order of spec §3 (:func:`cordon_proxy.runtime.load_runtime`:
+``start`` runs the proxy in the foreground, loading in a fixed order (:func:`cordon_proxy.runtime.load_runtime`:
 config → approvals → every secret → CA → tokens → upstream trust → identity key), then binds
 127.0.0.1:<listen> and serves. SIGINT/SIGTERM let in-flight requests finish (up to 10 s), then exit 0; SIGHUP
 reloads (the same loading; on any problem the running config stays and the reason is logged).
@@ -413,26 +413,22 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger, audit: Audit
 
 
 def _target(args: argparse.Namespace) -> tuple[ScopePaths, int]:
-    """The scope and the port its cordon.toml names (tomllib only: works while a route is half-edited)."""
-    import tomllib
-
+    """The scope and the port its cordon.toml names (the lenient reader: works while a route is half-edited)."""
+    from cordon_config.facts import FactsError, listen_of, read_document
     from cordon_config.quickscope import file_identity
     from cordon_config.scope import missing_config
 
     paths = _scope(args)
     config_id = file_identity(str(paths.config_path))  # before reading: an edit meanwhile leaves a cache that misses
     try:
-        with open(paths.config_path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise _Usage(*missing_config(paths), code=EXIT_FAIL) from None  # the one "no cordon.toml" of every tool
-    except OSError as exc:
-        raise _Usage(f"cannot read {paths.config_path}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise _Usage(f"{paths.config_path} is not valid TOML: {exc}") from None
-    port = data.get("listen")
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise _Usage(f"{paths.config_path}: listen must be a port number (1-65535)")
+        doc = read_document(paths.config_path)
+        if doc is None:
+            raise _Usage(*missing_config(paths), code=EXIT_FAIL)  # the one "no cordon.toml" of every tool
+        port = listen_of(doc, paths.config_path)
+    except FactsError as exc:
+        raise _Usage(str(exc)) from None
+    if port is None:
+        raise _Usage(f"{paths.config_path}: listen must be a port number 1-65535 (it is missing)")
     from cordon_proxy.statusfast import save_cache
 
     save_cache(str(paths.config_path), str(paths.state_dir), config_id, port, time.time())  # the fast path's
@@ -553,11 +549,11 @@ def restart_main(argv: Sequence[str] | None = None, *, prog: str | None = None) 
             return _fail(exc.message, exc.hint)
     import subprocess
 
+    from cordon_config.proxyproc import proxy_argv
     from cordon_config.scopes import scope_log
 
     log_path = scope_log(paths)  # where `cordon logs` looks
-    argv_ = [sys.executable, "-m", "cordon_proxy", "start", "--config", str(paths.config_path), "--log-file",
-             str(log_path)]
+    argv_ = proxy_argv(paths.config_path, "--log-file", str(log_path))
     proc = subprocess.Popen(argv_, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, cwd="/")
     deadline = time.monotonic() + args.timeout

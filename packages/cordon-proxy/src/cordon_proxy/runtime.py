@@ -1,6 +1,6 @@
 """Everything a proxy runs with, loaded from a scope's files in one place: at start and at every reload.
 
-:func:`load_runtime` follows spec §3: the config (validated) → approvals → every secret (all failures
+:func:`load_runtime` loads in this order: the config (validated) → approvals → every secret (all failures
 together) → the CA (created or re-issued for the routed hosts) → ``tokens.toml`` (refused when group or others
 can read it) → upstream trust → the identity key. Any failure raises :class:`LoadFailure` with the lines to
 print; nothing of a half-loaded runtime is ever used, so a refused reload leaves the running one in place.

@@ -1,4 +1,4 @@
-"""Proxy-token checks that follow ``tokens.toml`` while the proxy runs (spec §4).
+"""Proxy-token checks that follow ``tokens.toml`` while the proxy runs.
 
 The file is re-checked at most every :data:`CHECK_EVERY` seconds (by :meth:`TokenGate.verify` and by the
 proxy's watcher, which then closes what a changed file no longer allows), so ``cordon token rotate`` and

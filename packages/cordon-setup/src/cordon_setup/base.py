@@ -1,15 +1,14 @@
-"""Base setup (spec §5): the CA if missing, a scaffold cordon.toml on a free port, the combined CA bundle and
+"""Base setup: the CA if missing, a scaffold cordon.toml on a free port, the combined CA bundle and
 tokens.toml with a ``default`` token. Idempotent: what exists is kept (an existing cordon.toml is never
 rewritten); reused by ``cordon doctor`` and ``cordon demo``.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from cordon_config.facts import ConfigFacts, FactsError, approved_hosts, read_facts
 from cordon_config.scope import ScopePaths, with_scope_flag
 from cordon_config.tokens import TokenStore
 
@@ -27,77 +26,23 @@ class BaseSetupError(RuntimeError):
         self.hint = hint
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigFacts:
-    """The few values of cordon.toml that setup needs: port, CA paths (absolute), route hosts → names."""
-
-    listen: int
-    ca_cert: Path
-    ca_key: Path
-    routes: dict[str, str] = field(default_factory=dict)
-    name_constraints: bool | None = None  # [tls] name_constraints (None: unset, constrained by default)
-    listener_tls: bool = False  # a [[listeners]] entry offers TLS to clients: the CA must permit localhost too
-    listeners: dict[str, tuple[int, str]] = field(default_factory=dict)  # name → (port, username)
-
-
 def read_config_facts(paths: ScopePaths) -> ConfigFacts | None:
-    """``listen`` and the CA paths of the scope's cordon.toml, None when it does not exist.
-
-    Read with ``tomllib`` alone so a route still being edited cannot stop ``cordon env`` or setup.
-    """
-    data = read_bytes(paths.config_path)
-    if data is None:
-        return None
+    """The scope's cordon.toml facts (:mod:`cordon_config.facts`) with ``listen`` defaulted to
+    :data:`DEFAULT_PORT`, None when the file does not exist."""
     try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise BaseSetupError(
-            f"{paths.config_path}:{line}: not valid UTF-8", "fix it, or check it with: cordon doctor"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BaseSetupError(
-            f"{paths.config_path} is not valid TOML: {exc}", "fix it, or check it with: cordon doctor"
-        ) from None
-    listen = doc.get("listen", DEFAULT_PORT)
-    if isinstance(listen, bool) or not isinstance(listen, int) or not 1 <= listen <= 65535:
-        raise BaseSetupError(f"{paths.config_path}: listen must be a port number 1-65535, not {listen!r}")
-    tls_table, route_tables, listeners = doc.get("tls"), doc.get("routes"), doc.get("listeners")
-    tls = tls_table if isinstance(tls_table, dict) else {}
-    base = paths.config_path.parent
-
-    def _path(key: str, default: Path) -> Path:
-        value = tls.get(key)
-        if not isinstance(value, str) or not value:
-            return default
-        path = Path(value)
-        return path if path.is_absolute() else base / path
-
-    routes: dict[str, str] = {}
-    for route in route_tables if isinstance(route_tables, list) else []:
-        match = route.get("match") if isinstance(route, dict) else None
-        if isinstance(match, dict) and isinstance(match.get("host"), str):
-            routes[match["host"].lower().rstrip(".")] = str(route.get("name", "?"))
-    listeners = listeners if isinstance(listeners, list) else []
-    listener_tls = any(isinstance(item, dict) and item.get("client_tls", "accept") != "disable" for item in listeners)
-    named: dict[str, tuple[int, str]] = {}
-    for item in listeners:
-        auth = item.get("auth") if isinstance(item, dict) else None
-        port, user = (item.get("port"), auth.get("username")) if isinstance(auth, dict) else (None, None)
-        if isinstance(item.get("name"), str) and isinstance(port, int) and isinstance(user, str):
-            named[item["name"]] = (port, user)
-    return ConfigFacts(
-        listen, _path("ca_cert_path", paths.ca_cert), _path("ca_key_path", paths.ca_key), routes,
-        tls.get("name_constraints") if isinstance(tls.get("name_constraints"), bool) else None,
-        listener_tls, named,
-    )
+        facts = read_facts(paths, default_listen=DEFAULT_PORT)
+        if facts is not None:
+            facts.port()  # a wrong listen stops setup here, with the file's line
+        return facts
+    except FactsError as exc:
+        raise BaseSetupError(str(exc), hint="fix it, or check it with: cordon doctor") from None
 
 
 def _approved_ca(paths: ScopePaths, facts: ConfigFacts | None) -> tuple[list[str] | None, bool] | None:
-    """(the hosts the scope's CA must permit, keep an unconstrained CA) as approved: the approved routes' hosts
-    (and ``localhost`` while a listener offers TLS to its clients, as ``Config.tls_hosts``), none yet for a new
-    scope, None (unconstrained) with ``name_constraints = false``. None: the [tls] settings are not approved, so
-    the CA is left as it is (cordon start refuses them)."""
+    """(the hosts the scope's CA must permit, keep an unconstrained CA): the approved hosts
+    (:func:`cordon_config.facts.approved_hosts`), none yet for a new scope, None (unconstrained) with
+    ``name_constraints = false``. None: the file parses but its [tls] settings are not approved, so the CA is left
+    as it is (cordon start refuses them)."""
     from cordon_ca import permitted_for
     from cordon_config import ConfigError, load_config
     from cordon_config.approvals import check_approved
@@ -106,16 +51,12 @@ def _approved_ca(paths: ScopePaths, facts: ConfigFacts | None) -> tuple[list[str
         return [], False
     try:
         config = load_config(paths.config_path)
-    except (ConfigError, OSError):  # nothing starts from it anyway: the CA follows the file as it did
-        named = {*facts.routes, *(["localhost"] if facts.listener_tls else [])}
-        return permitted_for(facts.name_constraints, named), facts.name_constraints is None
-    pending = check_approved(config, paths)
-    if any(entry.item.kind not in ("route", "listener") for entry in pending):
+    except (ConfigError, OSError):  # nothing starts from it anyway
+        config = None
+    if config is not None and any(entry.item.kind not in ("route", "listener")
+                                  for entry in check_approved(config, paths)):
         return None
-    unapproved = {entry.item.name for entry in pending if entry.item.kind == "route"}
-    routed = {route.host for route in config.routes if route.name not in unapproved}
-    hosts = [host for host in config.tls_hosts() if host in routed or host == "localhost"]
-    return permitted_for(config.tls.name_constraints, hosts), config.tls.name_constraints is None
+    return permitted_for(facts.name_constraints, approved_hosts(facts, paths)), facts.name_constraints is None
 
 
 def _bundle_is_current(bundle: Path, ca_cert: Path) -> bool:

@@ -14,11 +14,11 @@ gets the caller's environment unchanged: it is the one process that needs the se
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cordon_config.facts import FactsError, read_document
 from cordon_config.providers import DUMMY_KEY, provider_for_variable
 
 __all__ = ["ChildEnvironment", "SecretReferences", "child_environment", "secret_references"]
@@ -38,8 +38,8 @@ def secret_references(config_path: Path) -> SecretReferences:
     """The env variables and files the routes of ``config_path`` name (tomllib only, tolerant of a half-edited
     file: whatever can be read is used; an unreadable file names nothing)."""
     try:
-        doc = tomllib.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        doc = read_document(config_path) or {}
+    except FactsError:
         return SecretReferences()
     env_vars: dict[str, str] = {}
     files: list[Path] = []

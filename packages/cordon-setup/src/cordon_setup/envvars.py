@@ -1,4 +1,4 @@
-"""The env contract (spec §5): the variables that send any tool through cordon and make it trust cordon's CA,
+"""The env contract: the variables that send any tool through cordon and make it trust cordon's CA,
 plus cordon's dummy key in the well-known key variable of every routed provider (so a real key from the
 shell never reaches the agent; the proxy injects the real one).
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from cordon_config.identity import IdentityError, ProbeResult, probe
+from cordon_config.proxyproc import STOP_TIMEOUT, ProxyExited, ProxyNotOurs, ProxyTimeout
+from cordon_config.proxyproc import ProxyProcess as Process
+from cordon_config.proxyproc import proxy_argv as base_argv
 from cordon_config.scope import ScopePaths
 
 HEALTH_TIMEOUT = 1.0
@@ -48,14 +48,13 @@ def _refuse(state: ProbeResult, paths: ScopePaths) -> RunError:
 
 
 def proxy_argv(config_path: Path, log_path: Path | None = None) -> list[str]:
-    """``python -m cordon_proxy start -c <config> [--log-file <log>]`` with this interpreter (the proxy is never
-    imported)."""
-    argv = [sys.executable, "-m", "cordon_proxy", "start", "-c", str(config_path)]
-    return [*argv, "--log-file", str(log_path)] if log_path is not None else argv
+    """:func:`cordon_config.proxyproc.proxy_argv` with ``--log-file`` when ``log_path`` is given."""
+    return base_argv(config_path, *(("--log-file", str(log_path)) if log_path is not None else ()))
 
 
 class ProxyProcess:
-    """A proxy subprocess for one config, logging to ``log_path``; stopped with SIGTERM (it drains)."""
+    """A proxy subprocess for one config (:class:`cordon_config.proxyproc.ProxyProcess`), logging to
+    ``log_path``; stopped with SIGTERM (it drains)."""
 
     def __init__(
         self,
@@ -67,43 +66,31 @@ class ProxyProcess:
         argv: Sequence[str] | None = None,
     ) -> None:
         self.paths = paths
-        config_path = self.config_path = paths.config_path
+        self.config_path = paths.config_path
         self.port = port
         self.log_path = log_path
-        self.environ = dict(environ)
-        self.argv = list(argv) if argv is not None else proxy_argv(config_path, log_path)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process = Process(argv if argv is not None else proxy_argv(paths.config_path, log_path),
+                               env=environ, log_path=log_path, append=True, new_session=True)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.proc
 
     def start(self, *, timeout: float = START_TIMEOUT) -> None:
         """Start it and wait (bounded) until it proves it is this scope's cordon; RunError with the cause from
         its log otherwise (or naming what took the port meanwhile)."""
-        from cordon_config.files import open_log_file
-
-        fd = open_log_file(self.log_path)  # 0600; also catches what a proxy that cannot start prints
-        self._start_offset = os.fstat(fd).st_size
+        self.process.start()
         try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=fd,
-                stderr=fd,
-                env=self.environ,
-                start_new_session=True,
-            )
-        finally:
-            os.close(fd)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            state = proxy_state(self.paths, self.port, timeout=0.5)
-            if state.ours and state.pid in (None, self.proc.pid):
-                return
-            if state.kind != "none" and not state.ours:
-                self.stop()
-                raise _refuse(state, self.paths)
-            time.sleep(0.05)
-        self.stop()
+            self.process.wait_ours(self.paths, self.port, timeout)
+            return
+        except ProxyNotOurs as exc:
+            self.stop()
+            raise _refuse(exc.state, self.paths) from None
+        except IdentityError as exc:
+            self.stop()
+            raise RunError(exc.message, exc.hint) from None
+        except (ProxyExited, ProxyTimeout):
+            self.stop()
         cause, hint = self._cause()
         raise RunError(
             f"the proxy for {self.config_path} did not become healthy on 127.0.0.1:{self.port}"
@@ -115,12 +102,7 @@ class ProxyProcess:
     def _cause(self) -> tuple[str | None, str | None]:
         """What this start wrote to the log: its first ``cordon: …`` error (the cause, not the last line) and
         its ``hint:`` line."""
-        try:
-            with open(self.log_path, "rb") as handle:
-                handle.seek(getattr(self, "_start_offset", 0))
-                lines = handle.read(1 << 20).decode("utf-8", "replace").splitlines()
-        except OSError:
-            return None, None
+        lines = self.process.log_text()[: 1 << 20].splitlines()
         causes = [line.removeprefix("cordon: ") for line in lines if line.startswith("cordon: ")]
         hints = [line.removeprefix("hint: ") for line in lines if line.startswith("hint: ")]
         if not causes:
@@ -131,17 +113,9 @@ class ProxyProcess:
             cause += f" (and {len(causes) - 1} more in {self.log_path})"
         return cause, (hints[0] if hints else None)
 
-    def stop(self, *, timeout: float = 12.0) -> None:
+    def stop(self, *, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, wait (bounded: the proxy drains up to 10 s), then SIGKILL."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        self.process.stop(timeout)
 
 
 def run_command(argv: Sequence[str], env: Mapping[str, str]) -> int:

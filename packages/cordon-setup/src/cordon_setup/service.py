@@ -1,4 +1,4 @@
-"""Background service (spec §5): a systemd user unit on Linux, a launchd agent on macOS.
+"""Background service: a systemd user unit on Linux, a launchd agent on macOS.
 
 Generating the files is pure (:func:`systemd_unit`, :func:`launchd_plist`); :class:`ServiceManager` runs
 ``systemctl --user`` / ``launchctl`` and is the only part with side effects.

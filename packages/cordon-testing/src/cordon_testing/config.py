@@ -13,7 +13,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cordon_config.files import atomic_write
+from cordon_config.proxyproc import stop_process
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 from keyring.errors import PasswordDeleteError
@@ -181,14 +181,6 @@ def secret_service_missing() -> list[str]:
     return [tool for tool in SECRET_SERVICE_TOOLS if shutil.which(tool) is None]
 
 
-def _terminate(proc: subprocess.Popen[bytes], timeout: float = SECRET_SERVICE_TIMEOUT) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
 
 
 
@@ -280,7 +272,7 @@ class SecretService:
 
     def close(self) -> None:
         for proc in reversed(self.procs):  # gnome-keyring first, then its bus
-            _terminate(proc)
+            stop_process(proc, SECRET_SERVICE_TIMEOUT)
             if proc.stdout is not None:
                 proc.stdout.close()
         shutil.rmtree(self.runtime, ignore_errors=True)

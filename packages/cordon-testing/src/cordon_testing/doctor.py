@@ -1,7 +1,7 @@
 """Test helpers (used by cordon-doctor's tests and the demo e2e test; not used at run time).
 
 :func:`write_fake_proxy` writes a stand-in ``cordon_proxy`` package into a directory; put that directory first
-on ``PYTHONPATH`` and ``python -m cordon_proxy start --config PATH`` runs it instead of the real proxy. It
+on ``PYTHONPATH`` and ``python -m cordon_proxy start -c PATH`` (or ``--config PATH``) runs it instead of the real proxy. It
 injects failures the demo must name: ``crash`` (exits at once), ``refuse`` (answers /health, then refuses
 every CONNECT with 403), ``hang`` (never answers anything). It proves its identity on /health with the scope's
 key, as the real proxy does (cordon_config.identity), so the failure it injects is the one the demo meets.
@@ -21,7 +21,7 @@ from cordon_config.scope import resolve_scope
 
 mode = {mode!r}
 args = sys.argv[1:]
-config = args[args.index("--config") + 1]
+config = args[args.index("--config" if "--config" in args else "-c") + 1]
 if mode == "crash":
     sys.stderr.write("fake proxy: crashing on purpose\\n")
     sys.exit(3)

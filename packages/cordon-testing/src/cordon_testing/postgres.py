@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cordon_config.ports import free_port
+
 TIMEOUT = 30.0
 METHODS = {"scram_user": "scram-sha-256", "md5_user": "md5", "plain_user": "password"}
 
@@ -66,12 +68,6 @@ def _server_user() -> pwd.struct_passwd | None:
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def canary(label: str) -> str:

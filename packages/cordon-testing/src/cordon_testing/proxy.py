@@ -19,11 +19,9 @@ import gzip
 import http.client
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +29,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from cordon_config.ports import free_port
+from cordon_config.proxyproc import ProxyExited, ProxyTimeout, proxy_argv, stop_process
+from cordon_config.proxyproc import ProxyProcess as Process
 
 from cordon_testing.namespaces import UNROUTED_ADDRESS, PrivateNetwork, hosts_argv
 
@@ -330,13 +332,6 @@ class RecordingUpstream:
 # -- the proxy as a subprocess ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class RouteSpec:
     """A route for :func:`write_config` (secret from the ``env`` source)."""
@@ -466,8 +461,11 @@ class ProxyProcess:
         full["XDG_CONFIG_HOME"] = str(home / ".config")
         self.env = full
         self.args = args
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
+        self.process: Process | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.process is None else self.process.proc
 
     @property
     def url(self) -> str:
@@ -481,15 +479,10 @@ class ProxyProcess:
         """
         if self.approve:
             approve_as_user(self.config_path, self.env)
-        argv = [sys.executable, "-m", "cordon_proxy", "start", "-c", str(self.config_path), *self.args]
-        argv = hosts_argv(argv, self.names, self.config_path.parent / "hosts")
+        argv = hosts_argv(proxy_argv(self.config_path, *self.args), self.names, self.config_path.parent / "hosts")
         if self.network is not None:
             argv = self.network.argv(argv)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-        )
+        self.process = Process(argv, env=self.env, log_path=self.log_path).start()
         if wait:
             try:
                 self.wait_healthy()
@@ -499,32 +492,24 @@ class ProxyProcess:
         return self
 
     def wait_healthy(self, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.logs()}")
-            if health_ok(self.port, timeout=0.5, network=self.network):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"proxy not healthy within {timeout} s:\n{self.logs()}")
+        """Wait until /health answers 200 (inside the private network when there is one)."""
+        assert self.process is not None, "start() first"
+        try:
+            self.process.wait_until(lambda: health_ok(self.port, timeout=0.5, network=self.network) or None,
+                                    timeout)
+        except ProxyExited as exc:
+            raise RuntimeError(f"proxy exited with {exc.code}:\n{self.logs()}") from None
+        except ProxyTimeout:
+            raise RuntimeError(f"proxy not healthy within {timeout} s:\n{self.logs()}") from None
 
     def stop(self, timeout: float = TIMEOUT) -> int:
-        """SIGTERM, wait (bounded), SIGKILL as a last resort; returns the exit code."""
-        proc = self.proc
-        if proc is None:
-            return 0
-        terminate(proc, timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return proc.returncode
+        """SIGTERM, wait (bounded), SIGKILL as a last resort; returns the exit code (0 when never started)."""
+        code = None if self.process is None else self.process.stop(timeout)
+        return 0 if code is None else code
 
     def logs(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+        """Everything the proxy wrote ('' before it started)."""
+        return "" if self.process is None else self.process.log_text()
 
     def __enter__(self) -> ProxyProcess:
         return self.start()
@@ -633,14 +618,7 @@ def read_head(sock: socket.socket) -> bytes:
 
 def terminate(proc: subprocess.Popen[Any], timeout: float = TIMEOUT) -> int:
     """Stop ``proc``: SIGTERM, a bounded wait, SIGKILL as a last resort; returns its exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-    return proc.returncode
+    return stop_process(proc, timeout)
 
 
 def curl(*args: str, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT,

@@ -1,4 +1,4 @@
-"""Answers cordon gives itself (spec §3, SECURITY.md A.11): ``text/plain``, one line ``cordon: ...``.
+"""Answers cordon gives itself (SECURITY.md A.11): ``text/plain``, one line ``cordon: ...``.
 
 Every such answer carries ``X-Cordon-Error: <code>`` and ``Connection: close``; the caller closes the
 connection after sending it. Messages never contain a secret, a header value or a query string.

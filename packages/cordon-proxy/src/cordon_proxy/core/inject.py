@@ -8,11 +8,11 @@ then set exactly one injected header. ``Host`` and the framing header are re-set
 from __future__ import annotations
 
 import base64
-import re
 from functools import lru_cache
 from typing import Protocol
 
 from cordon_config.model import BasicAuth, HeaderAuth, Route
+from cordon_config.secrets import is_header_value
 
 from cordon_proxy.core.http1 import Headers
 
@@ -71,18 +71,10 @@ def connection_tokens(headers: Headers, lowered: list[bytes] | None = None) -> s
     return names
 
 
-_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]+")
-
-
-def _valid_field_value(value: str) -> bool:
-    """Non-empty, HTAB or visible ASCII or space only, no leading/trailing whitespace."""
-    return _FIELD_VALUE.fullmatch(value) is not None and value == value.strip(" \t")
-
-
 def injected_header(route: Route, secret: SecretLike) -> tuple[bytes, bytes]:
     """The one header cordon adds for ``route``; raises :class:`InjectionError` for an unusable value."""
     raw = secret.reveal()
-    if not _valid_field_value(raw):
+    if not is_header_value(raw):
         raise InjectionError(f'secret for route "{route.name}" is not a valid header value')
     auth = route.auth
     if isinstance(auth, BasicAuth):

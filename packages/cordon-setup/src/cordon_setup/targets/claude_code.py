@@ -1,4 +1,4 @@
-"""Claude Code (spec §6): ``env`` and a ``UserPromptSubmit`` hook in its settings file, plus a skill."""
+"""Claude Code: ``env`` and a ``UserPromptSubmit`` hook in its settings file, plus a skill."""
 
 from __future__ import annotations
 
