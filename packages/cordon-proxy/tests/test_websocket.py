@@ -4,10 +4,18 @@ The upgrade request to a routed host is injected like any request; after the ups
 spliced both ways until either side closes (text, binary, close codes both ways). Any other upstream status is
 relayed as an ordinary response. The client opens the tunnel itself (CONNECT on a plain socket) and hands the
 socket to ``websockets``, so no name is ever resolved outside the proxy's test resolver.
+
+The client is websockets' asyncio client, which reads and writes its TLS connection from one thread. The sync
+client reads in a thread of its own while the caller's thread writes, both on one ``ssl.SSLSocket``; an OpenSSL
+connection is not safe to use from two threads at once, and a TLS 1.3 session ticket (which a TLS server sends
+right after the handshake, so on loopback just as the client writes its upgrade request) read during that write
+can lose the request: the client then waits for a 101 that never comes. That race is the client's, with or
+without cordon in between.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import ssl
@@ -19,8 +27,8 @@ from pathlib import Path
 import pytest
 import trustme
 from cordon_testing.proxy import ProxyProcess, RouteSpec, free_port, write_config
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
 from websockets.sync.server import Server, ServerConnection, serve
 
 SECRET = "sk-websocket-secret-91b2"
@@ -105,7 +113,8 @@ def _tunnel(stack: WsStack) -> socket.socket:
     return sock
 
 
-def _open(stack: WsStack, path: str = "/v1/realtime"):  # type: ignore[no-untyped-def]
+def _open(stack: WsStack, path: str = "/v1/realtime") -> connect:
+    """The opening handshake through a fresh tunnel (an async context manager giving the connection)."""
     ctx = ssl.create_default_context(cafile=str(stack.cordon_ca))
     return connect(
         f"wss://api.test:{stack.upstream.port}{path}",
@@ -120,17 +129,26 @@ def _open(stack: WsStack, path: str = "/v1/realtime"):  # type: ignore[no-untype
     )
 
 
+async def _recv(ws: ClientConnection) -> str | bytes:
+    async with asyncio.timeout(TIMEOUT):
+        return await ws.recv()
+
+
 def test_websocket_text_binary_and_client_close(ws_stack: WsStack) -> None:
     before = len(ws_stack.upstream.close_codes)
-    with _open(ws_stack) as ws:
-        ws.send("hello")
-        assert ws.recv(timeout=TIMEOUT) == "echo:hello"
-        ws.send(b"\x00\x01\xffbinary")
-        assert ws.recv(timeout=TIMEOUT) == b"echo:\x00\x01\xffbinary"
-        big = "x" * 200_000
-        ws.send(big)
-        assert ws.recv(timeout=TIMEOUT) == "echo:" + big
-        ws.close(1000, "done")
+
+    async def talk() -> None:
+        async with _open(ws_stack) as ws:
+            await ws.send("hello")
+            assert await _recv(ws) == "echo:hello"
+            await ws.send(b"\x00\x01\xffbinary")
+            assert await _recv(ws) == b"echo:\x00\x01\xffbinary"
+            big = "x" * 200_000
+            await ws.send(big)
+            assert await _recv(ws) == "echo:" + big
+            await ws.close(1000, "done")
+
+    asyncio.run(talk())
     headers = ws_stack.upstream.headers[-1]
     auth = [v for n, v in headers if n.lower() == "authorization"]
     assert auth == [f"Bearer {SECRET}"], "the upgrade request is injected like any other"
@@ -145,16 +163,24 @@ def test_websocket_text_binary_and_client_close(ws_stack: WsStack) -> None:
 
 
 def test_websocket_upstream_close_code_reaches_client(ws_stack: WsStack) -> None:
-    with _open(ws_stack) as ws:
-        ws.send("close-me")
-        with pytest.raises(ConnectionClosed) as info:
-            ws.recv(timeout=TIMEOUT)
-    assert info.value.rcvd is not None
-    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4001, "bye from upstream")
+    async def talk() -> ConnectionClosed:
+        async with _open(ws_stack) as ws:
+            await ws.send("close-me")
+            with pytest.raises(ConnectionClosed) as info:
+                await _recv(ws)
+        return info.value
+
+    closed = asyncio.run(talk())
+    assert closed.rcvd is not None
+    assert (closed.rcvd.code, closed.rcvd.reason) == (4001, "bye from upstream")
 
 
 def test_websocket_refused_upgrade_is_relayed_as_a_response(ws_stack: WsStack) -> None:
+    async def talk() -> None:
+        async with _open(ws_stack, "/deny"):
+            pass
+
     with pytest.raises(InvalidStatus) as info:
-        _open(ws_stack, "/deny")
+        asyncio.run(talk())
     assert info.value.response.status_code == 403
     assert SECRET.encode() not in info.value.response.body
