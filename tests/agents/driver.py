@@ -27,6 +27,7 @@ from typing import Any
 
 import fake_provider
 import trustme
+from cordon_testing.config import wait_for_secret_service
 
 KEYRING_PASSWORD = b"throwaway-keyring-password"
 
@@ -88,6 +89,7 @@ def start_keyring(env: dict[str, str]) -> subprocess.Popen[bytes]:
     assert proc.stdin is not None
     proc.stdin.write(KEYRING_PASSWORD)
     proc.stdin.close()
+    wait_for_secret_service()  # before any client: an early call would start a second, locked daemon
     return proc
 
 

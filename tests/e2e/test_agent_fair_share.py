@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from cordon_config.tokens import TokenStore
-from cordon_testing.proxy import TIMEOUT, Stack, read_head, running_stack, tokens_for
+from cordon_testing.proxy import TIMEOUT, Stack, read_head, read_response, running_stack, tokens_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,17 +39,25 @@ def stack(tmp_path: Path) -> Iterator[tuple[Stack, str]]:
         yield s, header
 
 
-def _holder_request(s: Stack, header: str, path: str) -> ssl.SSLSocket:
+def _holder_tunnel(s: Stack, header: str) -> ssl.SSLSocket:
+    """A token holder's new connection, CONNECTed to the routed host and in TLS with cordon."""
     sock = socket.create_connection(("127.0.0.1", s.proxy.port), timeout=TIMEOUT)
-    sock.sendall(f"CONNECT api.test:{s.upstream.port} HTTP/1.1\r\nHost: api.test\r\n"
-                 f"Proxy-Authorization: {header}\r\n\r\n".encode())
-    head = read_head(sock)
-    assert head.startswith(b"HTTP/1.1 200 "), head
-    tls = ssl.create_default_context(cafile=str(s.cordon_ca)).wrap_socket(sock, server_hostname="api.test")
+    try:
+        sock.sendall(f"CONNECT api.test:{s.upstream.port} HTTP/1.1\r\nHost: api.test\r\n"
+                     f"Proxy-Authorization: {header}\r\n\r\n".encode())
+        head = read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        return ssl.create_default_context(cafile=str(s.cordon_ca)).wrap_socket(sock, server_hostname="api.test")
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _get(tls: ssl.SSLSocket, path: str) -> bytes:
+    """GET ``path`` on the tunnel; the whole response is read, so the next one starts at its own head."""
     tls.sendall(f"GET {path} HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer dummy\r\n\r\n".encode())
-    head = read_head(tls)
-    assert head.startswith(b"HTTP/1.1 200 "), head
-    return tls
+    head, _ = read_response(tls)
+    return head
 
 
 def _is_closed(sock: socket.socket, wait: float) -> bool:
@@ -70,8 +78,11 @@ def test_a_token_holder_is_served_while_unauthenticated_connections_flood(stack)
         sock = socket.create_connection(("127.0.0.1", s.proxy.port), timeout=TIMEOUT)
         sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{s.proxy.port}\r\n\r\n".encode())
         loopers.append(sock)
+    holder: list[ssl.SSLSocket] = []
     try:
-        tls = _holder_request(s, header, "/served-under-flood")
+        tls = _holder_tunnel(s, header)
+        holder.append(tls)
+        assert _get(tls, "/served-under-flood").startswith(b"HTTP/1.1 200 ")
         assert s.upstream.requests[-1].path == "/served-under-flood"
         assert s.upstream.requests[-1].header("Authorization") == [f"Bearer {SECRET}"]
         # all but the newest CAP unauthenticated connections were closed at once to make room
@@ -86,13 +97,11 @@ def test_a_token_holder_is_served_while_unauthenticated_connections_flood(stack)
             assert data == b"" or data.startswith(b"HTTP/1.1 200 ")
         # the token holder's keep-alive connection outlives the unauthenticated first-head deadline
         time.sleep(FIRST_HEAD * 1.5)
-        tls.sendall(b"GET /still-served HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer dummy\r\n\r\n")
-        assert read_head(tls).startswith(b"HTTP/1.1 200 ")
-        tls.close()
+        assert _get(tls, "/still-served").startswith(b"HTTP/1.1 200 ")
         # and an unauthenticated connection that sends nothing does not
         assert all(_is_closed(sock, TIMEOUT) for sock in idle[FLOOD - CAP:])
     finally:
-        for sock in idle + loopers:
+        for sock in idle + loopers + holder:
             sock.close()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cordon_testing.doctor import write_fake_proxy
+from cordon_testing.proxy import default_signals
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +94,7 @@ def test_demo_failure_names_the_step(tmp_path: Path, mode: str, step: str) -> No
 def test_demo_cleans_up_on_signal(tmp_path: Path, signum: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cordon", "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=with_fake_proxy(tmp_path, "stall"), stdin=subprocess.DEVNULL,
+        env=with_fake_proxy(tmp_path, "stall"), stdin=subprocess.DEVNULL, preexec_fn=default_signals,
     )
     assert proc.stdout is not None
     lines: list[str] = []

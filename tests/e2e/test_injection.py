@@ -91,16 +91,21 @@ def test_http_client_keep_alive_two_requests_on_one_tunnel(stack: Stack) -> None
     assert len({r.connection for r in stack.upstream.requests[before:]}) == 1
 
 
-def test_urllib_through_proxy_handler(stack: Stack) -> None:
-    before = len(stack.upstream.requests)
+def _urllib_get(stack: Stack, path: str) -> bytes:
+    """GET ``path`` on api.test with urllib through the proxy (the dummy key); the body."""
     ctx = ssl.create_default_context(cafile=str(stack.cordon_ca))
     opener = urllib.request.build_opener(
         urllib.request.ProxyHandler({"https": stack.proxy_url}), urllib.request.HTTPSHandler(context=ctx)
     )
-    request = urllib.request.Request(f"https://api.test:{stack.upstream.port}/urllib",
+    request = urllib.request.Request(f"https://api.test:{stack.upstream.port}{path}",
                                      headers={"Authorization": f"Bearer {DUMMY}"})
     with opener.open(request, timeout=10) as response:
-        body = response.read()
+        return bytes(response.read())
+
+
+def test_urllib_through_proxy_handler(stack: Stack) -> None:
+    before = len(stack.upstream.requests)
+    body = _urllib_get(stack, "/urllib")
     assert json.loads(body)["path"] == "/urllib"
     _assert_injected(stack, before, body)
 
@@ -144,6 +149,9 @@ def test_health_says_only_ok_to_a_client_without_the_scopes_key(stack: Stack) ->
 
 
 def test_logs_have_one_line_per_request_and_no_secret(stack: Stack) -> None:
+    # the lines this test reads, whichever tests ran before it: a query string and the urllib request
+    _urllib_get(stack, "/v1/models?limit=1")
+    _urllib_get(stack, "/urllib")
     deadline = time.monotonic() + 10
     while "GET api.test/urllib 200" not in (logs := stack.proxy.logs()) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -38,6 +38,8 @@ ROUTES = [
               paths=("/v1/responses", "/v1/models*", "/echo/*"), requests_per_minute=600, burst=100),
     RouteSpec("slow", "other.test", "CORDON_TEST_SECRET", header_name="x-api-key", scheme=None,
               requests_per_minute=60, burst=2),
+    # the stack's own 429 for the audit log, so the "slow" bucket is whole for the rate-limit test
+    RouteSpec("audited", "third.test", "CORDON_TEST_SECRET", requests_per_minute=1, burst=1),
 ]
 EGRESS = '[egress]\nunrouted = "deny"\nallow = ["192.0.2.1", "*.allowed.test"]\n'
 
@@ -50,6 +52,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                        before_start=_add_egress) as s:
         for form in ("plain", "chunked", "gzip", "br"):
             s.upstream.handlers[f"/echo/{form}"] = echo_key(form)
+        # each decision the audit log records, once, whichever test runs first (the audit tests read them)
+        _request(s, "GET", "/v1/responses")  # injected
+        _request(s, "PUT", "/v1/responses")  # denied
+        _request(s, "GET", "/echo/plain")  # scrubbed
+        for _ in range(2):
+            _request(s, "GET", "/audited", host="third.test")  # the second: rate-limited
         yield s
 
 

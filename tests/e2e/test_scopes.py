@@ -4,7 +4,9 @@ an error; discovery from a subdirectory; one place for logs.
 
 Each project is set up with `cordon setup`, gets a route for `localhost` (the recording TLS upstream, its CA
 trusted through `cordon config set tls.upstream_ca_file`), and runs `cordon start` or `cordon run`. Clients get
-exactly what `cordon env` prints. Loopback only.
+exactly what `cordon env` prints. Loopback only: where the machine allows it (root, as in CI), each test's
+projects, proxies, upstream and clients share a private network namespace, so the ports `cordon setup` picks
+from 6790 cannot be taken by another test run on the machine before `cordon start` binds them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cordon_testing.namespaces import PrivateNetwork, unavailable
 from cordon_testing.project import Project, run_client
 from cordon_testing.proxy import RecordingUpstream
 
@@ -39,8 +42,18 @@ def _env_proxy_node() -> str | None:
 
 
 @pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[tuple[RecordingUpstream, Path]]:
-    with RecordingUpstream() as server:
+def network() -> Iterator[PrivateNetwork | None]:
+    """The test's own network namespace, or None (the shared one) where none can be made."""
+    if unavailable(network=True):
+        yield None
+        return
+    with PrivateNetwork() as private:
+        yield private
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, network: PrivateNetwork | None) -> Iterator[tuple[RecordingUpstream, Path]]:
+    with RecordingUpstream(network=network) as server:
         yield server, server.write_ca(tmp_path / "upstream-ca.pem")
 
 
@@ -49,8 +62,8 @@ def injected(server: RecordingUpstream, path: str) -> list[str]:
     return [value for seen in server.requests if seen.path.startswith(path) for value in seen.header("Authorization")]
 
 
-def project(tmp_path: Path, name: str, server_ca: Path, var: str) -> Project:
-    p = Project(tmp_path / name).setup()
+def project(tmp_path: Path, name: str, server_ca: Path, var: str, network: PrivateNetwork | None) -> Project:
+    p = Project(tmp_path / name, network=network).setup()
     p.route_localhost("local", var, upstream_ca=server_ca)
     return p
 
@@ -59,9 +72,9 @@ def project(tmp_path: Path, name: str, server_ca: Path, var: str) -> Project:
 
 
 @pytest.mark.parametrize("name", ["My Project", "Projé", "a@b:c"])
-def test_the_env_contract_works_for_any_directory_name(tmp_path: Path, upstream, name: str) -> None:
+def test_the_env_contract_works_for_any_directory_name(tmp_path: Path, upstream, network, name: str) -> None:
     server, ca = upstream
-    p = project(tmp_path, name, ca, "LOCAL_KEY")
+    p = project(tmp_path, name, ca, "LOCAL_KEY", network)
     secret = f"sk-{abs(hash(name))}"
     contract = p.contract()
     assert "localhost" not in contract["NO_PROXY"].split(",")  # the routed host must reach the proxy
@@ -87,7 +100,7 @@ def test_the_env_contract_works_for_any_directory_name(tmp_path: Path, upstream,
         for client, argv in clients.items():
             if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
                 continue
-            done = run_client(argv, env)
+            done = run_client(argv, env, network=network)
             path = "/" + argv[-1].split("/", 3)[3]
             seen = injected(server, path)
             assert seen and set(seen) == {f"Bearer {secret}"}, (client, done.returncode, done.stdout, done.stderr,
@@ -97,16 +110,16 @@ def test_the_env_contract_works_for_any_directory_name(tmp_path: Path, upstream,
     assert DUMMY not in json.dumps([s.headers for s in server.requests])
 
 
-def test_a_no_proxy_that_lists_the_routed_host_sends_it_around_cordon(tmp_path: Path, upstream) -> None:
+def test_a_no_proxy_that_lists_the_routed_host_sends_it_around_cordon(tmp_path: Path, upstream, network) -> None:
     """The contrast: with the old NO_PROXY the client goes direct and the route never sees the request; doctor
     says so, and `cordon run` (the contract's NO_PROXY) goes through."""
     server, ca = upstream
-    p = project(tmp_path, "proj", ca, "LOCAL_KEY")
+    p = project(tmp_path, "proj", ca, "LOCAL_KEY", network)
     old = {**p.client_env(), "NO_PROXY": "localhost,127.0.0.1,::1", "no_proxy": "localhost,127.0.0.1,::1",
            "CURL_CA_BUNDLE": str(ca)}
     url = f"https://localhost:{server.port}"
     with p.start(secrets={"LOCAL_KEY": "sk-local"}):
-        run_client(["curl", "-sS", "-H", f"Authorization: Bearer {DUMMY}", f"{url}/direct"], old)
+        run_client(["curl", "-sS", "-H", f"Authorization: Bearer {DUMMY}", f"{url}/direct"], old, network=network)
         assert injected(server, "/direct") == [f"Bearer {DUMMY}"]  # bypassed: the dummy reached the upstream
         doctor = p.run("doctor", check=False, env={"NO_PROXY": "localhost,127.0.0.1,::1"})
         assert "warn routes.no_proxy: NO_PROXY=localhost,127.0.0.1,::1 in this environment sends localhost " \
@@ -119,17 +132,17 @@ def test_a_no_proxy_that_lists_the_routed_host_sends_it_around_cordon(tmp_path: 
 # -- major 2 (ports) and discovery ----------------------------------------------------------------------------
 
 
-def test_two_projects_get_two_ports_and_each_client_reaches_its_own_proxy(tmp_path: Path, upstream) -> None:
+def test_two_projects_get_two_ports_and_each_client_reaches_its_own_proxy(tmp_path: Path, upstream, network) -> None:
     server, ca = upstream
-    a = project(tmp_path, "A", ca, "A_KEY")
-    b = project(tmp_path, "B", ca, "B_KEY")  # set up while A's proxy is not running
+    a = project(tmp_path, "A", ca, "A_KEY", network)
+    b = project(tmp_path, "B", ca, "B_KEY", network)  # set up while A's proxy is not running
     assert a.port != b.port
     scopes = {row["config"]: row for row in json.loads(a.run("scopes", "list", "--json").stdout)}
     assert scopes[str(a.config)]["port"] == a.port and scopes[str(b.config)]["port"] == b.port
     url = f"https://localhost:{server.port}"
     with a.start(secrets={"A_KEY": "sk-a"}), b.start(secrets={"B_KEY": "sk-b"}):
         for p, path in ((a, "/from-a"), (b, "/from-b")):
-            done = run_client(["curl", "-sS", "--fail", f"{url}{path}"], p.client_env())
+            done = run_client(["curl", "-sS", "--fail", f"{url}{path}"], p.client_env(), network=network)
             assert done.returncode == 0, done.stderr
         assert injected(server, "/from-a") == ["Bearer sk-a"] and injected(server, "/from-b") == ["Bearer sk-b"]
         status = json.loads(b.run("status", "--json").stdout)
@@ -138,9 +151,9 @@ def test_two_projects_get_two_ports_and_each_client_reaches_its_own_proxy(tmp_pa
     assert taken.returncode == 2 and f"another cordon scope ({a.config})" in taken.stderr
 
 
-def test_from_a_subdirectory_every_command_finds_the_project(tmp_path: Path, upstream) -> None:
+def test_from_a_subdirectory_every_command_finds_the_project(tmp_path: Path, upstream, network) -> None:
     server, ca = upstream
-    p = project(tmp_path, "proj", ca, "LOCAL_KEY")
+    p = project(tmp_path, "proj", ca, "LOCAL_KEY", network)
     sub = p.dir / "src" / "deep"
     sub.mkdir(parents=True)
     assert p.run("config", "path", cwd=sub).stdout.strip() == str(p.config)
@@ -159,9 +172,9 @@ def test_from_a_subdirectory_every_command_finds_the_project(tmp_path: Path, ups
 # -- major 4: no token, no URL --------------------------------------------------------------------------------
 
 
-def test_an_unknown_token_stops_cordon_run_before_anything_is_sent(tmp_path: Path, upstream) -> None:
+def test_an_unknown_token_stops_cordon_run_before_anything_is_sent(tmp_path: Path, upstream, network) -> None:
     server, ca = upstream
-    p = project(tmp_path, "proj", ca, "LOCAL_KEY")
+    p = project(tmp_path, "proj", ca, "LOCAL_KEY", network)
     with p.start(secrets={"LOCAL_KEY": "sk-x"}):
         done = p.run("run", "--token", "nope", "--", "curl", "-sS", f"https://localhost:{server.port}/nope",
                      check=False)
@@ -175,9 +188,9 @@ def test_an_unknown_token_stops_cordon_run_before_anything_is_sent(tmp_path: Pat
 # -- one place for logs ---------------------------------------------------------------------------------------
 
 
-def test_cordon_logs_shows_the_log_wherever_the_proxy_wrote_it(tmp_path: Path, upstream) -> None:
+def test_cordon_logs_shows_the_log_wherever_the_proxy_wrote_it(tmp_path: Path, upstream, network) -> None:
     server, ca = upstream
-    p = project(tmp_path, "proj", ca, "LOCAL_KEY")
+    p = project(tmp_path, "proj", ca, "LOCAL_KEY", network)
     missing = p.run("logs", check=False)
     assert missing.returncode == 1 and "no proxy log for this scope yet" in missing.stderr
     done = p.run("run", "--", "curl", "-sS", "--fail", f"https://localhost:{server.port}/logged",
@@ -191,7 +204,8 @@ def test_cordon_logs_shows_the_log_wherever_the_proxy_wrote_it(tmp_path: Path, u
     assert "sk-log" not in state_log.read_text() and "/health" not in logs  # no secret; health checks at debug
     custom = tmp_path / "elsewhere" / "cordon.log"
     with p.start("--log-file", str(custom), secrets={"LOCAL_KEY": "sk-log"}):
-        run_client(["curl", "-sS", "--fail", f"https://localhost:{server.port}/custom"], p.client_env())
+        run_client(["curl", "-sS", "--fail", f"https://localhost:{server.port}/custom"], p.client_env(),
+                   network=network)
     assert p.run("logs", "--path").stdout.strip() == str(custom)
     tail = p.run("logs", "-n", "3").stdout
     assert "/custom 200" in tail and tail.count("\n") == 3

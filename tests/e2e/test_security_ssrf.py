@@ -82,8 +82,12 @@ def test_absolute_form_to_loopback_in_disguise_is_refused(stack: Stack, dead_por
     _assert_blocked(_exchange(stack.proxy.port, request.encode()))
 
 
-def test_no_connection_was_attempted(stack: Stack) -> None:
+def test_no_connection_was_attempted(stack: Stack, dead_port: int) -> None:
     """The log shows only blocked destinations: no connect failure, i.e. no connection attempt."""
+    for host in DISGUISED:  # every disguise in both forms, whichever tests ran before this one
+        target = f"{host}:{dead_port}"
+        _exchange(stack.proxy.port, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        _exchange(stack.proxy.port, f"GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
     logs = stack.proxy.logs()
     assert "error=blocked" in logs
     assert "upstream-failed" not in logs

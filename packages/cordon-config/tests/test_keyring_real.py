@@ -20,7 +20,7 @@ from cordon_testing.config import approve_config, route_block, write_config
 
 pytestmark = pytest.mark.keyring
 
-MISSING = [tool for tool in ("gnome-keyring-daemon", "dbus-run-session") if shutil.which(tool) is None]
+MISSING = [tool for tool in ("gnome-keyring-daemon", "dbus-run-session", "dbus-send") if shutil.which(tool) is None]
 
 
 @pytest.mark.skipif(bool(MISSING), reason=f"needs {' and '.join(MISSING)} (apt-get install gnome-keyring dbus)")
@@ -66,6 +66,7 @@ def test_keyring_routes_against_gnome_keyring(tmp_path: Path) -> None:
         #!/bin/sh
         set -e
         printf %s throwaway-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+        {python} -c 'from cordon_testing.config import wait_for_secret_service; wait_for_secret_service()'
         printf '%s\\n' {canary!r} | {python} -m cordon_config secret set openai -c {config}
         {python} -m cordon_config secret check openai -c {config}
         {python} {tmp_path / 'check.py'}

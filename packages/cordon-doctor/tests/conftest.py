@@ -21,12 +21,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environ: Path
 
     from cordon_config.scope import resolve_scope
     from cordon_setup.base import ensure_base_setup
+    from cordon_testing.proxy import free_port
 
     proj = tmp_path / "proj"
     proj.mkdir()
     monkeypatch.chdir(proj)
     paths = resolve_scope(None, None, env=os.environ, cwd=proj)
-    ensure_base_setup(paths, progress=lambda line: None)
+    # a port the OS just gave out, not the first free one from 6790: a proxy or test elsewhere on the machine
+    # may take 6790 between setup and the doctor's port check
+    ensure_base_setup(paths, port=free_port(), progress=lambda line: None)
     # The bundle check compares with the system store's mtime; pin it so a store updated meanwhile
     # (update-ca-certificates on this machine) cannot turn a fresh bundle into a warning mid-test.
     import cordon_ca

@@ -147,15 +147,20 @@ def test_the_session_is_really_relayed(stack: Stack) -> None:
 
 
 def test_canary_no_password_in_any_output_or_log(stack: Stack) -> None:
-    """Runs last in this module: everything the clients saw and everything cordon logged."""
+    """Everything the clients of this module saw and everything cordon logged (a session and a failure at
+    least, whichever tests ran before this one)."""
+    assert stack.connect("psql", "scram-verify-full", "scram_user").ok
     assert stack.connect("psql", "scram-verify-full", "postgres").error  # a failure's text counts too
-    stack.proxy.stop()
-    seen = "\n".join([*stack.outputs, stack.proxy.logs()])
-    assert "pg: session started" in seen
-    for password in stack.pg.passwords.values():
-        assert password not in seen
-    for path in stack.proxy.config_path.parent.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            for password in stack.pg.passwords.values():
-                assert password.encode() not in data, path
+    stack.proxy.stop()  # its last log lines too
+    try:
+        seen = "\n".join([*stack.outputs, stack.proxy.logs()])
+        assert "pg: session started" in seen
+        for password in stack.pg.passwords.values():
+            assert password not in seen
+        for path in stack.proxy.config_path.parent.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                for password in stack.pg.passwords.values():
+                    assert password.encode() not in data, path
+    finally:
+        stack.proxy.start()  # the module's proxy again for the tests that run after this one

@@ -106,7 +106,13 @@ def test_a_rotated_token_ends_its_open_sessions(stack: Stack) -> None:
 
 
 def test_canary(stack: Stack) -> None:
-    stack.proxy.stop()
-    seen = "\n".join([*stack.outputs, stack.proxy.logs()])
-    for secret in (stack.pg.passwords["scram_user"], stack.token, stack.store.value("codex")):
-        assert secret not in seen
+    # a session with each token and a refused one, whichever tests ran before this one
+    for password in (stack.token, stack.store.value("codex"), "not-a-token"):
+        query(stack, "psql", "require", password)
+    stack.proxy.stop()  # its last log lines too
+    try:
+        seen = "\n".join([*stack.outputs, stack.proxy.logs()])
+        for secret in (stack.pg.passwords["scram_user"], stack.token, stack.store.value("codex")):
+            assert secret not in seen
+    finally:
+        stack.proxy.start()  # the module's proxy again for the tests that run after this one

@@ -18,6 +18,7 @@ from cordon_testing.proxy import (
     TIMEOUT,
     RecordingUpstream,
     approve_as_user,
+    default_signals,
     free_port,
     health_ok,
     write_config,
@@ -105,7 +106,7 @@ def test_cordon_logs_follows_new_lines(tmp_path: Path) -> None:
     log = paths.state_dir / "proxy.log"
     log.write_text("one\ntwo\n")
     follower = subprocess.Popen([str(TOOL), "logs", "-c", str(config), "-f", "-n", "1"], stdout=subprocess.PIPE,
-                                text=True)
+                                text=True, preexec_fn=default_signals)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(follower.stdout.readline, "")), daemon=True)
     reader.start()

@@ -15,7 +15,7 @@ import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -312,25 +312,33 @@ def read_private(path: Path, what: str = "", *, owner: bool = True, tighten: boo
 
 
 def ensure_private_file(path: Path, make: Callable[[], bytes], read: Callable[[Path], bytes | None]) -> bytes:
-    """What ``read(path)`` gives, or a new private file holding ``make()``: created ``O_CREAT|O_EXCL|O_NOFOLLOW``
-    0600 and fsynced (its directory 0700 when missing). When another process creates it first, its content.
-    Raises FileNotFoundError when it vanished in between, OSError when it cannot be created."""
+    """What ``read(path)`` gives, or a new private file holding ``make()``: written and fsynced in a temporary
+    file created ``O_CREAT|O_EXCL|O_NOFOLLOW`` 0600 beside it (its directory 0700 when missing), then linked
+    into place, so a reader never sees it empty or half written. When another process creates it first, its
+    content. Raises FileNotFoundError when it vanished in between, OSError when it cannot be created."""
     existing = read(path)
     if existing is not None:
         return existing
-    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = make()
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, _CREATE_FLAGS, 0o600)
     try:
-        fd = os.open(path, _CREATE_FLAGS, 0o600)
-    except FileExistsError:
-        theirs = read(path)
-        if theirs is None:
-            raise FileNotFoundError(errno.ENOENT, "vanished while it was being created", str(path)) from None
-        return theirs
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)  # fails on anything already there, a symlink included
+        except FileExistsError:
+            theirs = read(path)
+            if theirs is None:
+                raise FileNotFoundError(errno.ENOENT, "vanished while it was being created", str(path)) from None
+            return theirs
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
     return data
 
 

@@ -124,14 +124,16 @@ class ProxyProcess:
     def wait_ours(self, paths: ScopePaths, port: int, timeout: float, *,
                   env: Mapping[str, str] | None = None) -> ProbeResult:
         """Wait until the listener on ``port`` proves it is ``paths``' cordon (this process, when it says its
-        pid); :class:`ProxyNotOurs` as soon as anything else answers there."""
+        pid); :class:`ProxyNotOurs` as soon as an answer proves it is not (``settled``: another scope's proof, an
+        HTTP answer this scope's key does not verify). A silence is waited out: it may be this proxy starting
+        (it serves /health only once its listeners are bound)."""
         from cordon_config.identity import probe
 
         def ready() -> ProbeResult | None:
             state = probe(paths, port, timeout=0.5, env=env)
             if state.ours and state.pid in (None, self.pid):
                 return state
-            if state.kind != "none" and not state.ours:
+            if state.settled:
                 raise ProxyNotOurs(state)
             return None
 

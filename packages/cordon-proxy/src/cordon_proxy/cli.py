@@ -348,7 +348,9 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger, audit: Audit
     if audit is not None:
         audit.event("start", version=__version__, pid=os.getpid(), config=str(config.path))
     try:
-        await proxy.listen(config.listen)
+        # bound now (a taken port fails first), served once the listeners are up too: /health, and so
+        # `cordon wait`, `restart` and `run`, answer only when every port of this config accepts
+        server = await proxy.listen(config.listen, serve=False)
     except OSError as exc:
         if audit is not None:
             audit.close()
@@ -366,6 +368,7 @@ async def _run(paths: ScopePaths, runtime: Runtime, logger: Logger, audit: Audit
     except ListenerStartError as exc:
         await proxy.shutdown()
         return _fail(exc.message, exc.hint)
+    await server.start_serving()
     release_startup_memory()
     life.start_watching()
     stop, now = asyncio.Event(), asyncio.Event()

@@ -95,9 +95,11 @@ class Proxy:
         self.server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def listen(self, port: int) -> asyncio.Server:
-        """Bind 127.0.0.1:``port`` (never another address)."""
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", port, limit=READ_SIZE, backlog=512)
+    async def listen(self, port: int, *, serve: bool = True) -> asyncio.Server:
+        """Bind 127.0.0.1:``port`` (never another address); accept connections now, or (``serve=False``) once
+        ``self.server.start_serving()`` is awaited: until then connections wait in the backlog."""
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", port, limit=READ_SIZE, backlog=512,
+                                                 start_serving=serve)
         loop = asyncio.get_running_loop()
         self.logger.batch_on(loop)  # request lines: one write per loop iteration
         if self.audit is not None:

@@ -183,6 +183,28 @@ def secret_service_missing() -> list[str]:
 
 
 
+def wait_for_secret_service(timeout: float = SECRET_SERVICE_TIMEOUT) -> None:
+    """Return once a process owns ``org.freedesktop.secrets`` on the session bus ($DBUS_SESSION_BUS_ADDRESS).
+
+    gnome-keyring-daemon unlocks its login keyring and then takes the name from its main loop, so the name
+    appears a moment after ``gnome-keyring-daemon --unlock`` has returned. A client that calls the Secret
+    Service before then makes a bus with the system's service files start a second daemon (``--start``, no
+    password), and which of the two answers is luck. NameHasOwner (asked with ``dbus-send``, which comes with
+    the bus) starts nothing. Raises TimeoutError."""
+    import time
+
+    argv = ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.secrets"]
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if reply.returncode == 0 and reply.stdout.split()[-1:] == ["true"]:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing owns org.freedesktop.secrets on the session bus after {timeout} s: "
+                               f"{reply.stderr.strip() or reply.stdout.strip()}")
+        time.sleep(0.05)
+
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">

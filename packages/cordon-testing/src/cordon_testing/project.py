@@ -3,6 +3,9 @@
 :class:`Project` runs ``cordon setup``, ``cordon route add``, ``cordon env`` and ``cordon start`` as
 subprocesses of the installed ``cordon`` script in a directory of its own, with HOME and XDG_CONFIG_HOME of the
 test: two of them are two real projects side by side, each with its own scope, port, CA, tokens and proxy.
+With a :class:`~cordon_testing.namespaces.PrivateNetwork` every command, proxy and client runs inside it, so
+the ports ``cordon setup`` picks (the first free from 6790) are the test's alone: no other test run on the
+machine can bind one between the setup that chose it and the ``cordon start`` that binds it.
 Loopback only; every wait is bounded.
 """
 
@@ -17,16 +20,21 @@ import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cordon_testing.namespaces import PrivateNetwork
 
 TIMEOUT = 30.0
 CORDON = Path(sys.executable).parent / "cordon"
 
 
 def cordon(*args: str, cwd: Path, env: Mapping[str, str], check: bool = True, timeout: float = TIMEOUT,
-           input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``cordon`` with ``args`` in ``cwd``; ``check`` fails with its stderr when it exits non-0."""
-    done = subprocess.run([str(CORDON), *args], cwd=cwd, env=dict(env), capture_output=True, text=True,
+           input: str | None = None, network: PrivateNetwork | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``cordon`` with ``args`` in ``cwd`` (inside ``network`` when given); ``check`` fails
+    with its stderr when it exits non-0."""
+    argv = [str(CORDON), *args]
+    done = subprocess.run(network.argv(argv) if network else argv, cwd=cwd, env=dict(env), capture_output=True, text=True,
                           timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
     if check and done.returncode != 0:
         raise AssertionError(f"cordon {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}")
@@ -34,9 +42,11 @@ def cordon(*args: str, cwd: Path, env: Mapping[str, str], check: bool = True, ti
 
 
 class Project:
-    """A project directory set up with the real ``cordon`` (no integration unless asked)."""
+    """A project directory set up with the real ``cordon`` (no integration unless asked); with ``network`` its
+    commands and its proxy run inside that private network namespace."""
 
-    def __init__(self, directory: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, directory: Path, env: Mapping[str, str] | None = None, *,
+                 network: PrivateNetwork | None = None) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         base = dict(os.environ if env is None else env)
@@ -44,12 +54,14 @@ class Project:
                      "NO_PROXY", "no_proxy"):
             base.pop(name, None)
         self.env = base
+        self.network = network
         self.proc: subprocess.Popen[bytes] | None = None
 
     def run(self, *args: str, check: bool = True, cwd: Path | None = None,
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """``cordon ARGS`` in the project (or ``cwd``)."""
-        return cordon(*args, cwd=cwd or self.dir, env={**self.env, **(env or {})}, check=check)
+        return cordon(*args, cwd=cwd or self.dir, env={**self.env, **(env or {})}, check=check,
+                      network=self.network)
 
     def setup(self, *args: str) -> Project:
         self.run("setup", *args)
@@ -84,13 +96,14 @@ class Project:
     def start(self, *args: str, secrets: Mapping[str, str] | None = None) -> Project:
         """``cordon start ARGS`` in the background; returns once its port answers."""
         env = {**self.env, **(secrets or {})}
-        self.proc = subprocess.Popen([str(CORDON), "start", *args], cwd=self.dir, env=env, stdin=subprocess.DEVNULL,
+        argv = [str(CORDON), "start", *args]
+        self.proc = subprocess.Popen(self.network.argv(argv) if self.network else argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"cordon start exited {self.proc.returncode}:\n{self.stop()}")
-            if _answers(self.port):
+            if _answers(self.port, self.network):
                 return self
             time.sleep(0.05)
         self.stop()
@@ -120,14 +133,19 @@ class Project:
         self.stop()
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, network: PrivateNetwork | None = None) -> bool:
     import socket
 
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    def connect() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    return network.call(connect) if network else connect()
 
 
-def run_client(argv: Sequence[str], env: Mapping[str, str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """A client process with exactly ``env`` (bounded)."""
-    return subprocess.run(list(argv), env=dict(env), capture_output=True, text=True, timeout=TIMEOUT, **kwargs)
+def run_client(argv: Sequence[str], env: Mapping[str, str], *, network: PrivateNetwork | None = None,
+               **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """A client process with exactly ``env`` (bounded), inside ``network`` when given."""
+    argv = network.argv(argv) if network else list(argv)
+    return subprocess.run(argv, env=dict(env), capture_output=True, text=True, timeout=TIMEOUT, **kwargs)

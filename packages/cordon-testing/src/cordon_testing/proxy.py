@@ -19,6 +19,7 @@ import gzip
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -621,6 +622,43 @@ def read_head(sock: socket.socket) -> bytes:
             break
         head += chunk
     return head
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """Read one whole response from ``sock``: (head, body), the body by its Content-Length (none for 1xx, 204
+    and 304), so the next response on a keep-alive connection starts at its own head. A response that ends
+    before its head or body is complete, or is framed any other way, is an AssertionError."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed before the end of the response head: {data[:200]!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    head += b"\r\n\r\n"
+    status = head.split(b" ", 2)[1]
+    lengths = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")[1:]
+               if line.lower().startswith(b"content-length:")]
+    if status.startswith(b"1") or status in (b"204", b"304"):
+        length = 0
+    else:
+        assert len(lengths) == 1, f"read_response reads bodies framed by one Content-Length: {head!r}"
+        length = int(lengths[0])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(body)} of {length} body bytes"
+        body += chunk
+    assert len(body) == length, f"{len(body) - length} bytes arrived after the response"
+    return head, body
+
+
+def default_signals() -> None:
+    """``preexec_fn`` for a child a test will interrupt: SIGINT and SIGQUIT back to their default actions.
+
+    A shell starts a background job (``pytest &``, a CI step run that way) with SIGINT and SIGQUIT ignored,
+    children inherit that, and Python installs its KeyboardInterrupt handler only where SIGINT is not ignored:
+    without this, the test's SIGINT never reaches a child that leaves the signal to Python."""
+    for signum in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def terminate(proc: subprocess.Popen[Any], timeout: float = TIMEOUT) -> int:
