@@ -26,7 +26,6 @@ from cordon_testing.postgres import (
     PostgresServer,
     free_port,
     psycopg_connect,
-    wait_port,
     write_listener_config,
 )
 from cordon_testing.proxy import ProxyProcess
@@ -120,7 +119,6 @@ def test_cancel_goes_to_the_address_the_session_connected_to_after_dns_changes(
     config = write_listener_config(tmp_path, listen, [spec], upstream_ca_file=pg.ca_pem)
     env = dict(os.environ, PW=pg.passwords["scram_user"])
     with ProxyProcess(config, listen, env=env, resolve={name: REAL}, args=("--log-level", "info")) as proxy:
-        wait_port(port)  # /health answers as soon as the HTTP side listens, a moment before [[listeners]] bind
         with psycopg_connect(port, "scram_user", sslmode="require") as conn:
             assert conn.execute("select host(inet_server_addr())").fetchone() == (REAL,)
             assert f"address={REAL}" in proxy.logs()
