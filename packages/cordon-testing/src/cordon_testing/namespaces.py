@@ -38,6 +38,7 @@ __all__ = [
     "hosts_text",
     "private_argv",
     "require",
+    "rewrite_hosts",
     "unavailable",
 ]
 
@@ -104,10 +105,21 @@ def require(*, network: bool = False) -> None:
 
 
 def hosts_text(names: Mapping[str, str]) -> str:
-    """A hosts file: localhost plus ``name → address`` for each of ``names``."""
-    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost"]
+    """A hosts file: ``name → address`` for each of ``names``, plus localhost unless ``names`` maps it."""
+    lines = [] if "localhost" in names else ["127.0.0.1 localhost", "::1 localhost ip6-localhost"]
     lines += [f"{address} {name}" for name, address in names.items()]
     return "\n".join(lines) + "\n"
+
+
+def rewrite_hosts(hosts_file: Path, names: Mapping[str, str]) -> None:
+    """Point ``names`` elsewhere in a hosts file already bind-mounted over a namespace's ``/etc/hosts``.
+
+    Written in place (same inode), never replaced by a rename: the mount holds the inode, and glibc reads the
+    file on every lookup (no nscd here), so the processes inside resolve the new addresses from their next lookup.
+    """
+    with open(hosts_file, "r+", encoding="utf-8") as file:
+        file.truncate(0)
+        file.write(hosts_text(names))
 
 
 def hosts_argv(argv: Sequence[str], names: Mapping[str, str], hosts_file: Path) -> list[str]:

@@ -35,7 +35,7 @@ from cordon_config.ports import free_port
 from cordon_config.proxyproc import ProxyExited, ProxyTimeout, proxy_argv, stop_process
 from cordon_config.proxyproc import ProxyProcess as Process
 
-from cordon_testing.namespaces import UNROUTED_ADDRESS, PrivateNetwork, hosts_argv
+from cordon_testing.namespaces import UNROUTED_ADDRESS, PrivateNetwork, hosts_argv, rewrite_hosts
 
 TIMEOUT = 15.0
 TEST_NAMES = ("api.test", "other.test", "third.test", "bad.test", "filed.test")
@@ -455,6 +455,7 @@ class ProxyProcess:
             full.pop(name, None)
         default = UNROUTED_ADDRESS if network is not None else "127.0.0.1"  # in a private network: allowed
         self.names = dict(resolve or {h: default for h in TEST_NAMES})
+        self.hosts_file = config_path.parent / "hosts"  # bind-mounted over /etc/hosts in the proxy's namespace
         self.network = network
         home = config_path.parent / "home"
         home.mkdir(exist_ok=True)
@@ -480,7 +481,7 @@ class ProxyProcess:
         """
         if self.approve:
             approve_as_user(self.config_path, self.env)
-        argv = hosts_argv(proxy_argv(self.config_path, *self.args), self.names, self.config_path.parent / "hosts")
+        argv = hosts_argv(proxy_argv(self.config_path, *self.args), self.names, self.hosts_file)
         if self.network is not None:
             argv = self.network.argv(argv)
         self.process = Process(argv, env=self.env, log_path=self.log_path).start()
@@ -491,6 +492,12 @@ class ProxyProcess:
                 self.stop()
                 raise
         return self
+
+    def resolve_to(self, names: Mapping[str, str]) -> None:
+        """Change what names resolve to for the running proxy (its hosts file, rewritten in place): what a DNS
+        change or a poisoned resolver does between two lookups."""
+        self.names = dict(names)
+        rewrite_hosts(self.hosts_file, self.names)
 
     def wait_healthy(self, timeout: float = TIMEOUT) -> None:
         """Wait until /health answers 200 (inside the private network when there is one)."""
