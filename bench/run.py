@@ -775,7 +775,8 @@ def run_inside_namespace(args: argparse.Namespace, argv: list[str]) -> int:
     """Install what needs a registry, then run this bench again in a private network namespace of its own:
     loopback only (plus one address on ``lo`` that is not loopback, where the unrouted host lives), and a
     hosts file for the .test names. No product switch is involved and nothing can leave the machine."""
-    bench = Bench(args)
+    cores = os.sched_getaffinity(0)
+    bench = Bench(args)  # pins this process to the load core
     try:
         bench.install_tools()
     except (tools.ToolMissing, OSError, subprocess.SubprocessError) as exc:
@@ -787,6 +788,7 @@ def run_inside_namespace(args: argparse.Namespace, argv: list[str]) -> int:
     except RuntimeError as exc:
         sys.stderr.write(f"bench: {exc}\n")
         return 1
+    os.sched_setaffinity(0, cores)  # the run inside must see every core to pin the proxy apart from the load
     return subprocess.call(inner, env={**os.environ, INSIDE_ENV: "1"})
 
 
