@@ -14,7 +14,7 @@ import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 CONFIG_NAME = "cordon.toml"
 
@@ -81,6 +81,40 @@ def resolve(scope: str | None, config: str | None, environ: Mapping[str, str], c
     namespace = f"{name}-{_sha256(project.encode('utf-8')).hexdigest()[:8]}"
     return path, _pure(os.path.join(base, "projects", namespace))
 
+
+
+def plain_options(args: Sequence[str], valued: Mapping[str, str],
+                  flags: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """The options of a fast path's plain forms (``--opt VALUE``, ``--opt=VALUE``, and the bare ``flags``),
+    each at most once, by key (a flag's value is ``"1"``); None for anything the full parser must see. A
+    ``--scope`` other than project/user, or beside ``--config``, is the full parser's too."""
+    found: dict[str, str] = {}
+    flags = flags or {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in flags:
+            if flags[arg] in found:
+                return None
+            found[flags[arg]] = "1"
+            i += 1
+            continue
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        key = valued.get(name)
+        if key is None or key in found:
+            return None
+        if not eq:
+            if i + 1 >= len(args):
+                return None
+            value = args[i + 1]
+            i += 1
+        if not value or value.startswith("-"):
+            return None
+        found[key] = value
+        i += 1
+    if "scope" in found and ("config" in found or found["scope"] not in ("project", "user")):
+        return None
+    return found
 
 
 def file_identity(path: str) -> str:

@@ -24,7 +24,7 @@ import os
 import sys
 
 from cordon_config.proofs import compare_digest, config_digest, health_target, server_proof
-from cordon_config.quickscope import changed_at, file_identity, quote, resolve
+from cordon_config.quickscope import changed_at, file_identity, plain_options, quote, resolve
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,32 +69,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
 
 def parse_args(args: Sequence[str]) -> dict[str, str] | None:
     """The options of the plain forms, each at most once; None for anything the full parser must see."""
-    found: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg in _FLAGS:
-            if _FLAGS[arg] in found:
-                return None
-            found[_FLAGS[arg]] = "1"
-            i += 1
-            continue
-        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        key = _VALUED.get(name)
-        if key is None or key in found:
-            return None
-        if not eq:
-            if i + 1 >= len(args):
-                return None
-            value = args[i + 1]
-            i += 1
-        if not value or value.startswith("-"):
-            return None
-        found[key] = value
-        i += 1
-    if "quiet" in found and "json" in found:
-        return None
-    if "scope" in found and ("config" in found or found["scope"] not in ("project", "user")):
+    found = plain_options(args, _VALUED, _FLAGS)
+    if found is None or ("quiet" in found and "json" in found):
         return None
     return found
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import sys
 
-from cordon_config.quickscope import changed_at, file_identity, resolve
+from cordon_config.quickscope import changed_at, file_identity, plain_options, resolve
 
 TYPE_CHECKING = False  # `typing` costs more than this whole module
 if TYPE_CHECKING:
@@ -60,26 +60,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
 
 def parse_args(args: Sequence[str]) -> dict[str, str] | None:
     """The options of the plain forms (``--opt VALUE``, ``--opt=VALUE``), each at most once; None otherwise."""
-    found: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        key = _OPTIONS.get(name)
-        if key is None or key in found:
-            return None
-        if not eq:
-            if i + 1 >= len(args):
-                return None
-            value = args[i + 1]
-            i += 1
-        if not value or value.startswith("-"):
-            return None
-        found[key] = value
-        i += 1
-    if "scope" in found and ("config" in found or found["scope"] not in ("project", "user")):
-        return None
-    if found.get("format", "shell") not in _FAST_FORMATS:
+    found = plain_options(args, _OPTIONS)
+    if found is None or found.get("format", "shell") not in _FAST_FORMATS:
         return None
     return found
 
