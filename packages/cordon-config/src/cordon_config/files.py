@@ -336,9 +336,30 @@ def ensure_private_file(path: Path, make: Callable[[], bytes], read: Callable[[P
             if theirs is None:
                 raise FileNotFoundError(errno.ENOENT, "vanished while it was being created", str(path)) from None
             return theirs
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            return _create_directly(path, data, read)  # a filesystem without hard links
     finally:
         with suppress(FileNotFoundError):
             os.unlink(temporary)
+    return data
+
+
+def _create_directly(path: Path, data: bytes, read: Callable[[Path], bytes | None]) -> bytes:
+    """``ensure_private_file`` where hard links are not supported: created ``O_EXCL|O_NOFOLLOW`` 0600 in place
+    (a reader racing the creator may see it short; the readers treat that as damaged, not as a key)."""
+    try:
+        fd = os.open(path, _CREATE_FLAGS, 0o600)
+    except FileExistsError:
+        theirs = read(path)
+        if theirs is None:
+            raise FileNotFoundError(errno.ENOENT, "vanished while it was being created", str(path)) from None
+        return theirs
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     return data
 
 

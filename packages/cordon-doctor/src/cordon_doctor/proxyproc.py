@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cordon_config.identity import IdentityError
 from cordon_config.proxyproc import ProxyExited, ProxyNotOurs, ProxyTimeout, proxy_argv
 from cordon_config.proxyproc import ProxyProcess as Process
 from cordon_config.scope import ScopePaths
@@ -49,6 +50,8 @@ class ProxyProcess:
             raise ProxyStartError(message, self.log_tail()) from None
         except (ProxyExited, ProxyNotOurs) as exc:
             raise ProxyStartError(str(exc), self.log_tail()) from None
+        except IdentityError as exc:  # this scope's identity key is damaged or readable by others
+            raise ProxyStartError(exc.message + (f"; {exc.hint}" if exc.hint else ""), self.log_tail()) from None
 
     def log_tail(self, lines: int = 12) -> str:
         """The last lines the proxy wrote."""

@@ -96,9 +96,20 @@ class Proxy:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def listen(self, port: int, *, serve: bool = True) -> asyncio.Server:
-        """Bind 127.0.0.1:``port`` (never another address); accept connections now, or (``serve=False``) once
-        ``self.server.start_serving()`` is awaited: until then connections wait in the backlog."""
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", port, limit=READ_SIZE, backlog=512,
+        """Bind and listen on 127.0.0.1:``port`` (never another address), so the port is held from here on; accept
+        connections now, or (``serve=False``) once ``self.server.start_serving()`` is awaited: until then
+        connections wait in the backlog. A socket that is bound but not listening could be bound again by any
+        other process setting SO_REUSEADDR, which is why the listen happens here."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(512)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.server = await asyncio.start_server(self._accept, sock=sock, limit=READ_SIZE, backlog=512,
                                                  start_serving=serve)
         loop = asyncio.get_running_loop()
         self.logger.batch_on(loop)  # request lines: one write per loop iteration
