@@ -135,58 +135,46 @@ def _leaf(sub: argparse._SubParsersAction[_Parser], name: str, help_text: str, e
     return parser
 
 
-def _add_route_commands(parser: argparse.ArgumentParser) -> None:
+def _item_commands(parser: argparse.ArgumentParser, noun: str, added: str, epilog: str,
+                   fields: Callable[..., None], all_help: str) -> dict[str, argparse.ArgumentParser]:
+    """add/edit/list/show/remove/approve for one kind of cordon.toml item (routes, listeners); the leaves by
+    action, for the options only one kind has."""
     prog = parser.prog
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
-    add = _leaf(sub, "add", "add a route (a wizard on a terminal when no flags are given)", ROUTE_EPILOG, prog)
-    _route_fields(add, edit=False)
-    edit = _leaf(sub, "edit", "change only the given fields of a route", ROUTE_EPILOG, prog)
+    add = _leaf(sub, "add", f"add {added} (a wizard on a terminal when no flags are given)", epilog, prog)
+    fields(add, edit=False)
+    edit = _leaf(sub, "edit", f"change only the given fields of a {noun}", epilog, prog)
     edit.add_argument("name", metavar="NAME")
-    _route_fields(edit, edit=True)
-    lister = _leaf(sub, "list", "list the routes", ROUTE_EPILOG, prog)
+    fields(edit, edit=True)
+    lister = _leaf(sub, "list", f"list the {noun}s", epilog, prog)
     lister.add_argument("--json", action="store_true", help="print JSON")
-    show = _leaf(sub, "show", "show one route", ROUTE_EPILOG, prog)
+    show = _leaf(sub, "show", f"show one {noun}", epilog, prog)
     show.add_argument("name", metavar="NAME")
     show.add_argument("--json", action="store_true", help="print JSON")
-    remove = _leaf(sub, "remove", "remove a route (asks first on a terminal)", ROUTE_EPILOG, prog)
+    remove = _leaf(sub, "remove", f"remove a {noun} (asks first on a terminal)", epilog, prog)
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    remove.add_argument("--delete-secret", action=argparse.BooleanOptionalAction, default=None,
-                        help="also delete the route's keyring secret (asked on a terminal; kept otherwise)")
-    approve = _leaf(sub, "approve", "approve routes as cordon.toml says now: shows what changed since the last "
-                    "approval and asks on a terminal", ROUTE_EPILOG, prog)
-    approve.add_argument("names", nargs="*", metavar="NAME", help="the routes to approve")
-    approve.add_argument("--all", action="store_true",
-                         help="every route and the [tls]/[secrets] settings (approvals of removed routes are dropped)")
+    approve = _leaf(sub, "approve", f"approve {noun}s as cordon.toml says now: shows what changed since the "
+                    "last approval and asks on a terminal", epilog, prog)
+    approve.add_argument("names", nargs="*", metavar="NAME", help=f"the {noun}s to approve")
+    approve.add_argument("--all", action="store_true", help=all_help)
     approve.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     approve.add_argument("--json", action="store_true", help="print what was (or would be) approved as JSON")
+    return {"add": add, "edit": edit, "list": lister, "show": show, "remove": remove, "approve": approve}
+
+
+def _add_route_commands(parser: argparse.ArgumentParser) -> None:
+    leaves = _item_commands(parser, "route", "a route", ROUTE_EPILOG, _route_fields,
+                            "every route and the [tls]/[secrets] settings (approvals of removed routes are dropped)")
+    leaves["remove"].add_argument("--delete-secret", action=argparse.BooleanOptionalAction, default=None,
+                                  help="also delete the route's keyring secret (asked on a terminal; kept otherwise)")
 
 
 def _add_listener_commands(parser: argparse.ArgumentParser) -> None:
     from cordon_config.commands.listener import add_listener_fields
 
-    prog = parser.prog
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
-    add = _leaf(sub, "add", "add a PostgreSQL listener (a wizard on a terminal when no flags are given)",
-                LISTENER_EPILOG, prog)
-    add_listener_fields(add, edit=False)
-    edit = _leaf(sub, "edit", "change only the given fields of a listener", LISTENER_EPILOG, prog)
-    edit.add_argument("name", metavar="NAME")
-    add_listener_fields(edit, edit=True)
-    lister = _leaf(sub, "list", "list the listeners", LISTENER_EPILOG, prog)
-    lister.add_argument("--json", action="store_true", help="print JSON")
-    show = _leaf(sub, "show", "show one listener", LISTENER_EPILOG, prog)
-    show.add_argument("name", metavar="NAME")
-    show.add_argument("--json", action="store_true", help="print JSON")
-    remove = _leaf(sub, "remove", "remove a listener (asks first on a terminal)", LISTENER_EPILOG, prog)
-    remove.add_argument("name", metavar="NAME")
-    remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    approve = _leaf(sub, "approve", "approve listeners as cordon.toml says now: shows what changed since the "
-                    "last approval and asks on a terminal", LISTENER_EPILOG, prog)
-    approve.add_argument("names", nargs="*", metavar="NAME", help="the listeners to approve")
-    approve.add_argument("--all", action="store_true", help="every listener")
-    approve.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    approve.add_argument("--json", action="store_true", help="print what was (or would be) approved as JSON")
+    _item_commands(parser, "listener", "a PostgreSQL listener", LISTENER_EPILOG, add_listener_fields,
+                   "every listener")
 
 
 def _add_secret_commands(parser: argparse.ArgumentParser) -> None:
