@@ -41,7 +41,7 @@ class WsUpstream:
     server: Server
     port: int
     headers: list[list[tuple[str, str]]] = field(default_factory=list)
-    close_codes: list[int | None] = field(default_factory=list)
+    close_codes: list[tuple[str, int | None]] = field(default_factory=list)  # (request path, code) per connection
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -75,7 +75,7 @@ def ws_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WsStack]:
         except ConnectionClosed:
             pass
         with up.lock:
-            up.close_codes.append(ws.close_code)
+            up.close_codes.append((ws.request.path if ws.request else "", ws.close_code))
 
     def process_request(connection: ServerConnection, request: object) -> object:
         if getattr(request, "path", "").startswith("/deny"):
@@ -135,10 +135,10 @@ async def _recv(ws: ClientConnection) -> str | bytes:
 
 
 def test_websocket_text_binary_and_client_close(ws_stack: WsStack) -> None:
-    before = len(ws_stack.upstream.close_codes)
+    path = "/v1/realtime?test=client-close"  # this test's connection among the module's (its close may land late)
 
     async def talk() -> None:
-        async with _open(ws_stack) as ws:
+        async with _open(ws_stack, path) as ws:
             await ws.send("hello")
             assert await _recv(ws) == "echo:hello"
             await ws.send(b"\x00\x01\xffbinary")
@@ -154,12 +154,15 @@ def test_websocket_text_binary_and_client_close(ws_stack: WsStack) -> None:
     assert auth == [f"Bearer {SECRET}"], "the upgrade request is injected like any other"
     assert not [n for n, _ in headers if n.lower() == "proxy-authorization"]
     assert [v.lower() for n, v in headers if n.lower() == "upgrade"] == ["websocket"]
-    deadline_codes = ws_stack.upstream.close_codes
+    def codes() -> list[int | None]:
+        with ws_stack.upstream.lock:
+            return [code for seen, code in ws_stack.upstream.close_codes if seen == path]
+
     for _ in range(int(TIMEOUT / 0.05)):
-        if len(deadline_codes) > before:
+        if codes():
             break
         threading.Event().wait(0.05)
-    assert deadline_codes[before:] == [1000]
+    assert codes() == [1000]
 
 
 def test_websocket_upstream_close_code_reaches_client(ws_stack: WsStack) -> None:
